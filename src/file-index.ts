@@ -1,0 +1,121 @@
+// The per-file index of a backup (`.statesnap/index.jsonl`): written as a stream of JSON lines while the copy
+// runs and read back as a stream, so a 1M-file store never needs one giant string or array in memory.
+// The manifest records the index's line count and sha256, so a truncated or edited index is refused.
+
+import { createHash, type Hash } from 'node:crypto';
+import { closeSync, createReadStream, openSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { describeCause, StatesnapError } from './errors.js';
+import { formatZodIssues, INDEX_FILE, type IndexEntry, IndexEntrySchema } from './manifest.js';
+
+// Lines are gathered and written in slices of this size: one write per ~1,500 entries.
+const FLUSH_THRESHOLD = 256 * 1024;
+
+export class IndexWriter {
+  readonly #fd: number;
+  readonly #hash: Hash = createHash('sha256');
+  #pending = '';
+  #entries = 0;
+
+  constructor(backupDir: string) {
+    this.#fd = openSync(join(backupDir, INDEX_FILE), 'wx', 0o644);
+  }
+
+  add(entry: IndexEntry): void {
+    this.#pending += `${JSON.stringify(entry)}\n`;
+    this.#entries++;
+    if (this.#pending.length >= FLUSH_THRESHOLD) this.#flush();
+  }
+
+  #flush(): void {
+    if (this.#pending.length === 0) return;
+    const bytes = Buffer.from(this.#pending, 'utf8');
+    this.#hash.update(bytes);
+    let written = 0;
+    while (written < bytes.length) written += writeSync(this.#fd, bytes, written);
+    this.#pending = '';
+  }
+
+  /** Writes what is left and closes the file; returns what the manifest records about the index. */
+  close(): { entries: number; sha256: string } {
+    this.#flush();
+    closeSync(this.#fd);
+    return { entries: this.#entries, sha256: this.#hash.digest('hex') };
+  }
+
+  /** Closes without finishing (the run failed); the directory holding the file is discarded by the caller. */
+  abandon(): void {
+    try {
+      closeSync(this.#fd);
+    } catch {}
+  }
+}
+
+export interface IndexExpectation {
+  entries: number;
+  sha256: string;
+}
+
+/**
+ * Streams the validated entries of a backup's index. Refuses (ERR_INDEX_INVALID) a malformed line, an unsafe
+ * path, a duplicate path, and an index whose line count or sha256 differ from what the manifest recorded.
+ * With `refuseCaseCollisions`, two paths that differ only by letter case are refused too (they would
+ * overwrite each other on a case-insensitive filesystem).
+ */
+export async function* readIndex(
+  backupDir: string,
+  expected: IndexExpectation,
+  options: { refuseCaseCollisions: boolean },
+): AsyncGenerator<IndexEntry> {
+  const path = join(backupDir, INDEX_FILE);
+  const invalid = (message: string, cause?: unknown) =>
+    new StatesnapError('ERR_INDEX_INVALID', `index ${path} ${message}`, { path, cause });
+  const hash = createHash('sha256');
+  const seen = new Set<string>();
+  const seenFolded = options.refuseCaseCollisions ? new Map<string, string>() : null;
+  const stream = createReadStream(path);
+  stream.on('data', (chunk) => hash.update(chunk));
+  const lines = createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY });
+  let lineNumber = 0;
+  try {
+    for await (const line of lines) {
+      lineNumber++;
+      let data: unknown;
+      try {
+        data = JSON.parse(line);
+      } catch (error) {
+        throw invalid(`line ${lineNumber} is not valid JSON: ${describeCause(error)}`, error);
+      }
+      const parsed = IndexEntrySchema.safeParse(data);
+      if (!parsed.success) throw invalid(`line ${lineNumber} is invalid: ${formatZodIssues(parsed.error)}`);
+      const entry = parsed.data;
+      if (seen.has(entry.path)) throw invalid(`line ${lineNumber}: duplicate path ${JSON.stringify(entry.path)}`);
+      seen.add(entry.path);
+      if (seenFolded) {
+        const folded = entry.path.toLowerCase();
+        const other = seenFolded.get(folded);
+        if (other !== undefined) {
+          throw invalid(
+            `line ${lineNumber}: path ${JSON.stringify(entry.path)} differs from ${JSON.stringify(other)} only by case`,
+          );
+        }
+        seenFolded.set(folded, entry.path);
+      }
+      yield entry;
+    }
+  } catch (error) {
+    if (error instanceof StatesnapError) throw error;
+    throw invalid(`cannot be read: ${describeCause(error)}`, error);
+  } finally {
+    lines.close();
+    stream.destroy();
+  }
+  if (lineNumber !== expected.entries) {
+    throw invalid(`has ${lineNumber} entries; the manifest says ${expected.entries}`);
+  }
+  const digest = hash.digest('hex');
+  if (digest !== expected.sha256) {
+    throw invalid(`sha256 is ${digest}; the manifest says ${expected.sha256} (the index was modified)`);
+  }
+}

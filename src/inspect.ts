@@ -1,0 +1,87 @@
+// Shows what a backup holds: sections, totals, hash algorithm, when and by which tool it was made, warnings.
+// Works on Oxios-made backups too (no index): their totals are counted by walking the tree.
+
+import { MANIFEST_FILE, META_DIR, readManifest, type SkippedCounts } from './manifest.js';
+import { requirePath, signalOption } from './options.js';
+import { walk } from './planner.js';
+
+export interface InspectOptions {
+  /** The backup directory (the one holding manifest.json). */
+  backup: string;
+  signal?: AbortSignal;
+}
+
+export interface InspectResult {
+  command: 'inspect';
+  backup: string;
+  version: number;
+  createdAt: string;
+  /** The manifest's `oxios_version`: the app version recorded by whoever made the backup. */
+  appVersion: string;
+  /** `statesnap` with its version, or null for a backup made by Oxios itself. */
+  tool: { name: string; version: string } | null;
+  sections: Array<{ name: string; entry_count: number }>;
+  files: number;
+  dirs: number;
+  bytes: number;
+  /** Where the totals come from: the manifest (statesnap backups) or a walk of the tree (Oxios backups). */
+  totalsFrom: 'manifest' | 'walk';
+  hashAlgorithm: string | null;
+  indexEntries: number | null;
+  skipped: SkippedCounts | null;
+  warnings: { count: number; byProblem: Record<string, number> } | null;
+}
+
+export async function inspect(options: InspectOptions): Promise<InspectResult> {
+  const backupDir = requirePath('backup', options.backup);
+  const signal = signalOption(options.signal);
+  const manifest = readManifest(backupDir);
+  const extras = manifest.statesnap;
+  const base = {
+    command: 'inspect' as const,
+    backup: backupDir,
+    version: manifest.version,
+    createdAt: manifest.created_at,
+    appVersion: manifest.oxios_version,
+    sections: manifest.sections,
+  };
+  if (extras) {
+    return {
+      ...base,
+      tool: { name: extras.tool, version: extras.tool_version },
+      ...extras.totals,
+      totalsFrom: 'manifest',
+      hashAlgorithm: extras.hash_algorithm,
+      indexEntries: extras.index.entries,
+      skipped: extras.skipped,
+      warnings: { count: extras.warnings.count, byProblem: extras.warnings.by_problem },
+    };
+  }
+  const totals = { files: 0, dirs: 0, bytes: 0 };
+  await walk(
+    backupDir,
+    { isExcluded: () => false, reservedRootNames: new Set([MANIFEST_FILE, META_DIR]), signal },
+    {
+      dir: (dir) => {
+        if (dir.rel !== '') totals.dirs++;
+      },
+      file: (file) => {
+        totals.files++;
+        totals.bytes += file.size;
+        return undefined;
+      },
+      skip: () => {},
+      problem: () => {},
+    },
+  );
+  return {
+    ...base,
+    tool: null,
+    ...totals,
+    totalsFrom: 'walk',
+    hashAlgorithm: null,
+    indexEntries: null,
+    skipped: null,
+    warnings: null,
+  };
+}

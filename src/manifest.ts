@@ -1,0 +1,173 @@
+// The single definition (zod) of a backup's manifest.json and of its per-file index lines, and their I/O.
+// manifest.json keeps the Oxios version-1 shape (version, created_at, oxios_version, sections) so Oxios can
+// restore our backups; everything statesnap adds lives under the `statesnap` key, which Oxios' reader ignores.
+
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { describeCause, StatesnapError } from './errors.js';
+
+export const MANIFEST_FILE = 'manifest.json';
+export const META_DIR = '.statesnap';
+export const INDEX_FILE = `${META_DIR}/index.jsonl`;
+export const SUPPORTED_MANIFEST_VERSION = 1;
+
+/** The Oxios categories, in the order Oxios lists them in `sections`. */
+export const OXIOS_CATEGORIES: readonly string[] = [
+  'seeds',
+  'evals',
+  'memory/conversations',
+  'memory/sessions',
+  'memory/facts',
+  'memory/episodes',
+  'memory/knowledge',
+  'sessions',
+  'agent_groups',
+];
+
+/** Why a relative path from a manifest or index must not be used to build a path, or null if it is safe. */
+export function unsafeRelativePathReason(path: string): string | null {
+  if (path.length === 0) return 'is empty';
+  if (path.includes('\0')) return 'contains a NUL byte';
+  if (path.includes('\\')) return 'contains a backslash';
+  if (path.startsWith('/')) return 'is absolute';
+  for (const segment of path.split('/')) {
+    if (segment === '') return 'has an empty segment';
+    if (segment === '..') return "has a '..' segment";
+    if (segment === '.') return "has a '.' segment";
+  }
+  return null;
+}
+
+const relativePath = z.string().superRefine((path, ctx) => {
+  const reason = unsafeRelativePathReason(path);
+  if (reason !== null) ctx.addIssue({ code: 'custom', message: `path ${JSON.stringify(path)} ${reason}` });
+});
+
+const count = z.number().int().nonnegative();
+const mode = z
+  .number()
+  .int()
+  .min(0)
+  .max(0o7777);
+const nanoseconds = z.string().regex(/^\d{1,30}$/, 'must be a decimal count of nanoseconds');
+const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits');
+
+export const SectionSchema = z.object({ name: z.string(), entry_count: count });
+
+export const SkippedCountsSchema = z.object({
+  symlink: count,
+  fifo: count,
+  socket: count,
+  char_device: count,
+  block_device: count,
+  excluded: count,
+  reserved: count,
+});
+
+export const WarningSchema = z.object({ path: z.string(), problem: z.string(), message: z.string() });
+
+export const StatesnapExtrasSchema = z.looseObject({
+  tool: z.literal('statesnap'),
+  tool_version: z.string(),
+  hash_algorithm: z.literal('sha256'),
+  index: z.object({ path: z.literal(INDEX_FILE), entries: count, sha256 }),
+  totals: z.object({ files: count, dirs: count, bytes: count }),
+  skipped: SkippedCountsSchema,
+  warnings: z.object({
+    count,
+    by_problem: z.record(z.string(), count),
+    /** The first warnings only (see `count`); a 1M-file run must not produce a giant manifest. */
+    list: z.array(WarningSchema),
+  }),
+  categories: z.array(z.string()),
+});
+
+export const ManifestSchema = z.looseObject({
+  version: z.literal(SUPPORTED_MANIFEST_VERSION),
+  created_at: z.string().min(1),
+  oxios_version: z.string(),
+  sections: z.array(SectionSchema),
+  statesnap: StatesnapExtrasSchema.optional(),
+});
+
+export type Manifest = z.infer<typeof ManifestSchema>;
+export type StatesnapExtras = z.infer<typeof StatesnapExtrasSchema>;
+export type SkippedCounts = z.infer<typeof SkippedCountsSchema>;
+export type ManifestWarning = z.infer<typeof WarningSchema>;
+
+const IndexFileSchema = z.strictObject({
+  path: relativePath,
+  type: z.literal('file'),
+  size: z
+    .number()
+    .int()
+    .nonnegative()
+    .max(Number.MAX_SAFE_INTEGER),
+  mode,
+  mtime_ns: nanoseconds,
+  sha256,
+});
+const IndexDirSchema = z.strictObject({ path: relativePath, type: z.literal('dir'), mode, mtime_ns: nanoseconds });
+const IndexSkippedSchema = z.strictObject({
+  path: relativePath,
+  type: z.enum(['symlink', 'fifo', 'socket', 'char-device', 'block-device']),
+  skipped: z.literal(true),
+});
+
+/** One line of `.statesnap/index.jsonl`. */
+export const IndexEntrySchema = z.discriminatedUnion('type', [IndexFileSchema, IndexDirSchema, IndexSkippedSchema]);
+export type IndexEntry = z.infer<typeof IndexEntrySchema>;
+export type IndexFileEntry = z.infer<typeof IndexFileSchema>;
+export type IndexDirEntry = z.infer<typeof IndexDirSchema>;
+
+export function formatZodIssues(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 3)
+    .map((issue) => (issue.path.length > 0 ? `${issue.path.join('.')}: ${issue.message}` : issue.message))
+    .join('; ');
+}
+
+/** Reads and validates `<backup>/manifest.json`; every failure is a one-line error naming the file. */
+export function readManifest(backupDir: string): Manifest {
+  const path = join(backupDir, MANIFEST_FILE);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new StatesnapError('ERR_MANIFEST_MISSING', `cannot read manifest ${path}: ${describeCause(error)}`, {
+      path,
+      cause: error,
+    });
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (error) {
+    throw new StatesnapError('ERR_MANIFEST_INVALID', `manifest ${path} is not valid JSON: ${describeCause(error)}`, {
+      path,
+      cause: error,
+    });
+  }
+  const version = (data as { version?: unknown } | null)?.version;
+  if (typeof data === 'object' && data !== null && version !== SUPPORTED_MANIFEST_VERSION) {
+    throw new StatesnapError(
+      'ERR_MANIFEST_VERSION',
+      `manifest ${path} has version ${JSON.stringify(version)}; only version ${SUPPORTED_MANIFEST_VERSION} is supported`,
+      { path },
+    );
+  }
+  const parsed = ManifestSchema.safeParse(data);
+  if (!parsed.success) {
+    throw new StatesnapError('ERR_MANIFEST_INVALID', `manifest ${path} is invalid: ${formatZodIssues(parsed.error)}`, {
+      path,
+      cause: parsed.error,
+    });
+  }
+  return parsed.data;
+}
+
+/** Oxios writes 2-space pretty JSON (serde_json::to_string_pretty); so do we. */
+export function serializeManifest(manifest: Manifest): string {
+  return `${JSON.stringify(ManifestSchema.parse(manifest), null, 2)}\n`;
+}

@@ -1,0 +1,124 @@
+// Drives the piscina pool of copy workers: groups planned files into batches, keeps the amount of work in
+// flight bounded (p-limit plus a wait on the producer), and hands each batch's outcomes back in completion order.
+
+import { availableParallelism } from 'node:os';
+import pLimit, { type LimitFunction } from 'p-limit';
+import { Piscina } from 'piscina';
+import { abortError } from './errors.js';
+import type { FileOp, TaskResult, WorkerTask } from './types.js';
+
+const WORKER_FILE = new URL('../workers/copy-worker.js', import.meta.url).href;
+
+// A postMessage round trip costs more than copying a 1 KiB file (STYLE.md), so files travel in batches;
+// 256 files per batch was the prototype's measured sweet spot on this machine (PERF-NOTES.md).
+export const BATCH_MAX_FILES = 256;
+export const BATCH_MAX_BYTES = 8 * 1024 * 1024;
+// A file this large is a task of its own and is sent as soon as it is seen, so it does not finish last.
+export const LARGE_FILE_BYTES = 4 * 1024 * 1024;
+
+/** More threads than cores did not help on this machine (2 threads 9.1 s, 4 threads 20.8 s: PERF-NOTES.md). */
+export function defaultThreads(): number {
+  return Math.max(1, Math.min(availableParallelism(), 16));
+}
+
+export class WorkerPool {
+  readonly #piscina: Piscina<WorkerTask, TaskResult>;
+
+  constructor(threads: number) {
+    this.#piscina = new Piscina({
+      filename: WORKER_FILE,
+      minThreads: threads,
+      maxThreads: threads,
+      concurrentTasksPerWorker: 1,
+      idleTimeout: 1_000,
+    });
+  }
+
+  run(task: WorkerTask, signal: AbortSignal): Promise<TaskResult> {
+    return this.#piscina.run(task, { signal });
+  }
+
+  async close(): Promise<void> {
+    await this.#piscina.destroy();
+  }
+}
+
+export interface BatchDispatcherOptions {
+  pool: WorkerPool;
+  threads: number;
+  signal: AbortSignal;
+  /** Builds the task for one batch of files (copy or hash, with its roots). */
+  makeTask: (files: FileOp[]) => WorkerTask;
+  /** Called on the main thread with each finished batch; throwing here fails the whole run. */
+  onResult: (result: TaskResult) => void;
+}
+
+/**
+ * Accepts files one by one and runs them through the pool in batches. `add` returns a promise when the
+ * producer must wait (too many batches queued), which is how memory stays flat on a 1M-file store.
+ */
+export class BatchDispatcher {
+  readonly #options: BatchDispatcherOptions;
+  readonly #limit: LimitFunction;
+  readonly #running = new Set<Promise<void>>();
+  #batch: FileOp[] = [];
+  #batchBytes = 0;
+  #failure: unknown;
+  #hasFailed = false;
+
+  constructor(options: BatchDispatcherOptions) {
+    this.#options = options;
+    // Two batches per thread in flight: one running, one already posted, so no worker waits on the main thread.
+    this.#limit = pLimit(options.threads * 2);
+  }
+
+  add(file: FileOp): undefined | Promise<void> {
+    this.#throwIfFailed();
+    if (file.size >= LARGE_FILE_BYTES) return this.#submit([file]);
+    this.#batch.push(file);
+    this.#batchBytes += file.size;
+    if (this.#batch.length >= BATCH_MAX_FILES || this.#batchBytes >= BATCH_MAX_BYTES) return this.#submitBatch();
+    return undefined;
+  }
+
+  /** Sends the last partial batch and waits for everything in flight; rethrows the first failure. */
+  async finish(): Promise<void> {
+    if (this.#batch.length > 0) await this.#submitBatch();
+    while (this.#running.size > 0) await Promise.race(this.#running);
+    this.#throwIfFailed();
+  }
+
+  /** Waits for in-flight work to settle without rethrowing (used on the failure path before cleanup). */
+  async settle(): Promise<void> {
+    await Promise.allSettled([...this.#running]);
+  }
+
+  #submitBatch(): Promise<void> | undefined {
+    const files = this.#batch;
+    this.#batch = [];
+    this.#batchBytes = 0;
+    return this.#submit(files);
+  }
+
+  #submit(files: FileOp[]): Promise<void> | undefined {
+    const { pool, signal, makeTask, onResult } = this.#options;
+    const run = this.#limit(async () => {
+      if (signal.aborted) throw abortError(signal);
+      onResult(await pool.run(makeTask(files), signal));
+    }).catch((error: unknown) => {
+      if (!this.#hasFailed) {
+        this.#hasFailed = true;
+        this.#failure = error;
+      }
+    });
+    const tracked = run.finally(() => this.#running.delete(tracked));
+    this.#running.add(tracked);
+    // Backpressure: once a batch per thread is queued behind the running ones, the producer waits for one.
+    if (this.#limit.pendingCount >= this.#options.threads) return Promise.race(this.#running);
+    return undefined;
+  }
+
+  #throwIfFailed(): void {
+    if (this.#hasFailed) throw this.#failure;
+  }
+}

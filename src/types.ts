@@ -1,0 +1,84 @@
+// The plain-data protocol between the main thread and the copy workers, and the entry kinds both sides name.
+// Only strings, numbers, bigints, arrays and plain objects cross the thread boundary: Errors lose their
+// `code` and Stats lose their methods in postMessage (STYLE.md), so failures travel as `PlainError`.
+
+export type EntryKind = 'file' | 'dir' | 'symlink' | 'fifo' | 'socket' | 'char-device' | 'block-device';
+export type SkippedKind = Exclude<EntryKind, 'file' | 'dir'>;
+export const SKIPPED_KINDS: readonly SkippedKind[] = ['symlink', 'fifo', 'socket', 'char-device', 'block-device'];
+
+export interface PlainError {
+  code: string | undefined;
+  message: string;
+  syscall: string | undefined;
+  path: string | undefined;
+}
+
+/** One file the main thread has decided to copy. `rel` is the validated relative path (POSIX separators). */
+export interface FileOp {
+  rel: string;
+  size: number;
+  /** Identity seen by the planner (bigint lstat); a mismatch at open time means the entry was swapped. */
+  dev?: bigint;
+  ino?: bigint;
+  /** Attributes to give the copy when they come from an index (restore) rather than from the source file. */
+  mode?: number;
+  mtimeNs?: string;
+  /** Expected content hash (restore, verify): a mismatch is reported as `corrupt`. */
+  hash?: string;
+}
+
+export interface CopyTask {
+  kind: 'copy';
+  sourceRoot: string;
+  destRoot: string;
+  files: FileOp[];
+  /** Real path every opened source file must lie under (checked on the open fd); null where the OS cannot tell. */
+  confineSourceTo: string | null;
+  /** Real path every written file must lie under (merge restore into a live target). */
+  confineDestTo: string | null;
+  /** `create`: the destination is a fresh tree of ours; `replace`: write a temp file beside it and rename over. */
+  writeMode: 'create' | 'replace';
+  /** Take mode and mtime from the opened source (backup) or from the op (restore from an index). */
+  attributesFrom: 'source' | 'op';
+  /** How often a file that changed while being read is read again before it is reported. */
+  changedRetries: number;
+}
+
+export interface HashTask {
+  kind: 'hash';
+  root: string;
+  files: FileOp[];
+  confineTo: string | null;
+}
+
+export type WorkerTask = CopyTask | HashTask;
+
+/** Why a file was not copied (or did not verify). Everything but `dest-failed` is a per-file problem. */
+export type FileProblem =
+  | 'vanished'
+  | 'changed'
+  | 'not-regular'
+  | 'escaped'
+  | 'unreadable'
+  | 'corrupt'
+  | 'dest-failed';
+
+export type FileOutcome =
+  | {
+      ok: true;
+      rel: string;
+      size: number;
+      mode: number;
+      mtimeNs: string;
+      hash: string;
+      /** The path held a different file than planned (renamed over); the new one was copied. */
+      replaced: boolean;
+    }
+  | { ok: false; rel: string; problem: FileProblem; message: string; error: PlainError | undefined };
+
+export interface TaskResult {
+  outcomes: FileOutcome[];
+  bytes: number;
+}
+
+export const HASH_ALGORITHM = 'sha256';

@@ -5,8 +5,14 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { abortError, describeCause, isStatesnapError, StatesnapError, systemErrorCode } from './errors.js';
 import { IndexWriter } from './file-index.js';
+import {
+  applyDirectoryAttributes,
+  cleanStaleBackupSiblings,
+  discard,
+  publish,
+  writeManifest,
+} from './finalizer.js';
 import { Flusher } from './flush.js';
-import { applyDirectoryAttributes, cleanStaleBackupSiblings, discard, publish, writeManifest } from './finalizer.js';
 import {
   INDEX_FILE,
   MANIFEST_FILE,
@@ -119,9 +125,13 @@ function resolveBackupOptions(options: BackupOptions): ResolvedBackupOptions {
   return {
     source: requirePath('source', options.source),
     dest: requirePath('dest', options.dest),
-    exclude: [...(defaultExcludes ? DEFAULT_EXCLUDES : []), ...stringListOption('exclude', options.exclude, [])],
+    exclude: [
+      ...(defaultExcludes ? DEFAULT_EXCLUDES : []),
+      ...stringListOption('exclude', options.exclude, []),
+    ],
     categories: stringListOption('categories', options.categories, OXIOS_CATEGORIES),
-    appVersion: options.appVersion === undefined ? TOOL_VERSION : requirePath('appVersion', options.appVersion),
+    appVersion:
+      options.appVersion === undefined ? TOOL_VERSION : requirePath('appVersion', options.appVersion),
     threads: integerOption('threads', options.threads, defaultThreads(), 1, 256),
     force: booleanOption('force', options.force, false),
     sync: booleanOption('sync', options.sync, true),
@@ -163,9 +173,13 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
   const paths = resolveBackupPaths(opts.source, opts.dest);
   cleanStaleBackupSiblings(paths.dest);
   if (existsSync(paths.dest) && !opts.force) {
-    throw new StatesnapError('ERR_DEST_EXISTS', `destination ${opts.dest} already exists (use --force to replace it)`, {
-      path: opts.dest,
-    });
+    throw new StatesnapError(
+      'ERR_DEST_EXISTS',
+      `destination ${opts.dest} already exists (use --force to replace it)`,
+      {
+        path: opts.dest,
+      },
+    );
   }
   const createdAt = new Date().toISOString();
   const sections = computeSections(paths.source, opts.categories);
@@ -219,9 +233,13 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     const path = join(paths.source, outcome.rel);
     if (outcome.problem === 'dest-failed') {
       fail(
-        new StatesnapError('ERR_DEST_WRITE', `cannot write ${join(paths.dest, outcome.rel)}: ${outcome.message}`, {
-          path: join(paths.dest, outcome.rel),
-        }),
+        new StatesnapError(
+          'ERR_DEST_WRITE',
+          `cannot write ${join(paths.dest, outcome.rel)}: ${outcome.message}`,
+          {
+            path: join(paths.dest, outcome.rel),
+          },
+        ),
       );
     }
     if (outcome.problem === 'unreadable' && opts.onFileError === 'abort') {
@@ -254,7 +272,11 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
   try {
     await walk(
       paths.source,
-      { isExcluded: compileExcludes(opts.exclude), reservedRootNames: new Set([MANIFEST_FILE, META_DIR]), signal },
+      {
+        isExcluded: compileExcludes(opts.exclude),
+        reservedRootNames: new Set([MANIFEST_FILE, META_DIR]),
+        signal,
+      },
       {
         dir: (dir) => {
           if (dir.rel !== '') {

@@ -90,7 +90,8 @@ export async function* readIndex(
       const parsed = IndexEntrySchema.safeParse(data);
       if (!parsed.success) throw invalid(`line ${lineNumber} is invalid: ${formatZodIssues(parsed.error)}`);
       const entry = parsed.data;
-      if (seen.has(entry.path)) throw invalid(`line ${lineNumber}: duplicate path ${JSON.stringify(entry.path)}`);
+      if (seen.has(entry.path))
+        throw invalid(`line ${lineNumber}: duplicate path ${JSON.stringify(entry.path)}`);
       seen.add(entry.path);
       if (seenFolded) {
         const folded = entry.path.toLowerCase();

@@ -52,10 +52,14 @@ export async function publish(partial: string, dest: string, flusher: Flusher): 
     flusher.syncDirectory(dirname(dest));
   } catch (error) {
     if (replaced !== null && !existsSync(dest)) renameSync(replaced, dest);
-    throw new StatesnapError('ERR_DEST_WRITE', `cannot move the finished backup to ${dest}: ${describeCause(error)}`, {
-      path: dest,
-      cause: error,
-    });
+    throw new StatesnapError(
+      'ERR_DEST_WRITE',
+      `cannot move the finished backup to ${dest}: ${describeCause(error)}`,
+      {
+        path: dest,
+        cause: error,
+      },
+    );
   }
   if (replaced !== null) rmSync(replaced, { recursive: true, force: true });
   return replaced !== null;

@@ -56,10 +56,14 @@ export class Flusher {
       if (this.#failure) throw this.#failure;
       await syncFilesystem(this.#dir);
     } catch (error) {
-      throw new StatesnapError('ERR_DEST_WRITE', `cannot flush ${this.#dir} to disk: ${describeCause(error)}`, {
-        path: this.#dir,
-        cause: error,
-      });
+      throw new StatesnapError(
+        'ERR_DEST_WRITE',
+        `cannot flush ${this.#dir} to disk: ${describeCause(error)}`,
+        {
+          path: this.#dir,
+          cause: error,
+        },
+      );
     }
   }
 

@@ -45,11 +45,7 @@ const relativePath = z.string().superRefine((path, ctx) => {
 });
 
 const count = z.number().int().nonnegative();
-const mode = z
-  .number()
-  .int()
-  .min(0)
-  .max(0o7777);
+const mode = z.number().int().min(0).max(0o7777);
 const nanoseconds = z.string().regex(/^\d{1,30}$/, 'must be a decimal count of nanoseconds');
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits');
 
@@ -99,16 +95,17 @@ export type ManifestWarning = z.infer<typeof WarningSchema>;
 const IndexFileSchema = z.strictObject({
   path: relativePath,
   type: z.literal('file'),
-  size: z
-    .number()
-    .int()
-    .nonnegative()
-    .max(Number.MAX_SAFE_INTEGER),
+  size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
   mode,
   mtime_ns: nanoseconds,
   sha256,
 });
-const IndexDirSchema = z.strictObject({ path: relativePath, type: z.literal('dir'), mode, mtime_ns: nanoseconds });
+const IndexDirSchema = z.strictObject({
+  path: relativePath,
+  type: z.literal('dir'),
+  mode,
+  mtime_ns: nanoseconds,
+});
 const IndexSkippedSchema = z.strictObject({
   path: relativePath,
   type: z.enum(['symlink', 'fifo', 'socket', 'char-device', 'block-device']),
@@ -116,7 +113,11 @@ const IndexSkippedSchema = z.strictObject({
 });
 
 /** One line of `.statesnap/index.jsonl`. */
-export const IndexEntrySchema = z.discriminatedUnion('type', [IndexFileSchema, IndexDirSchema, IndexSkippedSchema]);
+export const IndexEntrySchema = z.discriminatedUnion('type', [
+  IndexFileSchema,
+  IndexDirSchema,
+  IndexSkippedSchema,
+]);
 export type IndexEntry = z.infer<typeof IndexEntrySchema>;
 export type IndexFileEntry = z.infer<typeof IndexFileSchema>;
 export type IndexDirEntry = z.infer<typeof IndexDirSchema>;
@@ -135,19 +136,27 @@ export function readManifest(backupDir: string): Manifest {
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
-    throw new StatesnapError('ERR_MANIFEST_MISSING', `cannot read manifest ${path}: ${describeCause(error)}`, {
-      path,
-      cause: error,
-    });
+    throw new StatesnapError(
+      'ERR_MANIFEST_MISSING',
+      `cannot read manifest ${path}: ${describeCause(error)}`,
+      {
+        path,
+        cause: error,
+      },
+    );
   }
   let data: unknown;
   try {
     data = JSON.parse(text);
   } catch (error) {
-    throw new StatesnapError('ERR_MANIFEST_INVALID', `manifest ${path} is not valid JSON: ${describeCause(error)}`, {
-      path,
-      cause: error,
-    });
+    throw new StatesnapError(
+      'ERR_MANIFEST_INVALID',
+      `manifest ${path} is not valid JSON: ${describeCause(error)}`,
+      {
+        path,
+        cause: error,
+      },
+    );
   }
   const version = (data as { version?: unknown } | null)?.version;
   if (typeof data === 'object' && data !== null && version !== SUPPORTED_MANIFEST_VERSION) {
@@ -159,10 +168,14 @@ export function readManifest(backupDir: string): Manifest {
   }
   const parsed = ManifestSchema.safeParse(data);
   if (!parsed.success) {
-    throw new StatesnapError('ERR_MANIFEST_INVALID', `manifest ${path} is invalid: ${formatZodIssues(parsed.error)}`, {
-      path,
-      cause: parsed.error,
-    });
+    throw new StatesnapError(
+      'ERR_MANIFEST_INVALID',
+      `manifest ${path} is invalid: ${formatZodIssues(parsed.error)}`,
+      {
+        path,
+        cause: parsed.error,
+      },
+    );
   }
   return parsed.data;
 }

@@ -5,7 +5,10 @@ import { readFileSync } from 'node:fs';
 import { StatesnapError } from './errors.js';
 
 function invalid(name: string, expectation: string, received: unknown): StatesnapError {
-  return new StatesnapError('ERR_INVALID_OPTION', `\`${name}\` must be ${expectation}, got \`${String(received)}\``);
+  return new StatesnapError(
+    'ERR_INVALID_OPTION',
+    `\`${name}\` must be ${expectation}, got \`${String(received)}\``,
+  );
 }
 
 export function requirePath(name: string, value: unknown): string {
@@ -15,7 +18,13 @@ export function requirePath(name: string, value: unknown): string {
   return value;
 }
 
-export function integerOption(name: string, value: unknown, fallback: number, min: number, max: number): number {
+export function integerOption(
+  name: string,
+  value: unknown,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
     throw invalid(name, `an integer from ${min} to ${max}`, value);
@@ -29,7 +38,12 @@ export function booleanOption(name: string, value: unknown, fallback: boolean): 
   return value;
 }
 
-export function choiceOption<T extends string>(name: string, value: unknown, choices: readonly T[], fallback: T): T {
+export function choiceOption<T extends string>(
+  name: string,
+  value: unknown,
+  choices: readonly T[],
+  fallback: T,
+): T {
   if (value === undefined) return fallback;
   if (!choices.includes(value as T)) throw invalid(name, `one of ${choices.join(', ')}`, value);
   return value as T;
@@ -47,7 +61,11 @@ export function signalOption(value: AbortSignal | undefined): AbortSignal {
   return value ?? new AbortController().signal;
 }
 
-export function callbackOption<T extends (...args: never[]) => void>(name: string, value: unknown, noop: T): T {
+export function callbackOption<T extends (...args: never[]) => void>(
+  name: string,
+  value: unknown,
+  noop: T,
+): T {
   if (value === undefined) return noop;
   if (typeof value !== 'function') throw invalid(name, 'a function', typeof value);
   return value as T;

@@ -97,10 +97,14 @@ export async function walk(root: string, options: WalkOptions, sink: PlanSink): 
       entries = readdirSync(dirRel === '' ? root : join(root, dirRel), { withFileTypes: true });
     } catch (error) {
       if (dirRel === '') {
-        throw new StatesnapError('ERR_SOURCE_UNREADABLE', `cannot read source ${root}: ${describeCause(error)}`, {
-          path: root,
-          cause: error,
-        });
+        throw new StatesnapError(
+          'ERR_SOURCE_UNREADABLE',
+          `cannot read source ${root}: ${describeCause(error)}`,
+          {
+            path: root,
+            cause: error,
+          },
+        );
       }
       const code = systemErrorCode(error);
       const vanished = code === 'ENOENT' || code === 'ENOTDIR';
@@ -206,13 +210,19 @@ export function resolveBackupPaths(source: string, dest: string): ResolvedPaths 
     sourceStats = statSync(source, { bigint: true });
     sourceReal = realpathSync(source);
   } catch (error) {
-    throw new StatesnapError('ERR_SOURCE_UNREADABLE', `cannot read source ${source}: ${describeCause(error)}`, {
-      path: source,
-      cause: error,
-    });
+    throw new StatesnapError(
+      'ERR_SOURCE_UNREADABLE',
+      `cannot read source ${source}: ${describeCause(error)}`,
+      {
+        path: source,
+        cause: error,
+      },
+    );
   }
   if (!sourceStats.isDirectory()) {
-    throw new StatesnapError('ERR_SOURCE_NOT_DIRECTORY', `source ${source} is not a directory`, { path: source });
+    throw new StatesnapError('ERR_SOURCE_NOT_DIRECTORY', `source ${source} is not a directory`, {
+      path: source,
+    });
   }
   const destAbsolute = resolve(dest);
   let destParentReal: string;
@@ -227,7 +237,9 @@ export function resolveBackupPaths(source: string, dest: string): ResolvedPaths 
   }
   const destReal = join(destParentReal, basename(destAbsolute));
   const overlap = (how: string) =>
-    new StatesnapError('ERR_DEST_OVERLAPS_SOURCE', `destination ${dest} ${how} source ${source}`, { path: dest });
+    new StatesnapError('ERR_DEST_OVERLAPS_SOURCE', `destination ${dest} ${how} source ${source}`, {
+      path: dest,
+    });
   if (destReal === sourceReal) throw overlap('is the same directory as');
   if (isWithin(sourceReal, destReal)) throw overlap('is inside');
   if (isWithin(destReal, sourceReal)) throw overlap('contains');

@@ -77,7 +77,8 @@ export class BatchDispatcher {
     if (file.size >= LARGE_FILE_BYTES) return this.#submit([file]);
     this.#batch.push(file);
     this.#batchBytes += file.size;
-    if (this.#batch.length >= BATCH_MAX_FILES || this.#batchBytes >= BATCH_MAX_BYTES) return this.#submitBatch();
+    if (this.#batch.length >= BATCH_MAX_FILES || this.#batchBytes >= BATCH_MAX_BYTES)
+      return this.#submitBatch();
     return undefined;
   }
 

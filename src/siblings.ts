@@ -34,7 +34,9 @@ function escapeRegExp(text: string): string {
 
 /** Siblings of `finalPath` with one of `purposes` whose owning process has died. */
 export function findStaleSiblings(finalPath: string, purposes: readonly SiblingPurpose[]): Sibling[] {
-  const pattern = new RegExp(`^${escapeRegExp(basename(finalPath))}\\.(${purposes.join('|')})-(\\d+)-[0-9a-f]{8}$`);
+  const pattern = new RegExp(
+    `^${escapeRegExp(basename(finalPath))}\\.(${purposes.join('|')})-(\\d+)-[0-9a-f]{8}$`,
+  );
   let names: string[];
   try {
     names = readdirSync(dirname(finalPath));
@@ -46,7 +48,8 @@ export function findStaleSiblings(finalPath: string, purposes: readonly SiblingP
     const match = pattern.exec(name);
     if (!match) continue;
     const pid = Number(match[2]);
-    if (!isAlive(pid)) stale.push({ path: join(dirname(finalPath), name), purpose: match[1] as SiblingPurpose, pid });
+    if (!isAlive(pid))
+      stale.push({ path: join(dirname(finalPath), name), purpose: match[1] as SiblingPurpose, pid });
   }
   return stale;
 }

@@ -1,0 +1,33 @@
+#!/usr/bin/env node
+// The statesnap command line: registers the commands and turns parse errors into exit code 2 on stderr.
+
+import { Builtins, Cli } from 'clipanion';
+import { ExitCode } from '../errors.js';
+import { TOOL_VERSION } from '../options.js';
+import { BackupCommand } from './commands/backup.js';
+import { DemoCommand } from './commands/demo.js';
+import { InspectCommand } from './commands/inspect.js';
+
+const cli = new Cli({
+  binaryLabel: 'statesnap',
+  binaryName: 'statesnap',
+  binaryVersion: TOOL_VERSION,
+  enableColors: process.stdout.isTTY === true,
+});
+for (const command of [BackupCommand, InspectCommand, DemoCommand]) cli.register(command);
+cli.register(Builtins.HelpCommand);
+cli.register(Builtins.VersionCommand);
+
+const args = process.argv.slice(2);
+let command: ReturnType<Cli['process']>;
+try {
+  command = cli.process(args);
+} catch (error) {
+  process.stderr.write(cli.error(error, { colored: false }));
+  process.exit(ExitCode.usage);
+}
+process.exitCode = await cli.run(command, {
+  stdout: process.stdout,
+  stderr: process.stderr,
+  stdin: process.stdin,
+});

@@ -3,6 +3,7 @@
 // while sync calls let each worker thread really run in parallel. Imports only node:* and protocol types.
 
 import { createHash, hash } from 'node:crypto';
+import type { BigIntStats } from 'node:fs';
 import {
   closeSync,
   constants,
@@ -18,7 +19,6 @@ import {
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { threadId } from 'node:worker_threads';
-import type { BigIntStats } from 'node:fs';
 import type {
   CopyTask,
   FileOp,
@@ -65,7 +65,10 @@ function assertConfined(fd: number, root: string | null, what: string): void {
   if (root === null) return;
   const actual = readlinkSync(`/proc/self/fd/${fd}`);
   if (!actual.startsWith(root === '/' ? '/' : `${root}/`)) {
-    throw new FileFailure('escaped', `${what} resolved outside ${root} (to ${actual}): a path component was swapped`);
+    throw new FileFailure(
+      'escaped',
+      `${what} resolved outside ${root} (to ${actual}): a path component was swapped`,
+    );
   }
 }
 
@@ -74,7 +77,8 @@ function openSource(path: string): number {
     return openSync(path, OPEN_SOURCE);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') throw new FileFailure('vanished', 'vanished before it was read');
+    if (code === 'ENOENT' || code === 'ENOTDIR')
+      throw new FileFailure('vanished', 'vanished before it was read');
     if (code === 'ELOOP') throw new FileFailure('not-regular', 'was replaced by a symlink; not followed');
     if (code === 'ENXIO') throw new FileFailure('not-regular', 'was replaced by a special file');
     throw new FileFailure('unreadable', `cannot open: ${(error as Error).message}`, toPlainError(error));
@@ -111,7 +115,10 @@ function writeAll(fd: number, data: Buffer, length: number): void {
 function openDest(task: CopyTask, destPath: string): { fd: number; tempPath: string | null } {
   const tempPath =
     task.writeMode === 'replace'
-      ? join(dirname(destPath), `.${basename(destPath)}.statesnap-${process.pid}-${threadId}-${tempCounter++}.tmp`)
+      ? join(
+          dirname(destPath),
+          `.${basename(destPath)}.statesnap-${process.pid}-${threadId}-${tempCounter++}.tmp`,
+        )
       : null;
   let fd: number;
   try {
@@ -228,7 +235,8 @@ function copyOne(task: CopyTask, op: FileOp): FileOutcome {
           rel: op.rel,
           size: Number(stat.size),
           mode: task.attributesFrom === 'op' ? (op.mode ?? 0o644) : Number(stat.mode) & 0o7777,
-          mtimeNs: task.attributesFrom === 'op' && op.mtimeNs !== undefined ? op.mtimeNs : stat.mtimeNs.toString(),
+          mtimeNs:
+            task.attributesFrom === 'op' && op.mtimeNs !== undefined ? op.mtimeNs : stat.mtimeNs.toString(),
           hash: copied.hash,
           replaced: op.ino !== undefined && (stat.ino !== op.ino || stat.dev !== op.dev),
         };
@@ -259,7 +267,8 @@ function hashOne(task: HashTask, op: FileOp): FileOutcome {
       const stat = fstatSync(fd, { bigint: true });
       if (!stat.isFile()) throw new FileFailure('not-regular', 'is not a regular file');
       const size = Number(stat.size);
-      if (size !== op.size) throw new FileFailure('corrupt', `size is ${size} bytes, the index says ${op.size}`);
+      if (size !== op.size)
+        throw new FileFailure('corrupt', `size is ${size} bytes, the index says ${op.size}`);
       const hasher = createHash('sha256');
       let total = 0;
       for (;;) {

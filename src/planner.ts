@@ -94,7 +94,7 @@ export async function walk(root: string, options: WalkOptions, sink: PlanSink): 
     const dirRel = pending.pop()!;
     let entries: Dirent[];
     try {
-      entries = readdirSync(dirRel === '' ? root : join(root, dirRel), { withFileTypes: true });
+      entries = readdirSync(dirRel === '' ? root : `${root}/${dirRel}`, { withFileTypes: true });
     } catch (error) {
       if (dirRel === '') {
         throw new StatesnapError(
@@ -132,7 +132,9 @@ export async function walk(root: string, options: WalkOptions, sink: PlanSink): 
       }
       let stats: BigIntStats;
       try {
-        stats = lstatSync(join(root, rel), { bigint: true });
+        // Concatenation, not path.join: `rel` is built from readdir names, and join's normalising costs
+        // measurable time per entry on a 100k-entry walk.
+        stats = lstatSync(`${root}/${rel}`, { bigint: true });
       } catch (error) {
         const code = systemErrorCode(error);
         const vanished = code === 'ENOENT' || code === 'ENOTDIR';

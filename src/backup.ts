@@ -9,6 +9,7 @@ import {
   applyDirectoryAttributes,
   cleanStaleBackupSiblings,
   discard,
+  entryExists,
   publish,
   writeManifest,
 } from './finalizer.js';
@@ -20,6 +21,7 @@ import {
   META_DIR,
   OXIOS_CATEGORIES,
   type SkippedCounts,
+  unsafeRelativePathReason,
 } from './manifest.js';
 import {
   booleanOption,
@@ -129,7 +131,7 @@ function resolveBackupOptions(options: BackupOptions): ResolvedBackupOptions {
       ...(defaultExcludes ? DEFAULT_EXCLUDES : []),
       ...stringListOption('exclude', options.exclude, []),
     ],
-    categories: stringListOption('categories', options.categories, OXIOS_CATEGORIES),
+    categories: categoriesOption(options.categories),
     appVersion:
       options.appVersion === undefined ? TOOL_VERSION : requirePath('appVersion', options.appVersion),
     threads: integerOption('threads', options.threads, defaultThreads(), 1, 256),
@@ -141,6 +143,21 @@ function resolveBackupOptions(options: BackupOptions): ResolvedBackupOptions {
     onProgress: callbackOption('onProgress', options.onProgress, () => {}),
     onWarning: callbackOption('onWarning', options.onWarning, () => {}),
   };
+}
+
+/** A category is a folder inside the source: one that climbs out would count entries of another tree. */
+function categoriesOption(value: unknown): string[] {
+  const categories = stringListOption('categories', value, OXIOS_CATEGORIES);
+  for (const category of categories) {
+    const reason = unsafeRelativePathReason(category);
+    if (reason !== null) {
+      throw new StatesnapError(
+        'ERR_INVALID_OPTION',
+        `\`categories\` must be relative folders inside the source, got \`${category}\` (it ${reason})`,
+      );
+    }
+  }
+  return categories;
 }
 
 const SKIPPED_KEY: Record<SkippedKind | 'excluded' | 'reserved', keyof SkippedCounts> = {
@@ -172,7 +189,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
   if (opts.signal.aborted) throw abortError(opts.signal, opts.source);
   const paths = resolveBackupPaths(opts.source, opts.dest);
   cleanStaleBackupSiblings(paths.dest);
-  if (existsSync(paths.dest) && !opts.force) {
+  if (entryExists(paths.dest) && !opts.force) {
     throw new StatesnapError(
       'ERR_DEST_EXISTS',
       `destination ${opts.dest} already exists (use --force to replace it)`,
@@ -215,6 +232,13 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
   };
   let replanned = 0;
 
+  // One policy for every source entry that could not be read, a file or a whole directory (--on-file-error).
+  const reportProblem = (path: string, problem: string, message: string): void => {
+    if (problem === 'unreadable' && opts.onFileError === 'abort') {
+      fail(new StatesnapError('ERR_FILE_UNREADABLE', `cannot read ${path}: ${message}`, { path }));
+    }
+    warnings.add(path, problem, message);
+  };
   const recordOutcome = (outcome: FileOutcome): void => {
     if (outcome.ok) {
       index.add({
@@ -242,10 +266,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
         ),
       );
     }
-    if (outcome.problem === 'unreadable' && opts.onFileError === 'abort') {
-      fail(new StatesnapError('ERR_FILE_UNREADABLE', `cannot read ${path}: ${outcome.message}`, { path }));
-    }
-    warnings.add(path, outcome.problem, outcome.message);
+    reportProblem(path, outcome.problem, outcome.message);
   };
   const dispatcher = new BatchDispatcher({
     pool,
@@ -298,7 +319,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
           skipped[SKIPPED_KEY[kind]]++;
           if (kind !== 'excluded' && kind !== 'reserved') index.add({ path: rel, type: kind, skipped: true });
         },
-        problem: (rel, problem, message) => warnings.add(join(paths.source, rel), problem, message),
+        problem: (rel, problem, message) => reportProblem(join(paths.source, rel), problem, message),
       },
     );
     progress.planningDone = true;
@@ -332,7 +353,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     } catch (error) {
       throw destWriteError(partial, error);
     }
-    const replacedExisting = await publish(partial, paths.dest, flusher);
+    const replacedExisting = await publish(partial, paths.dest, flusher, opts.force);
     return {
       command: 'backup',
       source: paths.source,
@@ -351,7 +372,10 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       replacedExisting,
       exitCode: summary.count > 0 ? 3 : 0,
     };
-  } catch (error) {
+  } catch (caught) {
+    // A failure found on the main thread aborts the shared signal, so the walk or the dispatcher may surface
+    // ERR_ABORTED first: the real cause is the reason recorded when the failure controller was aborted.
+    const error: unknown = failure.signal.aborted ? failure.signal.reason : caught;
     failure.abort(error);
     await dispatcher.settle();
     await flusher.settle();

@@ -29,6 +29,7 @@ const registry = {
   ERR_TARGET_INVALID: ExitCode.failed,
   ERR_TARGET_WRITE: ExitCode.failed,
   ERR_RECOVERY_NEEDED: ExitCode.failed,
+  ERR_TARGET_BUSY: ExitCode.failed,
   ERR_BENCH_REGRESSION: ExitCode.failed,
 } as const satisfies Record<string, ExitCode>;
 

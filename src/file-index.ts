@@ -7,7 +7,14 @@ import { closeSync, createReadStream, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describeCause, StatesnapError } from './errors.js';
-import { formatZodIssues, INDEX_FILE, type IndexEntry, IndexEntrySchema } from './manifest.js';
+import {
+  formatZodIssues,
+  INDEX_FILE,
+  type IndexEntry,
+  IndexEntrySchema,
+  MANIFEST_FILE,
+  META_DIR,
+} from './manifest.js';
 
 // Lines are gathered and written in slices of this size: one write per ~1,500 entries.
 const FLUSH_THRESHOLD = 256 * 1024;
@@ -17,6 +24,7 @@ export class IndexWriter {
   readonly #hash: Hash = createHash('sha256');
   #pending = '';
   #entries = 0;
+  #closed = false;
 
   constructor(backupDir: string) {
     this.#fd = openSync(join(backupDir, INDEX_FILE), 'wx', 0o644);
@@ -40,17 +48,26 @@ export class IndexWriter {
   /** Writes what is left and closes the file; returns what the manifest records about the index. */
   close(): { entries: number; sha256: string } {
     this.#flush();
+    this.#closed = true;
     closeSync(this.#fd);
     return { entries: this.#entries, sha256: this.#hash.digest('hex') };
   }
 
-  /** Closes without finishing (the run failed); the directory holding the file is discarded by the caller. */
+  /**
+   * Closes without finishing (the run failed); the directory holding the file is discarded by the caller.
+   * A no-op after `close()`: the descriptor's number may already belong to another open file of the process.
+   */
   abandon(): void {
+    if (this.#closed) return;
+    this.#closed = true;
     try {
       closeSync(this.#fd);
     } catch {}
   }
 }
+
+/** Names at the root of a backup that hold the backup's own files, never restored state. */
+const RESERVED_ROOT_NAMES: ReadonlySet<string> = new Set([MANIFEST_FILE, META_DIR]);
 
 export interface IndexExpectation {
   entries: number;
@@ -59,7 +76,9 @@ export interface IndexExpectation {
 
 /**
  * Streams the validated entries of a backup's index. Refuses (ERR_INDEX_INVALID) a malformed line, an unsafe
- * path, a duplicate path, and an index whose line count or sha256 differ from what the manifest recorded.
+ * path, a path naming the backup's own files (manifest.json, .statesnap/), an entry whose parent directory
+ * was not listed before it (a backup lists every directory before its contents), a duplicate path, and an
+ * index whose line count or sha256 differ from what the manifest recorded.
  * With `refuseCaseCollisions`, two paths that differ only by letter case are refused too (they would
  * overwrite each other on a case-insensitive filesystem).
  */
@@ -73,6 +92,7 @@ export async function* readIndex(
     new StatesnapError('ERR_INDEX_INVALID', `index ${path} ${message}`, { path, cause });
   const hash = createHash('sha256');
   const seen = new Set<string>();
+  const dirs = new Set<string>();
   const seenFolded = options.refuseCaseCollisions ? new Map<string, string>() : null;
   const stream = createReadStream(path);
   stream.on('data', (chunk) => hash.update(chunk));
@@ -93,6 +113,17 @@ export async function* readIndex(
       if (seen.has(entry.path))
         throw invalid(`line ${lineNumber}: duplicate path ${JSON.stringify(entry.path)}`);
       seen.add(entry.path);
+      const slash = entry.path.indexOf('/');
+      if (RESERVED_ROOT_NAMES.has(slash === -1 ? entry.path : entry.path.slice(0, slash))) {
+        throw invalid(`line ${lineNumber}: path ${JSON.stringify(entry.path)} names the backup's own files`);
+      }
+      const parent = entry.path.slice(0, Math.max(0, entry.path.lastIndexOf('/')));
+      if (parent !== '' && !dirs.has(parent)) {
+        throw invalid(
+          `line ${lineNumber}: the parent of ${JSON.stringify(entry.path)} is not a directory listed before it`,
+        );
+      }
+      if (entry.type === 'dir') dirs.add(entry.path);
       if (seenFolded) {
         const folded = entry.path.toLowerCase();
         const other = seenFolded.get(folded);

@@ -49,7 +49,8 @@ const mode = z.number().int().min(0).max(0o7777);
 const nanoseconds = z.string().regex(/^\d{1,30}$/, 'must be a decimal count of nanoseconds');
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits');
 
-export const SectionSchema = z.object({ name: z.string(), entry_count: count });
+// A section names a category folder inside the store: Oxios joins it to its base path, so it must not climb out.
+export const SectionSchema = z.object({ name: relativePath, entry_count: count });
 
 export const SkippedCountsSchema = z.object({
   symlink: count,

@@ -3,7 +3,19 @@
 // Synchronous readdir/lstat in bounded slices: an awaited fs.promises.lstat costs ~60 µs per entry here,
 // a synchronous one ~5 µs (PERF-NOTES.md); the walk yields to the event loop between slices.
 
-import { type BigIntStats, type Dirent, lstatSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import {
+  type BigIntStats,
+  closeSync,
+  constants,
+  type Dirent,
+  existsSync,
+  lstatSync,
+  openSync,
+  readdirSync,
+  readlinkSync,
+  realpathSync,
+  statSync,
+} from 'node:fs';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import picomatch from 'picomatch';
 import { abortError, describeCause, StatesnapError, systemErrorCode } from './errors.js';
@@ -24,7 +36,7 @@ export interface PlannedFile {
   ino: bigint;
 }
 
-export type WalkProblem = 'vanished' | 'unreadable' | 'unsupported-name';
+export type WalkProblem = 'vanished' | 'unreadable' | 'unsupported-name' | 'escaped';
 
 /** Receives the walk's decisions in order: a directory is announced before anything inside it. */
 export interface PlanSink {
@@ -81,6 +93,19 @@ function yieldToEventLoop(): Promise<void> {
   return new Promise((resolveYield) => setImmediate(resolveYield));
 }
 
+// Every directory is opened without following a symlink and read through its descriptor (/proc/self/fd/N on
+// Linux), after checking where the kernel says it lives: a folder swapped for a symlink to outside the source
+// mid-walk is never listed into the plan, and its entries are lstat'ed in the directory that was checked.
+// The root itself may be given through a symlink (inspect takes any path), so it alone is followed.
+const OPEN_ROOT = constants.O_RDONLY | constants.O_DIRECTORY;
+const OPEN_DIR = OPEN_ROOT | constants.O_NOFOLLOW;
+const HAS_PROC_FD = existsSync('/proc/self/fd');
+
+function walkProblemOf(error: unknown): WalkProblem {
+  const code = systemErrorCode(error);
+  return code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP' ? 'vanished' : 'unreadable';
+}
+
 /**
  * Walks `root` depth-first. The root must be a directory (checked by the caller). Entries that cannot be
  * represented in a portable index (a backslash in the name) are reported, not copied.
@@ -89,75 +114,106 @@ export async function walk(root: string, options: WalkOptions, sink: PlanSink): 
   const rootStats = lstatSync(root, { bigint: true });
   sink.dir(plannedDir('', rootStats));
   const pending: string[] = [''];
+  let within = '';
   let sinceYield = 0;
   while (pending.length > 0) {
     const dirRel = pending.pop()!;
-    let entries: Dirent[];
+    let fd: number;
     try {
-      entries = readdirSync(dirRel === '' ? root : `${root}/${dirRel}`, { withFileTypes: true });
+      fd = dirRel === '' ? openSync(root, OPEN_ROOT) : openSync(`${root}/${dirRel}`, OPEN_DIR);
     } catch (error) {
-      if (dirRel === '') {
-        throw new StatesnapError(
-          'ERR_SOURCE_UNREADABLE',
-          `cannot read source ${root}: ${describeCause(error)}`,
-          {
-            path: root,
-            cause: error,
-          },
-        );
-      }
+      if (dirRel === '') throw sourceUnreadable(root, error);
       const code = systemErrorCode(error);
-      const vanished = code === 'ENOENT' || code === 'ENOTDIR';
-      sink.problem(dirRel, vanished ? 'vanished' : 'unreadable', describeCause(error));
+      const message =
+        code === 'ELOOP' || code === 'ENOTDIR'
+          ? 'is no longer a directory (replaced by a symlink or a file); not followed'
+          : describeCause(error);
+      sink.problem(dirRel, walkProblemOf(error), message);
       continue;
     }
-    for (const entry of entries) {
-      const rel = dirRel === '' ? entry.name : `${dirRel}/${entry.name}`;
-      if (dirRel === '' && options.reservedRootNames.has(entry.name)) {
-        sink.skip(rel, 'reserved');
-        continue;
+    try {
+      const path = dirRel === '' ? root : `${root}/${dirRel}`;
+      let base = path;
+      if (HAS_PROC_FD) {
+        base = `/proc/self/fd/${fd}`;
+        const actual = readlinkSync(base);
+        if (dirRel === '') within = actual === '/' ? '/' : `${actual}/`;
+        else if (!actual.startsWith(within)) {
+          sink.problem(
+            dirRel,
+            'escaped',
+            `resolved outside the source (to ${actual}): a path component was swapped; not read`,
+          );
+          continue;
+        }
       }
-      if (options.isExcluded(rel)) {
-        sink.skip(rel, 'excluded');
-        continue;
-      }
-      if (entry.name.includes('\\')) {
-        sink.problem(rel, 'unsupported-name', 'a backslash in a name cannot be stored in a portable index');
-        continue;
-      }
-      let kind = kindOfDirent(entry);
-      if (kind !== 'file' && kind !== 'dir' && kind !== undefined) {
-        sink.skip(rel, kind);
-        continue;
-      }
-      let stats: BigIntStats;
+      let entries: Dirent[];
       try {
-        // Concatenation, not path.join: `rel` is built from readdir names, and join's normalising costs
-        // measurable time per entry on a 100k-entry walk.
-        stats = lstatSync(`${root}/${rel}`, { bigint: true });
+        entries = readdirSync(base, { withFileTypes: true });
       } catch (error) {
-        const code = systemErrorCode(error);
-        const vanished = code === 'ENOENT' || code === 'ENOTDIR';
-        sink.problem(rel, vanished ? 'vanished' : 'unreadable', describeCause(error));
+        if (dirRel === '') throw sourceUnreadable(root, error);
+        sink.problem(dirRel, walkProblemOf(error), describeCause(error));
         continue;
       }
-      kind = kindOfStats(stats); // the entry may have been swapped since readdir
-      if (kind === 'dir') {
-        sink.dir(plannedDir(rel, stats));
-        pending.push(rel);
-      } else if (kind === 'file') {
-        const backpressure = sink.file({ rel, size: Number(stats.size), dev: stats.dev, ino: stats.ino });
-        if (backpressure) await backpressure;
-      } else {
-        sink.skip(rel, kind);
+      for (const entry of entries) {
+        const rel = dirRel === '' ? entry.name : `${dirRel}/${entry.name}`;
+        if (dirRel === '' && options.reservedRootNames.has(entry.name)) {
+          sink.skip(rel, 'reserved');
+          continue;
+        }
+        if (options.isExcluded(rel)) {
+          sink.skip(rel, 'excluded');
+          continue;
+        }
+        if (entry.name.includes('\\')) {
+          sink.problem(rel, 'unsupported-name', 'a backslash in a name cannot be stored in a portable index');
+          continue;
+        }
+        let kind = kindOfDirent(entry);
+        if (kind !== 'file' && kind !== 'dir' && kind !== undefined) {
+          sink.skip(rel, kind);
+          continue;
+        }
+        let stats: BigIntStats;
+        try {
+          // Concatenation, not path.join: the name comes from readdir, and join's normalising costs
+          // measurable time per entry on a 100k-entry walk. A file is lstat'ed by path (through /proc it costs
+          // ~20% more walk time, and what the index records about a file comes from the worker's fstat of its
+          // confined descriptor); anything else is lstat'ed again in the checked directory, so a directory's
+          // planned mode and mtime never come from outside the source.
+          stats = lstatSync(`${path}/${entry.name}`, { bigint: true });
+          if (base !== path && !stats.isFile()) stats = lstatSync(`${base}/${entry.name}`, { bigint: true });
+        } catch (error) {
+          sink.problem(rel, walkProblemOf(error), describeCause(error));
+          continue;
+        }
+        kind = kindOfStats(stats); // the entry may have been swapped since readdir
+        if (kind === 'dir') {
+          sink.dir(plannedDir(rel, stats));
+          pending.push(rel);
+        } else if (kind === 'file') {
+          const backpressure = sink.file({ rel, size: Number(stats.size), dev: stats.dev, ino: stats.ino });
+          if (backpressure) await backpressure;
+        } else {
+          sink.skip(rel, kind);
+        }
+        if (++sinceYield >= ENTRIES_PER_SLICE) {
+          sinceYield = 0;
+          await yieldToEventLoop();
+          if (options.signal.aborted) throw abortError(options.signal, root);
+        }
       }
-      if (++sinceYield >= ENTRIES_PER_SLICE) {
-        sinceYield = 0;
-        await yieldToEventLoop();
-        if (options.signal.aborted) throw abortError(options.signal, root);
-      }
+    } finally {
+      closeSync(fd);
     }
   }
+}
+
+function sourceUnreadable(root: string, error: unknown): StatesnapError {
+  return new StatesnapError('ERR_SOURCE_UNREADABLE', `cannot read source ${root}: ${describeCause(error)}`, {
+    path: root,
+    cause: error,
+  });
 }
 
 /** Oxios' `list_category`: entries of any type directly in the folder whose name ends in .md or .json. */

@@ -34,8 +34,8 @@ export class WorkerPool {
     });
   }
 
-  run(task: WorkerTask, signal: AbortSignal): Promise<TaskResult> {
-    return this.#piscina.run(task, { signal });
+  run(task: WorkerTask): Promise<TaskResult> {
+    return this.#piscina.run(task);
   }
 
   async close(): Promise<void> {
@@ -105,7 +105,10 @@ export class BatchDispatcher {
     const { pool, signal, makeTask, onResult } = this.#options;
     const run = this.#limit(async () => {
       if (signal.aborted) throw abortError(signal);
-      onResult(await pool.run(makeTask(files), signal));
+      // A running batch is never cut short: piscina would terminate its worker while it may still be writing
+      // into a tree the caller is about to remove (or leave a temp file in a merge target). A batch is bounded
+      // (BATCH_MAX_FILES / BATCH_MAX_BYTES / one large file), so letting it finish costs milliseconds.
+      onResult(await pool.run(makeTask(files)));
     }).catch((error: unknown) => {
       if (!this.#hasFailed) {
         this.#hasFailed = true;

@@ -1,12 +1,13 @@
-// Names and finds the work directories statesnap keeps beside a final path (a backup being built, a replaced
-// backup, a restore's staging tree, a rollback copy), so a later run can tell which ones a killed run left.
+// Names and finds the work entries statesnap keeps beside a final path (a backup being built, a replaced
+// backup, a restore's staging tree, a restore journal being written), so a later run can tell which ones a
+// killed run left.
 // The name carries the owning pid: a sibling whose pid is no longer alive is stale.
 
 import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
-export type SiblingPurpose = 'partial' | 'replaced' | 'staging' | 'pre-restore';
+export type SiblingPurpose = 'partial' | 'replaced' | 'staging' | 'journal';
 
 export function siblingPath(finalPath: string, purpose: SiblingPurpose): string {
   return `${finalPath}.${purpose}-${process.pid}-${randomBytes(4).toString('hex')}`;
@@ -18,7 +19,8 @@ export interface Sibling {
   pid: number;
 }
 
-function isAlive(pid: number): boolean {
+/** Whether the process that owns a sibling is still running (a pid we may not signal is alive too). */
+export function isAlive(pid: number): boolean {
   if (pid === process.pid) return true;
   try {
     process.kill(pid, 0);

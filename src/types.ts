@@ -48,6 +48,8 @@ export interface CopyTask {
   attributesFrom: 'source' | 'op';
   /** How often a file that changed while being read is read again before it is reported. */
   changedRetries: number;
+  /** The op's `size` is what the source must hold (restore): another size is `corrupt`, found before reading. */
+  expectSize?: boolean;
 }
 
 export interface HashTask {
@@ -55,6 +57,11 @@ export interface HashTask {
   root: string;
   files: FileOp[];
   confineTo: string | null;
+  /**
+   * false: only open (never through a link), check confinement, type and size, without reading: the
+   * structural checks a restore keeps with `--no-verify`. The outcome's `hash` is then ''.
+   */
+  readContent: boolean;
 }
 
 export type WorkerTask = CopyTask | HashTask;
@@ -88,3 +95,14 @@ export interface TaskResult {
 }
 
 export const HASH_ALGORITHM = 'sha256';
+
+/**
+ * A nanosecond timestamp as the seconds `fs.utimes`/`futimes` take. libuv keeps microseconds and truncates
+ * (uv__fs_to_timespec): `Number(ns) / 1e9` lands just below the wanted value for most timestamps (1.65e18 ns
+ * is past 2^53), giving mtimes a microsecond, or a whole millisecond (…250 ms → …249.999), too early.
+ * Whole microseconds are exact in a double, and half a microsecond more survives the division's rounding
+ * (≤ 0.12 µs here), so the truncation lands exactly on the microsecond.
+ */
+export function utimeSeconds(ns: bigint): number {
+  return (Number(ns / 1000n) + 0.5) / 1e6;
+}

@@ -6,6 +6,19 @@ import { ExitCode, isStatesnapError } from '../errors.js';
 import { ProgressLine } from '../progress.js';
 import type { Warning } from '../warnings.js';
 
+/**
+ * Control characters in a message (a file name may hold a newline) are shown escaped, so every warning and
+ * error stays one line on stderr. The --json result keeps the exact paths.
+ */
+function oneLine(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f]/g, (char) => {
+    if (char === '\n') return '\\n';
+    if (char === '\r') return '\\r';
+    if (char === '\t') return '\\t';
+    return `\\x${char.charCodeAt(0).toString(16).padStart(2, '0')}`;
+  });
+}
+
 export abstract class BaseCommand extends Command {
   json = Option.Boolean('--json', false, { description: 'Print exactly one JSON result object on stdout' });
   quiet = Option.Boolean('--quiet,-q', false, {
@@ -30,7 +43,7 @@ export abstract class BaseCommand extends Command {
     return (warning) => {
       if (this.quiet) return;
       progress.clear();
-      this.context.stderr.write(`statesnap: warning: ${warning.path}: ${warning.message}\n`);
+      this.context.stderr.write(`statesnap: warning: ${oneLine(`${warning.path}: ${warning.message}`)}\n`);
     };
   }
 
@@ -46,7 +59,7 @@ export abstract class BaseCommand extends Command {
       return await this.run();
     } catch (error) {
       if (isStatesnapError(error)) {
-        this.context.stderr.write(`statesnap: error: ${error.message} [${error.code}]\n`);
+        this.context.stderr.write(`statesnap: error: ${oneLine(error.message)} [${error.code}]\n`);
         return error.exitCode;
       }
       this.context.stderr.write(`statesnap: internal error: ${(error as Error)?.stack ?? String(error)}\n`);

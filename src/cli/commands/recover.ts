@@ -1,0 +1,54 @@
+// `statesnap recover <target>`: finishes or undoes what a killed restore left beside a target.
+
+import { Command, Option } from 'clipanion';
+import { type RecoveryAction, recover } from '../../restore-swap.js';
+import { BaseCommand } from '../base-command.js';
+
+const ACTION_WORDS: Record<RecoveryAction['action'], string> = {
+  'swapped-in': 'finished an interrupted restore into',
+  'put-back-rollback': 'put the rollback copy back at',
+  'removed-rollback': 'removed the rollback copy',
+  'removed-stale': 'removed leftovers of a killed restore:',
+};
+
+export function describeRecoveryActions(actions: readonly RecoveryAction[]): string {
+  return actions.map((action) => `recovered: ${ACTION_WORDS[action.action]} ${action.path}`).join('\n');
+}
+
+export class RecoverCommand extends BaseCommand {
+  static override paths = [['recover']];
+  static override usage = Command.Usage({
+    description: 'Finish or undo a restore that was killed',
+    details: `
+      A replace restore swaps its staging directory in with two renames recorded in \`<target>.restore-journal\`.
+      If it was killed, this command (which every restore also runs first) finishes the swap from the journal
+      (the staging tree it names was complete and flushed before the journal was written) or, if that tree is
+      gone, puts the rollback copy back; then it removes staging directories left by killed runs. Rollback copies
+      (\`<target>.pre-restore-<timestamp>\`) are kept. It refuses while another restore of the target is running.
+
+      Exit codes: 0 ok (also when there was nothing to do), 1 failed, 2 usage error, 3 completed with warnings.
+    `,
+    examples: [
+      ['Recover a target after a crash', '$0 recover ~/.oxios/state'],
+      ['As JSON', '$0 recover --json /srv/state'],
+    ],
+  });
+
+  target = Option.String({ name: 'target' });
+  sync = Option.Boolean('--sync', true, { description: 'Flush the directory after each rename' });
+
+  protected async run(): Promise<number> {
+    const result = await recover({
+      target: this.target,
+      sync: this.sync,
+      signal: this.interrupt.signal,
+      onWarning: this.reportWarning(this.progressLine()),
+    });
+    this.printResult(result, () =>
+      result.actions.length === 0
+        ? `nothing to recover at ${result.target}`
+        : describeRecoveryActions(result.actions),
+    );
+    return result.exitCode;
+  }
+}

@@ -1,0 +1,351 @@
+// The last step of a replace restore and its recovery: a journal written (and flushed) beside the target names
+// the staging tree and the rollback copy, then two renames swap them in (target → rollback, staging → target).
+// A run killed anywhere in between is finished from the journal by the next restore or `statesnap recover`.
+
+import {
+  closeSync,
+  fsyncSync,
+  linkSync,
+  openSync,
+  readFileSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { z } from 'zod';
+import { abortError, describeCause, StatesnapError, systemErrorCode } from './errors.js';
+import { discard, entryExists } from './finalizer.js';
+import { Flusher } from './flush.js';
+import { formatZodIssues } from './manifest.js';
+import { booleanOption, callbackOption, requirePath, signalOption } from './options.js';
+import { findStaleSiblings, isAlive, siblingPath } from './siblings.js';
+import { type Warning, WarningLog, type WarningSummary } from './warnings.js';
+
+export interface SwapPlan {
+  target: string;
+  /** The finished, flushed tree that becomes `target`. */
+  staging: string;
+  /** Where the previous `target` is moved: `<target>.pre-restore-<timestamp>`. */
+  rollback: string;
+  /** Keep the rollback copy after the swap (otherwise it is removed). */
+  keep: boolean;
+}
+
+export interface RecoveryAction {
+  /**
+   * `swapped-in`: a staging tree became the target; `put-back-rollback`: the rollback copy became the target
+   * again; `removed-rollback`: a rollback copy was removed (`keep: false`); `removed-stale`: a staging tree or
+   * journal left by a killed run was removed.
+   */
+  action: 'swapped-in' | 'put-back-rollback' | 'removed-rollback' | 'removed-stale';
+  path: string;
+}
+
+const JournalSchema = z.strictObject({
+  tool: z.literal('statesnap'),
+  version: z.literal(1),
+  pid: z.number().int().positive(),
+  /** Names, not paths: a journal can only ever point at siblings of its target. */
+  staging: z.string(),
+  rollback: z.string(),
+  keep: z.boolean(),
+});
+
+export function journalPath(target: string): string {
+  return `${target}.restore-journal`;
+}
+
+/** `<target>.pre-restore-<UTC timestamp>`, unique beside the target. */
+export function rollbackPathFor(target: string, now = new Date()): string {
+  const base = `${target}.pre-restore-${now.toISOString().replace(/[:]/g, '-')}`;
+  return entryExists(base) ? `${base}-${process.pid}` : base;
+}
+
+function recoveryNeeded(target: string, message: string, cause?: unknown): StatesnapError {
+  return new StatesnapError('ERR_RECOVERY_NEEDED', `${message}; then run \`statesnap recover ${target}\``, {
+    path: target,
+    cause,
+  });
+}
+
+function readJournal(target: string): { plan: SwapPlan; pid: number } | null {
+  const path = journalPath(target);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    if (systemErrorCode(error) === 'ENOENT') return null;
+    throw recoveryNeeded(target, `cannot read restore journal ${path}: ${describeCause(error)}`, error);
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (error) {
+    throw recoveryNeeded(
+      target,
+      `restore journal ${path} is not valid JSON (${describeCause(error)})`,
+      error,
+    );
+  }
+  const parsed = JournalSchema.safeParse(data);
+  if (!parsed.success) {
+    throw recoveryNeeded(target, `restore journal ${path} is invalid (${formatZodIssues(parsed.error)})`);
+  }
+  const journal = parsed.data;
+  const name = basename(target);
+  for (const [sibling, prefix] of [
+    [journal.staging, `${name}.staging-`],
+    [journal.rollback, `${name}.pre-restore-`],
+  ] as const) {
+    if (!sibling.startsWith(prefix) || sibling.includes('/') || sibling.includes('\0')) {
+      throw recoveryNeeded(
+        target,
+        `restore journal ${path} names ${JSON.stringify(sibling)}, not a sibling of the target`,
+      );
+    }
+  }
+  const dir = dirname(target);
+  return {
+    pid: journal.pid,
+    plan: {
+      target,
+      staging: join(dir, journal.staging),
+      rollback: join(dir, journal.rollback),
+      keep: journal.keep,
+    },
+  };
+}
+
+function busy(target: string, pid: number): StatesnapError {
+  return new StatesnapError(
+    'ERR_TARGET_BUSY',
+    `target ${target} is being restored by another statesnap process (pid ${pid})`,
+    { path: target },
+  );
+}
+
+/**
+ * Writes the journal under a temporary name, flushes it and hard-links it into place: the journal is either
+ * absent or complete, and the link fails if another restore of the same target holds one.
+ */
+function writeJournal(plan: SwapPlan, sync: boolean, syncDirectory: (dir: string) => void): void {
+  const path = journalPath(plan.target);
+  const temp = siblingPath(plan.target, 'journal');
+  const journal: z.infer<typeof JournalSchema> = {
+    tool: 'statesnap',
+    version: 1,
+    pid: process.pid,
+    staging: basename(plan.staging),
+    rollback: basename(plan.rollback),
+    keep: plan.keep,
+  };
+  try {
+    const fd = openSync(temp, 'wx', 0o600);
+    try {
+      writeSync(fd, `${JSON.stringify(journal)}\n`);
+      if (sync) fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    linkSync(temp, path);
+  } catch (error) {
+    if (systemErrorCode(error) === 'EEXIST') throw busy(plan.target, readJournal(plan.target)?.pid ?? 0);
+    throw new StatesnapError(
+      'ERR_TARGET_WRITE',
+      `cannot write restore journal ${path}: ${describeCause(error)}`,
+      {
+        path,
+        cause: error,
+      },
+    );
+  } finally {
+    rmSync(temp, { force: true });
+  }
+  syncDirectory(dirname(path));
+}
+
+/**
+ * Moves a journalled swap forward from wherever a run stopped, and removes the journal: safe to run again
+ * after a kill at any point. Returns the rollback copy that is left, if any.
+ */
+function advance(
+  plan: SwapPlan,
+  syncDirectory: (dir: string) => void,
+  actions: RecoveryAction[],
+  warnings: WarningLog,
+): string | null {
+  const dir = dirname(plan.target);
+  if (entryExists(plan.staging)) {
+    if (entryExists(plan.target)) {
+      if (entryExists(plan.rollback)) {
+        throw recoveryNeeded(
+          plan.target,
+          `cannot finish restoring ${plan.target}: it, the staging tree ${plan.staging} and the rollback copy ` +
+            `${plan.rollback} all exist (was the target recreated meanwhile?); move one of them away`,
+        );
+      }
+      renameSync(plan.target, plan.rollback);
+    }
+    renameSync(plan.staging, plan.target);
+    syncDirectory(dir);
+    actions.push({ action: 'swapped-in', path: plan.target });
+  } else if (!entryExists(plan.target) && entryExists(plan.rollback)) {
+    // The staging tree is gone (removed by hand) before it was swapped in: the old state is what is left.
+    renameSync(plan.rollback, plan.target);
+    syncDirectory(dir);
+    actions.push({ action: 'put-back-rollback', path: plan.target });
+  }
+  let kept = entryExists(plan.rollback);
+  if (kept && !plan.keep) {
+    try {
+      rmSync(plan.rollback, { recursive: true, force: true, maxRetries: 2 });
+      actions.push({ action: 'removed-rollback', path: plan.rollback });
+      kept = false;
+    } catch (error) {
+      warnings.add(
+        plan.rollback,
+        'rollback-kept',
+        `cannot remove the rollback copy: ${describeCause(error)}`,
+      );
+    }
+  }
+  unlinkSync(journalPath(plan.target));
+  syncDirectory(dir);
+  return kept ? plan.rollback : null;
+}
+
+/**
+ * Swaps a finished, flushed staging tree into `plan.target` and owns the staging tree from then on. On failure
+ * before the new tree is in place, the target is put back as it was, the staging tree is removed and
+ * ERR_TARGET_WRITE (or ERR_TARGET_BUSY) is thrown; where that is impossible the journal stays and
+ * ERR_RECOVERY_NEEDED says what to run.
+ */
+export function swapIn(
+  plan: SwapPlan,
+  sync: boolean,
+  syncDirectory: (dir: string) => void,
+  warnings: WarningLog,
+): string | null {
+  try {
+    writeJournal(plan, sync, syncDirectory);
+  } catch (error) {
+    discard(plan.staging);
+    throw error;
+  }
+  try {
+    return advance(plan, syncDirectory, [], warnings);
+  } catch (error) {
+    if (!entryExists(plan.staging)) {
+      throw recoveryNeeded(
+        plan.target,
+        `restored ${plan.target} but could not finish (${describeCause(error)})`,
+        error,
+      );
+    }
+    // Trees in a state this run did not make: leave everything, the journal included, for a person to look at.
+    if (error instanceof StatesnapError) throw error;
+    try {
+      if (!entryExists(plan.target) && entryExists(plan.rollback)) renameSync(plan.rollback, plan.target);
+      unlinkSync(journalPath(plan.target));
+    } catch (undoError) {
+      throw recoveryNeeded(
+        plan.target,
+        `cannot swap the restored tree into ${plan.target} (${describeCause(error)}) nor undo the swap (${describeCause(undoError)})`,
+        error,
+      );
+    }
+    discard(plan.staging);
+    throw new StatesnapError(
+      'ERR_TARGET_WRITE',
+      `cannot swap the restored tree into ${plan.target}: ${describeCause(error)}`,
+      { path: plan.target, cause: error },
+    );
+  }
+}
+
+/**
+ * What a killed restore left beside `target`: a journalled swap is finished (the staging tree it names is
+ * complete and flushed, so it is swapped in; without it the rollback copy is put back), and staging trees
+ * and journal temp files whose owner died are removed. Rollback copies are kept: they are the user's.
+ */
+export function recoverTarget(target: string, sync: boolean, warnings: WarningLog): RecoveryAction[] {
+  const actions: RecoveryAction[] = [];
+  const journal = readJournal(target);
+  if (journal) {
+    if (isAlive(journal.pid)) throw busy(target, journal.pid);
+    const flusher = new Flusher(dirname(target), sync);
+    try {
+      advance(journal.plan, (dir) => flusher.syncDirectory(dir), actions, warnings);
+    } catch (error) {
+      if (error instanceof StatesnapError) throw error;
+      throw recoveryNeeded(
+        target,
+        `cannot finish the interrupted restore of ${target}: ${describeCause(error)}`,
+        error,
+      );
+    }
+  }
+  for (const sibling of findStaleSiblings(target, ['staging', 'journal'])) {
+    discard(sibling.path);
+    actions.push({ action: 'removed-stale', path: sibling.path });
+  }
+  return actions;
+}
+
+/** The target path as restore uses it: absolute, its parent's symlinks resolved, the name itself kept. */
+export function resolveTargetPath(target: string): string {
+  const absolute = resolve(target);
+  try {
+    return join(realpathSync(dirname(absolute)), basename(absolute));
+  } catch (error) {
+    throw new StatesnapError(
+      'ERR_TARGET_INVALID',
+      `cannot use target ${target}: its parent directory is not usable (${describeCause(error)})`,
+      { path: target, cause: error },
+    );
+  }
+}
+
+export interface RecoverOptions {
+  /** The restore target to recover (the path given to `restore`). */
+  target: string;
+  /** Flush the directory after each rename. @default true */
+  sync?: boolean;
+  signal?: AbortSignal;
+  /** Called for each problem that did not stop the recovery (a rollback copy that could not be removed). @default no-op */
+  onWarning?: (warning: Warning) => void;
+}
+
+export interface RecoverResult {
+  command: 'recover';
+  target: string;
+  /** What was done, in order; empty when there was nothing to recover. */
+  actions: RecoveryAction[];
+  warnings: WarningSummary;
+  /** 0, or 3 when it completed with warnings. */
+  exitCode: 0 | 3;
+}
+
+/**
+ * Finishes or undoes what a killed `restore` left at `target` (the same recovery every restore runs first):
+ * `statesnap recover <target>`.
+ */
+export async function recover(options: RecoverOptions): Promise<RecoverResult> {
+  const target = requirePath('target', options.target);
+  const sync = booleanOption('sync', options.sync, true);
+  const signal = signalOption(options.signal);
+  const warnings = new WarningLog(callbackOption('onWarning', options.onWarning, () => {}));
+  if (signal.aborted) throw abortError(signal, target);
+  const resolved = resolveTargetPath(target);
+  const actions = recoverTarget(resolved, sync, warnings);
+  return {
+    command: 'recover',
+    target: resolved,
+    actions,
+    warnings: warnings.summary(),
+    exitCode: warnings.count > 0 ? 3 : 0,
+  };
+}

@@ -7,7 +7,7 @@ afterEach(cleanup);
 
 describe('statesnap CLI', () => {
   it('prints help with examples for every command', async () => {
-    for (const command of ['backup', 'inspect', 'demo']) {
+    for (const command of ['backup', 'restore', 'verify', 'recover', 'inspect', 'demo']) {
       const run = await runCli([command, '--help']);
       expect(run.exitCode).toBe(0);
       expect(run.stdout).toContain('Examples');

@@ -5,8 +5,12 @@ import { Builtins, Cli } from 'clipanion';
 import { ExitCode } from '../errors.js';
 import { TOOL_VERSION } from '../options.js';
 import { BackupCommand } from './commands/backup.js';
+import { BenchCommand } from './commands/bench.js';
 import { DemoCommand } from './commands/demo.js';
 import { InspectCommand } from './commands/inspect.js';
+import { RecoverCommand } from './commands/recover.js';
+import { RestoreCommand } from './commands/restore.js';
+import { VerifyCommand } from './commands/verify.js';
 
 const cli = new Cli({
   binaryLabel: 'statesnap',
@@ -14,7 +18,17 @@ const cli = new Cli({
   binaryVersion: TOOL_VERSION,
   enableColors: process.stdout.isTTY === true,
 });
-for (const command of [BackupCommand, InspectCommand, DemoCommand]) cli.register(command);
+for (const command of [
+  BackupCommand,
+  RestoreCommand,
+  VerifyCommand,
+  RecoverCommand,
+  InspectCommand,
+  DemoCommand,
+  BenchCommand,
+]) {
+  cli.register(command);
+}
 cli.register(Builtins.HelpCommand);
 cli.register(Builtins.VersionCommand);
 

@@ -1,7 +1,7 @@
 // Test trees described as literals: build one on the real filesystem, read one back the same way, and run
 // the real built CLI. No mocked fs anywhere.
 
-import { spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import {
   chmodSync,
   lstatSync,
@@ -149,31 +149,45 @@ export interface CliRun {
   stderr: string;
 }
 
+export interface RunningCli {
+  child: ChildProcess;
+  done: Promise<CliRun>;
+}
+
+/** Starts the real built `statesnap` binary without waiting for it, so a test can signal it mid-run. */
+export function startCli(
+  args: readonly string[],
+  options: { cwd?: string; timeoutMs?: number } = {},
+): RunningCli {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    cwd: options.cwd,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk) => {
+    stdout += chunk;
+  });
+  child.stderr.on('data', (chunk) => {
+    stderr += chunk;
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
+  const done = new Promise<CliRun>((resolveRun, rejectRun) => {
+    child.on('error', rejectRun);
+    child.on('close', (exitCode, signal) => {
+      clearTimeout(timer);
+      resolveRun({ exitCode, signal, stdout, stderr });
+    });
+  });
+  return { child, done };
+}
+
 /** Runs the real built `statesnap` binary. */
 export function runCli(
   args: readonly string[],
   options: { cwd?: string; timeoutMs?: number } = {},
 ): Promise<CliRun> {
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      cwd: options.cwd,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => {
-      stdout += chunk;
-    });
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
-    child.on('error', fail);
-    child.on('close', (exitCode, signal) => {
-      clearTimeout(timer);
-      done({ exitCode, signal, stdout, stderr });
-    });
-  });
+  return startCli(args, options).done;
 }
 
 export const isRoot = process.getuid?.() === 0;

@@ -1,0 +1,368 @@
+// What a backup holds: every kind of entry copied or skipped exactly as PRODUCT.md §3 says, the Oxios
+// `sections` rule, and excludes. Real trees on disk, the real worker pool.
+
+import { randomBytes } from 'node:crypto';
+import { lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { backup } from '../dist/src/index.js';
+import { ManifestSchema } from '../dist/src/manifest.js';
+import {
+  expectBackupConsistent,
+  type IndexLine,
+  listEntries,
+  readManifestJson,
+  sha256File,
+} from './helpers/backup.js';
+import {
+  cleanup,
+  closeSockets,
+  createTree,
+  dir,
+  fifo,
+  file,
+  runCli,
+  socket,
+  symlink,
+  type Tree,
+  tempDir,
+} from './helpers/tree.js';
+
+afterEach(async () => {
+  await closeSockets();
+  cleanup();
+});
+
+const MARKER = 'OUTSIDE-SECRET-5f1c0b9e';
+const T1 = 1_600_000_000.123; // mtimes with a millisecond part, so ms precision is really checked
+const T2 = 1_500_000_000.987;
+
+function nested(depth: number): Tree {
+  let tree: Tree = { 'leaf.json': file('{"deep":true}', { mtime: T2 }) };
+  for (let level = depth; level >= 1; level--) tree = { [`d${level}`]: tree };
+  return tree;
+}
+
+function byPath(index: IndexLine[]): Map<string, IndexLine> {
+  return new Map(index.map((entry) => [entry.path, entry]));
+}
+
+function mtimeMs(path: string): number {
+  return Math.floor(Number(lstatSync(path, { bigint: true }).mtimeNs / 1_000_000n));
+}
+
+/** |mtime(a) - mtime(b)| in ns: utimes takes a double, so a copy's mtime may be off by a fraction of a µs. */
+function mtimeDiffNs(a: string, b: string): number {
+  const diff = lstatSync(a, { bigint: true }).mtimeNs - lstatSync(b, { bigint: true }).mtimeNs;
+  return Number(diff < 0n ? -diff : diff);
+}
+
+describe('backup of a tree holding every kind of entry', () => {
+  it('copies regular files and dirs with content, mode and mtime, and only lists links and specials', async () => {
+    const root = tempDir();
+    const outside = join(root, 'outside');
+    mkdirSync(outside);
+    writeFileSync(join(outside, 'secret.json'), MARKER);
+    const source = join(root, 'src');
+    const stream = randomBytes(1536 * 1024); // read in chunks by the worker (> 1 MiB)
+    const large = randomBytes(4608 * 1024); // a task of its own (>= 4 MiB)
+    const exactlyOneMiB = randomBytes(1024 * 1024);
+    await createTree(source, {
+      'plain.json': file('{"a":1}', { mode: 0o640, mtime: T1 }),
+      'empty.md': file('', { mtime: T2 }),
+      'with space.json': file('space'),
+      'ünïcødé-日本語.md': file('unicode ✓'),
+      'new\nline.json': file('newline in the name'),
+      '.hidden.json': file('hidden'),
+      'run.sh': file('#!/bin/sh\n', { mode: 0o755 }),
+      'locked.json': file('no bits at all', { mode: 0o000 }),
+      'setgid-dir': dir({ 'x.json': file('x') }, { mode: 0o2750 }),
+      'empty-dir': dir({}, { mode: 0o750, mtime: T1 }),
+      'read-only-dir': dir({ 'inside.json': file('inside', { mode: 0o444 }) }, { mode: 0o555, mtime: T2 }),
+      deep: nested(40),
+      big: { 'stream.bin': file(stream), 'large.bin': file(large), 'one-mib.bin': file(exactlyOneMiB) },
+      links: {
+        'to-file.json': symlink('../plain.json'),
+        'to-dir': symlink('../deep'),
+        'outside.json': symlink(join(outside, 'secret.json')),
+        'outside-dir': symlink(outside),
+        'dangling.md': symlink('./nothing-here'),
+      },
+      special: { fifo: fifo(), 'sock.json': socket() },
+    });
+    const dest = join(root, 'backup');
+
+    const result = await backup({ source, dest, sync: false });
+
+    // Everything that is a regular file or a directory in the source is in the backup, identical.
+    const sourceEntries = listEntries(source);
+    const backupEntries = listEntries(dest);
+    backupEntries.delete('manifest.json');
+    backupEntries.delete('.statesnap');
+    backupEntries.delete('.statesnap/index.jsonl');
+    const copied = [...sourceEntries].filter(([, stats]) => stats.isFile() || stats.isDirectory());
+    expect([...backupEntries.keys()].sort()).toEqual(copied.map(([rel]) => rel).sort());
+    for (const [rel, stats] of copied) {
+      const copy = backupEntries.get(rel)!;
+      expect({ rel, dir: copy.isDirectory(), mode: copy.mode & 0o7777 }).toEqual({
+        rel,
+        dir: stats.isDirectory(),
+        mode: stats.mode & 0o7777,
+      });
+      expect(mtimeDiffNs(join(dest, rel), join(source, rel)), `mtime of ${rel}`).toBeLessThan(1_000_000);
+      if (stats.isFile()) expect(sha256File(join(dest, rel)), rel).toBe(sha256File(join(source, rel)));
+    }
+    // The fixture's mtimes really have a millisecond part, so the comparison above checks ms precision.
+    expect(mtimeMs(join(source, 'plain.json')) % 1000).not.toBe(0);
+    expect(mtimeMs(join(source, 'read-only-dir')) % 1000).not.toBe(0);
+    expect(lstatSync(dest).mode & 0o7777).toBe(lstatSync(source).mode & 0o7777);
+    expect(mtimeDiffNs(dest, source)).toBeLessThan(1_000_000);
+    expect(readFileSync(join(dest, 'new\nline.json'), 'utf8')).toBe('newline in the name');
+    expect(lstatSync(join(dest, 'empty.md')).size).toBe(0);
+
+    // Links and specials: counted and listed, never copied; nothing from outside the source.
+    expect(result.skipped).toEqual({
+      symlink: 5,
+      fifo: 1,
+      socket: 1,
+      char_device: 0,
+      block_device: 0,
+      excluded: 0,
+      reserved: 0,
+    });
+    const index = byPath(expectBackupConsistent(dest));
+    for (const link of ['to-file.json', 'to-dir', 'outside.json', 'outside-dir', 'dangling.md']) {
+      expect(index.get(`links/${link}`)).toEqual({ path: `links/${link}`, type: 'symlink', skipped: true });
+    }
+    expect(index.get('special/fifo')).toEqual({ path: 'special/fifo', type: 'fifo', skipped: true });
+    expect(index.get('special/sock.json')).toEqual({
+      path: 'special/sock.json',
+      type: 'socket',
+      skipped: true,
+    });
+
+    // The index records the source's attributes for every file and directory.
+    for (const [rel, stats] of copied) {
+      const entry = index.get(rel)!;
+      const big = lstatSync(join(source, rel), { bigint: true });
+      expect(entry.type).toBe(stats.isFile() ? 'file' : 'dir');
+      expect(entry.mode).toBe(stats.mode & 0o7777);
+      expect(entry.mtime_ns).toBe(big.mtimeNs.toString());
+      if (stats.isFile()) expect(entry.size).toBe(stats.size);
+    }
+    expect(index.get('big/large.bin')?.size).toBe(large.length);
+
+    // Result, manifest totals and the index agree.
+    const manifest = ManifestSchema.parse(readManifestJson(dest));
+    const files = copied.filter(([, stats]) => stats.isFile());
+    const bytes = files.reduce((sum, [, stats]) => sum + stats.size, 0);
+    expect(manifest.statesnap?.totals).toEqual({
+      files: files.length,
+      dirs: copied.length - files.length,
+      bytes,
+    });
+    expect({ files: result.files, dirs: result.dirs, bytes: result.bytes }).toEqual(
+      manifest.statesnap?.totals,
+    );
+    expect(manifest.statesnap?.skipped).toEqual(result.skipped);
+    expect(result.exitCode).toBe(0);
+    expect(result.warnings.count).toBe(0);
+    expect(readFileSync(join(source, 'links/outside.json'), 'utf8')).toBe(MARKER); // the link did resolve
+  });
+
+  it('an empty source gives a valid backup with no files and no sections', async () => {
+    const root = tempDir();
+    await createTree(join(root, 'src'), {});
+    const result = await backup({ source: join(root, 'src'), dest: join(root, 'out'), sync: false });
+    expect(result).toMatchObject({ files: 0, dirs: 0, bytes: 0, sections: [], exitCode: 0 });
+    expect(expectBackupConsistent(join(root, 'out'))).toEqual([]);
+  });
+
+  it('keeps the root manifest.json and .statesnap of a source out of the way of its own, and counts them', async () => {
+    // A store restored by Oxios holds the backup's manifest.json at its root (Oxios copies it back).
+    const root = tempDir();
+    const source = join(root, 'src');
+    await createTree(source, {
+      'manifest.json': file('{"version":1,"from":"an older backup"}'),
+      '.statesnap': { 'index.jsonl': file('not ours') },
+      seeds: { 'manifest.json': file('a seed is not reserved') },
+    });
+    const result = await backup({ source, dest: join(root, 'out'), sync: false });
+    expect(result.skipped.reserved).toBe(2);
+    expect(readManifestJson(join(root, 'out')).version).toBe(1);
+    expect(readManifestJson(join(root, 'out')).from).toBeUndefined();
+    expect(readFileSync(join(root, 'out/seeds/manifest.json'), 'utf8')).toBe('a seed is not reserved');
+    expectBackupConsistent(join(root, 'out'));
+  });
+});
+
+describe('manifest sections (the Oxios list_category rule)', () => {
+  it('counts .md/.json entries of any type directly in each category, in the Oxios order', async () => {
+    const root = tempDir();
+    const source = join(root, 'src');
+    // Created out of order: the manifest order must be the category list's, not the filesystem's.
+    await createTree(source, {
+      sessions: { 'dangling.json': symlink('missing'), 's.md': file('s') },
+      memory: {
+        facts: { 'f1.json': file('1'), 'f2.json': file('2'), 'f3.json': file('3'), 'notes.txt': file('no') },
+        conversations: { 'c.md': file('c') },
+        episodes: {}, // empty: left out
+        knowledge: { topic: { 'nested.md': file('nested entries are not counted') } },
+      },
+      seeds: {
+        'a.json': file('{}'),
+        'b.md': file('b'),
+        'c.txt': file('not counted'),
+        'x.json': dir({ 'inner.json': file('not counted') }), // a folder whose name ends in .json counts
+        'y.md': symlink('a.json'), // a symlink counts
+        'z.json.123.abc.tmp': file('an in-flight temp file does not end in .json'),
+        '.hidden.json': file('counted: read_dir lists dot files'),
+        json: file('no dot, not counted'),
+        'README.MD': file('case matters'),
+      },
+      agent_groups: { 'g.json': file('g') },
+      evals: { 'only.txt': file('no') }, // holds no .md/.json: left out
+      other: { 'o.json': file('not a category') },
+    });
+    const result = await backup({ source, dest: join(root, 'out'), sync: false });
+    const expected = [
+      { name: 'seeds', entry_count: 5 },
+      { name: 'memory/conversations', entry_count: 1 },
+      { name: 'memory/facts', entry_count: 3 },
+      { name: 'sessions', entry_count: 2 },
+      { name: 'agent_groups', entry_count: 1 },
+    ];
+    expect(result.sections).toEqual(expected);
+    expect(readManifestJson(join(root, 'out')).sections).toEqual(expected);
+    expectBackupConsistent(join(root, 'out'));
+    // The temp file is excluded from the copy too, and the counted symlinks are not copied.
+    expect(result.skipped).toMatchObject({ symlink: 2, excluded: 1 });
+  });
+
+  it('--category replaces the list, keeps its order, and ignores missing folders', async () => {
+    const root = tempDir();
+    const source = join(root, 'src');
+    await createTree(source, {
+      seeds: { 'a.json': file('a') },
+      notes: { 'n1.md': file('1'), 'n2.md': file('2') },
+      'deep/er': { 'x.json': file('x') },
+    });
+    const run = await runCli([
+      'backup',
+      '--json',
+      '--no-sync',
+      '--category',
+      'notes',
+      '--category',
+      'missing',
+      '--category',
+      'deep/er',
+      '--category',
+      'seeds',
+      source,
+      join(root, 'out'),
+    ]);
+    expect(run.exitCode).toBe(0);
+    const sections = [
+      { name: 'notes', entry_count: 2 },
+      { name: 'deep/er', entry_count: 1 },
+      { name: 'seeds', entry_count: 1 },
+    ];
+    expect(JSON.parse(run.stdout).sections).toEqual(sections);
+    const manifest = readManifestJson(join(root, 'out'));
+    expect(manifest.sections).toEqual(sections);
+    expect((manifest.statesnap as { categories: string[] }).categories).toEqual([
+      'notes',
+      'missing',
+      'deep/er',
+      'seeds',
+    ]);
+    expectBackupConsistent(join(root, 'out'));
+  });
+
+  it('refuses a category that would count entries outside the source', async () => {
+    const root = tempDir();
+    await createTree(join(root, 'src'), { seeds: { 'a.json': file('a') } });
+    await createTree(join(root, 'elsewhere'), { 'x.json': file('x') });
+    for (const category of ['../elsewhere', '/etc', 'seeds/../../elsewhere']) {
+      await expect(
+        backup({ source: join(root, 'src'), dest: join(root, 'out'), categories: [category] }),
+      ).rejects.toMatchObject({ code: 'ERR_INVALID_OPTION' });
+    }
+    expect(listEntries(root).has('out')).toBe(false);
+  });
+});
+
+describe('excludes', () => {
+  async function storeWithTemps(root: string): Promise<string> {
+    const source = join(root, 'src');
+    await createTree(source, {
+      'keep.json': file('k'),
+      'root.json.1234.0a1b.tmp': file('temp'),
+      'x.log': file('root log'),
+      'cache.tmp': { 'inside.json': file('a folder named *.tmp is excluded whole') },
+      memory: {
+        facts: { 'f.json': file('f'), 'f.json.99.ff.tmp': file('temp'), '.hidden.tmp': file('temp') },
+        episodes: { 'e1.md': file('e1'), sub: { 'e2.md': file('e2') } },
+      },
+      sub: { 'y.log': file('nested log') },
+    });
+    return source;
+  }
+
+  it('leaves out **/*.tmp by default, at any depth and for hidden names, and counts them', async () => {
+    const root = tempDir();
+    const source = await storeWithTemps(root);
+    const result = await backup({ source, dest: join(root, 'out'), sync: false });
+    const paths = expectBackupConsistent(join(root, 'out')).map((entry) => entry.path);
+    expect(paths.filter((path) => path.includes('.tmp'))).toEqual([]);
+    expect(paths).toContain('memory/facts/f.json');
+    expect(result.skipped.excluded).toBe(4);
+  });
+
+  it('--exclude takes fast-glob patterns, a directory pattern leaves out the folder and all below it', async () => {
+    const root = tempDir();
+    const source = await storeWithTemps(root);
+    const dest = join(root, 'out');
+    const run = await runCli([
+      'backup',
+      '--json',
+      '--no-sync',
+      '--exclude',
+      'memory/episodes/**',
+      '--exclude',
+      '*.log',
+      source,
+      dest,
+    ]);
+    expect(run.exitCode).toBe(0);
+    const paths = expectBackupConsistent(dest).map((entry) => entry.path);
+    expect(paths.filter((path) => path.startsWith('memory/episodes'))).toEqual([]);
+    expect(listEntries(dest).has('memory/episodes')).toBe(false);
+    expect(paths).not.toContain('x.log');
+    expect(paths).toContain('sub/y.log'); // `*` does not cross `/` in fast-glob syntax
+    expect(paths).toContain('memory/facts/f.json');
+    // The folder counts once (its contents are never walked), plus x.log and the four default temp entries.
+    expect(JSON.parse(run.stdout).skipped.excluded).toBe(6);
+  });
+
+  it('--no-default-excludes keeps the .tmp files', async () => {
+    const root = tempDir();
+    const source = await storeWithTemps(root);
+    const dest = join(root, 'out');
+    const run = await runCli(['backup', '--json', '--no-sync', '--no-default-excludes', source, dest]);
+    expect(run.exitCode).toBe(0);
+    const paths = expectBackupConsistent(dest).map((entry) => entry.path);
+    expect(paths).toEqual(
+      expect.arrayContaining([
+        'root.json.1234.0a1b.tmp',
+        'cache.tmp',
+        'cache.tmp/inside.json',
+        'memory/facts/f.json.99.ff.tmp',
+        'memory/facts/.hidden.tmp',
+      ]),
+    );
+    expect(readFileSync(join(dest, 'root.json.1234.0a1b.tmp'), 'utf8')).toBe('temp');
+    expect(JSON.parse(run.stdout).skipped.excluded).toBe(0);
+  });
+});

@@ -1,0 +1,266 @@
+// What the suite measures: every case (statesnap's operations and the baselines), its id for `--cases`, and
+// whether it can run on this machine. statesnap cases run as child processes so their peak RSS is theirs.
+
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DEFAULT_EXCLUDES } from '../src/backup.js';
+import { MANIFEST_FILE, META_DIR } from '../src/manifest.js';
+import { compileExcludes, walk } from '../src/planner.js';
+import {
+  cpA,
+  duSb,
+  loadFsExtraCopy,
+  nodeCp,
+  rsyncA,
+  sequentialCopy,
+  syncAll,
+  tarPipe,
+  which,
+} from './baselines.js';
+import type { ChildReport } from './child.js';
+
+export const CASE_IDS = [
+  'cp-a',
+  'statesnap-no-sync',
+  'cp-a-sync',
+  'statesnap',
+  'statesnap-restore',
+  'statesnap-threads-1',
+  'statesnap-threads-2',
+  'statesnap-threads-4',
+  'statesnap-threads-8',
+  'fs-cp',
+  'sequential',
+  'fs-extra',
+  'rsync-a',
+  'tar-pipe',
+  'du-sb',
+  'planner-walk',
+] as const;
+
+export type CaseId = (typeof CASE_IDS)[number];
+
+/** Cases other cases' ratios are taken against, per kind of case. */
+export const COPY_REFERENCES = ['cp-a', 'cp-a-sync', 'fs-cp'] as const satisfies readonly CaseId[];
+export const WALK_REFERENCES = ['du-sb'] as const satisfies readonly CaseId[];
+export type ReferenceId = (typeof COPY_REFERENCES)[number] | (typeof WALK_REFERENCES)[number];
+
+/** One timed run of a case. */
+export interface Iteration {
+  source: string;
+  /** A fresh directory of this iteration alone, removed (untimed) right after it. */
+  dir: string;
+  /** Where the case writes (inside `dir`); does not exist yet. */
+  dest: string;
+  /** For a case that reads a backup: the one the `statesnap` case made this round, if it ran. */
+  backup: string | undefined;
+}
+
+/** Extra figures a case reports about one run (statesnap cases: read from the child process). */
+export interface CaseOutput {
+  rssKb?: number;
+  userMs?: number;
+  systemMs?: number;
+  /** The operation's own durationMs: the wall time minus process start-up and module loading. */
+  innerMs?: number;
+}
+
+export interface BenchCase {
+  id: CaseId;
+  label: string;
+  /** `copy` cases write a copy of the store; `walk` cases only list it. */
+  kind: 'copy' | 'walk';
+  /** statesnap's own code: only these ratios can fail `--compare`. */
+  subject: boolean;
+  /** This case's dest is a backup that a `readsBackup` case may read later in the same round. */
+  makesBackup?: boolean;
+  readsBackup?: boolean;
+  /** Untimed, before the timed run: e.g. making the backup a restore reads when no backup case ran. */
+  prepare?: (iteration: Iteration) => Promise<void>;
+  run: (iteration: Iteration) => Promise<CaseOutput | undefined>;
+}
+
+const CHILD = fileURLToPath(new URL('./child.js', import.meta.url));
+
+/** Runs bench/child.js and returns its report; its stderr is kept for the error message. */
+export function runChild(args: readonly string[]): Promise<ChildReport> {
+  return new Promise((resolveChild, rejectChild) => {
+    const child = spawn(process.execPath, [CHILD, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk;
+    });
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk;
+    });
+    child.on('error', rejectChild);
+    child.on('close', (code, signal) => {
+      if (code !== 0) {
+        rejectChild(new Error(`statesnap ${args.join(' ')} failed (${signal ?? `exit ${code}`}): ${stderr}`));
+        return;
+      }
+      try {
+        resolveChild(JSON.parse(stdout) as ChildReport);
+      } catch (error) {
+        rejectChild(new Error(`statesnap ${args.join(' ')} printed no report: ${(error as Error).message}`));
+      }
+    });
+  });
+}
+
+function childOutput(report: ChildReport): CaseOutput {
+  const innerMs = report.result.durationMs;
+  return {
+    rssKb: report.maxRssKb,
+    userMs: report.userMs,
+    systemMs: report.systemMs,
+    ...(typeof innerMs === 'number' ? { innerMs } : {}),
+  };
+}
+
+function statesnapBackup(id: CaseId, label: string, flags: string[], makesBackup = false): BenchCase {
+  return {
+    id,
+    label,
+    kind: 'copy',
+    subject: true,
+    makesBackup,
+    run: async ({ source, dest }) => childOutput(await runChild(['backup', source, dest, ...flags])),
+  };
+}
+
+/** A case whose work reports no figures of its own: a baseline tool, or the planner walk. */
+function plainCase(
+  id: CaseId,
+  label: string,
+  kind: BenchCase['kind'],
+  work: (source: string, dest: string) => Promise<void>,
+  subject = false,
+): BenchCase {
+  return {
+    id,
+    label,
+    kind,
+    subject,
+    run: async ({ source, dest }) => {
+      await work(source, dest);
+      return undefined;
+    },
+  };
+}
+
+/** The planner's walk exactly as backup drives it (default excludes, lstat per entry), with a counting sink. */
+async function plannerWalk(source: string): Promise<void> {
+  let files = 0;
+  await walk(
+    source,
+    {
+      isExcluded: compileExcludes(DEFAULT_EXCLUDES),
+      reservedRootNames: new Set([MANIFEST_FILE, META_DIR]),
+      signal: new AbortController().signal,
+    },
+    {
+      dir: () => {},
+      file: () => {
+        files++;
+        return undefined;
+      },
+      skip: () => {},
+      problem: (rel, problem, message) => {
+        throw new Error(`planner walk: ${rel}: ${problem}: ${message}`);
+      },
+    },
+  );
+  if (files === 0) throw new Error(`planner walk found no files in ${source}`);
+}
+
+function needs(commands: readonly string[]): string | undefined {
+  const missing = commands.filter((command) => which(command) === null);
+  return missing.length === 0 ? undefined : `${missing.join(', ')} not installed`;
+}
+
+/** Every case, or the reason it cannot run here. */
+async function buildCase(id: CaseId): Promise<BenchCase | string> {
+  switch (id) {
+    case 'statesnap':
+      return statesnapBackup(id, 'statesnap backup', [], true);
+    case 'statesnap-no-sync':
+      return statesnapBackup(id, 'statesnap --no-sync', ['--no-sync']);
+    case 'statesnap-threads-1':
+    case 'statesnap-threads-2':
+    case 'statesnap-threads-4':
+    case 'statesnap-threads-8': {
+      const threads = id.slice('statesnap-threads-'.length);
+      return statesnapBackup(id, `statesnap --threads ${threads} --no-sync`, [
+        '--no-sync',
+        '--threads',
+        threads,
+      ]);
+    }
+    case 'statesnap-restore':
+      return {
+        id,
+        label: 'statesnap restore',
+        kind: 'copy',
+        subject: true,
+        readsBackup: true,
+        // Without the statesnap case in the selection, the round's backup is made here, untimed.
+        prepare: async (iteration) => {
+          if (iteration.backup !== undefined) return;
+          iteration.backup = join(iteration.dir, 'backup');
+          await runChild(['backup', iteration.source, iteration.backup, '--no-sync']);
+        },
+        run: async ({ dest, backup }) => childOutput(await runChild(['restore', backup!, dest])),
+      };
+    case 'planner-walk':
+      return plainCase(id, 'planner walk', 'walk', plannerWalk, true);
+    case 'du-sb':
+      return needs(['du']) ?? plainCase(id, 'du -sb', 'walk', duSb);
+    case 'sequential':
+      return plainCase(id, 'sequential (original)', 'copy', sequentialCopy);
+    case 'fs-cp':
+      return plainCase(id, 'fs.promises.cp', 'copy', nodeCp);
+    case 'fs-extra': {
+      const copy = await loadFsExtraCopy();
+      return typeof copy === 'string' ? copy : plainCase(id, 'fs-extra copy', 'copy', copy);
+    }
+    case 'cp-a':
+      return needs(['cp']) ?? plainCase(id, 'cp -a', 'copy', cpA);
+    case 'cp-a-sync':
+      return (
+        needs(['cp', 'sync']) ??
+        plainCase(id, 'cp -a + sync', 'copy', async (source, dest) => {
+          await cpA(source, dest);
+          await syncAll();
+        })
+      );
+    case 'rsync-a':
+      return needs(['rsync']) ?? plainCase(id, 'rsync -a', 'copy', rsyncA);
+    case 'tar-pipe':
+      return needs(['tar']) ?? plainCase(id, 'tar | tar', 'copy', tarPipe);
+  }
+}
+
+export interface SelectedCases {
+  /** In run order. */
+  cases: BenchCase[];
+  skipped: Array<{ id: CaseId; reason: string }>;
+}
+
+export function isCaseId(value: string): value is CaseId {
+  return (CASE_IDS as readonly string[]).includes(value);
+}
+
+/** The selected cases in the suite's order (references next to what they are compared with). */
+export async function selectCases(ids: readonly CaseId[]): Promise<SelectedCases> {
+  const selected: SelectedCases = { cases: [], skipped: [] };
+  for (const id of CASE_IDS) {
+    if (!ids.includes(id)) continue;
+    const built = await buildCase(id);
+    if (typeof built === 'string') selected.skipped.push({ id, reason: built });
+    else selected.cases.push(built);
+  }
+  return selected;
+}

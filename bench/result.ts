@@ -1,0 +1,139 @@
+// The shape of a benchmark result (the JSON file, `--json` output and what `--compare` reads back). Fields are
+// added, never renamed: CI jobs keep old result files to compare against.
+
+import { z } from 'zod';
+import type { ReferenceId } from './cases.js';
+import type { StoreProfile } from './generator.js';
+
+export const RESULT_SCHEMA_VERSION = 1;
+
+/** Median and range over the rounds. */
+export interface Spread {
+  median: number;
+  min: number;
+  max: number;
+}
+
+export interface RoundFigures {
+  /** 1-based. */
+  round: number;
+  /** 0-based place of the case in this round's order (the order rotates from round to round). */
+  position: number;
+  /** Wall time of the timed window (for statesnap cases: the whole child process, start-up included). */
+  ms: number;
+  filesPerSec: number;
+  mbPerSec: number;
+  /** statesnap cases: peak RSS of the child process (workers included), KiB. */
+  rssKb?: number;
+  userMs?: number;
+  systemMs?: number;
+  /** statesnap cases: the operation's own durationMs, without process start-up. */
+  innerMs?: number;
+  /** Untimed work around this iteration: its setup (fresh directory, input, `sync`) and removing its output. */
+  setupMs: number;
+  cleanupMs: number;
+}
+
+/** This case's wall time divided by the reference's wall time in the same round; < 1 is faster. */
+export interface RatioFigures extends Spread {
+  perRound: number[];
+}
+
+export interface CaseResult {
+  id: string;
+  label: string;
+  kind: 'copy' | 'walk';
+  subject: boolean;
+  wallMs: Spread;
+  /** The store's files (or, for walks, entries listed) per second of wall time. */
+  filesPerSec: Spread;
+  /** The store's bytes per second of wall time, in 10^6 bytes. */
+  mbPerSec: Spread;
+  /** statesnap cases only, in 10^6 bytes. */
+  peakRssMb: Spread | null;
+  /** statesnap cases only: the operation's own durationMs, i.e. wall time without process start-up. */
+  operationMs: Spread | null;
+  /** statesnap cases only: CPU time of the child process (all threads), user and kernel. */
+  userMs: Spread | null;
+  systemMs: Spread | null;
+  ratios: Partial<Record<ReferenceId, RatioFigures>>;
+  rounds: RoundFigures[];
+}
+
+export interface TargetResult {
+  id: string;
+  description: string;
+  /** The profile the target is set for; it is evaluated on every run, and the report says when they differ. */
+  profile: StoreProfile;
+  limit: number;
+  unit: 'ratio' | 'MB';
+  measured: number | null;
+  status: 'met' | 'missed' | 'not measured';
+}
+
+export interface MachineInfo {
+  platform: string;
+  arch: string;
+  release: string;
+  cpus: number;
+  cpuModel: string;
+  memoryBytes: number;
+  node: string;
+  /** Filesystem of the directory holding the store and destinations (findmnt / df -T), when found. */
+  filesystem: { type: string; options: string | null } | null;
+  /** 1, 5 and 15 minute load averages when the run started, and when it ended: how busy the machine was. */
+  loadAverage: number[];
+  loadAverageEnd?: number[];
+}
+
+export interface BenchResult {
+  schemaVersion: typeof RESULT_SCHEMA_VERSION;
+  createdAt: string;
+  durationMs: number;
+  packageVersion: string;
+  gitCommit: string | null;
+  gitDirty: boolean | null;
+  /** How to run this benchmark again. */
+  command: string;
+  machine: MachineInfo;
+  profile: StoreProfile;
+  scale: number;
+  seed: number;
+  iterations: number;
+  store: {
+    path: string;
+    files: number;
+    bytes: number;
+    dirs: number;
+    symlinks: number;
+    tempFiles: number;
+    /** False when a complete store from an earlier run was reused. */
+    generated: boolean;
+  };
+  /** The whole store was read once before round 1. */
+  pageCacheWarm: boolean;
+  cases: CaseResult[];
+  skipped: Array<{ id: string; reason: string }>;
+  targets: TargetResult[];
+}
+
+const spread = z.object({ median: z.number(), min: z.number(), max: z.number() });
+
+/** What `--compare` needs from a result file, checked on read (extra fields are ignored). */
+export const ComparableResultSchema = z.object({
+  schemaVersion: z.literal(RESULT_SCHEMA_VERSION),
+  createdAt: z.string(),
+  profile: z.string(),
+  scale: z.number(),
+  gitCommit: z.string().nullable(),
+  cases: z.array(
+    z.object({
+      id: z.string(),
+      label: z.string(),
+      subject: z.boolean(),
+      ratios: z.record(z.string(), spread),
+    }),
+  ),
+});
+
+export type ComparableResult = z.infer<typeof ComparableResultSchema>;

@@ -1,0 +1,204 @@
+// Runs the rounds: in each, every case once under tinybench (destinations made and removed outside the timed
+// window), then turns the per-round wall times into medians, ranges, throughputs and pairwise ratios.
+// Ratios are taken per round and then their median: absolute times swing 2-3x with the machine's state
+// while same-round ratios hold (PERF-NOTES.md, "paired rounds").
+
+import { setMaxListeners } from 'node:events';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Bench } from 'tinybench';
+import { abortError } from '../src/errors.js';
+import { removeTree, syncAll, which } from './baselines.js';
+import {
+  type BenchCase,
+  type CaseId,
+  type CaseOutput,
+  COPY_REFERENCES,
+  type Iteration,
+  type ReferenceId,
+  WALK_REFERENCES,
+} from './cases.js';
+import type { CaseResult, RatioFigures, RoundFigures, Spread } from './result.js';
+
+export interface RoundsOptions {
+  source: string;
+  /** Destinations are made here, one directory per iteration; it must exist. */
+  workDir: string;
+  rounds: number;
+  cases: readonly BenchCase[];
+  signal: AbortSignal;
+  onLog: (line: string) => void;
+}
+
+export interface RoundSample extends CaseOutput {
+  ms: number;
+  /** 0-based place of the case in this round's order. */
+  position: number;
+  /** Untimed work around the iteration: making its directory (and input), the sync; removing its output. */
+  setupMs: number;
+  cleanupMs: number;
+}
+
+function sampleOf(bench: Bench, id: CaseId): number {
+  const task = bench.getTask(id);
+  const result = task?.result;
+  if (result?.state !== 'completed')
+    throw new Error(`Assertion failed: ${id} did not complete (${result?.state})`);
+  return result.latency.samples?.[0] ?? result.latency.mean;
+}
+
+/** Runs `rounds` rounds of every case; returns each case's samples in round order. */
+export async function runRounds(options: RoundsOptions): Promise<Map<CaseId, RoundSample[]>> {
+  const { cases, workDir, source, signal } = options;
+  const samples = new Map<CaseId, RoundSample[]>(cases.map((c) => [c.id, []]));
+  // Whatever one case left for writeback is flushed before the next starts, so no case pays for another.
+  const canSync = which('sync') !== null;
+  for (let round = 1; round <= options.rounds; round++) {
+    // tinybench leaves two abort listeners per task on its signal: one signal per round keeps them bounded.
+    const roundSignal = AbortSignal.any([signal]);
+    setMaxListeners(Math.max(10, cases.length * 2), roundSignal);
+    const bench = new Bench({
+      name: `round ${round}`,
+      iterations: 1,
+      time: 0,
+      warmup: false,
+      throws: true,
+      retainSamples: true,
+      signal: roundSignal,
+    });
+    // Each round starts further along the (cyclic) case order, so no case is always first after the page-cache
+    // warm-up or always right after the same neighbour; pairs stay adjacent except across the wrap.
+    const offset = Math.floor(((round - 1) * cases.length) / options.rounds);
+    const order = [...cases.slice(offset), ...cases.slice(0, offset)];
+    const outputs = new Map<CaseId, CaseOutput | undefined>();
+    const untimed = new Map<CaseId, { position: number; setupMs: number; cleanupMs: number }>();
+    let keptBackup: { dir: string; path: string } | undefined;
+    for (const [position, benchCase] of order.entries()) {
+      const keepForLater = benchCase.makesBackup && order.slice(position + 1).some((c) => c.readsBackup);
+      const dir = join(workDir, `round-${round}-${benchCase.id}`);
+      const iteration: Iteration = { source, dir, dest: join(dir, 'dest'), backup: undefined };
+      bench.add(
+        benchCase.id,
+        async () => {
+          outputs.set(benchCase.id, await benchCase.run(iteration));
+        },
+        {
+          async: true,
+          beforeEach: async () => {
+            const started = performance.now();
+            await mkdir(dir);
+            iteration.backup = keptBackup?.path;
+            await benchCase.prepare?.(iteration);
+            if (canSync) await syncAll();
+            untimed.set(benchCase.id, { position, setupMs: performance.now() - started, cleanupMs: 0 });
+          },
+          // Deleting soon after writing is fast on this disk, and slow once the blocks are written back
+          // (`discard` mount: PERF-NOTES.md), so every destination goes right after its own iteration.
+          afterEach: async () => {
+            const started = performance.now();
+            if (keepForLater) {
+              keptBackup = { dir, path: iteration.dest };
+            } else {
+              await removeTree(dir);
+              if (benchCase.readsBackup && keptBackup !== undefined) {
+                await removeTree(keptBackup.dir);
+                keptBackup = undefined;
+              }
+            }
+            untimed.get(benchCase.id)!.cleanupMs = performance.now() - started;
+          },
+        },
+      );
+    }
+    bench.addEventListener('cycle', (event) => {
+      const { task } = event;
+      if (task.result.state === 'completed') {
+        const ms = task.result.latency.samples?.[0] ?? task.result.latency.mean;
+        const around = untimed.get(task.name as CaseId);
+        const untimedNote = around
+          ? ` (untimed: setup ${(around.setupMs / 1000).toFixed(2)} s, cleanup ${(around.cleanupMs / 1000).toFixed(2)} s)`
+          : '';
+        options.onLog(
+          `round ${round}/${options.rounds}  ${task.name.padEnd(20)} ${(ms / 1000).toFixed(2)} s${untimedNote}`,
+        );
+      }
+    });
+    try {
+      await bench.run();
+    } finally {
+      if (keptBackup !== undefined) await removeTree(keptBackup.dir);
+    }
+    if (signal.aborted) throw abortError(signal, workDir);
+    for (const benchCase of cases) {
+      samples.get(benchCase.id)!.push({
+        ms: sampleOf(bench, benchCase.id),
+        ...untimed.get(benchCase.id)!,
+        ...outputs.get(benchCase.id),
+      });
+    }
+  }
+  return samples;
+}
+
+export function median(values: readonly number[]): number {
+  if (values.length === 0) throw new Error('Assertion failed: median of no values');
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+export function spreadOf(values: readonly number[]): Spread {
+  return { median: median(values), min: Math.min(...values), max: Math.max(...values) };
+}
+
+export interface StoreSize {
+  files: number;
+  bytes: number;
+}
+
+/** Per-case figures, and every case's ratios to the references of its kind that ran in the same rounds. */
+export function summarize(
+  cases: readonly BenchCase[],
+  samples: ReadonlyMap<CaseId, readonly RoundSample[]>,
+  store: StoreSize,
+): CaseResult[] {
+  return cases.map((benchCase) => {
+    const own = samples.get(benchCase.id) ?? [];
+    const rounds: RoundFigures[] = own.map((sample, index) => ({
+      round: index + 1,
+      ...sample,
+      filesPerSec: store.files / (sample.ms / 1000),
+      mbPerSec: store.bytes / 1e6 / (sample.ms / 1000),
+    }));
+    const ratios: Partial<Record<ReferenceId, RatioFigures>> = {};
+    const references: readonly ReferenceId[] = benchCase.kind === 'copy' ? COPY_REFERENCES : WALK_REFERENCES;
+    for (const reference of references) {
+      const theirs = samples.get(reference);
+      if (theirs === undefined || theirs.length !== own.length) continue;
+      const perRound = own.map((sample, index) => sample.ms / theirs[index]!.ms);
+      ratios[reference] = { ...spreadOf(perRound), perRound };
+    }
+    const reported = (pick: (sample: RoundSample) => number | undefined): Spread | null => {
+      const values = own.flatMap((sample) => {
+        const value = pick(sample);
+        return value === undefined ? [] : [value];
+      });
+      return values.length > 0 ? spreadOf(values) : null;
+    };
+    return {
+      id: benchCase.id,
+      label: benchCase.label,
+      kind: benchCase.kind,
+      subject: benchCase.subject,
+      wallMs: spreadOf(rounds.map((r) => r.ms)),
+      filesPerSec: spreadOf(rounds.map((r) => r.filesPerSec)),
+      mbPerSec: spreadOf(rounds.map((r) => r.mbPerSec)),
+      peakRssMb: reported((sample) => (sample.rssKb === undefined ? undefined : (sample.rssKb * 1024) / 1e6)),
+      operationMs: reported((sample) => sample.innerMs),
+      userMs: reported((sample) => sample.userMs),
+      systemMs: reported((sample) => sample.systemMs),
+      ratios,
+      rounds,
+    };
+  });
+}

@@ -1,0 +1,262 @@
+// Benchmark plumbing, never its timings: a tiny run end to end (JSON shape, markdown, SVG, store reuse, the
+// CLI command), `--compare` exit codes on hand-made result files, and the chart's XML.
+
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { renderBarChart } from '../dist/bench/chart.js';
+import type { BenchResult } from '../dist/bench/result.js';
+import { type CliRun, cleanup, runCli, tempDir } from './helpers/tree.js';
+
+const RUN = resolve(import.meta.dirname, '../dist/bench/run.js');
+
+afterAll(cleanup);
+
+/** `node dist/bench/run.js`, the npm scripts' entry point (synchronous: these runs take seconds). */
+function runBench(args: readonly string[], env: NodeJS.ProcessEnv = {}): CliRun {
+  const run = spawnSync(process.execPath, [RUN, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, GITHUB_STEP_SUMMARY: '', ...env },
+  });
+  return { exitCode: run.status, signal: run.signal, stdout: run.stdout, stderr: run.stderr };
+}
+
+/**
+ * A small well-formedness check (xmllint is not installed everywhere): tags nest and close, attribute values
+ * are quoted, and text holds no raw `<` and only valid entity references. Returns how often each element occurs.
+ */
+function checkWellFormedXml(xml: string): Map<string, number> {
+  const counts = new Map<string, number>();
+  const stack: string[] = [];
+  const checkText = (text: string) => {
+    expect(text, 'raw < or > in text').not.toMatch(/[<>]/);
+    for (const ampersand of text.matchAll(/&/g)) {
+      expect(text.slice(ampersand.index), 'entity reference').toMatch(/^&(?:[a-zA-Z]+|#\d+|#x[0-9a-fA-F]+);/);
+    }
+  };
+  const tag =
+    /<(\/?)([A-Za-z_][\w.:-]*)((?:\s+[A-Za-z_][\w.:-]*\s*=\s*(?:"[^"<]*"|'[^'<]*'))*)\s*(\/?)>|<\?xml[^?]*\?>|<!--[\s\S]*?-->/g;
+  let last = 0;
+  for (const match of xml.matchAll(tag)) {
+    checkText(xml.slice(last, match.index));
+    last = match.index + match[0].length;
+    const [, closing, name, attributes, selfClosing] = match;
+    if (name === undefined) continue; // declaration or comment
+    checkText((attributes ?? '').replace(/\s+[\w.:-]+\s*=\s*("|')/g, ' ').replace(/["']/g, ''));
+    if (closing) {
+      expect(stack.pop(), `closing </${name}>`).toBe(name);
+    } else {
+      if (stack.length === 0) expect(counts.size, 'a single root element').toBe(0);
+      counts.set(name, (counts.get(name) ?? 0) + 1);
+      if (!selfClosing) stack.push(name);
+    }
+  }
+  checkText(xml.slice(last).trim());
+  expect(stack, 'unclosed elements').toEqual([]);
+  return counts;
+}
+
+const hasXmllint = spawnSync('xmllint', ['--version']).status === 0;
+
+function barCount(svg: string): number {
+  return [...svg.matchAll(/<rect class="bar"/g)].length;
+}
+
+describe('bench suite end to end (timings not asserted)', () => {
+  const root = tempDir('statesnap-bench-test-');
+  const storeDir = join(root, 'store');
+  const outDir = join(root, 'results');
+  const summary = join(root, 'step-summary.md');
+  let result: BenchResult;
+  /** The demo store at a small scale, one round: seconds, not minutes. */
+  const tinyRun = (cases: string) => [
+    '--profile',
+    'demo',
+    '--scale',
+    '0.2',
+    '--iterations',
+    '1',
+    '--cases',
+    cases,
+    '--store-dir',
+    storeDir,
+    '--out',
+    outDir,
+  ];
+
+  it('runs a tiny profile and writes JSON, markdown, SVG and the step summary', () => {
+    const run = runBench([...tinyRun('statesnap-no-sync,cp-a,fs-cp'), '--json'], {
+      GITHUB_STEP_SUMMARY: summary,
+    });
+    expect(run.stderr).not.toContain('error');
+    expect(run.exitCode).toBe(0);
+    result = JSON.parse(run.stdout) as BenchResult;
+
+    const written = readdirSync(outDir).sort();
+    expect(written.map((name) => name.replace(/^demo-[\dT:-]+Z/, 'X'))).toEqual(['X.json', 'X.md', 'X.svg']);
+    const base = join(outDir, written[0]!.replace(/\.json$/, ''));
+    expect(JSON.parse(readFileSync(`${base}.json`, 'utf8'))).toEqual(result);
+
+    expect(result).toMatchObject({
+      schemaVersion: 1,
+      profile: 'demo',
+      scale: 0.2,
+      iterations: 1,
+      pageCacheWarm: true,
+      store: { generated: true },
+      machine: { node: process.version },
+    });
+    expect(result.store.files).toBeGreaterThan(100);
+    expect(result.store.bytes).toBeGreaterThan(0);
+    expect(result.cases.map((c) => c.id)).toEqual(['cp-a', 'statesnap-no-sync', 'fs-cp']);
+    for (const c of result.cases) {
+      for (const figure of [c.wallMs, c.filesPerSec, c.mbPerSec]) {
+        expect(Object.keys(figure).sort()).toEqual(['max', 'median', 'min']);
+        expect(figure.median).toBeGreaterThan(0);
+        expect(figure.min).toBeLessThanOrEqual(figure.max);
+      }
+      expect(c.rounds).toHaveLength(1);
+      expect(Object.keys(c.ratios).sort()).toEqual(['cp-a', 'fs-cp']);
+    }
+    const statesnap = result.cases.find((c) => c.id === 'statesnap-no-sync')!;
+    expect(statesnap.subject).toBe(true);
+    expect(statesnap.peakRssMb?.max).toBeGreaterThan(10);
+    expect(statesnap.operationMs?.median).toBeLessThan(statesnap.wallMs.median);
+    expect(statesnap.ratios['cp-a']!.perRound).toHaveLength(1);
+    expect(result.cases.find((c) => c.id === 'cp-a')!.ratios['cp-a']!.median).toBe(1);
+
+    const targets = new Map(result.targets.map((t) => [t.id, t]));
+    expect(targets.get('no-sync-vs-cp')?.status).toMatch(/^(met|missed)$/);
+    expect(targets.get('durable-vs-cp-sync')?.status).toBe('not measured');
+
+    const markdown = readFileSync(`${base}.md`, 'utf8');
+    expect(markdown).toContain('| case | median s | min–max s | files/s | MB/s | × cp -a | × fs.cp |');
+    expect(markdown).toContain('| statesnap --no-sync |');
+    expect(markdown).toContain('### Targets');
+    expect(markdown).toMatch(
+      /\| statesnap --no-sync ≤ 0\.5× cp -a \(set for the oxios profile\) \| [\d.]+× \| 0\.50× \| (met|missed)/,
+    );
+    expect(markdown).toContain('| statesnap peak RSS ≤ 300 MB (set for the tiny-files profile) |');
+    expect(markdown).toContain(`](${written[2]})`);
+    expect(readFileSync(summary, 'utf8')).toContain('### Targets');
+
+    const svg = readFileSync(`${base}.svg`, 'utf8');
+    expect(checkWellFormedXml(svg).get('svg')).toBe(1);
+    expect(barCount(svg)).toBe(result.cases.length);
+  });
+
+  it('statesnap bench reuses the generated store and prints the table', async () => {
+    const run = await runCli(['bench', ...tinyRun('cp-a,planner-walk,du-sb')]);
+    expect(run.exitCode).toBe(0);
+    expect(run.stderr).not.toContain('generating');
+    expect(run.stdout).toMatch(/^demo store at scale 0\.2/);
+    expect(run.stdout).toContain('planner walk ≤ 2× du -sb');
+    const latest = readdirSync(outDir)
+      .filter((name) => name.endsWith('.json'))
+      .sort()
+      .map((name) => JSON.parse(readFileSync(join(outDir, name), 'utf8')) as BenchResult)
+      .find((r) => r.cases.some((c) => c.id === 'planner-walk'))!;
+    expect(latest.store).toMatchObject({ generated: false, files: result.store.files });
+    expect(Object.keys(latest.cases.find((c) => c.id === 'planner-walk')!.ratios)).toEqual(['du-sb']);
+  });
+
+  it('refuses an unknown case before doing anything, with exit 2 and stdout empty', () => {
+    const run = runBench(['--cases', 'cp-a,nope', '--out', outDir]);
+    expect(run).toMatchObject({ exitCode: 2, stdout: '' });
+    expect(run.stderr).toContain('`cases` must be');
+    expect(run.stderr).toContain('ERR_INVALID_OPTION');
+  });
+});
+
+describe('--compare', () => {
+  const root = tempDir('statesnap-bench-compare-');
+
+  function resultFile(name: string, noSyncRatio: number, tarRatio: number): string {
+    const figures = (median: number) => ({ median, min: median * 0.9, max: median * 1.1 });
+    const file = join(root, name);
+    writeFileSync(
+      file,
+      JSON.stringify({
+        schemaVersion: 1,
+        createdAt: '2026-11-23T12:00:00.000Z',
+        profile: 'oxios',
+        scale: 0.1,
+        gitCommit: null,
+        cases: [
+          {
+            id: 'statesnap-no-sync',
+            label: 'statesnap --no-sync',
+            subject: true,
+            ratios: { 'cp-a': figures(noSyncRatio), 'fs-cp': figures(noSyncRatio / 3) },
+          },
+          { id: 'tar-pipe', label: 'tar | tar', subject: false, ratios: { 'cp-a': figures(tarRatio) } },
+        ],
+      }),
+    );
+    return file;
+  }
+
+  const previous = resultFile('previous.json', 0.6, 1.0);
+
+  it('exits 0 when statesnap ratios stay within the threshold, even if a baseline moved', () => {
+    const current = resultFile('steady.json', 0.66, 1.6);
+    const run = runBench(['--compare', previous, '--current', current]);
+    expect(run.exitCode).toBe(0);
+    expect(run.stdout).toContain('+10.0 %');
+    expect(run.stdout).toContain('(baseline, informational)');
+    expect(run.stdout).toContain('no ratio regressed beyond the threshold');
+  });
+
+  it('exits 1 with ERR_BENCH_REGRESSION when a statesnap ratio regressed beyond the threshold', () => {
+    const current = resultFile('regressed.json', 0.75, 1.0);
+    const run = runBench(['--compare', previous, '--current', current]);
+    expect(run.exitCode).toBe(1);
+    expect(run.stdout).toContain('REGRESSED');
+    expect(run.stderr).toContain('[ERR_BENCH_REGRESSION]');
+    expect(run.stderr).toContain('statesnap --no-sync vs cp-a 0.600 → 0.750');
+
+    const lenient = runBench(['--compare', previous, '--current', current, '--threshold', '0.3']);
+    expect(lenient.exitCode).toBe(0);
+
+    const json = runBench(['--compare', previous, '--current', current, '--json']);
+    expect(json.exitCode).toBe(1);
+    expect(JSON.parse(json.stdout).regressions).toHaveLength(2);
+  });
+
+  it('refuses a file that is not a benchmark result with exit 2', () => {
+    const bogus = join(root, 'bogus.json');
+    writeFileSync(bogus, JSON.stringify({ schemaVersion: 1, cases: 'no' }));
+    const run = runBench(['--compare', bogus, '--current', previous]);
+    expect(run).toMatchObject({ exitCode: 2, stdout: '' });
+    expect(run.stderr).toContain('is not a statesnap benchmark result');
+  });
+});
+
+describe('throughput chart', () => {
+  const bars = [
+    { label: 'statesnap <fast> & "safe"', value: 12_345, min: 11_000, max: 13_000, highlight: true },
+    { label: "cp -a 'baseline'", value: 8_000 },
+    { label: 'fs.promises.cp', value: 0 },
+  ];
+  const svg = renderBarChart({ title: 'files/s <demo> & co', subtitle: 'x < y', unit: 'files/s', bars });
+
+  it('is well-formed XML with one bar per case and escaped labels', () => {
+    const elements = checkWellFormedXml(svg);
+    expect(elements.get('svg')).toBe(1);
+    expect(barCount(svg)).toBe(bars.length);
+    expect(svg).toContain('statesnap &lt;fast&gt; &amp; &quot;safe&quot;');
+    expect(svg).toContain('cp -a &apos;baseline&apos;');
+    expect(svg).toContain('12,345 files/s');
+    expect(elements.get('line')).toBeGreaterThan(1); // grid lines and the one range whisker
+  });
+
+  it.skipIf(!hasXmllint)('passes xmllint (skipped: xmllint is not installed)', () => {
+    const file = join(tempDir('statesnap-chart-'), 'chart.svg');
+    writeFileSync(file, svg);
+    expect(spawnSync('xmllint', ['--noout', file], { encoding: 'utf8' })).toMatchObject({
+      status: 0,
+      stderr: '',
+    });
+  });
+});

@@ -3,14 +3,11 @@
 import { Command, Option } from 'clipanion';
 import * as t from 'typanion';
 import { type BackupResult, backup, DEFAULT_EXCLUDES } from '../../backup.js';
-import { formatBytes } from '../../progress.js';
+import { formatBytes, formatCounts } from '../../progress.js';
 import { BaseCommand } from '../base-command.js';
 
 export function describeBackup(result: BackupResult): string {
-  const skipped = Object.entries(result.skipped)
-    .filter(([, count]) => count > 0)
-    .map(([kind, count]) => `${count} ${kind.replace('_', ' ')}`)
-    .join(', ');
+  const skipped = formatCounts(result.skipped);
   const lines = [
     `backup ${result.dest}: ${result.files.toLocaleString('en-US')} files, ${result.dirs.toLocaleString('en-US')} dirs, ` +
       `${formatBytes(result.bytes)} in ${(result.durationMs / 1000).toFixed(1)} s ` +
@@ -19,8 +16,9 @@ export function describeBackup(result: BackupResult): string {
   ];
   if (skipped) lines.push(`skipped: ${skipped}`);
   if (result.warnings.count > 0) {
-    const kinds = Object.entries(result.warnings.byProblem).map(([problem, count]) => `${count} ${problem}`);
-    lines.push(`completed with ${result.warnings.count} warnings: ${kinds.join(', ')}`);
+    lines.push(
+      `completed with ${result.warnings.count} warnings: ${formatCounts(result.warnings.byProblem)}`,
+    );
   }
   return lines.join('\n');
 }

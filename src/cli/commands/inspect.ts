@@ -2,7 +2,7 @@
 
 import { Command, Option } from 'clipanion';
 import { type InspectResult, inspect } from '../../inspect.js';
-import { formatBytes } from '../../progress.js';
+import { formatBytes, formatCounts } from '../../progress.js';
 import { BaseCommand } from '../base-command.js';
 
 export function describeInspect(result: InspectResult): string {
@@ -15,14 +15,11 @@ export function describeInspect(result: InspectResult): string {
     `  sections    ${result.sections.map((s) => `${s.name} ${s.entry_count}`).join(', ') || 'none'}`,
   ];
   if (result.skipped) {
-    const skipped = Object.entries(result.skipped).filter(([, n]) => n > 0);
-    lines.push(
-      `  skipped     ${skipped.map(([kind, n]) => `${n} ${kind.replace('_', ' ')}`).join(', ') || 'nothing'}`,
-    );
+    lines.push(`  skipped     ${formatCounts(result.skipped) || 'nothing'}`);
   }
   if (result.warnings) {
-    const kinds = Object.entries(result.warnings.byProblem).map(([problem, n]) => `${n} ${problem}`);
-    lines.push(`  warnings    ${result.warnings.count}${kinds.length > 0 ? ` (${kinds.join(', ')})` : ''}`);
+    const kinds = formatCounts(result.warnings.byProblem);
+    lines.push(`  warnings    ${result.warnings.count}${kinds ? ` (${kinds})` : ''}`);
   }
   return lines.join('\n');
 }

@@ -2,7 +2,7 @@
 
 import { Command, Option } from 'clipanion';
 import * as t from 'typanion';
-import { formatBytes } from '../../progress.js';
+import { formatBytes, formatCounts } from '../../progress.js';
 import { type RestoreResult, restore } from '../../restore.js';
 import { BaseCommand } from '../base-command.js';
 import { describeRecoveryActions } from './recover.js';
@@ -20,13 +20,13 @@ export function describeRestore(result: RestoreResult): string {
   if (result.rollback) lines.push(`previous state kept at ${result.rollback}`);
   else if (result.createdTarget) lines.push(`created ${result.target}`);
   if (result.skipped.count > 0) {
-    const kinds = Object.entries(result.skipped.byKind).map(([kind, count]) => `${count} ${kind}`);
-    lines.push(`not restored (recorded as skipped): ${kinds.join(', ')}`);
+    lines.push(`not restored (recorded as skipped): ${formatCounts(result.skipped.byKind)}`);
   }
   if (result.recovered.length > 0) lines.push(describeRecoveryActions(result.recovered));
   if (result.warnings.count > 0) {
-    const kinds = Object.entries(result.warnings.byProblem).map(([problem, count]) => `${count} ${problem}`);
-    lines.push(`completed with ${result.warnings.count} warnings: ${kinds.join(', ')}`);
+    lines.push(
+      `completed with ${result.warnings.count} warnings: ${formatCounts(result.warnings.byProblem)}`,
+    );
   }
   return lines.join('\n');
 }

@@ -2,7 +2,7 @@
 
 import { Command, Option } from 'clipanion';
 import * as t from 'typanion';
-import { formatBytes } from '../../progress.js';
+import { formatBytes, formatCounts } from '../../progress.js';
 import { type VerifyResult, verify } from '../../verify.js';
 import { BaseCommand } from '../base-command.js';
 
@@ -14,9 +14,8 @@ export function describeVerify(result: VerifyResult): string {
       : 'manifest unusable';
   const counts = `${result.files.toLocaleString('en-US')} files, ${result.dirs.toLocaleString('en-US')} dirs, ${formatBytes(result.bytes)}`;
   if (result.ok) return `backup ${result.backup} OK: ${counts} (${how})`;
-  const kinds = Object.entries(result.problems.byProblem).map(([problem, count]) => `${count} ${problem}`);
   const lines = [
-    `backup ${result.backup} FAILED: ${result.problems.count} problems (${kinds.join(', ')}); ${counts} matched (${how})`,
+    `backup ${result.backup} FAILED: ${result.problems.count} problems (${formatCounts(result.problems.byProblem)}); ${counts} matched (${how})`,
   ];
   for (const problem of result.problems.list)
     lines.push(`  ${problem.problem.padEnd(10)} ${problem.path}: ${problem.message}`);

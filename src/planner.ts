@@ -18,8 +18,8 @@ import {
 } from 'node:fs';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import picomatch from 'picomatch';
-import { abortError, describeCause, StatesnapError, systemErrorCode } from './errors.js';
-import type { SkippedKind } from './types.js';
+import { abortError, assert, describeCause, StatesnapError, systemErrorCode } from './errors.js';
+import type { EntryKind, SkippedKind } from './types.js';
 
 export interface PlannedDir {
   /** '' for the root itself. */
@@ -64,7 +64,11 @@ export function compileExcludes(patterns: readonly string[]): (rel: string) => b
   return picomatch(patterns as string[], { dot: true });
 }
 
-function kindOfDirent(entry: Dirent): SkippedKind | 'file' | 'dir' | undefined {
+/**
+ * The kind of a readdir entry or an lstat result (both answer the same is…() questions). Undefined only for
+ * a Dirent of type DT_UNKNOWN: some filesystems do not report types in readdir, and lstat must tell.
+ */
+function kindOf(entry: Dirent | BigIntStats): EntryKind | undefined {
   if (entry.isFile()) return 'file';
   if (entry.isDirectory()) return 'dir';
   if (entry.isSymbolicLink()) return 'symlink';
@@ -72,17 +76,7 @@ function kindOfDirent(entry: Dirent): SkippedKind | 'file' | 'dir' | undefined {
   if (entry.isSocket()) return 'socket';
   if (entry.isCharacterDevice()) return 'char-device';
   if (entry.isBlockDevice()) return 'block-device';
-  return undefined; // DT_UNKNOWN: some filesystems do not report types in readdir
-}
-
-function kindOfStats(stats: BigIntStats): SkippedKind | 'file' | 'dir' {
-  if (stats.isFile()) return 'file';
-  if (stats.isDirectory()) return 'dir';
-  if (stats.isSymbolicLink()) return 'symlink';
-  if (stats.isFIFO()) return 'fifo';
-  if (stats.isSocket()) return 'socket';
-  if (stats.isCharacterDevice()) return 'char-device';
-  return 'block-device';
+  return undefined;
 }
 
 function plannedDir(rel: string, stats: BigIntStats): PlannedDir {
@@ -169,7 +163,7 @@ export async function walk(root: string, options: WalkOptions, sink: PlanSink): 
           sink.problem(rel, 'unsupported-name', 'a backslash in a name cannot be stored in a portable index');
           continue;
         }
-        let kind = kindOfDirent(entry);
+        let kind = kindOf(entry);
         if (kind !== 'file' && kind !== 'dir' && kind !== undefined) {
           sink.skip(rel, kind);
           continue;
@@ -187,7 +181,8 @@ export async function walk(root: string, options: WalkOptions, sink: PlanSink): 
           sink.problem(rel, walkProblemOf(error), describeCause(error));
           continue;
         }
-        kind = kindOfStats(stats); // the entry may have been swapped since readdir
+        kind = kindOf(stats); // the entry may have been swapped since readdir
+        assert(kind !== undefined, `lstat of ${rel} reported no file type`);
         if (kind === 'dir') {
           sink.dir(plannedDir(rel, stats));
           pending.push(rel);

@@ -91,7 +91,6 @@ export const ManifestSchema = z.looseObject({
 export type Manifest = z.infer<typeof ManifestSchema>;
 export type StatesnapExtras = z.infer<typeof StatesnapExtrasSchema>;
 export type SkippedCounts = z.infer<typeof SkippedCountsSchema>;
-export type ManifestWarning = z.infer<typeof WarningSchema>;
 
 const IndexFileSchema = z.strictObject({
   path: relativePath,
@@ -120,8 +119,6 @@ export const IndexEntrySchema = z.discriminatedUnion('type', [
   IndexSkippedSchema,
 ]);
 export type IndexEntry = z.infer<typeof IndexEntrySchema>;
-export type IndexFileEntry = z.infer<typeof IndexFileSchema>;
-export type IndexDirEntry = z.infer<typeof IndexDirSchema>;
 
 export function formatZodIssues(error: z.ZodError): string {
   return error.issues

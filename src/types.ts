@@ -4,13 +4,6 @@
 
 export type EntryKind = 'file' | 'dir' | 'symlink' | 'fifo' | 'socket' | 'char-device' | 'block-device';
 export type SkippedKind = Exclude<EntryKind, 'file' | 'dir'>;
-export const SKIPPED_KINDS: readonly SkippedKind[] = [
-  'symlink',
-  'fifo',
-  'socket',
-  'char-device',
-  'block-device',
-];
 
 export interface PlainError {
   code: string | undefined;

@@ -2,12 +2,12 @@
 // per-file index, or Oxios: a plain tree + manifest.json), and its entries as one stream in which a directory
 // always comes before its contents: read from the index, or walked from an Oxios tree without following links.
 
-import { type BigIntStats, existsSync, lstatSync, realpathSync } from 'node:fs';
+import { type BigIntStats, lstatSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { abortError, describeCause, StatesnapError } from './errors.js';
 import { readIndex } from './file-index.js';
 import { MANIFEST_FILE, type Manifest, META_DIR, readManifest, type StatesnapExtras } from './manifest.js';
-import { countCategoryEntries, type PlannedDir, type WalkProblem, walk } from './planner.js';
+import { CAN_LOCATE_FDS, countCategoryEntries, type PlannedDir, type WalkProblem, walk } from './planner.js';
 import type { FileOp, SkippedKind } from './types.js';
 
 export type BackupKind = 'statesnap' | 'oxios';
@@ -51,7 +51,7 @@ export function openBackup(path: string): BackupSource {
     manifest,
     kind: extras ? 'statesnap' : 'oxios',
     extras,
-    confineTo: existsSync('/proc/self/fd') ? root : null,
+    confineTo: CAN_LOCATE_FDS ? root : null,
   };
 }
 

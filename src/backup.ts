@@ -1,7 +1,7 @@
 // The backup operation: resolves options, plans the source, runs the copy pool while the walk goes on, and
 // hands the finished tree to the finalizer. A failed or interrupted run leaves no destination behind.
 
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { abortError, describeCause, isStatesnapError, StatesnapError, systemErrorCode } from './errors.js';
 import { IndexWriter } from './file-index.js';
@@ -33,7 +33,14 @@ import {
   stringListOption,
   TOOL_VERSION,
 } from './options.js';
-import { compileExcludes, computeSections, type PlannedDir, resolveBackupPaths, walk } from './planner.js';
+import {
+  CAN_LOCATE_FDS,
+  compileExcludes,
+  computeSections,
+  type PlannedDir,
+  resolveBackupPaths,
+  walk,
+} from './planner.js';
 import { BatchDispatcher, defaultThreads, WorkerPool } from './pool.js';
 import { siblingPath } from './siblings.js';
 import { type FileOutcome, HASH_ALGORITHM, type SkippedKind, type TaskResult } from './types.js';
@@ -277,7 +284,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       sourceRoot: paths.source,
       destRoot: partial,
       files,
-      confineSourceTo: existsSync('/proc/self/fd') ? paths.source : null,
+      confineSourceTo: CAN_LOCATE_FDS ? paths.source : null,
       confineDestTo: null,
       writeMode: 'create',
       attributesFrom: 'source',

@@ -93,7 +93,8 @@ function yieldToEventLoop(): Promise<void> {
 // The root itself may be given through a symlink (inspect takes any path), so it alone is followed.
 const OPEN_ROOT = constants.O_RDONLY | constants.O_DIRECTORY;
 const OPEN_DIR = OPEN_ROOT | constants.O_NOFOLLOW;
-const HAS_PROC_FD = existsSync('/proc/self/fd');
+/** Whether the kernel tells where an open descriptor lives (/proc/self/fd, Linux): the containment checks need it. */
+export const CAN_LOCATE_FDS = existsSync('/proc/self/fd');
 
 function walkProblemOf(error: unknown): WalkProblem {
   const code = systemErrorCode(error);
@@ -128,7 +129,7 @@ export async function walk(root: string, options: WalkOptions, sink: PlanSink): 
     try {
       const path = dirRel === '' ? root : `${root}/${dirRel}`;
       let base = path;
-      if (HAS_PROC_FD) {
+      if (CAN_LOCATE_FDS) {
         base = `/proc/self/fd/${fd}`;
         const actual = readlinkSync(base);
         if (dirRel === '') within = actual === '/' ? '/' : `${actual}/`;

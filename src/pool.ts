@@ -9,6 +9,14 @@ import type { FileOp, TaskResult, WorkerTask } from './types.js';
 
 const WORKER_FILE = new URL('../workers/copy-worker.js', import.meta.url).href;
 
+// piscina loads a worker by trying require() first. On Node 20.19+ that require()s our ES module, and that
+// path intermittently aborts the whole process (seen here in ~1 of 10 test runs: "Assertion failed:
+// facade->InstantiateModule(...)" in ModuleWrap::CreateRequiredModuleFacade). With require(esm) off inside
+// the workers, require() throws ERR_REQUIRE_ESM, which piscina catches and falls back to import().
+const WORKER_EXEC_ARGV = (process.features as { require_module?: boolean }).require_module
+  ? [...process.execArgv, '--no-experimental-require-module']
+  : process.execArgv;
+
 // A postMessage round trip costs more than copying a 1 KiB file (STYLE.md), so files travel in batches;
 // 256 files per batch was the prototype's measured sweet spot on this machine (PERF-NOTES.md).
 export const BATCH_MAX_FILES = 256;
@@ -27,6 +35,7 @@ export class WorkerPool {
   constructor(threads: number) {
     this.#piscina = new Piscina({
       filename: WORKER_FILE,
+      execArgv: WORKER_EXEC_ARGV,
       minThreads: threads,
       maxThreads: threads,
       concurrentTasksPerWorker: 1,

@@ -1,8 +1,9 @@
 // The library API of backup(): options validated before any I/O, AbortSignal before and during a run,
 // onProgress, and what two runs racing for one destination do. Real trees, the real worker pool.
 
+import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { generateStore } from '../dist/bench/generator.js';
 import { IndexWriter } from '../dist/src/file-index.js';
@@ -159,4 +160,30 @@ describe('results and progress', () => {
       closeSync(other);
     }
   });
+});
+
+describe('starting the worker pool', () => {
+  // Regression: piscina require()s the worker first, and on Node 20.19+ require() of our ES module aborted the
+  // whole process now and then (SIGABRT, "Assertion failed: facade->InstantiateModule") — 2 of 3 runs of
+  // this loop before the fix. The pool now starts its workers with require(esm) off. Probabilistic by nature:
+  // many pool starts in one child process, which must exit 0.
+  it('survives many pool starts in one process (no SIGABRT while loading the worker)', async () => {
+    const root = tempDir();
+    const source = await smallStore(root);
+    const script = `
+      import { backup } from ${JSON.stringify(resolve(import.meta.dirname, '../dist/src/index.js'))};
+      import { rmSync } from 'node:fs';
+      const dest = ${JSON.stringify(join(root, 'out'))};
+      for (let i = 0; i < 120; i++) {
+        rmSync(dest, { recursive: true, force: true });
+        await backup({ source: ${JSON.stringify(source)}, dest, sync: false });
+      }
+      console.log('done');`;
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    expect({ status: run.status, signal: run.signal, stdout: run.stdout.trim() }).toEqual({
+      status: 0,
+      signal: null,
+      stdout: 'done',
+    });
+  }, 120_000);
 });

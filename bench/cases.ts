@@ -4,9 +4,10 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_EXCLUDES } from '../src/backup.js';
-import { MANIFEST_FILE, META_DIR } from '../src/manifest.js';
-import { compileExcludes, walk } from '../src/planner.js';
+import { DEFAULT_EXCLUDES } from '../src/backup/backup.js';
+import { compileExcludes } from '../src/backup/planner.js';
+import { walk } from '../src/core/walk.js';
+import { MANIFEST_FILE, META_DIR } from '../src/format/manifest.js';
 import {
   cpA,
   duSb,

@@ -2,7 +2,7 @@
 // can fail it: a baseline's ratio to another baseline moving is the machine, not a regression of ours.
 
 import { readFileSync } from 'node:fs';
-import { describeCause, StatesnapError } from '../src/errors.js';
+import { describeCause, StatesnapError } from '../src/core/errors.js';
 import { type ComparableResult, ComparableResultSchema } from './result.js';
 
 export interface RatioChange {

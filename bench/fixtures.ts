@@ -6,9 +6,9 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { StatesnapError } from '../src/errors.js';
+import { StatesnapError } from '../src/core/errors.js';
+import { type GeneratedStore, generateStore, type StoreProfile } from '../src/demo/generator.js';
 import { removeTree } from './baselines.js';
-import { type GeneratedStore, generateStore, type StoreProfile } from './generator.js';
 
 export interface FixtureOptions {
   profile: StoreProfile;
@@ -40,7 +40,7 @@ export function defaultStoreDir(profile: StoreProfile, scale: number, seed: numb
 }
 
 function generatorFingerprint(): string {
-  const code = fs.readFileSync(new URL('./generator.js', import.meta.url));
+  const code = fs.readFileSync(new URL('../src/demo/generator.js', import.meta.url));
   return createHash('sha256').update(code).digest('hex');
 }
 

@@ -3,7 +3,7 @@
 
 import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
-import { generateStore, STORE_PROFILES, type StoreProfile } from './generator.js';
+import { generateStore, STORE_PROFILES, type StoreProfile } from '../src/demo/generator.js';
 
 const USAGE = `usage: node dist/bench/generate.js <dir> [--profile ${STORE_PROFILES.join('|')}] [--scale 1] [--seed 1]`;
 

@@ -2,8 +2,8 @@
 // added, never renamed: CI jobs keep old result files to compare against.
 
 import { z } from 'zod';
+import type { StoreProfile } from '../src/demo/generator.js';
 import type { ReferenceId } from './cases.js';
-import type { StoreProfile } from './generator.js';
 
 export const RESULT_SCHEMA_VERSION = 1;
 

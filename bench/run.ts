@@ -3,8 +3,8 @@
 // the npm scripts' entry point, an argv wrapper around the same benchCommand() as `statesnap bench`.
 
 import { parseArgs } from 'node:util';
-import { ExitCode, isStatesnapError } from '../src/errors.js';
-import type { StoreProfile } from './generator.js';
+import { ExitCode, isStatesnapError } from '../src/core/errors.js';
+import type { StoreProfile } from '../src/demo/generator.js';
 import { benchCommand } from './suite.js';
 
 function numberOrUndefined(value: string | undefined): number | undefined {

@@ -7,7 +7,7 @@ import { setMaxListeners } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Bench } from 'tinybench';
-import { abortError } from '../src/errors.js';
+import { abortError } from '../src/core/errors.js';
 import { removeTree, syncAll, which } from './baselines.js';
 import {
   type BenchCase,

@@ -1,7 +1,7 @@
 // The performance targets of issue 4, stated against the measured figures (reported, never asserted).
 
+import type { StoreProfile } from '../src/demo/generator.js';
 import type { CaseId } from './cases.js';
-import type { StoreProfile } from './generator.js';
 import type { CaseResult, TargetResult } from './result.js';
 import { median } from './runner.js';
 

@@ -4,7 +4,7 @@
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { generateStore } from '../dist/bench/generator.js';
+import { generateStore } from '../dist/src/demo/generator.js';
 import type { BackupResult } from '../dist/src/index.js';
 import {
   expectBackupConsistent,

@@ -6,7 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { generateStore } from '../dist/bench/generator.js';
+import { generateStore } from '../dist/src/demo/generator.js';
 import { type BackupResult, backup } from '../dist/src/index.js';
 import { expectBackupConsistent, findMarker, listEntries, waitFor } from './helpers/backup.js';
 import { cleanup, createTree, file, startCli, type Tree, tempDir } from './helpers/tree.js';

@@ -20,7 +20,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { generateStore } from '../dist/bench/generator.js';
+import { generateStore } from '../dist/src/demo/generator.js';
 import { backup } from '../dist/src/index.js';
 import { listEntries } from './helpers/backup.js';
 import { cleanup, type ReadTree, readTree, tempDir } from './helpers/tree.js';

@@ -5,8 +5,8 @@ import { randomBytes } from 'node:crypto';
 import { lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ManifestSchema } from '../dist/src/format/manifest.js';
 import { backup } from '../dist/src/index.js';
-import { ManifestSchema } from '../dist/src/manifest.js';
 import {
   expectBackupConsistent,
   type IndexLine,

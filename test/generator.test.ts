@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type GeneratedStore, generateStore } from '../dist/bench/generator.js';
+import { type GeneratedStore, generateStore } from '../dist/src/demo/generator.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

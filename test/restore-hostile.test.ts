@@ -15,7 +15,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, type TestContext } from 'vitest';
-import { generateStore } from '../dist/bench/generator.js';
+import { generateStore } from '../dist/src/demo/generator.js';
 import { backup, restore, verify } from '../dist/src/index.js';
 import { startCli, tryMount, unmountAll, waitFor } from './helpers/backup.js';
 import {

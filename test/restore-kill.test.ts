@@ -5,7 +5,7 @@
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { generateStore } from '../dist/bench/generator.js';
+import { generateStore } from '../dist/src/demo/generator.js';
 import { backup, recover, restore } from '../dist/src/index.js';
 import { sleep, startCli, waitFor } from './helpers/backup.js';
 import { deadPid, fingerprint, restoreSiblings } from './helpers/restore.js';

@@ -2,9 +2,9 @@
 // stderr as one line with a stable exit code (clipanion would print them on stdout and exit 1; STYLE.md).
 
 import { Command, Option } from 'clipanion';
-import { ExitCode, isStatesnapError } from '../errors.js';
-import { ProgressLine } from '../progress.js';
-import type { Warning } from '../warnings.js';
+import { ExitCode, isStatesnapError } from '../core/errors.js';
+import type { Warning } from '../core/warnings.js';
+import { ProgressLine } from './progress-line.js';
 
 /**
  * Control characters in a message (a file name may hold a newline) are shown escaped, so every warning and

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { lstatSync, readdirSync, readFileSync, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { expect } from 'vitest';
-import { ManifestSchema } from '../../dist/src/manifest.js';
+import { ManifestSchema } from '../../dist/src/format/manifest.js';
 import type { CliRun } from './tree.js';
 
 export { type RunningCli, startCli } from './tree.js';

@@ -2,9 +2,9 @@
 
 import { Command, Option } from 'clipanion';
 import * as t from 'typanion';
-import { type BackupResult, backup, DEFAULT_EXCLUDES } from '../../backup.js';
-import { formatBytes, formatCounts } from '../../progress.js';
+import { type BackupResult, backup, DEFAULT_EXCLUDES } from '../../backup/backup.js';
 import { BaseCommand } from '../base-command.js';
+import { formatBytes, formatCounts } from '../progress-line.js';
 
 export function describeBackup(result: BackupResult): string {
   const skipped = formatCounts(result.skipped);

@@ -3,8 +3,8 @@
 import { Command, Option } from 'clipanion';
 import * as t from 'typanion';
 import { CASE_IDS } from '../../../bench/cases.js';
-import { STORE_PROFILES } from '../../../bench/generator.js';
 import { benchCommand } from '../../../bench/suite.js';
+import { STORE_PROFILES } from '../../demo/generator.js';
 import { BaseCommand } from '../base-command.js';
 
 export class BenchCommand extends BaseCommand {

@@ -1,9 +1,9 @@
 // `statesnap inspect <backup>`: what a backup holds, for statesnap- and Oxios-made backups alike.
 
 import { Command, Option } from 'clipanion';
-import { type InspectResult, inspect } from '../../inspect.js';
-import { formatBytes, formatCounts } from '../../progress.js';
+import { type InspectResult, inspect } from '../../read/inspect.js';
 import { BaseCommand } from '../base-command.js';
+import { formatBytes, formatCounts } from '../progress-line.js';
 
 export function describeInspect(result: InspectResult): string {
   const tool = result.tool ? `${result.tool.name} ${result.tool.version}` : 'Oxios (no index, no hashes)';

@@ -2,9 +2,9 @@
 
 import { Command, Option } from 'clipanion';
 import * as t from 'typanion';
-import { formatBytes, formatCounts } from '../../progress.js';
-import { type RestoreResult, restore } from '../../restore.js';
+import { type RestoreResult, restore } from '../../restore/restore.js';
 import { BaseCommand } from '../base-command.js';
+import { formatBytes, formatCounts } from '../progress-line.js';
 import { describeRecoveryActions } from './recover.js';
 
 export function describeRestore(result: RestoreResult): string {

@@ -2,9 +2,9 @@
 
 import { Command, Option } from 'clipanion';
 import * as t from 'typanion';
-import { formatBytes, formatCounts } from '../../progress.js';
-import { type VerifyResult, verify } from '../../verify.js';
+import { type VerifyResult, verify } from '../../read/verify.js';
 import { BaseCommand } from '../base-command.js';
+import { formatBytes, formatCounts } from '../progress-line.js';
 
 export function describeVerify(result: VerifyResult): string {
   const how = result.hashesChecked

@@ -5,9 +5,9 @@ import { availableParallelism } from 'node:os';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { Piscina } from 'piscina';
 import { abortError } from './errors.js';
-import type { FileOp, TaskResult, WorkerTask } from './types.js';
+import type { FileOp, TaskResult, WorkerTask } from './protocol.js';
 
-const WORKER_FILE = new URL('../workers/copy-worker.js', import.meta.url).href;
+const WORKER_FILE = new URL('../../workers/file-worker.js', import.meta.url).href;
 
 // piscina loads a worker by trying require() first. On Node 20.19+ that require()s our ES module, and that
 // path intermittently aborts the whole process (seen here in ~1 of 10 test runs: "Assertion failed:

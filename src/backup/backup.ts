@@ -3,26 +3,15 @@
 
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { abortError, describeCause, isStatesnapError, StatesnapError, systemErrorCode } from './errors.js';
-import { IndexWriter } from './file-index.js';
 import {
-  applyDirectoryAttributes,
-  cleanStaleBackupSiblings,
-  discard,
-  entryExists,
-  publish,
-  writeManifest,
-} from './finalizer.js';
-import { Flusher } from './flush.js';
-import {
-  INDEX_FILE,
-  MANIFEST_FILE,
-  type Manifest,
-  META_DIR,
-  OXIOS_CATEGORIES,
-  type SkippedCounts,
-  unsafeRelativePathReason,
-} from './manifest.js';
+  abortError,
+  describeCause,
+  isStatesnapError,
+  StatesnapError,
+  systemErrorCode,
+} from '../core/errors.js';
+import { Flusher } from '../core/flush.js';
+import { applyDirectoryAttributes, discard, entryExists } from '../core/fs-tree.js';
 import {
   booleanOption,
   callbackOption,
@@ -32,19 +21,26 @@ import {
   signalOption,
   stringListOption,
   TOOL_VERSION,
-} from './options.js';
+} from '../core/options.js';
+import { CAN_LOCATE_FDS, resolveBackupPaths } from '../core/paths.js';
+import { BatchDispatcher, defaultThreads, WorkerPool } from '../core/pool.js';
+import { type FileOutcome, HASH_ALGORITHM, type SkippedKind, type TaskResult } from '../core/protocol.js';
+import { siblingPath } from '../core/siblings.js';
+import { type PlannedDir, walk } from '../core/walk.js';
+import { type Warning, WarningLog, type WarningSummary } from '../core/warnings.js';
+import { IndexWriter } from '../format/index-file.js';
 import {
-  CAN_LOCATE_FDS,
-  compileExcludes,
-  computeSections,
-  type PlannedDir,
-  resolveBackupPaths,
-  walk,
-} from './planner.js';
-import { BatchDispatcher, defaultThreads, WorkerPool } from './pool.js';
-import { siblingPath } from './siblings.js';
-import { type FileOutcome, HASH_ALGORITHM, type SkippedKind, type TaskResult } from './types.js';
-import { type Warning, WarningLog, type WarningSummary } from './warnings.js';
+  INDEX_FILE,
+  MANIFEST_FILE,
+  type Manifest,
+  META_DIR,
+  OXIOS_CATEGORIES,
+  type SkippedCounts,
+  unsafeRelativePathReason,
+} from '../format/manifest.js';
+import { computeSections } from '../format/sections.js';
+import { cleanStaleBackupSiblings, publish, writeManifest } from './backup-writer.js';
+import { compileExcludes } from './planner.js';
 
 /** The in-flight temp files of an Oxios store (`<name>.<pid>.<uuid>.tmp`) are never worth backing up. */
 export const DEFAULT_EXCLUDES: readonly string[] = ['**/*.tmp'];

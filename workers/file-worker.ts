@@ -28,8 +28,8 @@ import type {
   PlainError,
   TaskResult,
   WorkerTask,
-} from '../src/types.js';
-import { utimeSeconds } from '../src/types.js';
+} from '../src/core/protocol.js';
+import { utimeSeconds } from '../src/core/protocol.js';
 
 // Files up to this size are read in one call into a reused buffer and hashed in one shot: measured here,
 // read+write costs about half the kernel time of copyFileSync for small files, and crypto.hash() on a whole

@@ -1,9 +1,9 @@
 // Shows what a backup holds: sections, totals, hash algorithm, when and by which tool it was made, warnings.
 // Works on Oxios-made backups too (no index): their totals are counted by walking the tree.
 
-import { MANIFEST_FILE, META_DIR, readManifest, type SkippedCounts } from './manifest.js';
-import { requirePath, signalOption } from './options.js';
-import { walk } from './planner.js';
+import { requirePath, signalOption } from '../core/options.js';
+import { walk } from '../core/walk.js';
+import { MANIFEST_FILE, META_DIR, readManifest, type SkippedCounts } from '../format/manifest.js';
 
 export interface InspectOptions {
   /** The backup directory (the one holding manifest.json). */

@@ -2,11 +2,11 @@
 // entries with backpressure so memory stays flat, with one failure path: the first error stops the pass,
 // in-flight batches finish, and that error (or ERR_ABORTED on the caller's signal) is what the pass throws.
 
-import { type BackupSource, streamEntries } from './backup-reader.js';
+import { type BackupSource, streamEntries } from '../read/backup-reader.js';
 import { abortError } from './errors.js';
-import type { PlannedDir, WalkProblem } from './planner.js';
 import { BatchDispatcher, type WorkerPool } from './pool.js';
-import type { FileOp, FileOutcome, SkippedKind, TaskResult, WorkerTask } from './types.js';
+import type { FileOp, FileOutcome, SkippedKind, TaskResult, WorkerTask } from './protocol.js';
+import type { PlannedDir, WalkProblem } from './walk.js';
 
 export interface BackupPass {
   source: BackupSource;

@@ -3,7 +3,14 @@
 // (manifest, missing, corrupt, extra, unreadable) instead of stopping at the first.
 
 import { join } from 'node:path';
-import { type BackupPass, runBackupPass } from './backup-pass.js';
+import { abortError, isStatesnapError } from '../core/errors.js';
+import { callbackOption, integerOption, requirePath, signalOption } from '../core/options.js';
+import { type BackupPass, runBackupPass } from '../core/pipeline.js';
+import { defaultThreads, WorkerPool } from '../core/pool.js';
+import { type FileOutcome, type FileProblem, HASH_ALGORITHM } from '../core/protocol.js';
+import { walk } from '../core/walk.js';
+import { type Warning, WarningLog, type WarningSummary } from '../core/warnings.js';
+import { INDEX_FILE, MANIFEST_FILE, META_DIR } from '../format/manifest.js';
 import {
   type BackupKind,
   type BackupSource,
@@ -11,13 +18,6 @@ import {
   sectionProblems,
   totalsMismatch,
 } from './backup-reader.js';
-import { abortError, isStatesnapError } from './errors.js';
-import { INDEX_FILE, MANIFEST_FILE, META_DIR } from './manifest.js';
-import { callbackOption, integerOption, requirePath, signalOption } from './options.js';
-import { walk } from './planner.js';
-import { defaultThreads, WorkerPool } from './pool.js';
-import { type FileOutcome, type FileProblem, HASH_ALGORITHM } from './types.js';
-import { type Warning, WarningLog, type WarningSummary } from './warnings.js';
 
 /** What is wrong with one path of a backup (the `problem` of each entry in `problems.list`). */
 export type VerifyProblem = 'manifest' | 'missing' | 'corrupt' | 'extra' | 'unreadable';

@@ -4,19 +4,9 @@
 
 import { lstatSync, mkdirSync, type Stats, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { type BackupPass, runBackupPass } from './backup-pass.js';
-import {
-  type BackupKind,
-  type BackupSource,
-  openBackup,
-  sectionProblems,
-  streamEntries,
-  totalsMismatch,
-} from './backup-reader.js';
-import { abortError, describeCause, StatesnapError } from './errors.js';
-import { applyDirectoryAttributes, discard, entryExists } from './finalizer.js';
-import { Flusher } from './flush.js';
-import { MANIFEST_FILE } from './manifest.js';
+import { abortError, describeCause, StatesnapError } from '../core/errors.js';
+import { Flusher } from '../core/flush.js';
+import { applyDirectoryAttributes, discard, entryExists } from '../core/fs-tree.js';
 import {
   booleanOption,
   callbackOption,
@@ -24,13 +14,24 @@ import {
   integerOption,
   requirePath,
   signalOption,
-} from './options.js';
-import { type PlannedDir, resolveBackupPaths } from './planner.js';
-import { defaultThreads, WorkerPool } from './pool.js';
-import { type RecoveryAction, recoverTarget, rollbackPathFor, swapIn } from './restore-swap.js';
-import { siblingPath } from './siblings.js';
-import type { CopyTask, FileOp, FileOutcome, FileProblem, SkippedKind } from './types.js';
-import { WARNING_LIST_LIMIT, type Warning, WarningLog, type WarningSummary } from './warnings.js';
+} from '../core/options.js';
+import { resolveBackupPaths } from '../core/paths.js';
+import { type BackupPass, runBackupPass } from '../core/pipeline.js';
+import { defaultThreads, WorkerPool } from '../core/pool.js';
+import type { CopyTask, FileOp, FileOutcome, FileProblem, SkippedKind } from '../core/protocol.js';
+import { siblingPath } from '../core/siblings.js';
+import type { PlannedDir } from '../core/walk.js';
+import { WARNING_LIST_LIMIT, type Warning, WarningLog, type WarningSummary } from '../core/warnings.js';
+import { MANIFEST_FILE } from '../format/manifest.js';
+import {
+  type BackupKind,
+  type BackupSource,
+  openBackup,
+  sectionProblems,
+  streamEntries,
+  totalsMismatch,
+} from '../read/backup-reader.js';
+import { type RecoveryAction, recoverTarget, rollbackPathFor, swapIn } from './journal.js';
 
 export type RestoreMode = 'replace' | 'merge';
 

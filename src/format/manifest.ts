@@ -1,11 +1,11 @@
-// The single definition (zod) of a backup's manifest.json and of its per-file index lines, and their I/O.
+// The single definition (zod) of a backup's manifest.json, and its I/O.
 // manifest.json keeps the Oxios version-1 shape (version, created_at, oxios_version, sections) so Oxios can
 // restore our backups; everything statesnap adds lives under the `statesnap` key, which Oxios' reader ignores.
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { describeCause, StatesnapError } from './errors.js';
+import { describeCause, StatesnapError } from '../core/errors.js';
 
 export const MANIFEST_FILE = 'manifest.json';
 export const META_DIR = '.statesnap';
@@ -39,15 +39,14 @@ export function unsafeRelativePathReason(path: string): string | null {
   return null;
 }
 
-const relativePath = z.string().superRefine((path, ctx) => {
+/** A relative path from a manifest or index: safe to join to a root (see unsafeRelativePathReason). */
+export const relativePath = z.string().superRefine((path, ctx) => {
   const reason = unsafeRelativePathReason(path);
   if (reason !== null) ctx.addIssue({ code: 'custom', message: `path ${JSON.stringify(path)} ${reason}` });
 });
 
 const count = z.number().int().nonnegative();
-const mode = z.number().int().min(0).max(0o7777);
-const nanoseconds = z.string().regex(/^\d{1,30}$/, 'must be a decimal count of nanoseconds');
-const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits');
+export const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits');
 
 // A section names a category folder inside the store: Oxios joins it to its base path, so it must not climb out.
 export const SectionSchema = z.object({ name: relativePath, entry_count: count });
@@ -91,34 +90,6 @@ export const ManifestSchema = z.looseObject({
 export type Manifest = z.infer<typeof ManifestSchema>;
 export type StatesnapExtras = z.infer<typeof StatesnapExtrasSchema>;
 export type SkippedCounts = z.infer<typeof SkippedCountsSchema>;
-
-const IndexFileSchema = z.strictObject({
-  path: relativePath,
-  type: z.literal('file'),
-  size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
-  mode,
-  mtime_ns: nanoseconds,
-  sha256,
-});
-const IndexDirSchema = z.strictObject({
-  path: relativePath,
-  type: z.literal('dir'),
-  mode,
-  mtime_ns: nanoseconds,
-});
-const IndexSkippedSchema = z.strictObject({
-  path: relativePath,
-  type: z.enum(['symlink', 'fifo', 'socket', 'char-device', 'block-device']),
-  skipped: z.literal(true),
-});
-
-/** One line of `.statesnap/index.jsonl`. */
-export const IndexEntrySchema = z.discriminatedUnion('type', [
-  IndexFileSchema,
-  IndexDirSchema,
-  IndexSkippedSchema,
-]);
-export type IndexEntry = z.infer<typeof IndexEntrySchema>;
 
 export function formatZodIssues(error: z.ZodError): string {
   return error.issues

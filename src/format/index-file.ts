@@ -1,20 +1,45 @@
-// The per-file index of a backup (`.statesnap/index.jsonl`): written as a stream of JSON lines while the copy
-// runs and read back as a stream, so a 1M-file store never needs one giant string or array in memory.
-// The manifest records the index's line count and sha256, so a truncated or edited index is refused.
+// The per-file index of a backup (`.statesnap/index.jsonl`): the single definition (zod) of its lines, written
+// as a stream while the copy runs and read back as a stream, so a 1M-file store never needs one giant string or
+// array in memory. The manifest records the index's line count and sha256, so a truncated or edited index is refused.
 
 import { createHash, type Hash } from 'node:crypto';
 import { closeSync, createReadStream, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { describeCause, StatesnapError } from './errors.js';
-import {
-  formatZodIssues,
-  INDEX_FILE,
-  type IndexEntry,
-  IndexEntrySchema,
-  MANIFEST_FILE,
-  META_DIR,
-} from './manifest.js';
+import { z } from 'zod';
+import { describeCause, StatesnapError } from '../core/errors.js';
+import { formatZodIssues, INDEX_FILE, MANIFEST_FILE, META_DIR, relativePath, sha256 } from './manifest.js';
+
+const mode = z.number().int().min(0).max(0o7777);
+const nanoseconds = z.string().regex(/^\d{1,30}$/, 'must be a decimal count of nanoseconds');
+
+const IndexFileSchema = z.strictObject({
+  path: relativePath,
+  type: z.literal('file'),
+  size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  mode,
+  mtime_ns: nanoseconds,
+  sha256,
+});
+const IndexDirSchema = z.strictObject({
+  path: relativePath,
+  type: z.literal('dir'),
+  mode,
+  mtime_ns: nanoseconds,
+});
+const IndexSkippedSchema = z.strictObject({
+  path: relativePath,
+  type: z.enum(['symlink', 'fifo', 'socket', 'char-device', 'block-device']),
+  skipped: z.literal(true),
+});
+
+/** One line of `.statesnap/index.jsonl`. */
+export const IndexEntrySchema = z.discriminatedUnion('type', [
+  IndexFileSchema,
+  IndexDirSchema,
+  IndexSkippedSchema,
+]);
+export type IndexEntry = z.infer<typeof IndexEntrySchema>;
 
 // Lines are gathered and written in slices of this size: one write per ~1,500 entries.
 const FLUSH_THRESHOLD = 256 * 1024;

@@ -16,13 +16,13 @@ import {
 } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
-import { abortError, describeCause, StatesnapError, systemErrorCode } from './errors.js';
-import { discard, entryExists } from './finalizer.js';
-import { Flusher } from './flush.js';
-import { formatZodIssues } from './manifest.js';
-import { booleanOption, callbackOption, requirePath, signalOption } from './options.js';
-import { findStaleSiblings, isAlive, siblingPath } from './siblings.js';
-import { type Warning, WarningLog, type WarningSummary } from './warnings.js';
+import { abortError, describeCause, StatesnapError, systemErrorCode } from '../core/errors.js';
+import { Flusher } from '../core/flush.js';
+import { discard, entryExists } from '../core/fs-tree.js';
+import { booleanOption, callbackOption, requirePath, signalOption } from '../core/options.js';
+import { findStaleSiblings, isAlive, siblingPath } from '../core/siblings.js';
+import { type Warning, WarningLog, type WarningSummary } from '../core/warnings.js';
+import { formatZodIssues } from '../format/manifest.js';
 
 export interface SwapPlan {
   target: string;

@@ -4,11 +4,19 @@
 
 import { type BigIntStats, lstatSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
-import { abortError, describeCause, StatesnapError } from './errors.js';
-import { readIndex } from './file-index.js';
-import { MANIFEST_FILE, type Manifest, META_DIR, readManifest, type StatesnapExtras } from './manifest.js';
-import { CAN_LOCATE_FDS, countCategoryEntries, type PlannedDir, type WalkProblem, walk } from './planner.js';
-import type { FileOp, SkippedKind } from './types.js';
+import { abortError, describeCause, StatesnapError } from '../core/errors.js';
+import { CAN_LOCATE_FDS } from '../core/paths.js';
+import type { FileOp, SkippedKind } from '../core/protocol.js';
+import { type PlannedDir, type WalkProblem, walk } from '../core/walk.js';
+import { readIndex } from '../format/index-file.js';
+import {
+  MANIFEST_FILE,
+  type Manifest,
+  META_DIR,
+  readManifest,
+  type StatesnapExtras,
+} from '../format/manifest.js';
+import { countCategoryEntries } from '../format/sections.js';
 
 export type BackupKind = 'statesnap' | 'oxios';
 

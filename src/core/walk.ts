@@ -1,5 +1,5 @@
-// Walks a source tree with lstat, never following a symlink, and decides for every entry: copy, skip or exclude.
-// It also owns the refusals that must happen before any I/O on the destination (overlapping paths).
+// Walks a tree with lstat, never following a symlink, and reports every entry in order (a directory before
+// its contents): backup plans its copy with it, and verify, inspect and the Oxios backup reader list trees with it.
 // Synchronous readdir/lstat in bounded slices: an awaited fs.promises.lstat costs ~60 µs per entry here,
 // a synchronous one ~5 µs (PERF-NOTES.md); the walk yields to the event loop between slices.
 
@@ -8,18 +8,14 @@ import {
   closeSync,
   constants,
   type Dirent,
-  existsSync,
   lstatSync,
   openSync,
   readdirSync,
   readlinkSync,
-  realpathSync,
-  statSync,
 } from 'node:fs';
-import { basename, dirname, join, resolve, sep } from 'node:path';
-import picomatch from 'picomatch';
 import { abortError, assert, describeCause, StatesnapError, systemErrorCode } from './errors.js';
-import type { EntryKind, SkippedKind } from './types.js';
+import { CAN_LOCATE_FDS } from './paths.js';
+import type { EntryKind, SkippedKind } from './protocol.js';
 
 export interface PlannedDir {
   /** '' for the root itself. */
@@ -58,12 +54,6 @@ export interface WalkOptions {
 // How many entries are handled between two yields to the event loop, so pool results keep flowing.
 const ENTRIES_PER_SLICE = 2048;
 
-export function compileExcludes(patterns: readonly string[]): (rel: string) => boolean {
-  if (patterns.length === 0) return () => false;
-  // fast-glob's syntax; picomatch is the matcher underneath it. `dot`: hidden files match `*` like any other.
-  return picomatch(patterns as string[], { dot: true });
-}
-
 /**
  * The kind of a readdir entry or an lstat result (both answer the same is…() questions). Undefined only for
  * a Dirent of type DT_UNKNOWN: some filesystems do not report types in readdir, and lstat must tell.
@@ -93,8 +83,6 @@ function yieldToEventLoop(): Promise<void> {
 // The root itself may be given through a symlink (inspect takes any path), so it alone is followed.
 const OPEN_ROOT = constants.O_RDONLY | constants.O_DIRECTORY;
 const OPEN_DIR = OPEN_ROOT | constants.O_NOFOLLOW;
-/** Whether the kernel tells where an open descriptor lives (/proc/self/fd, Linux): the containment checks need it. */
-export const CAN_LOCATE_FDS = existsSync('/proc/self/fd');
 
 function walkProblemOf(error: unknown): WalkProblem {
   const code = systemErrorCode(error);
@@ -210,111 +198,4 @@ function sourceUnreadable(root: string, error: unknown): StatesnapError {
     path: root,
     cause: error,
   });
-}
-
-/** Oxios' `list_category`: entries of any type directly in the folder whose name ends in .md or .json. */
-export function countCategoryEntries(root: string, category: string): number {
-  try {
-    return readdirSync(join(root, category)).filter((name) => name.endsWith('.md') || name.endsWith('.json'))
-      .length;
-  } catch {
-    return 0; // Oxios skips a category it cannot list
-  }
-}
-
-export function computeSections(
-  root: string,
-  categories: readonly string[],
-): Array<{ name: string; entry_count: number }> {
-  return categories
-    .map((name) => ({ name, entry_count: countCategoryEntries(root, name) }))
-    .filter((section) => section.entry_count > 0);
-}
-
-function isWithin(parent: string, child: string): boolean {
-  return child === parent || child.startsWith(parent.endsWith(sep) ? parent : parent + sep);
-}
-
-/** Every ancestor of `path` (itself included) up to the filesystem root. */
-function* ancestors(path: string): Generator<string> {
-  let current = path;
-  for (;;) {
-    yield current;
-    const parent = dirname(current);
-    if (parent === current) return;
-    current = parent;
-  }
-}
-
-export interface ResolvedPaths {
-  /** Real path of the source directory (symlinks in the given path resolved once, here). */
-  source: string;
-  /** Absolute destination with its parent's symlinks resolved. */
-  dest: string;
-}
-
-/**
- * Refuses a destination equal to, inside, or containing the source, comparing resolved path segments and
- * the dev+ino of every ancestor (as Node's fs.cp does), so bind mounts and symlinked parents are caught too.
- */
-export function resolveBackupPaths(source: string, dest: string): ResolvedPaths {
-  let sourceStats: BigIntStats;
-  let sourceReal: string;
-  try {
-    sourceStats = statSync(source, { bigint: true });
-    sourceReal = realpathSync(source);
-  } catch (error) {
-    throw new StatesnapError(
-      'ERR_SOURCE_UNREADABLE',
-      `cannot read source ${source}: ${describeCause(error)}`,
-      {
-        path: source,
-        cause: error,
-      },
-    );
-  }
-  if (!sourceStats.isDirectory()) {
-    throw new StatesnapError('ERR_SOURCE_NOT_DIRECTORY', `source ${source} is not a directory`, {
-      path: source,
-    });
-  }
-  const destAbsolute = resolve(dest);
-  let destParentReal: string;
-  try {
-    destParentReal = realpathSync(dirname(destAbsolute));
-  } catch (error) {
-    throw new StatesnapError(
-      'ERR_DEST_WRITE',
-      `cannot use destination ${dest}: its parent directory is not usable (${describeCause(error)})`,
-      { path: dest, cause: error },
-    );
-  }
-  const destReal = join(destParentReal, basename(destAbsolute));
-  const overlap = (how: string) =>
-    new StatesnapError('ERR_DEST_OVERLAPS_SOURCE', `destination ${dest} ${how} source ${source}`, {
-      path: dest,
-    });
-  if (destReal === sourceReal) throw overlap('is the same directory as');
-  if (isWithin(sourceReal, destReal)) throw overlap('is inside');
-  if (isWithin(destReal, sourceReal)) throw overlap('contains');
-  for (const ancestor of ancestors(destParentReal)) {
-    const stats = statSync(ancestor, { bigint: true });
-    if (stats.dev === sourceStats.dev && stats.ino === sourceStats.ino) throw overlap('is inside');
-  }
-  const destStats = statIfExists(destReal);
-  if (destStats?.isDirectory()) {
-    for (const ancestor of ancestors(sourceReal)) {
-      const stats = statSync(ancestor, { bigint: true });
-      if (stats.dev === destStats.dev && stats.ino === destStats.ino) throw overlap('contains');
-    }
-  }
-  return { source: sourceReal, dest: destReal };
-}
-
-function statIfExists(path: string): BigIntStats | undefined {
-  try {
-    return statSync(path, { bigint: true });
-  } catch {
-    return undefined;
-  }
 }

@@ -4,10 +4,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_EXCLUDES } from '../src/backup/backup.js';
-import { compileExcludes } from '../src/backup/planner.js';
-import { walk } from '../src/core/walk.js';
-import { MANIFEST_FILE, META_DIR } from '../src/format/manifest.js';
+import { DEFAULT_EXCLUDES, planSource } from '../src/backup/planner.js';
 import {
   cpA,
   duSb,
@@ -155,13 +152,7 @@ function plainCase(
 /** The planner's walk exactly as backup drives it (default excludes, lstat per entry), with a counting sink. */
 async function plannerWalk(source: string): Promise<void> {
   let files = 0;
-  await walk(
-    source,
-    {
-      isExcluded: compileExcludes(DEFAULT_EXCLUDES),
-      reservedRootNames: new Set([MANIFEST_FILE, META_DIR]),
-      signal: new AbortController().signal,
-    },
+  await planSource(source, { exclude: DEFAULT_EXCLUDES, changedRetries: 0 }).entries(
     {
       dir: () => {},
       file: () => {
@@ -173,6 +164,7 @@ async function plannerWalk(source: string): Promise<void> {
         throw new Error(`planner walk: ${rel}: ${problem}: ${message}`);
       },
     },
+    new AbortController().signal,
   );
   if (files === 0) throw new Error(`planner walk found no files in ${source}`);
 }

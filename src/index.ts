@@ -1,30 +1,23 @@
 // The public API of statesnap: a thin facade over the private modules. The CLI is built on exactly this.
+// Names are only ever added: a renamed one stays as a deprecated alias.
 
-export {
-  type BackupOptions,
-  type BackupResult,
-  backup,
-  DEFAULT_EXCLUDES,
-  type Progress,
-} from './backup/backup.js';
+import type { BackupProgress } from './core/progress.js';
+
+export { type BackupOptions, type BackupResult, backup } from './backup/backup.js';
+export { DEFAULT_EXCLUDES } from './backup/planner.js';
 export { type ErrorCode, ExitCode, isStatesnapError, StatesnapError } from './core/errors.js';
+export type { SkipCounts } from './core/pipeline.js';
+export type { BackupProgress, RestoreProgress, VerifyProgress } from './core/progress.js';
+export type { SkipKind } from './core/walk.js';
 export type { Warning, WarningSummary } from './core/warnings.js';
 export { type Manifest, OXIOS_CATEGORIES } from './format/manifest.js';
 export type { BackupKind } from './read/backup-reader.js';
 export { type InspectOptions, type InspectResult, inspect } from './read/inspect.js';
-export {
-  type VerifyOptions,
-  type VerifyProblem,
-  type VerifyProgress,
-  type VerifyResult,
-  verify,
-} from './read/verify.js';
-export { type RecoverOptions, type RecoverResult, type RecoveryAction, recover } from './restore/journal.js';
-export {
-  type RestoreMode,
-  type RestoreOptions,
-  type RestoreProgress,
-  type RestoreResult,
-  restore,
-  type SkippedEntries,
-} from './restore/restore.js';
+export { type VerifyOptions, type VerifyProblem, type VerifyResult, verify } from './read/verify.js';
+export type { RecoveryAction } from './restore/journal.js';
+export { type RecoverOptions, type RecoverResult, recover } from './restore/recover.js';
+export { type RestoreMode, type RestoreOptions, type RestoreResult, restore } from './restore/restore.js';
+export type { SkippedEntries } from './restore/scan.js';
+
+/** @deprecated renamed `BackupProgress` (it sits beside `RestoreProgress` and `VerifyProgress`). */
+export type Progress = BackupProgress;

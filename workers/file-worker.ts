@@ -1,4 +1,5 @@
-// Runs inside a piscina worker thread: copies or hashes one batch of files the main thread planned.
+// Runs inside a piscina worker thread: performs one batch of per-file operations the main thread decided
+// (copy or hash), looked up by the task's kind.
 // Synchronous fs calls on purpose: async fs would queue every thread on libuv's 4-thread pool (PERF-NOTES.md),
 // while sync calls let each worker thread really run in parallel. Imports only node:* and protocol types.
 
@@ -98,7 +99,7 @@ interface CopyAttributes {
 }
 
 function attributesFor(task: CopyTask, stat: BigIntStats, op: FileOp): CopyAttributes {
-  if (task.attributesFrom === 'op' && op.mtimeNs !== undefined) {
+  if (task.from.attributesFrom === 'op' && op.mtimeNs !== undefined) {
     const mtimeNs = BigInt(op.mtimeNs);
     return { mode: (op.mode ?? 0o644) & 0o7777, mtimeNs, atimeNs: mtimeNs };
   }
@@ -144,7 +145,7 @@ interface OpenDest {
 /** Opens a destination for writing; `replace` goes through a temp file beside it so nothing is ever torn. */
 function openDest(task: CopyTask, destPath: string, mode: number): OpenDest {
   const tempPath =
-    task.writeMode === 'replace'
+    task.to.writeMode === 'replace'
       ? join(
           dirname(destPath),
           `.${basename(destPath)}.statesnap-${process.pid}-${threadId}-${tempCounter++}.tmp`,
@@ -157,7 +158,7 @@ function openDest(task: CopyTask, destPath: string, mode: number): OpenDest {
     throw new FileFailure('dest-failed', `cannot create: ${(error as Error).message}`, toPlainError(error));
   }
   try {
-    assertConfined(fd, task.confineDestTo, 'destination');
+    assertConfined(fd, task.to.confineTo, 'destination');
   } catch (error) {
     closeSync(fd);
     unlinkSync(tempPath ?? destPath);
@@ -184,7 +185,7 @@ function transfer(
   const stat = fstatSync(fd, { bigint: true });
   if (!stat.isFile()) throw new FileFailure('not-regular', 'is no longer a regular file');
   const size = Number(stat.size);
-  if (task.expectSize && size !== op.size) {
+  if (task.from.expectSize && size !== op.size) {
     throw new FileFailure('corrupt', `size is ${size} bytes, the index says ${op.size}`);
   }
   const attributes = attributesFor(task, stat, op);
@@ -249,13 +250,13 @@ function abandonDest(dest: OpenDest): void {
 function copyOne(task: CopyTask, op: FileOp): FileOutcome {
   // Plain concatenation: `rel` is already a validated relative path, and path.join's normalising costs
   // measurable time per file.
-  const sourcePath = `${task.sourceRoot}/${op.rel}`;
-  const destPath = `${task.destRoot}/${op.rel}`;
+  const sourcePath = `${task.from.root}/${op.rel}`;
+  const destPath = `${task.to.root}/${op.rel}`;
   for (let attempt = 0; ; attempt++) {
     try {
       const fd = openSource(sourcePath);
       try {
-        assertConfined(fd, task.confineSourceTo, 'source');
+        assertConfined(fd, task.from.confineTo, 'source');
         const { stat, attributes, hash: digest } = transfer(task, fd, destPath, op);
         return {
           ok: true,
@@ -271,17 +272,17 @@ function copyOne(task: CopyTask, op: FileOp): FileOutcome {
       }
     } catch (error) {
       if (!(error instanceof FileFailure)) throw error;
-      if (error.problem === 'changed' && attempt < task.changedRetries) continue;
-      return { ok: false, rel: op.rel, problem: error.problem, message: error.message, error: error.plain };
+      if (error.problem === 'changed' && attempt < task.from.changedRetries) continue;
+      return { ok: false, rel: op.rel, problem: error.problem, message: error.message, cause: error.plain };
     }
   }
 }
 
 function hashOne(task: HashTask, op: FileOp): FileOutcome {
   try {
-    const fd = openSource(join(task.root, op.rel));
+    const fd = openSource(join(task.from.root, op.rel));
     try {
-      assertConfined(fd, task.confineTo, 'file');
+      assertConfined(fd, task.from.confineTo, 'file');
       const stat = fstatSync(fd, { bigint: true });
       if (!stat.isFile()) throw new FileFailure('not-regular', 'is not a regular file');
       const size = Number(stat.size);
@@ -314,18 +315,24 @@ function hashOne(task: HashTask, op: FileOp): FileOutcome {
         rel: op.rel,
         problem: 'unreadable',
         message: (error as Error).message,
-        error: toPlainError(error),
+        cause: toPlainError(error),
       };
     }
-    return { ok: false, rel: op.rel, problem: error.problem, message: error.message, error: error.plain };
+    return { ok: false, rel: op.rel, problem: error.problem, message: error.message, cause: error.plain };
   }
 }
 
+/** The operation of each task kind, applied to every file of a batch. */
+const OPERATIONS: {
+  [Kind in WorkerTask['kind']]: (task: Extract<WorkerTask, { kind: Kind }>, op: FileOp) => FileOutcome;
+} = { copy: copyOne, hash: hashOne };
+
 export default function runTask(task: WorkerTask): TaskResult {
+  const operation = OPERATIONS[task.kind] as (task: WorkerTask, op: FileOp) => FileOutcome;
   const outcomes: FileOutcome[] = [];
   let bytes = 0;
   for (const op of task.files) {
-    const outcome = task.kind === 'copy' ? copyOne(task, op) : hashOne(task, op);
+    const outcome = operation(task, op);
     outcomes.push(outcome);
     if (outcome.ok) bytes += outcome.size;
     // A destination that cannot be written (ENOSPC, EROFS, EIO) dooms the whole run: stop the batch early.

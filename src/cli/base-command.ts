@@ -2,8 +2,7 @@
 // stderr as one line with a stable exit code (clipanion would print them on stdout and exit 1; STYLE.md).
 
 import { Command, Option } from 'clipanion';
-import { ExitCode, isStatesnapError } from '../core/errors.js';
-import type { Warning } from '../core/warnings.js';
+import { ExitCode, isStatesnapError, type Warning } from '../index.js';
 import { ProgressLine } from './progress-line.js';
 
 /**

@@ -2,8 +2,8 @@
 // The statesnap command line: registers the commands and turns parse errors into exit code 2 on stderr.
 
 import { Builtins, Cli } from 'clipanion';
-import { ExitCode } from '../core/errors.js';
 import { TOOL_VERSION } from '../core/options.js';
+import { ExitCode } from '../index.js';
 import { BackupCommand } from './commands/backup.js';
 import { BenchCommand } from './commands/bench.js';
 import { DemoCommand } from './commands/demo.js';

@@ -69,6 +69,10 @@ export function abortError(signal: AbortSignal, path?: string): StatesnapError {
   return new StatesnapError('ERR_ABORTED', 'operation interrupted', { path, cause: signal.reason });
 }
 
+export function throwIfAborted(signal: AbortSignal, path: string): void {
+  if (signal.aborted) throw abortError(signal, path);
+}
+
 /** Invariant failures are bugs, never control flow. */
 export function assert(condition: unknown, message: string): asserts condition {
   if (!condition) throw new Error(`Assertion failed: ${message}`);

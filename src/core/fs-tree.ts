@@ -63,6 +63,7 @@ export function applyDirectoryAttributes(
   }
 }
 
-export function discard(partial: string): void {
-  rmSync(partial, { recursive: true, force: true, maxRetries: 2 });
+/** Removes a tree statesnap made (a partial backup, a staging tree, a replaced backup); gone already is fine. */
+export function removeTree(path: string): void {
+  rmSync(path, { recursive: true, force: true, maxRetries: 2 });
 }

@@ -3,7 +3,7 @@
 
 import { type BigIntStats, existsSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve, sep } from 'node:path';
-import { describeCause, StatesnapError } from './errors.js';
+import { describeCause, type ErrorCode, StatesnapError } from './errors.js';
 
 /** Whether the kernel tells where an open descriptor lives (/proc/self/fd, Linux): the containment checks need it. */
 export const CAN_LOCATE_FDS = existsSync('/proc/self/fd');
@@ -23,69 +23,84 @@ function* ancestors(path: string): Generator<string> {
   }
 }
 
+/** How an operation's messages name the tree it reads and the one it writes. */
+export interface PathRoles {
+  read: string;
+  write: string;
+  /** The code for a written path whose parent directory cannot be resolved. */
+  unusableParent: ErrorCode;
+}
+
+export const SOURCE_AND_DESTINATION: PathRoles = {
+  read: 'source',
+  write: 'destination',
+  unusableParent: 'ERR_DEST_WRITE',
+};
+
+/** A path to write, as statesnap uses it: absolute, its parent's symlinks resolved, the name itself kept. */
+export function resolveWritePath(path: string, roles: Pick<PathRoles, 'write' | 'unusableParent'>): string {
+  const absolute = resolve(path);
+  try {
+    return join(realpathSync(dirname(absolute)), basename(absolute));
+  } catch (error) {
+    throw new StatesnapError(
+      roles.unusableParent,
+      `cannot use ${roles.write} ${path}: its parent directory is not usable (${describeCause(error)})`,
+      { path, cause: error },
+    );
+  }
+}
+
 export interface ResolvedPaths {
-  /** Real path of the source directory (symlinks in the given path resolved once, here). */
-  source: string;
-  /** Absolute destination with its parent's symlinks resolved. */
-  dest: string;
+  /** Real path of the directory that is read (symlinks in the given path resolved once, here). */
+  read: string;
+  /** The path that is written (see resolveWritePath). */
+  write: string;
 }
 
 /**
- * Refuses a destination equal to, inside, or containing the source, comparing resolved path segments and
- * the dev+ino of every ancestor (as Node's fs.cp does), so bind mounts and symlinked parents are caught too.
+ * Refuses a written tree equal to, inside, or containing the tree that is read, comparing resolved path
+ * segments and the dev+ino of every ancestor (as Node's fs.cp does), so bind mounts and symlinked parents are
+ * caught too.
  */
-export function resolveBackupPaths(source: string, dest: string): ResolvedPaths {
-  let sourceStats: BigIntStats;
-  let sourceReal: string;
+export function resolvePaths(read: string, write: string, roles: PathRoles): ResolvedPaths {
+  let readStats: BigIntStats;
+  let readReal: string;
   try {
-    sourceStats = statSync(source, { bigint: true });
-    sourceReal = realpathSync(source);
+    readStats = statSync(read, { bigint: true });
+    readReal = realpathSync(read);
   } catch (error) {
     throw new StatesnapError(
       'ERR_SOURCE_UNREADABLE',
-      `cannot read source ${source}: ${describeCause(error)}`,
-      {
-        path: source,
-        cause: error,
-      },
+      `cannot read ${roles.read} ${read}: ${describeCause(error)}`,
+      { path: read, cause: error },
     );
   }
-  if (!sourceStats.isDirectory()) {
-    throw new StatesnapError('ERR_SOURCE_NOT_DIRECTORY', `source ${source} is not a directory`, {
-      path: source,
+  if (!readStats.isDirectory()) {
+    throw new StatesnapError('ERR_SOURCE_NOT_DIRECTORY', `${roles.read} ${read} is not a directory`, {
+      path: read,
     });
   }
-  const destAbsolute = resolve(dest);
-  let destParentReal: string;
-  try {
-    destParentReal = realpathSync(dirname(destAbsolute));
-  } catch (error) {
-    throw new StatesnapError(
-      'ERR_DEST_WRITE',
-      `cannot use destination ${dest}: its parent directory is not usable (${describeCause(error)})`,
-      { path: dest, cause: error },
-    );
-  }
-  const destReal = join(destParentReal, basename(destAbsolute));
+  const writeReal = resolveWritePath(write, roles);
   const overlap = (how: string) =>
-    new StatesnapError('ERR_DEST_OVERLAPS_SOURCE', `destination ${dest} ${how} source ${source}`, {
-      path: dest,
+    new StatesnapError('ERR_DEST_OVERLAPS_SOURCE', `${roles.write} ${write} ${how} ${roles.read} ${read}`, {
+      path: write,
     });
-  if (destReal === sourceReal) throw overlap('is the same directory as');
-  if (isWithin(sourceReal, destReal)) throw overlap('is inside');
-  if (isWithin(destReal, sourceReal)) throw overlap('contains');
-  for (const ancestor of ancestors(destParentReal)) {
+  if (writeReal === readReal) throw overlap('is the same directory as');
+  if (isWithin(readReal, writeReal)) throw overlap('is inside');
+  if (isWithin(writeReal, readReal)) throw overlap('contains');
+  for (const ancestor of ancestors(dirname(writeReal))) {
     const stats = statSync(ancestor, { bigint: true });
-    if (stats.dev === sourceStats.dev && stats.ino === sourceStats.ino) throw overlap('is inside');
+    if (stats.dev === readStats.dev && stats.ino === readStats.ino) throw overlap('is inside');
   }
-  const destStats = statIfExists(destReal);
-  if (destStats?.isDirectory()) {
-    for (const ancestor of ancestors(sourceReal)) {
+  const writeStats = statIfExists(writeReal);
+  if (writeStats?.isDirectory()) {
+    for (const ancestor of ancestors(readReal)) {
       const stats = statSync(ancestor, { bigint: true });
-      if (stats.dev === destStats.dev && stats.ino === destStats.ino) throw overlap('contains');
+      if (stats.dev === writeStats.dev && stats.ino === writeStats.ino) throw overlap('contains');
     }
   }
-  return { source: sourceReal, dest: destReal };
+  return { read: readReal, write: writeReal };
 }
 
 function statIfExists(path: string): BigIntStats | undefined {

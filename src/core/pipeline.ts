@@ -1,78 +1,304 @@
-// Runs every file of a backup through the worker pool once (a hash pass or a copy pass), streaming the
-// entries with backpressure so memory stays flat, with one failure path: the first error stops the pass,
-// in-flight batches finish, and that error (or ERR_ABORTED on the caller's signal) is what the pass throws.
+// The one pipeline that backup, restore (both modes, and merge's pre-check) and verify run on. A run acquires
+// its resources in one place (the worker pool, the warning log, the destinations it adopts) and releases them on
+// one failure path. A pass streams an entry source into a destination in batches, with backpressure, and sends
+// every per-item problem through one error policy that says warn or abort (restic's archiver ErrorFunc).
 
-import { type BackupSource, streamEntries } from '../read/backup-reader.js';
-import { abortError } from './errors.js';
-import { BatchDispatcher, type WorkerPool } from './pool.js';
-import type { FileOp, FileOutcome, SkippedKind, TaskResult, WorkerTask } from './protocol.js';
-import type { PlannedDir, WalkProblem } from './walk.js';
+import { abortError, assert, throwIfAborted } from './errors.js';
+import { BatchDispatcher, WorkerPool } from './pool.js';
+import type {
+  FileOp,
+  FileOutcome,
+  FileProblem,
+  PlainError,
+  ReadSpec,
+  TaskResult,
+  WorkerTask,
+} from './protocol.js';
+import type { EntrySink, PlannedDir, SkipKind, WalkProblem } from './walk.js';
+import { type Warning, WarningLog } from './warnings.js';
 
-export interface BackupPass {
-  source: BackupSource;
-  pool: WorkerPool;
-  threads: number;
-  signal: AbortSignal;
-  refuseCaseCollisions: boolean;
-  makeTask: (files: FileOp[]) => WorkerTask;
-  /** Each file's outcome, on the main thread; throwing fails the pass. */
-  onOutcome: (outcome: FileOutcome) => void;
-  /** After each batch's outcomes (progress, flushing). */
-  onBatch?: (result: TaskResult) => void;
-  /** Each directory, before its contents; throwing fails the pass. */
-  dir?: (dir: PlannedDir) => void;
-  /** Each file, before it is dispatched. */
-  file?: (op: FileOp) => void;
-  skipped?: (rel: string, kind: SkippedKind) => void;
-  /** An entry an Oxios tree walk could not read or represent; throwing fails the pass. */
-  problem: (rel: string, problem: WalkProblem, message: string) => void;
+/** Where a pass's entries come from: the planner's walk of a live source, or a backup reader. */
+export interface EntrySource {
+  /** Where and how the workers read this source's files. */
+  readonly read: ReadSpec;
+  /** Streams every entry into `sink`, a directory before its contents, waiting while `file` returns a promise. */
+  entries(sink: EntrySink, signal: AbortSignal): Promise<void>;
 }
 
-export async function runBackupPass(pass: BackupPass): Promise<void> {
-  // Errors raised on the main thread (a bad outcome, a directory that cannot be made) stop the pool and the
-  // entry stream through this; its reason is the error the pass reports, whichever stage noticed it first.
-  const failure = new AbortController();
-  const signal = AbortSignal.any([pass.signal, failure.signal]);
-  const guard =
-    <A extends unknown[]>(callback: (...args: A) => void) =>
-    (...args: A): void => {
+export type FileWritten = Extract<FileOutcome, { ok: true }>;
+export type FileFailed = Extract<FileOutcome, { ok: false }>;
+
+/** Where a pass's files go: a backup writer or a restore target. Every method runs on the main thread. */
+export interface Destination {
+  /** A directory of the source, parents first ('' is the root); throwing fails the run. */
+  dir(dir: PlannedDir): void;
+  /** The worker task that writes one batch of the source's files. */
+  task(files: FileOp[], from: ReadSpec): WorkerTask;
+  /** A file the workers wrote, in completion order. */
+  fileDone?(file: FileWritten): void;
+  /** An entry the source does not copy (a symlink, a FIFO, an excluded path, …). */
+  skipped?(rel: string, kind: SkipKind): void;
+  /** After each batch: what the workers wrote (a flusher starts writeback from here). */
+  written(result: TaskResult): void;
+  /** The error that fails the run when a file could not be written (ENOSPC, EROFS, …). */
+  writeFailed(file: FileFailed): Error;
+  /** The error a run that failed while this destination was adopted reports, given what was thrown. */
+  explain(error: unknown): unknown;
+  /** On the failure path, once no batch is in flight: removes what was made, or leaves it to recovery. */
+  abandon(): Promise<void>;
+}
+
+/** A per-item problem: found while listing the source (`walk`), or by a worker reading a file (`read`). */
+export type ItemProblem = { rel: string; message: string } & (
+  | { stage: 'walk'; problem: WalkProblem; cause: undefined }
+  | { stage: 'read'; problem: Exclude<FileProblem, 'dest-failed'>; cause: PlainError | undefined }
+);
+
+/** Decides a per-item problem: a warning to record and go on, or the error that fails the run. */
+export type ErrorPolicy = (problem: ItemProblem) => Warning | Error;
+
+export interface SkipCounts {
+  count: number;
+  /** By kind, with the kinds' own names (`char-device`, as in the index); only kinds that occurred. */
+  byKind: Partial<Record<SkipKind, number>>;
+}
+
+/** What a pass counted; a pass fills the caller's tally, so the counts survive a pass that fails. */
+export interface Tally {
+  filesPlanned: number;
+  bytesPlanned: number;
+  filesDone: number;
+  bytesDone: number;
+  /** The source has listed everything: `filesPlanned` and `bytesPlanned` are final. */
+  planningDone: boolean;
+  /** Directories below the root. */
+  dirs: number;
+  /** Files whose path held another file than the source listed (renamed over mid-run); the new one was read. */
+  replaced: number;
+  skipped: SkipCounts;
+}
+
+export function newTally(): Tally {
+  return {
+    filesPlanned: 0,
+    bytesPlanned: 0,
+    filesDone: 0,
+    bytesDone: 0,
+    planningDone: false,
+    dirs: 0,
+    replaced: 0,
+    skipped: { count: 0, byKind: {} },
+  };
+}
+
+export interface Pass {
+  source: EntrySource;
+  /** Where the files are written, or null to read and check them where they are (verify, merge's pre-check). */
+  destination: Destination | null;
+  /** Without a destination: read every file in full and compare hashes (false: open, confine, type, size). */
+  readContent?: boolean;
+  policy: ErrorPolicy;
+  /** Sees every entry as it streams (after the destination): cross-checks against another listing. */
+  observe?: {
+    dir?(dir: PlannedDir): void;
+    file?(op: FileOp): void;
+    skip?(rel: string, kind: SkipKind): void;
+  };
+  /** After each batch. */
+  onProgress?: (tally: Tally) => void;
+  /** The counts to fill. @default a new tally */
+  tally?: Tally;
+}
+
+export interface PipelineOptions {
+  threads: number;
+  /** The caller's signal: when it fires, the run stops and throws ERR_ABORTED. */
+  signal: AbortSignal;
+  onWarning: (warning: Warning) => void;
+  /** The path ERR_ABORTED names. */
+  path: string;
+}
+
+/** One operation's resources: handed to its body by `runPipeline`, released by it. */
+export class Run {
+  readonly signal: AbortSignal;
+  /** Every warning of the run (verify: every problem found). */
+  readonly warnings: WarningLog;
+  readonly #threads: number;
+  readonly #path: string;
+  readonly #adopted: Destination[] = [];
+  // Started by the first pass: an operation refused before any file moves never starts worker threads.
+  #pool: WorkerPool | null = null;
+
+  constructor(options: PipelineOptions) {
+    this.signal = options.signal;
+    this.warnings = new WarningLog(options.onWarning);
+    this.#threads = options.threads;
+    this.#path = options.path;
+  }
+
+  /** Makes `destination` the run's: if the run fails from here on, it explains the error and is abandoned. */
+  adopt<D extends Destination>(destination: D): D {
+    this.#adopted.push(destination);
+    return destination;
+  }
+
+  throwIfAborted(): void {
+    throwIfAborted(this.signal, this.#path);
+  }
+
+  /**
+   * Streams `pass.source` through the worker pool. The first error (a destination or policy refusal, a
+   * failed batch, the caller's signal) stops the stream and the dispatch; batches in flight finish; that error,
+   * or ERR_ABORTED when the caller's signal fired, is what the pass throws.
+   */
+  async pass(pass: Pass): Promise<Tally> {
+    const flow = new PassFlow(pass, this.signal, this.warnings);
+    const readContent = pass.readContent ?? true;
+    const { destination, source } = pass;
+    const dispatcher = new BatchDispatcher({
+      pool: this.#startPool(),
+      threads: this.#threads,
+      signal: flow.signal,
+      makeTask: destination
+        ? (files) => destination.task(files, source.read)
+        : (files) => ({ kind: 'hash', files, from: source.read, readContent }),
+      onResult: flow.guarded((result: TaskResult) => flow.batchDone(result)),
+    });
+    try {
+      await source.entries(flow.sink(dispatcher), flow.signal);
+      flow.tally.planningDone = true;
+      await dispatcher.finish();
+    } catch (error) {
+      flow.stop(error);
+      await dispatcher.settle();
+      this.throwIfAborted();
+      throw flow.cause;
+    }
+    this.throwIfAborted();
+    return flow.tally;
+  }
+
+  #startPool(): WorkerPool {
+    this.#pool ??= new WorkerPool(this.#threads);
+    return this.#pool;
+  }
+
+  /** The one failure path: destinations abandoned newest first, then the error the caller sees. */
+  async execute<T>(body: (run: Run) => Promise<T>): Promise<T> {
+    try {
+      return await body(this);
+    } catch (error) {
+      // Every pass has let its in-flight batches settle before it threw: nothing writes into what is removed.
+      for (const destination of [...this.#adopted].reverse()) await destination.abandon();
+      if (this.signal.aborted) throw abortError(this.signal, this.#path);
+      throw this.#adopted.at(-1)?.explain(error) ?? error;
+    } finally {
+      await this.#pool?.close();
+    }
+  }
+}
+
+/** One pass's state on the main thread: its counts, and the controller its first failure aborts. */
+class PassFlow {
+  readonly tally: Tally;
+  /** The caller's signal and this pass's failure, together: what stops the stream and the pool. */
+  readonly signal: AbortSignal;
+  readonly #pass: Pass;
+  readonly #warnings: WarningLog;
+  // Raised on the main thread (a refused entry, a failed write) to stop the stream and the pool; its reason
+  // is the error the pass reports, whichever stage noticed it first.
+  readonly #failure = new AbortController();
+
+  constructor(pass: Pass, callerSignal: AbortSignal, warnings: WarningLog) {
+    this.#pass = pass;
+    this.#warnings = warnings;
+    this.tally = pass.tally ?? newTally();
+    this.signal = AbortSignal.any([callerSignal, this.#failure.signal]);
+  }
+
+  /** The first error that stopped the pass. */
+  get cause(): unknown {
+    return this.#failure.signal.reason;
+  }
+
+  stop(error: unknown): void {
+    this.#failure.abort(error);
+  }
+
+  #fail(error: unknown): never {
+    this.stop(error);
+    throw error;
+  }
+
+  /** `callback`, made to stop the pass with whatever it throws. */
+  guarded<A extends unknown[]>(callback: (...args: A) => void): (...args: A) => void {
+    return (...args) => {
       try {
         callback(...args);
       } catch (error) {
-        failure.abort(error);
-        throw error;
+        this.#fail(error);
       }
     };
-  const dispatcher = new BatchDispatcher({
-    pool: pass.pool,
-    threads: pass.threads,
-    signal,
-    makeTask: pass.makeTask,
-    onResult: guard((result: TaskResult) => {
-      for (const outcome of result.outcomes) pass.onOutcome(outcome);
-      pass.onBatch?.(result);
-    }),
-  });
-  try {
-    await streamEntries(
-      pass.source,
-      {
-        dir: guard(pass.dir ?? (() => {})),
-        file: (op) => {
-          pass.file?.(op);
-          return dispatcher.add(op);
-        },
-        skipped: pass.skipped ?? (() => {}),
-        problem: guard(pass.problem),
-      },
-      { refuseCaseCollisions: pass.refuseCaseCollisions, signal },
-    );
-    await dispatcher.finish();
-  } catch (error) {
-    failure.abort(error);
-    await dispatcher.settle();
-    if (pass.signal.aborted) throw abortError(pass.signal, pass.source.root);
-    throw failure.signal.reason;
   }
-  if (pass.signal.aborted) throw abortError(pass.signal, pass.source.root);
+
+  #decide(problem: ItemProblem): void {
+    const verdict = this.#pass.policy(problem);
+    if (verdict instanceof Error) this.#fail(verdict);
+    this.#warnings.add(verdict.path, verdict.problem, verdict.message);
+  }
+
+  batchDone(result: TaskResult): void {
+    const { tally } = this;
+    const { destination } = this.#pass;
+    for (const outcome of result.outcomes) {
+      if (outcome.ok) {
+        tally.filesDone++;
+        tally.bytesDone += outcome.size;
+        if (outcome.replaced) tally.replaced++;
+        destination?.fileDone?.(outcome);
+      } else if (outcome.problem === 'dest-failed') {
+        assert(destination !== null, `a read-only pass reported a failed write of ${outcome.rel}`);
+        this.#fail(destination.writeFailed(outcome));
+      } else {
+        const { rel, problem, message, cause } = outcome;
+        this.#decide({ rel, problem, message, cause, stage: 'read' });
+      }
+    }
+    destination?.written(result);
+    this.#pass.onProgress?.(tally);
+  }
+
+  /** Where the source streams its entries: counted, handed to the destination and observer, files dispatched. */
+  sink(dispatcher: BatchDispatcher): EntrySink {
+    const { tally } = this;
+    const { destination, observe } = this.#pass;
+    return {
+      dir: this.guarded((dir) => {
+        if (dir.rel !== '') tally.dirs++;
+        destination?.dir(dir);
+        observe?.dir?.(dir);
+      }),
+      file: (op) => {
+        tally.filesPlanned++;
+        tally.bytesPlanned += op.size;
+        observe?.file?.(op);
+        return dispatcher.add(op);
+      },
+      skip: this.guarded((rel, kind) => {
+        tally.skipped.count++;
+        tally.skipped.byKind[kind] = (tally.skipped.byKind[kind] ?? 0) + 1;
+        destination?.skipped?.(rel, kind);
+        observe?.skip?.(rel, kind);
+      }),
+      problem: this.guarded((rel, problem, message) =>
+        this.#decide({ rel, problem, message, cause: undefined, stage: 'walk' }),
+      ),
+    };
+  }
+}
+
+/** Runs `body` with a run's resources and releases them however it ends. */
+export function runPipeline<T>(options: PipelineOptions, body: (run: Run) => Promise<T>): Promise<T> {
+  return new Run(options).execute(body);
 }

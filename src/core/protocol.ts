@@ -26,37 +26,52 @@ export interface FileOp {
   hash?: string;
 }
 
-export interface CopyTask {
-  kind: 'copy';
-  sourceRoot: string;
-  destRoot: string;
-  files: FileOp[];
-  /** Real path every opened source file must lie under (checked on the open fd); null where the OS cannot tell. */
-  confineSourceTo: string | null;
-  /** Real path every written file must lie under (merge restore into a live target). */
-  confineDestTo: string | null;
-  /** `create`: the destination is a fresh tree of ours; `replace`: write a temp file beside it and rename over. */
-  writeMode: 'create' | 'replace';
-  /** Take mode and mtime from the opened source (backup) or from the op (restore from an index). */
+/** Where workers read a batch's files, and what they may trust about them. */
+export interface ReadSpec {
+  root: string;
+  /** Real path every opened file must lie under (checked on the open fd); null where the OS cannot tell. */
+  confineTo: string | null;
+  /** Copies take mode and mtime from the opened file (a live tree, an Oxios tree) or from the op (an index). */
   attributesFrom: 'source' | 'op';
   /** How often a file that changed while being read is read again before it is reported. */
   changedRetries: number;
-  /** The op's `size` is what the source must hold (restore): another size is `corrupt`, found before reading. */
-  expectSize?: boolean;
+  /** The op's `size` is what the file must hold (a backup): another size is `corrupt`, found before reading. */
+  expectSize: boolean;
 }
 
+/** Where workers write a batch's files. */
+export interface WriteSpec {
+  root: string;
+  /** Real path every written file must lie under (a merge restore into a live target); null: a fresh tree of ours. */
+  confineTo: string | null;
+  /** `create`: the destination is a fresh tree of ours; `replace`: write a temp file beside it and rename over. */
+  writeMode: 'create' | 'replace';
+}
+
+/** Read each file, hash it and write it to `to`. */
+export interface CopyTask {
+  kind: 'copy';
+  files: FileOp[];
+  from: ReadSpec;
+  to: WriteSpec;
+}
+
+/** Check each file where it is: opened (never through a link), confined, its type and size, and its hash. */
 export interface HashTask {
   kind: 'hash';
-  root: string;
   files: FileOp[];
-  confineTo: string | null;
+  from: ReadSpec;
   /**
-   * false: only open (never through a link), check confinement, type and size, without reading: the
-   * structural checks a restore keeps with `--no-verify`. The outcome's `hash` is then ''.
+   * false: only open, check confinement, type and size, without reading: the structural checks a restore
+   * keeps with `--no-verify`. The outcome's `hash` is then ''.
    */
   readContent: boolean;
 }
 
+/**
+ * A batch of per-file operations of one kind. A new kind (a hard link to a previous backup's copy, a pack of
+ * files for object storage) is a new member here and a new entry in the worker's table; the pool carries any.
+ */
 export type WorkerTask = CopyTask | HashTask;
 
 /** Why a file was not copied (or did not verify). Everything but `dest-failed` is a per-file problem. */
@@ -80,10 +95,20 @@ export type FileOutcome =
       /** The path held a different file than planned (renamed over); the new one was copied. */
       replaced: boolean;
     }
-  | { ok: false; rel: string; problem: FileProblem; message: string; error: PlainError | undefined };
+  | {
+      ok: false;
+      rel: string;
+      problem: FileProblem;
+      message: string;
+      /** The system error behind the problem (its errno `code`, syscall and path), when there was one. */
+      cause: PlainError | undefined;
+    };
 
+/** What every task kind returns; a kind may add fields (a pack task: the pack's bytes, moved, not copied). */
 export interface TaskResult {
+  /** One per file, in the batch's order; a batch stops early after a `dest-failed`. */
   outcomes: FileOutcome[];
+  /** Bytes of the files done. */
   bytes: number;
 }
 

@@ -15,7 +15,7 @@ import {
 } from 'node:fs';
 import { abortError, assert, describeCause, StatesnapError, systemErrorCode } from './errors.js';
 import { CAN_LOCATE_FDS } from './paths.js';
-import type { EntryKind, SkippedKind } from './protocol.js';
+import type { EntryKind, FileOp, SkippedKind } from './protocol.js';
 
 export interface PlannedDir {
   /** '' for the root itself. */
@@ -25,21 +25,17 @@ export interface PlannedDir {
   mtimeNs: bigint;
 }
 
-export interface PlannedFile {
-  rel: string;
-  size: number;
-  dev: bigint;
-  ino: bigint;
-}
-
 export type WalkProblem = 'vanished' | 'unreadable' | 'unsupported-name' | 'escaped';
 
-/** Receives the walk's decisions in order: a directory is announced before anything inside it. */
-export interface PlanSink {
+/** Why an entry is not copied: its own kind, an exclude pattern, or a name reserved for a backup's own files. */
+export type SkipKind = SkippedKind | 'excluded' | 'reserved';
+
+/** Receives a tree's entries in order: a directory before anything inside it. */
+export interface EntrySink {
   dir(dir: PlannedDir): void;
-  /** May return a promise to apply backpressure: the walk waits for it. */
-  file(file: PlannedFile): undefined | Promise<void>;
-  skip(rel: string, kind: SkippedKind | 'excluded' | 'reserved'): void;
+  /** May return a promise to apply backpressure: the stream waits for it. */
+  file(op: FileOp): undefined | Promise<void>;
+  skip(rel: string, kind: SkipKind): void;
   problem(rel: string, problem: WalkProblem, message: string): void;
 }
 
@@ -89,11 +85,70 @@ function walkProblemOf(error: unknown): WalkProblem {
   return code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP' ? 'vanished' : 'unreadable';
 }
 
+/** A directory being listed: where it is as the source names it (`path`) and as it was checked (`base`). */
+interface ListedDir {
+  rel: string;
+  path: string;
+  base: string;
+}
+
+/**
+ * Decides one entry of a listed directory and tells the sink. Returns the entry's relative path when it is a
+ * directory to walk, or the sink's backpressure promise for a file.
+ */
+function visit(
+  entry: Dirent,
+  dir: ListedDir,
+  options: WalkOptions,
+  sink: EntrySink,
+): string | Promise<void> | undefined {
+  const rel = dir.rel === '' ? entry.name : `${dir.rel}/${entry.name}`;
+  const kind = kindOf(entry);
+  if (dir.rel === '' && options.reservedRootNames.has(entry.name)) sink.skip(rel, 'reserved');
+  else if (options.isExcluded(rel)) sink.skip(rel, 'excluded');
+  else if (entry.name.includes('\\')) {
+    sink.problem(rel, 'unsupported-name', 'a backslash in a name cannot be stored in a portable index');
+  } else if (kind !== 'file' && kind !== 'dir' && kind !== undefined) sink.skip(rel, kind);
+  else return visitStatted(rel, entry.name, dir, sink);
+  return undefined;
+}
+
+/** A file or directory (or an entry of unknown type) is lstat'ed before it is planned. */
+function visitStatted(
+  rel: string,
+  name: string,
+  dir: ListedDir,
+  sink: EntrySink,
+): string | Promise<void> | undefined {
+  let stats: BigIntStats;
+  try {
+    // Concatenation, not path.join: the name comes from readdir, and join's normalising costs measurable time
+    // per entry on a 100k-entry walk. A file is lstat'ed by path (through /proc it costs ~20% more walk time,
+    // and what the index records about a file comes from the worker's fstat of its confined descriptor);
+    // anything else is lstat'ed again in the checked directory, so a directory's planned mode and mtime never
+    // come from outside the source.
+    stats = lstatSync(`${dir.path}/${name}`, { bigint: true });
+    if (dir.base !== dir.path && !stats.isFile()) stats = lstatSync(`${dir.base}/${name}`, { bigint: true });
+  } catch (error) {
+    sink.problem(rel, walkProblemOf(error), describeCause(error));
+    return undefined;
+  }
+  const kind = kindOf(stats); // the entry may have been swapped since readdir
+  assert(kind !== undefined, `lstat of ${rel} reported no file type`);
+  if (kind === 'dir') {
+    sink.dir(plannedDir(rel, stats));
+    return rel;
+  }
+  if (kind === 'file') return sink.file({ rel, size: Number(stats.size), dev: stats.dev, ino: stats.ino });
+  sink.skip(rel, kind);
+  return undefined;
+}
+
 /**
  * Walks `root` depth-first. The root must be a directory (checked by the caller). Entries that cannot be
  * represented in a portable index (a backslash in the name) are reported, not copied.
  */
-export async function walk(root: string, options: WalkOptions, sink: PlanSink): Promise<void> {
+export async function walk(root: string, options: WalkOptions, sink: EntrySink): Promise<void> {
   const rootStats = lstatSync(root, { bigint: true });
   sink.dir(plannedDir('', rootStats));
   const pending: string[] = [''];
@@ -138,49 +193,11 @@ export async function walk(root: string, options: WalkOptions, sink: PlanSink): 
         sink.problem(dirRel, walkProblemOf(error), describeCause(error));
         continue;
       }
+      const listed: ListedDir = { rel: dirRel, path, base };
       for (const entry of entries) {
-        const rel = dirRel === '' ? entry.name : `${dirRel}/${entry.name}`;
-        if (dirRel === '' && options.reservedRootNames.has(entry.name)) {
-          sink.skip(rel, 'reserved');
-          continue;
-        }
-        if (options.isExcluded(rel)) {
-          sink.skip(rel, 'excluded');
-          continue;
-        }
-        if (entry.name.includes('\\')) {
-          sink.problem(rel, 'unsupported-name', 'a backslash in a name cannot be stored in a portable index');
-          continue;
-        }
-        let kind = kindOf(entry);
-        if (kind !== 'file' && kind !== 'dir' && kind !== undefined) {
-          sink.skip(rel, kind);
-          continue;
-        }
-        let stats: BigIntStats;
-        try {
-          // Concatenation, not path.join: the name comes from readdir, and join's normalising costs
-          // measurable time per entry on a 100k-entry walk. A file is lstat'ed by path (through /proc it costs
-          // ~20% more walk time, and what the index records about a file comes from the worker's fstat of its
-          // confined descriptor); anything else is lstat'ed again in the checked directory, so a directory's
-          // planned mode and mtime never come from outside the source.
-          stats = lstatSync(`${path}/${entry.name}`, { bigint: true });
-          if (base !== path && !stats.isFile()) stats = lstatSync(`${base}/${entry.name}`, { bigint: true });
-        } catch (error) {
-          sink.problem(rel, walkProblemOf(error), describeCause(error));
-          continue;
-        }
-        kind = kindOf(stats); // the entry may have been swapped since readdir
-        assert(kind !== undefined, `lstat of ${rel} reported no file type`);
-        if (kind === 'dir') {
-          sink.dir(plannedDir(rel, stats));
-          pending.push(rel);
-        } else if (kind === 'file') {
-          const backpressure = sink.file({ rel, size: Number(stats.size), dev: stats.dev, ino: stats.ino });
-          if (backpressure) await backpressure;
-        } else {
-          sink.skip(rel, kind);
-        }
+        const next = visit(entry, listed, options, sink);
+        if (typeof next === 'string') pending.push(next);
+        else if (next) await next;
         if (++sinceYield >= ENTRIES_PER_SLICE) {
           sinceYield = 0;
           await yieldToEventLoop();

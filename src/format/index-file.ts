@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { z } from 'zod';
 import { describeCause, StatesnapError } from '../core/errors.js';
-import { formatZodIssues, INDEX_FILE, MANIFEST_FILE, META_DIR, relativePath, sha256 } from './manifest.js';
+import { formatZodIssues, INDEX_FILE, RESERVED_ROOT_NAMES, relativePath, sha256 } from './manifest.js';
 
 const mode = z.number().int().min(0).max(0o7777);
 const nanoseconds = z.string().regex(/^\d{1,30}$/, 'must be a decimal count of nanoseconds');
@@ -90,9 +90,6 @@ export class IndexWriter {
     } catch {}
   }
 }
-
-/** Names at the root of a backup that hold the backup's own files, never restored state. */
-const RESERVED_ROOT_NAMES: ReadonlySet<string> = new Set([MANIFEST_FILE, META_DIR]);
 
 export interface IndexExpectation {
   entries: number;

@@ -6,10 +6,13 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { describeCause, StatesnapError } from '../core/errors.js';
+import type { SkipKind } from '../core/walk.js';
 
 export const MANIFEST_FILE = 'manifest.json';
 export const META_DIR = '.statesnap';
 export const INDEX_FILE = `${META_DIR}/index.jsonl`;
+/** Names at the root of a backup that hold the backup's own files, never the store's. */
+export const RESERVED_ROOT_NAMES: ReadonlySet<string> = new Set([MANIFEST_FILE, META_DIR]);
 export const SUPPORTED_MANIFEST_VERSION = 1;
 
 /** The Oxios categories, in the order Oxios lists them in `sections`. */
@@ -89,7 +92,22 @@ export const ManifestSchema = z.looseObject({
 
 export type Manifest = z.infer<typeof ManifestSchema>;
 export type StatesnapExtras = z.infer<typeof StatesnapExtrasSchema>;
+/** What a manifest records about its backup's index. */
+export type IndexRecord = StatesnapExtras['index'];
 export type SkippedCounts = z.infer<typeof SkippedCountsSchema>;
+
+/** The manifest's skipped counts (snake_case names, every kind present) from counts by the kinds' own names. */
+export function skippedCountsOf(byKind: Partial<Record<SkipKind, number>>): SkippedCounts {
+  return {
+    symlink: byKind.symlink ?? 0,
+    fifo: byKind.fifo ?? 0,
+    socket: byKind.socket ?? 0,
+    char_device: byKind['char-device'] ?? 0,
+    block_device: byKind['block-device'] ?? 0,
+    excluded: byKind.excluded ?? 0,
+    reserved: byKind.reserved ?? 0,
+  };
+}
 
 export function formatZodIssues(error: z.ZodError): string {
   return error.issues

@@ -1,18 +1,18 @@
-// Opens a backup for restore and verify: its validated manifest, which kind it is (statesnap, with a hashed
-// per-file index, or Oxios: a plain tree + manifest.json), and its entries as one stream in which a directory
-// always comes before its contents: read from the index, or walked from an Oxios tree without following links.
+// The BackupReader seam: how restore and verify read an existing backup. `openBackup` validates the manifest
+// and returns the reader for its kind: a statesnap backup (entries from its hashed per-file index) or an Oxios
+// backup (a plain tree + manifest.json, walked without following links). Object storage will be a third kind.
 
 import { type BigIntStats, lstatSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { abortError, describeCause, StatesnapError } from '../core/errors.js';
 import { CAN_LOCATE_FDS } from '../core/paths.js';
-import type { FileOp, SkippedKind } from '../core/protocol.js';
-import { type PlannedDir, type WalkProblem, walk } from '../core/walk.js';
+import type { EntrySource } from '../core/pipeline.js';
+import type { ReadSpec } from '../core/protocol.js';
+import { type EntrySink, type PlannedDir, walk } from '../core/walk.js';
 import { readIndex } from '../format/index-file.js';
 import {
-  MANIFEST_FILE,
   type Manifest,
-  META_DIR,
+  RESERVED_ROOT_NAMES,
   readManifest,
   type StatesnapExtras,
 } from '../format/manifest.js';
@@ -20,29 +20,121 @@ import { countCategoryEntries } from '../format/sections.js';
 
 export type BackupKind = 'statesnap' | 'oxios';
 
-/** Receives a backup's entries; the root directory ('') comes first, every directory before its contents. */
-export interface EntrySink {
-  dir(dir: PlannedDir): void;
-  /** May return a promise to apply backpressure: the stream waits for it. */
-  file(op: FileOp): undefined | Promise<void>;
-  /** An entry that is not restored: recorded as skipped in the index, or a link/special found in an Oxios tree. */
-  skipped(rel: string, kind: SkippedKind): void;
-  /** Oxios trees only: an entry the walk could not read or represent. */
-  problem(rel: string, problem: WalkProblem, message: string): void;
+export interface ReadOptions {
+  /** Refuse two paths that differ only by letter case (they would be one file on the filesystem written). */
+  refuseCaseCollisions: boolean;
+  /** Entries carry their recorded content hash, for the workers to compare (false: restore's `--no-verify`). */
+  hashes: boolean;
 }
 
-export interface BackupSource {
+export interface BackupReader {
   /** Real path of the backup directory: every opened file must lie under it. */
-  root: string;
-  manifest: Manifest;
-  kind: BackupKind;
+  readonly root: string;
+  readonly manifest: Manifest;
+  readonly kind: BackupKind;
   /** The statesnap extras, present exactly when `kind` is `statesnap`. */
-  extras: StatesnapExtras | undefined;
+  readonly extras: StatesnapExtras | undefined;
   /** What workers check every opened file against (`root`), or null where the OS cannot tell (no /proc). */
-  confineTo: string | null;
+  readonly confineTo: string | null;
+  /**
+   * The backup's entries as a pipeline source: the root directory ('') first, every directory before its
+   * contents; links and special files as skipped entries; the backup's own files never.
+   */
+  source(options: ReadOptions): EntrySource;
 }
 
-export function openBackup(path: string): BackupSource {
+abstract class LocalBackup implements BackupReader {
+  abstract readonly kind: BackupKind;
+  abstract readonly extras: StatesnapExtras | undefined;
+  readonly confineTo: string | null;
+
+  constructor(
+    readonly root: string,
+    readonly manifest: Manifest,
+  ) {
+    this.confineTo = CAN_LOCATE_FDS ? root : null;
+  }
+
+  source(options: ReadOptions): EntrySource {
+    const read: ReadSpec = {
+      root: this.root,
+      confineTo: this.confineTo,
+      attributesFrom: this.extras ? 'op' : 'source',
+      // A backup does not change under a restore: one more read tells a flaky read from a file being edited.
+      changedRetries: 1,
+      expectSize: true,
+    };
+    return { read, entries: (sink, signal) => this.entries(sink, options, signal) };
+  }
+
+  protected abstract entries(sink: EntrySink, options: ReadOptions, signal: AbortSignal): Promise<void>;
+}
+
+function rootDir(stats: BigIntStats): PlannedDir {
+  return { rel: '', mode: Number(stats.mode) & 0o7777, atimeNs: stats.atimeNs, mtimeNs: stats.mtimeNs };
+}
+
+/** A statesnap backup: its entries come from the index and carry the recorded mode, mtime and hash. */
+class IndexedBackup extends LocalBackup {
+  readonly kind = 'statesnap';
+
+  constructor(
+    root: string,
+    manifest: Manifest,
+    readonly extras: StatesnapExtras,
+  ) {
+    super(root, manifest);
+  }
+
+  /** Each index line is validated as it is read; count and sha256 are checked at the end (ERR_INDEX_INVALID). */
+  protected async entries(sink: EntrySink, options: ReadOptions, signal: AbortSignal): Promise<void> {
+    // The root's own attributes are not in the index: the backup's root directory has them (the backup gave
+    // it the source root's mode and mtime).
+    sink.dir(rootDir(lstatSync(this.root, { bigint: true })));
+    for await (const entry of readIndex(this.root, this.extras.index, options)) {
+      if (signal.aborted) throw abortError(signal, this.root);
+      if (entry.type === 'dir') {
+        const mtimeNs = BigInt(entry.mtime_ns);
+        sink.dir({ rel: entry.path, mode: entry.mode, atimeNs: mtimeNs, mtimeNs });
+      } else if (entry.type === 'file') {
+        const wait = sink.file({
+          rel: entry.path,
+          size: entry.size,
+          mode: entry.mode,
+          mtimeNs: entry.mtime_ns,
+          hash: options.hashes ? entry.sha256 : undefined,
+        });
+        if (wait) await wait;
+      } else {
+        sink.skip(entry.path, entry.type);
+      }
+    }
+  }
+}
+
+/** A backup made by Oxios: no index; its entries come from walking the tree and carry what the walk saw. */
+class OxiosTree extends LocalBackup {
+  readonly kind = 'oxios';
+  readonly extras = undefined;
+
+  protected async entries(sink: EntrySink, _options: ReadOptions, signal: AbortSignal): Promise<void> {
+    await walk(
+      this.root,
+      { isExcluded: () => false, reservedRootNames: RESERVED_ROOT_NAMES, signal },
+      {
+        dir: (dir) => sink.dir(dir),
+        // The walk's dev+ino are for a live source's renamed-over files; a backup's copies are never replanned.
+        file: (file) => sink.file({ rel: file.rel, size: file.size }),
+        skip: (rel, kind) => {
+          if (kind !== 'excluded' && kind !== 'reserved') sink.skip(rel, kind);
+        },
+        problem: (rel, problem, message) => sink.problem(rel, problem, message),
+      },
+    );
+  }
+}
+
+export function openBackup(path: string): BackupReader {
   const manifest = readManifest(path);
   let root: string;
   try {
@@ -53,70 +145,9 @@ export function openBackup(path: string): BackupSource {
       cause: error,
     });
   }
-  const extras = manifest.statesnap;
-  return {
-    root,
-    manifest,
-    kind: extras ? 'statesnap' : 'oxios',
-    extras,
-    confineTo: CAN_LOCATE_FDS ? root : null,
-  };
-}
-
-function rootDir(stats: BigIntStats): PlannedDir {
-  return { rel: '', mode: Number(stats.mode) & 0o7777, atimeNs: stats.atimeNs, mtimeNs: stats.mtimeNs };
-}
-
-/**
- * Streams the backup's entries into `sink`. A statesnap backup's entries come from its index (validated line
- * by line, count and sha256 checked at the end: ERR_INDEX_INVALID) and carry the recorded mode, mtime and
- * hash; an Oxios backup's come from walking its tree and carry only what the walk saw.
- */
-export async function streamEntries(
-  source: BackupSource,
-  sink: EntrySink,
-  options: { refuseCaseCollisions: boolean; signal: AbortSignal },
-): Promise<void> {
-  // The root's own attributes are not in the index: the backup's root directory has them (the finalizer
-  // gave it the source root's mode and mtime).
-  if (source.extras) {
-    sink.dir(rootDir(lstatSync(source.root, { bigint: true })));
-    for await (const entry of readIndex(source.root, source.extras.index, options)) {
-      if (options.signal.aborted) throw abortError(options.signal, source.root);
-      if (entry.type === 'dir') {
-        const mtimeNs = BigInt(entry.mtime_ns);
-        sink.dir({ rel: entry.path, mode: entry.mode, atimeNs: mtimeNs, mtimeNs });
-      } else if (entry.type === 'file') {
-        const wait = sink.file({
-          rel: entry.path,
-          size: entry.size,
-          mode: entry.mode,
-          mtimeNs: entry.mtime_ns,
-          hash: entry.sha256,
-        });
-        if (wait) await wait;
-      } else {
-        sink.skipped(entry.path, entry.type);
-      }
-    }
-    return;
-  }
-  await walk(
-    source.root,
-    {
-      isExcluded: () => false,
-      reservedRootNames: new Set([MANIFEST_FILE, META_DIR]),
-      signal: options.signal,
-    },
-    {
-      dir: (dir) => sink.dir(dir),
-      file: (file) => sink.file({ rel: file.rel, size: file.size }),
-      skip: (rel, kind) => {
-        if (kind !== 'excluded' && kind !== 'reserved') sink.skipped(rel, kind);
-      },
-      problem: (rel, problem, message) => sink.problem(rel, problem, message),
-    },
-  );
+  return manifest.statesnap
+    ? new IndexedBackup(root, manifest, manifest.statesnap)
+    : new OxiosTree(root, manifest);
 }
 
 /**
@@ -124,13 +155,13 @@ export async function streamEntries(
  * whose folder holds fewer entries than it declares (counted as Oxios' list_category counts them) has lost
  * files. More entries are not a problem: Oxios counts before it copies a live store.
  */
-export function sectionProblems(source: BackupSource): Array<{ path: string; message: string }> {
+export function sectionProblems(reader: BackupReader): Array<{ path: string; message: string }> {
   const problems: Array<{ path: string; message: string }> = [];
-  for (const section of source.manifest.sections) {
-    const found = countCategoryEntries(source.root, section.name);
+  for (const section of reader.manifest.sections) {
+    const found = countCategoryEntries(reader.root, section.name);
     if (found < section.entry_count) {
       problems.push({
-        path: join(source.root, section.name),
+        path: join(reader.root, section.name),
         message: `section ${section.name} declares ${section.entry_count} entries, ${found} found`,
       });
     }

@@ -3,7 +3,7 @@
 
 import { requirePath, signalOption } from '../core/options.js';
 import { walk } from '../core/walk.js';
-import { MANIFEST_FILE, META_DIR, readManifest, type SkippedCounts } from '../format/manifest.js';
+import { RESERVED_ROOT_NAMES, readManifest, type SkippedCounts } from '../format/manifest.js';
 
 export interface InspectOptions {
   /** The backup directory (the one holding manifest.json). */
@@ -60,7 +60,7 @@ export async function inspect(options: InspectOptions): Promise<InspectResult> {
   const totals = { files: 0, dirs: 0, bytes: 0 };
   await walk(
     backupDir,
-    { isExcluded: () => false, reservedRootNames: new Set([MANIFEST_FILE, META_DIR]), signal },
+    { isExcluded: () => false, reservedRootNames: RESERVED_ROOT_NAMES, signal },
     {
       dir: (dir) => {
         if (dir.rel !== '') totals.dirs++;

@@ -1,19 +1,27 @@
-// The verify operation: re-reads every file of a backup through the worker pool and compares size and hash
-// with the index, walks the tree for entries the index does not list, and reports every problem found
-// (manifest, missing, corrupt, extra, unreadable) instead of stopping at the first.
+// The verify operation: re-reads every file of a backup through the pipeline and compares size and hash with the
+// index, walks the tree for entries the index does not list, and reports every problem found (manifest,
+// missing, corrupt, extra, unreadable) instead of stopping at the first.
 
 import { join } from 'node:path';
-import { abortError, isStatesnapError } from '../core/errors.js';
-import { callbackOption, integerOption, requirePath, signalOption } from '../core/options.js';
-import { type BackupPass, runBackupPass } from '../core/pipeline.js';
-import { defaultThreads, WorkerPool } from '../core/pool.js';
-import { type FileOutcome, type FileProblem, HASH_ALGORITHM } from '../core/protocol.js';
+import { isStatesnapError, throwIfAborted } from '../core/errors.js';
+import { type RunOptions, requirePath, resolveRunOptions } from '../core/options.js';
+import {
+  type ErrorPolicy,
+  newTally,
+  type Pass,
+  type Run,
+  runPipeline,
+  type SkipCounts,
+  type Tally,
+} from '../core/pipeline.js';
+import type { VerifyProgress } from '../core/progress.js';
+import { type FileProblem, HASH_ALGORITHM } from '../core/protocol.js';
 import { walk } from '../core/walk.js';
-import { type Warning, WarningLog, type WarningSummary } from '../core/warnings.js';
-import { INDEX_FILE, MANIFEST_FILE, META_DIR } from '../format/manifest.js';
+import type { Warning, WarningLog, WarningSummary } from '../core/warnings.js';
+import { INDEX_FILE, MANIFEST_FILE, RESERVED_ROOT_NAMES } from '../format/manifest.js';
 import {
   type BackupKind,
-  type BackupSource,
+  type BackupReader,
   openBackup,
   sectionProblems,
   totalsMismatch,
@@ -22,21 +30,9 @@ import {
 /** What is wrong with one path of a backup (the `problem` of each entry in `problems.list`). */
 export type VerifyProblem = 'manifest' | 'missing' | 'corrupt' | 'extra' | 'unreadable';
 
-export interface VerifyProgress {
-  filesDone: number;
-  bytesDone: number;
-  filesTotal: number;
-  bytesTotal: number;
-  /** False while the total is still growing (an Oxios tree is being walked). */
-  totalKnown: boolean;
-}
-
-export interface VerifyOptions {
+export interface VerifyOptions extends Pick<RunOptions<VerifyProgress>, 'threads' | 'signal'> {
   /** The backup directory (the one holding manifest.json). */
   backup: string;
-  /** Worker threads. @default os.availableParallelism() (at most 16) */
-  threads?: number;
-  signal?: AbortSignal;
   /** Called (throttle it yourself) as files are checked. @default no-op */
   onProgress?: (progress: VerifyProgress) => void;
   /** Called for each problem as it is found. @default no-op */
@@ -57,6 +53,8 @@ export interface VerifyResult {
   dirs: number;
   /** Entries not in the backup by design: recorded as skipped in the index, or links/specials in an Oxios tree. */
   skipped: number;
+  /** The same entries: the count and each kind's. */
+  skippedEntries: SkipCounts;
   /** True when everything matched. */
   ok: boolean;
   problems: WarningSummary;
@@ -66,15 +64,23 @@ export interface VerifyResult {
   exitCode: 0 | 1;
 }
 
-const PROBLEM_OF: Record<FileProblem, VerifyProblem> = {
+const PROBLEM_OF: Record<Exclude<FileProblem, 'dest-failed'>, VerifyProblem> = {
   vanished: 'missing',
   corrupt: 'corrupt',
   changed: 'corrupt',
   'not-regular': 'corrupt',
   escaped: 'corrupt',
   unreadable: 'unreadable',
-  'dest-failed': 'unreadable',
 };
+
+/** Every problem is recorded and the check goes on: verify lists them all. */
+function recordEveryProblem(root: string): ErrorPolicy {
+  return ({ rel, stage, problem, message }) => ({
+    path: join(root, rel),
+    problem: stage === 'walk' ? 'unreadable' : PROBLEM_OF[problem],
+    message,
+  });
+}
 
 function isValidationError(error: unknown): boolean {
   return (
@@ -85,59 +91,42 @@ function isValidationError(error: unknown): boolean {
   );
 }
 
-interface Check {
-  source: BackupSource;
-  pool: WorkerPool;
-  threads: number;
-  signal: AbortSignal;
-  problems: WarningLog;
-  progress: VerifyProgress;
-  onProgress: (progress: VerifyProgress) => void;
-  /** Directories and skipped entries seen (files are counted by their outcomes). */
-  dirs: number;
-  skipped: number;
-}
-
-function recordOutcome(check: Check, outcome: FileOutcome): void {
-  if (outcome.ok) {
-    check.progress.filesDone++;
-    check.progress.bytesDone += outcome.size;
-  } else {
-    check.problems.add(join(check.source.root, outcome.rel), PROBLEM_OF[outcome.problem], outcome.message);
-  }
-}
-
-/** Reads every file of the stream in full through the pool, comparing size and (where known) hash. */
-function hashEveryFile(
-  check: Check,
-  hooks: Pick<BackupPass, 'dir' | 'file' | 'skipped' | 'problem'>,
-): Promise<void> {
-  const { source } = check;
-  return runBackupPass({
-    source,
-    pool: check.pool,
-    threads: check.threads,
-    signal: check.signal,
-    refuseCaseCollisions: false,
-    makeTask: (files) => ({
-      kind: 'hash',
-      root: source.root,
-      files,
-      confineTo: source.confineTo,
-      readContent: true,
-    }),
-    onOutcome: (outcome) => recordOutcome(check, outcome),
-    onBatch: () => check.onProgress({ ...check.progress }),
-    ...hooks,
+/** Reads every file of the backup in full through the pool, comparing size and (where known) hash. */
+function readEveryFile(
+  run: Run,
+  reader: BackupReader,
+  tally: Tally,
+  onProgress: (progress: VerifyProgress) => void,
+  observe: Pass['observe'],
+): Promise<Tally> {
+  const totals = reader.extras?.totals;
+  return run.pass({
+    source: reader.source({ refuseCaseCollisions: false, hashes: true }),
+    destination: null,
+    policy: recordEveryProblem(reader.root),
+    observe,
+    tally,
+    onProgress: (counts) =>
+      onProgress({
+        filesDone: counts.filesDone,
+        bytesDone: counts.bytesDone,
+        filesTotal: totals?.files ?? counts.filesPlanned,
+        bytesTotal: totals?.bytes ?? counts.bytesPlanned,
+        totalKnown: totals !== undefined,
+      }),
   });
 }
 
 /** Every entry of the tree except the backup's own files, by relative path, with whether it is a directory. */
-async function walkTree(check: Check): Promise<Map<string, boolean>> {
+async function walkTree(
+  reader: BackupReader,
+  problems: WarningLog,
+  signal: AbortSignal,
+): Promise<Map<string, boolean>> {
   const entries = new Map<string, boolean>();
   await walk(
-    check.source.root,
-    { isExcluded: () => false, reservedRootNames: new Set([MANIFEST_FILE, META_DIR]), signal: check.signal },
+    reader.root,
+    { isExcluded: () => false, reservedRootNames: RESERVED_ROOT_NAMES, signal },
     {
       dir: (dir) => {
         if (dir.rel !== '') entries.set(dir.rel, true);
@@ -150,10 +139,9 @@ async function walkTree(check: Check): Promise<Map<string, boolean>> {
         if (kind !== 'excluded' && kind !== 'reserved') entries.set(rel, false);
       },
       problem: (rel, problem, message) => {
-        const path = join(check.source.root, rel);
-        if (problem === 'unsupported-name')
-          check.problems.add(path, 'extra', `is not in the index: ${message}`);
-        else check.problems.add(path, 'unreadable', message);
+        const path = join(reader.root, rel);
+        if (problem === 'unsupported-name') problems.add(path, 'extra', `is not in the index: ${message}`);
+        else problems.add(path, 'unreadable', message);
       },
     },
   );
@@ -161,121 +149,80 @@ async function walkTree(check: Check): Promise<Map<string, boolean>> {
 }
 
 /** A statesnap backup: every index entry against the tree, hashes compared, then what the index does not list. */
-async function checkIndexed(check: Check): Promise<void> {
-  const { source, problems } = check;
-  const extras = source.extras!;
-  const onDisk = await walkTree(check);
-  const declared = { files: 0, dirs: 0, bytes: 0 };
+async function checkIndexed(
+  run: Run,
+  reader: BackupReader,
+  tally: Tally,
+  onProgress: (progress: VerifyProgress) => void,
+): Promise<void> {
+  const { root } = reader;
+  const problems = run.warnings;
+  const onDisk = await walkTree(reader, problems, run.signal);
   try {
-    await hashEveryFile(check, {
+    await readEveryFile(run, reader, tally, onProgress, {
       dir: (dir) => {
         if (dir.rel === '') return;
-        declared.dirs++;
-        check.dirs++;
         const isDir = onDisk.get(dir.rel);
         onDisk.delete(dir.rel);
-        if (isDir === undefined) problems.add(join(source.root, dir.rel), 'missing', 'directory is missing');
+        if (isDir === undefined) problems.add(join(root, dir.rel), 'missing', 'directory is missing');
         else if (!isDir)
-          problems.add(join(source.root, dir.rel), 'corrupt', 'is not a directory; the index says it is one');
+          problems.add(join(root, dir.rel), 'corrupt', 'is not a directory; the index says it is one');
       },
       file: (op) => {
-        declared.files++;
-        declared.bytes += op.size;
         onDisk.delete(op.rel);
       },
-      skipped: () => {
-        check.skipped++;
-      },
-      problem: () => {},
     });
   } catch (error) {
     if (!isValidationError(error)) throw error;
     // The index cannot be trusted past this point: what it lists is unknown, so no file is called extra.
-    problems.add(join(source.root, INDEX_FILE), 'manifest', (error as Error).message);
+    problems.add(join(root, INDEX_FILE), 'manifest', (error as Error).message);
     return;
   }
-  const mismatch = totalsMismatch(extras, declared);
-  if (mismatch !== null) problems.add(join(source.root, MANIFEST_FILE), 'manifest', mismatch);
-  for (const rel of onDisk.keys()) problems.add(join(source.root, rel), 'extra', 'is not in the index');
-}
-
-/** An Oxios backup has no index: section entry counts against the tree, and every file read in full. */
-async function checkOxios(check: Check): Promise<void> {
-  const { source, problems } = check;
-  for (const missing of sectionProblems(source)) problems.add(missing.path, 'missing', missing.message);
-  await hashEveryFile(check, {
-    dir: (dir) => {
-      if (dir.rel !== '') check.dirs++;
-    },
-    file: (op) => {
-      check.progress.filesTotal++;
-      check.progress.bytesTotal += op.size;
-    },
-    skipped: () => {
-      check.skipped++;
-    },
-    problem: (rel, _problem, message) => problems.add(join(source.root, rel), 'unreadable', message),
-  });
+  const listed = { files: tally.filesPlanned, dirs: tally.dirs, bytes: tally.bytesPlanned };
+  const mismatch = totalsMismatch(reader.extras!, listed);
+  if (mismatch !== null) problems.add(join(root, MANIFEST_FILE), 'manifest', mismatch);
+  for (const rel of onDisk.keys()) problems.add(join(root, rel), 'extra', 'is not in the index');
 }
 
 /** Checks every file of `options.backup` against its manifest and index. */
 export async function verify(options: VerifyOptions): Promise<VerifyResult> {
   const started = performance.now();
   const backupPath = requirePath('backup', options.backup);
-  const threads = integerOption('threads', options.threads, defaultThreads(), 1, 256);
-  const signal = signalOption(options.signal);
-  const onProgress = callbackOption('onProgress', options.onProgress, () => {});
-  const problems = new WarningLog(callbackOption('onProblem', options.onProblem, () => {}));
-  if (signal.aborted) throw abortError(signal, backupPath);
-  let source: BackupSource | null = null;
-  try {
-    source = openBackup(backupPath);
-  } catch (error) {
-    if (!isValidationError(error)) throw error;
-    problems.add(join(backupPath, MANIFEST_FILE), 'manifest', (error as Error).message);
-  }
-  let check: Check | null = null;
-  if (source) {
-    const totals = source.extras?.totals;
-    check = {
-      source,
-      pool: new WorkerPool(threads),
-      threads,
-      signal,
-      problems,
-      progress: {
-        filesDone: 0,
-        bytesDone: 0,
-        filesTotal: totals?.files ?? 0,
-        bytesTotal: totals?.bytes ?? 0,
-        totalKnown: totals !== undefined,
-      },
-      onProgress,
-      dirs: 0,
-      skipped: 0,
-    };
+  const opts = resolveRunOptions({ ...options, onWarning: options.onProblem }, 'onProblem');
+  throwIfAborted(opts.signal, backupPath);
+  return runPipeline({ ...opts, path: backupPath }, async (run) => {
+    const problems = run.warnings;
+    let reader: BackupReader | null = null;
     try {
-      if (source.extras) await checkIndexed(check);
-      else await checkOxios(check);
-    } finally {
-      await check.pool.close();
+      reader = openBackup(backupPath);
+    } catch (error) {
+      if (!isValidationError(error)) throw error;
+      problems.add(join(backupPath, MANIFEST_FILE), 'manifest', (error as Error).message);
     }
-  }
-  const ok = problems.count === 0;
-  return {
-    command: 'verify',
-    backup: source?.root ?? backupPath,
-    kind: source?.kind ?? null,
-    hashesChecked: source?.kind === 'statesnap',
-    hashAlgorithm: source?.kind === 'statesnap' ? HASH_ALGORITHM : null,
-    files: check?.progress.filesDone ?? 0,
-    bytes: check?.progress.bytesDone ?? 0,
-    dirs: check?.dirs ?? 0,
-    skipped: check?.skipped ?? 0,
-    ok,
-    problems: problems.summary(),
-    threads,
-    durationMs: Math.round(performance.now() - started),
-    exitCode: ok ? 0 : 1,
-  };
+    const tally = newTally();
+    if (reader?.extras) await checkIndexed(run, reader, tally, opts.onProgress);
+    else if (reader) {
+      // An Oxios backup has no index: section entry counts against the tree, and every file read in full.
+      for (const missing of sectionProblems(reader)) problems.add(missing.path, 'missing', missing.message);
+      await readEveryFile(run, reader, tally, opts.onProgress, undefined);
+    }
+    const ok = problems.count === 0;
+    return {
+      command: 'verify',
+      backup: reader?.root ?? backupPath,
+      kind: reader?.kind ?? null,
+      hashesChecked: reader?.kind === 'statesnap',
+      hashAlgorithm: reader?.kind === 'statesnap' ? HASH_ALGORITHM : null,
+      files: tally.filesDone,
+      bytes: tally.bytesDone,
+      dirs: tally.dirs,
+      skipped: tally.skipped.count,
+      skippedEntries: tally.skipped,
+      ok,
+      problems: problems.summary(),
+      threads: opts.threads,
+      durationMs: Math.round(performance.now() - started),
+      exitCode: ok ? 0 : 1,
+    };
+  });
 }

@@ -8,23 +8,21 @@ import {
   linkSync,
   openSync,
   readFileSync,
-  realpathSync,
   renameSync,
   rmSync,
   unlinkSync,
   writeSync,
 } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
-import { abortError, describeCause, StatesnapError, systemErrorCode } from '../core/errors.js';
+import { describeCause, StatesnapError, systemErrorCode } from '../core/errors.js';
 import { Flusher } from '../core/flush.js';
-import { discard, entryExists } from '../core/fs-tree.js';
-import { booleanOption, callbackOption, requirePath, signalOption } from '../core/options.js';
+import { entryExists, removeTree } from '../core/fs-tree.js';
 import { findStaleSiblings, isAlive, siblingPath } from '../core/siblings.js';
-import { type Warning, WarningLog, type WarningSummary } from '../core/warnings.js';
+import type { WarningLog } from '../core/warnings.js';
 import { formatZodIssues } from '../format/manifest.js';
 
-export interface SwapPlan {
+interface SwapPlan {
   target: string;
   /** The finished, flushed tree that becomes `target`. */
   staging: string;
@@ -54,7 +52,7 @@ const JournalSchema = z.strictObject({
   keep: z.boolean(),
 });
 
-export function journalPath(target: string): string {
+function journalPath(target: string): string {
   return `${target}.restore-journal`;
 }
 
@@ -201,7 +199,7 @@ function advance(
   let kept = entryExists(plan.rollback);
   if (kept && !plan.keep) {
     try {
-      rmSync(plan.rollback, { recursive: true, force: true, maxRetries: 2 });
+      removeTree(plan.rollback);
       actions.push({ action: 'removed-rollback', path: plan.rollback });
       kept = false;
     } catch (error) {
@@ -232,7 +230,7 @@ export function swapIn(
   try {
     writeJournal(plan, sync, syncDirectory);
   } catch (error) {
-    discard(plan.staging);
+    removeTree(plan.staging);
     throw error;
   }
   try {
@@ -257,7 +255,7 @@ export function swapIn(
         error,
       );
     }
-    discard(plan.staging);
+    removeTree(plan.staging);
     throw new StatesnapError(
       'ERR_TARGET_WRITE',
       `cannot swap the restored tree into ${plan.target}: ${describeCause(error)}`,
@@ -289,63 +287,8 @@ export function recoverTarget(target: string, sync: boolean, warnings: WarningLo
     }
   }
   for (const sibling of findStaleSiblings(target, ['staging', 'journal'])) {
-    discard(sibling.path);
+    removeTree(sibling.path);
     actions.push({ action: 'removed-stale', path: sibling.path });
   }
   return actions;
-}
-
-/** The target path as restore uses it: absolute, its parent's symlinks resolved, the name itself kept. */
-export function resolveTargetPath(target: string): string {
-  const absolute = resolve(target);
-  try {
-    return join(realpathSync(dirname(absolute)), basename(absolute));
-  } catch (error) {
-    throw new StatesnapError(
-      'ERR_TARGET_INVALID',
-      `cannot use target ${target}: its parent directory is not usable (${describeCause(error)})`,
-      { path: target, cause: error },
-    );
-  }
-}
-
-export interface RecoverOptions {
-  /** The restore target to recover (the path given to `restore`). */
-  target: string;
-  /** Flush the directory after each rename. @default true */
-  sync?: boolean;
-  signal?: AbortSignal;
-  /** Called for each problem that did not stop the recovery (a rollback copy that could not be removed). @default no-op */
-  onWarning?: (warning: Warning) => void;
-}
-
-export interface RecoverResult {
-  command: 'recover';
-  target: string;
-  /** What was done, in order; empty when there was nothing to recover. */
-  actions: RecoveryAction[];
-  warnings: WarningSummary;
-  /** 0, or 3 when it completed with warnings. */
-  exitCode: 0 | 3;
-}
-
-/**
- * Finishes or undoes what a killed `restore` left at `target` (the same recovery every restore runs first):
- * `statesnap recover <target>`.
- */
-export async function recover(options: RecoverOptions): Promise<RecoverResult> {
-  const target = requirePath('target', options.target);
-  const sync = booleanOption('sync', options.sync, true);
-  const signal = signalOption(options.signal);
-  const warnings = new WarningLog(callbackOption('onWarning', options.onWarning, () => {}));
-  if (signal.aborted) throw abortError(signal, target);
-  const resolved = resolveTargetPath(target);
-  const actions = recoverTarget(resolved, sync, warnings);
-  return {
-    command: 'recover',
-    target: resolved,
-    actions,
-    warnings: warnings.summary(),
-    exitCode: warnings.count > 0 ? 3 : 0,
-  };
 }

@@ -2,7 +2,7 @@
 
 import { Command, Option } from 'clipanion';
 import * as t from 'typanion';
-import { type BackupResult, backup, DEFAULT_EXCLUDES } from '../../backup/backup.js';
+import { type BackupResult, backup, DEFAULT_EXCLUDES } from '../../index.js';
 import { BaseCommand } from '../base-command.js';
 import { formatBytes, formatCounts } from '../progress-line.js';
 

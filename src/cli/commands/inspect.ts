@@ -1,7 +1,7 @@
 // `statesnap inspect <backup>`: what a backup holds, for statesnap- and Oxios-made backups alike.
 
 import { Command, Option } from 'clipanion';
-import { type InspectResult, inspect } from '../../read/inspect.js';
+import { type InspectResult, inspect } from '../../index.js';
 import { BaseCommand } from '../base-command.js';
 import { formatBytes, formatCounts } from '../progress-line.js';
 

@@ -1,7 +1,7 @@
 // `statesnap recover <target>`: finishes or undoes what a killed restore left beside a target.
 
 import { Command, Option } from 'clipanion';
-import { type RecoveryAction, recover } from '../../restore/journal.js';
+import { type RecoveryAction, recover } from '../../index.js';
 import { BaseCommand } from '../base-command.js';
 
 const ACTION_WORDS: Record<RecoveryAction['action'], string> = {

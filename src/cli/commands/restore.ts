@@ -2,7 +2,7 @@
 
 import { Command, Option } from 'clipanion';
 import * as t from 'typanion';
-import { type RestoreResult, restore } from '../../restore/restore.js';
+import { type RestoreResult, restore } from '../../index.js';
 import { BaseCommand } from '../base-command.js';
 import { formatBytes, formatCounts } from '../progress-line.js';
 import { describeRecoveryActions } from './recover.js';

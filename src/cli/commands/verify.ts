@@ -2,7 +2,7 @@
 
 import { Command, Option } from 'clipanion';
 import * as t from 'typanion';
-import { type VerifyResult, verify } from '../../read/verify.js';
+import { type VerifyResult, verify } from '../../index.js';
 import { BaseCommand } from '../base-command.js';
 import { formatBytes, formatCounts } from '../progress-line.js';
 

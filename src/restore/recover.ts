@@ -1,0 +1,48 @@
+// `recover()`: finishes or undoes what a killed restore left beside its target, the same recovery every
+// restore runs first (journal.ts holds how).
+
+import { throwIfAborted } from '../core/errors.js';
+import { requirePath, resolveRunOptions } from '../core/options.js';
+import { resolveWritePath } from '../core/paths.js';
+import { type Warning, WarningLog, type WarningSummary } from '../core/warnings.js';
+import { type RecoveryAction, recoverTarget } from './journal.js';
+
+export interface RecoverOptions {
+  /** The restore target to recover (the path given to `restore`). */
+  target: string;
+  /** Flush the directory after each rename. @default true */
+  sync?: boolean;
+  signal?: AbortSignal;
+  /** Called for each problem that did not stop the recovery (a rollback copy that could not be removed). @default no-op */
+  onWarning?: (warning: Warning) => void;
+}
+
+export interface RecoverResult {
+  command: 'recover';
+  target: string;
+  /** What was done, in order; empty when there was nothing to recover. */
+  actions: RecoveryAction[];
+  warnings: WarningSummary;
+  /** 0, or 3 when it completed with warnings. */
+  exitCode: 0 | 3;
+}
+
+/**
+ * Finishes or undoes what a killed `restore` left at `target` (the same recovery every restore runs first):
+ * `statesnap recover <target>`.
+ */
+export async function recover(options: RecoverOptions): Promise<RecoverResult> {
+  const given = requirePath('target', options.target);
+  const { sync, signal, onWarning } = resolveRunOptions(options);
+  throwIfAborted(signal, given);
+  const target = resolveWritePath(given, { write: 'target', unusableParent: 'ERR_TARGET_INVALID' });
+  const warnings = new WarningLog(onWarning);
+  const actions = recoverTarget(target, sync, warnings);
+  return {
+    command: 'recover',
+    target,
+    actions,
+    warnings: warnings.summary(),
+    exitCode: warnings.count > 0 ? 3 : 0,
+  };
+}

@@ -1,0 +1,127 @@
+// Replace mode: the restored tree is built in a fresh staging directory beside the target (same filesystem),
+// flushed, and swapped in by the journal (journal.ts); the previous target is kept as a rollback copy.
+
+import { mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { throwIfAborted } from '../core/errors.js';
+import { Flusher } from '../core/flush.js';
+import { applyDirectoryAttributes, entryExists, removeTree } from '../core/fs-tree.js';
+import type { FileFailed } from '../core/pipeline.js';
+import type { FileOp, ReadSpec, TaskResult, WorkerTask } from '../core/protocol.js';
+import { siblingPath } from '../core/siblings.js';
+import type { PlannedDir } from '../core/walk.js';
+import type { WarningLog } from '../core/warnings.js';
+import { rollbackPathFor, swapIn } from './journal.js';
+import { fileWriteFailed, type RestoreTarget, targetWriteError } from './restore-target.js';
+
+/**
+ * Whether names that differ only by case are the same file in `dir` (macOS, Windows shares, ext4 casefold).
+ * Such a filesystem cannot hold `A.json` and `a.json` side by side, so a backup holding both is refused.
+ */
+function isCaseInsensitive(dir: string): boolean {
+  const probe = join(dir, '.statesnap-case-probe');
+  writeFileSync(probe, '', { flag: 'wx' });
+  try {
+    return entryExists(join(dir, '.STATESNAP-CASE-PROBE'));
+  } finally {
+    unlinkSync(probe);
+  }
+}
+
+export interface ReplaceOptions {
+  /** Keep the previous target as the rollback copy. */
+  keep: boolean;
+  sync: boolean;
+  /** The caller's signal: the last chance to stop is before the swap. */
+  signal: AbortSignal;
+}
+
+export class ReplaceTarget implements RestoreTarget {
+  readonly checkFirst = false;
+  readonly #target: string;
+  readonly #staging: string;
+  readonly #options: ReplaceOptions;
+  readonly #warnings: WarningLog;
+  readonly #flusher: Flusher;
+  readonly #dirs: PlannedDir[] = [];
+  #caseInsensitive = true;
+  // From the swap on, the journal owns the staging tree: a failure there leaves it for recovery.
+  #swapping = false;
+
+  constructor(target: string, options: ReplaceOptions, warnings: WarningLog) {
+    this.#target = target;
+    this.#staging = siblingPath(target, 'staging');
+    this.#options = options;
+    this.#warnings = warnings;
+    this.#flusher = new Flusher(this.#staging, options.sync);
+  }
+
+  get refuseCaseCollisions(): boolean {
+    return this.#caseInsensitive;
+  }
+
+  prepare(): void {
+    try {
+      mkdirSync(this.#staging, { mode: 0o700 });
+    } catch (error) {
+      throw targetWriteError(this.#staging, error);
+    }
+    this.#caseInsensitive = isCaseInsensitive(this.#staging);
+  }
+
+  dir(dir: PlannedDir): void {
+    if (dir.rel !== '') {
+      try {
+        mkdirSync(join(this.#staging, dir.rel), { mode: 0o700 });
+      } catch (error) {
+        throw targetWriteError(join(this.#target, dir.rel), error);
+      }
+    }
+    this.#dirs.push(dir);
+  }
+
+  task(files: FileOp[], from: ReadSpec): WorkerTask {
+    // The staging tree is ours (mode 0700, fresh name): nothing can be swapped inside it.
+    return { kind: 'copy', files, from, to: { root: this.#staging, confineTo: null, writeMode: 'create' } };
+  }
+
+  written(result: TaskResult): void {
+    this.#flusher.noteWritten(result.bytes);
+  }
+
+  writeFailed(file: FileFailed): Error {
+    return fileWriteFailed(this.#target, file);
+  }
+
+  async finish(): Promise<void> {
+    applyDirectoryAttributes(this.#staging, this.#dirs);
+    await this.#flusher.finish();
+    // The last moment a Ctrl-C can still stop the restore: the swap itself is not interrupted.
+    throwIfAborted(this.#options.signal, this.#target);
+  }
+
+  commit(): string | null {
+    this.#swapping = true;
+    return swapIn(
+      {
+        target: this.#target,
+        staging: this.#staging,
+        rollback: rollbackPathFor(this.#target),
+        keep: this.#options.keep,
+      },
+      this.#options.sync,
+      (dir) => this.#flusher.syncDirectory(dir),
+      this.#warnings,
+    );
+  }
+
+  explain(error: unknown): unknown {
+    return targetWriteError(this.#staging, error);
+  }
+
+  async abandon(): Promise<void> {
+    if (this.#swapping) return;
+    await this.#flusher.settle();
+    removeTree(this.#staging);
+  }
+}

@@ -1,0 +1,43 @@
+// The RestoreTarget seam: where a restore writes. A target is a pipeline destination that is prepared before the
+// first write, finished after the last, and committed to make the restored state live. Replace mode
+// (replace-target.ts) and merge mode (merge-target.ts) are its two implementations.
+
+import { join } from 'node:path';
+import { describeCause, StatesnapError } from '../core/errors.js';
+import type { Destination, FileFailed } from '../core/pipeline.js';
+
+export interface RestoreTarget extends Destination {
+  /** A merge cannot be undone: every backup file is checked (a pass of its own) before the first write. */
+  readonly checkFirst: boolean;
+  /** Backup paths that differ only by case are refused: the target's filesystem would make them one file. */
+  readonly refuseCaseCollisions: boolean;
+  /** The first write: makes the directories the files go into. */
+  prepare(): void;
+  /** After the last file: directory attributes, then a flush. */
+  finish(): Promise<void>;
+  /** Makes the restored state live; returns where the previous target was kept, or null. */
+  commit(): string | null;
+}
+
+export function targetInvalid(target: string, message: string): StatesnapError {
+  return new StatesnapError('ERR_TARGET_INVALID', `cannot restore into ${target}: ${message}`, {
+    path: target,
+  });
+}
+
+export function targetWriteError(path: string, error: unknown): StatesnapError {
+  if (error instanceof StatesnapError) return error;
+  return new StatesnapError('ERR_TARGET_WRITE', `cannot write ${path}: ${describeCause(error)}`, {
+    path,
+    cause: error,
+  });
+}
+
+/** The error that stops a restore for a file the workers could not write (ENOSPC, EROFS, …). */
+export function fileWriteFailed(target: string, file: FileFailed): StatesnapError {
+  const path = join(target, file.rel);
+  return new StatesnapError('ERR_TARGET_WRITE', `cannot restore ${path}: ${file.message}`, {
+    path,
+    cause: file.cause,
+  });
+}

@@ -1,0 +1,91 @@
+// The first, validating read of a backup, before anything is created: the whole index is validated (or the
+// Oxios tree walked), its totals checked against the manifest, and what will not be restored listed.
+
+import { join } from 'node:path';
+import { assert, StatesnapError } from '../core/errors.js';
+import type { RestoreProgress } from '../core/progress.js';
+import type { SkippedKind } from '../core/protocol.js';
+import type { PlannedDir } from '../core/walk.js';
+import { WARNING_LIST_LIMIT, type WarningLog } from '../core/warnings.js';
+import { MANIFEST_FILE } from '../format/manifest.js';
+import { type BackupReader, totalsMismatch } from '../read/backup-reader.js';
+
+export interface SkippedEntries {
+  count: number;
+  byKind: Partial<Record<SkippedKind, number>>;
+  /** The first entries only (see `count`). */
+  list: Array<{ path: string; kind: SkippedKind }>;
+}
+
+/** What the first read of the backup found. */
+export interface Scan {
+  files: number;
+  bytes: number;
+  /** Directories in stream order (parents first), the root ('') included. */
+  dirs: PlannedDir[];
+  skipped: SkippedEntries;
+}
+
+// During `checking`, progress is reported once per this many files: the whole check of a 1M-file index
+// takes seconds, and a call per entry would cost more than the check.
+const CHECKING_PROGRESS_EVERY = 4096;
+
+export function backupCorrupt(path: string, message: string): StatesnapError {
+  return new StatesnapError('ERR_BACKUP_CORRUPT', `backup ${path} ${message}`, { path });
+}
+
+export interface ScanOptions {
+  refuseCaseCollisions: boolean;
+  signal: AbortSignal;
+  warnings: WarningLog;
+  onProgress: (progress: RestoreProgress) => void;
+}
+
+export async function scanBackup(reader: BackupReader, options: ScanOptions): Promise<Scan> {
+  const scan: Scan = { files: 0, bytes: 0, dirs: [], skipped: { count: 0, byKind: {}, list: [] } };
+  const totals = reader.extras?.totals;
+  const report = (): void =>
+    options.onProgress({
+      phase: 'checking',
+      filesDone: scan.files,
+      bytesDone: scan.bytes,
+      filesTotal: totals?.files ?? scan.files,
+      bytesTotal: totals?.bytes ?? scan.bytes,
+      totalKnown: totals !== undefined,
+    });
+  report();
+  const source = reader.source({ refuseCaseCollisions: options.refuseCaseCollisions, hashes: false });
+  await source.entries(
+    {
+      dir: (dir) => {
+        scan.dirs.push(dir);
+      },
+      file: (op) => {
+        scan.files++;
+        scan.bytes += op.size;
+        if (scan.files % CHECKING_PROGRESS_EVERY === 0) report();
+        return undefined;
+      },
+      skip: (rel, kind) => {
+        assert(kind !== 'excluded' && kind !== 'reserved', `a backup reader skipped ${rel} as ${kind}`);
+        const { skipped } = scan;
+        skipped.count++;
+        skipped.byKind[kind] = (skipped.byKind[kind] ?? 0) + 1;
+        if (skipped.list.length < WARNING_LIST_LIMIT) skipped.list.push({ path: rel, kind });
+        // A statesnap backup recorded these when it was made; in an Oxios tree they are a surprise.
+        if (!reader.extras)
+          options.warnings.add(join(reader.root, rel), kind, `is a ${kind}: not followed, not restored`);
+      },
+      problem: (rel, _problem, message) => {
+        throw backupCorrupt(join(reader.root, rel), `cannot be restored: ${message}`);
+      },
+    },
+    options.signal,
+  );
+  const mismatch = reader.extras && totalsMismatch(reader.extras, { ...scan, dirs: scan.dirs.length - 1 });
+  if (mismatch) {
+    const path = join(reader.root, MANIFEST_FILE);
+    throw new StatesnapError('ERR_MANIFEST_INVALID', `manifest ${path} ${mismatch}`, { path });
+  }
+  return scan;
+}

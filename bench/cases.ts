@@ -1,10 +1,12 @@
-// What the suite measures: every case (statesnap's operations and the baselines), its id for `--cases`, and
-// whether it can run on this machine. statesnap cases run as child processes so their peak RSS is theirs.
+// What the suite measures: every case (statesnap's operations and the baselines) and whether it can run on this
+// machine. statesnap cases run the real CLI as child processes, so their peak RSS and CPU time are theirs.
 
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_EXCLUDES, planSource } from '../src/backup/planner.js';
+import { CASE_IDS, type CaseId } from '../src/cli/bench-cases.js';
 import {
   cpA,
   duSb,
@@ -16,28 +18,7 @@ import {
   tarPipe,
   which,
 } from './baselines.js';
-import type { ChildReport } from './child.js';
-
-export const CASE_IDS = [
-  'cp-a',
-  'statesnap-no-sync',
-  'cp-a-sync',
-  'statesnap',
-  'statesnap-restore',
-  'statesnap-threads-1',
-  'statesnap-threads-2',
-  'statesnap-threads-4',
-  'statesnap-threads-8',
-  'fs-cp',
-  'sequential',
-  'fs-extra',
-  'rsync-a',
-  'tar-pipe',
-  'du-sb',
-  'planner-walk',
-] as const;
-
-export type CaseId = (typeof CASE_IDS)[number];
+import type { ProcessUsage } from './usage-probe.js';
 
 /** Cases other cases' ratios are taken against, per kind of case. */
 export const COPY_REFERENCES = ['cp-a', 'cp-a-sync', 'fs-cp'] as const satisfies readonly CaseId[];
@@ -79,28 +60,43 @@ export interface BenchCase {
   run: (iteration: Iteration) => Promise<CaseOutput | undefined>;
 }
 
-const CHILD = fileURLToPath(new URL('./child.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+const USAGE_PROBE = new URL('./usage-probe.js', import.meta.url).href;
 
-/** Runs bench/child.js and returns its report; its stderr is kept for the error message. */
-export function runChild(args: readonly string[]): Promise<ChildReport> {
+/** What a statesnap command run by the suite reports: its own `--json` result, and what the process cost. */
+export interface CommandReport extends ProcessUsage {
+  result: Record<string, unknown>;
+}
+
+/**
+ * Runs `statesnap <args> --json --quiet` in a child process, with the usage probe preloaded; its stderr is
+ * kept for the error message. Exit 3 (completed with warnings) is a finished run too.
+ */
+export function runStatesnap(args: readonly string[]): Promise<CommandReport> {
   return new Promise((resolveChild, rejectChild) => {
-    const child = spawn(process.execPath, [CHILD, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      stdout += chunk;
+    const child = spawn(process.execPath, ['--import', USAGE_PROBE, CLI, ...args, '--json', '--quiet'], {
+      stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
     });
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-      stderr += chunk;
-    });
+    const output = { stdout: '', stderr: '', usage: '' };
+    for (const [stream, key] of [
+      [child.stdout, 'stdout'],
+      [child.stderr, 'stderr'],
+      [child.stdio[3] as Readable, 'usage'],
+    ] as const) {
+      stream?.setEncoding('utf8').on('data', (chunk: string) => {
+        output[key] += chunk;
+      });
+    }
     child.on('error', rejectChild);
     child.on('close', (code, signal) => {
-      if (code !== 0) {
-        rejectChild(new Error(`statesnap ${args.join(' ')} failed (${signal ?? `exit ${code}`}): ${stderr}`));
+      if (code !== 0 && code !== 3) {
+        const why = signal ?? `exit ${code}`;
+        rejectChild(new Error(`statesnap ${args.join(' ')} failed (${why}): ${output.stderr}`));
         return;
       }
       try {
-        resolveChild(JSON.parse(stdout) as ChildReport);
+        const usage = JSON.parse(output.usage) as ProcessUsage;
+        resolveChild({ ...usage, result: JSON.parse(output.stdout) as Record<string, unknown> });
       } catch (error) {
         rejectChild(new Error(`statesnap ${args.join(' ')} printed no report: ${(error as Error).message}`));
       }
@@ -108,7 +104,7 @@ export function runChild(args: readonly string[]): Promise<ChildReport> {
   });
 }
 
-function childOutput(report: ChildReport): CaseOutput {
+function childOutput(report: CommandReport): CaseOutput {
   const innerMs = report.result.durationMs;
   return {
     rssKb: report.maxRssKb,
@@ -125,7 +121,7 @@ function statesnapBackup(id: CaseId, label: string, flags: string[], makesBackup
     kind: 'copy',
     subject: true,
     makesBackup,
-    run: async ({ source, dest }) => childOutput(await runChild(['backup', source, dest, ...flags])),
+    run: async ({ source, dest }) => childOutput(await runStatesnap(['backup', source, dest, ...flags])),
   };
 }
 
@@ -203,9 +199,9 @@ async function buildCase(id: CaseId): Promise<BenchCase | string> {
         prepare: async (iteration) => {
           if (iteration.backup !== undefined) return;
           iteration.backup = join(iteration.dir, 'backup');
-          await runChild(['backup', iteration.source, iteration.backup, '--no-sync']);
+          await runStatesnap(['backup', iteration.source, iteration.backup, '--no-sync']);
         },
-        run: async ({ dest, backup }) => childOutput(await runChild(['restore', backup!, dest])),
+        run: async ({ dest, backup }) => childOutput(await runStatesnap(['restore', backup!, dest])),
       };
     case 'planner-walk':
       return plainCase(id, 'planner walk', 'walk', plannerWalk, true);

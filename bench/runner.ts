@@ -1,17 +1,17 @@
-// Runs the rounds: in each, every case once under tinybench (destinations made and removed outside the timed
-// window), then turns the per-round wall times into medians, ranges, throughputs and pairwise ratios.
-// Ratios are taken per round and then their median: absolute times swing 2-3x with the machine's state
-// while same-round ratios hold (PERF-NOTES.md, "paired rounds").
+// Runs the rounds: in each, every case once (destinations made and removed outside the timed window), then
+// turns the per-round wall times into medians, ranges, throughputs and pairwise ratios. Ratios are taken per
+// round and then their median: absolute times swing 2-3x with a shared machine's load while same-round ratios
+// hold (docs/performance.md, "paired rounds").
 
 import { setMaxListeners } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Bench } from 'tinybench';
+import type { CaseId } from '../src/cli/bench-cases.js';
 import { abortError } from '../src/core/errors.js';
 import { removeTree, syncAll, which } from './baselines.js';
 import {
   type BenchCase,
-  type CaseId,
   type CaseOutput,
   COPY_REFERENCES,
   type Iteration,
@@ -40,8 +40,7 @@ export interface RoundSample extends CaseOutput {
 }
 
 function sampleOf(bench: Bench, id: CaseId): number {
-  const task = bench.getTask(id);
-  const result = task?.result;
+  const result = bench.getTask(id)?.result;
   if (result?.state !== 'completed')
     throw new Error(`Assertion failed: ${id} did not complete (${result?.state})`);
   return result.latency.samples?.[0] ?? result.latency.mean;
@@ -49,95 +48,101 @@ function sampleOf(bench: Bench, id: CaseId): number {
 
 /** Runs `rounds` rounds of every case; returns each case's samples in round order. */
 export async function runRounds(options: RoundsOptions): Promise<Map<CaseId, RoundSample[]>> {
-  const { cases, workDir, source, signal } = options;
-  const samples = new Map<CaseId, RoundSample[]>(cases.map((c) => [c.id, []]));
-  // Whatever one case left for writeback is flushed before the next starts, so no case pays for another.
-  const canSync = which('sync') !== null;
+  const samples = new Map<CaseId, RoundSample[]>(options.cases.map((c) => [c.id, []]));
   for (let round = 1; round <= options.rounds; round++) {
-    // tinybench leaves two abort listeners per task on its signal: one signal per round keeps them bounded.
-    const roundSignal = AbortSignal.any([signal]);
-    setMaxListeners(Math.max(10, cases.length * 2), roundSignal);
-    const bench = new Bench({
-      name: `round ${round}`,
-      iterations: 1,
-      time: 0,
-      warmup: false,
-      throws: true,
-      retainSamples: true,
-      signal: roundSignal,
-    });
-    // Each round starts further along the (cyclic) case order, so no case is always first after the page-cache
-    // warm-up or always right after the same neighbour; pairs stay adjacent except across the wrap.
-    const offset = Math.floor(((round - 1) * cases.length) / options.rounds);
-    const order = [...cases.slice(offset), ...cases.slice(0, offset)];
-    const outputs = new Map<CaseId, CaseOutput | undefined>();
-    const untimed = new Map<CaseId, { position: number; setupMs: number; cleanupMs: number }>();
-    let keptBackup: { dir: string; path: string } | undefined;
-    for (const [position, benchCase] of order.entries()) {
-      const keepForLater = benchCase.makesBackup && order.slice(position + 1).some((c) => c.readsBackup);
-      const dir = join(workDir, `round-${round}-${benchCase.id}`);
-      const iteration: Iteration = { source, dir, dest: join(dir, 'dest'), backup: undefined };
-      bench.add(
-        benchCase.id,
-        async () => {
-          outputs.set(benchCase.id, await benchCase.run(iteration));
-        },
-        {
-          async: true,
-          beforeEach: async () => {
-            const started = performance.now();
-            await mkdir(dir);
-            iteration.backup = keptBackup?.path;
-            await benchCase.prepare?.(iteration);
-            if (canSync) await syncAll();
-            untimed.set(benchCase.id, { position, setupMs: performance.now() - started, cleanupMs: 0 });
-          },
-          // Deleting soon after writing is fast on this disk, and slow once the blocks are written back
-          // (`discard` mount: PERF-NOTES.md), so every destination goes right after its own iteration.
-          afterEach: async () => {
-            const started = performance.now();
-            if (keepForLater) {
-              keptBackup = { dir, path: iteration.dest };
-            } else {
-              await removeTree(dir);
-              if (benchCase.readsBackup && keptBackup !== undefined) {
-                await removeTree(keptBackup.dir);
-                keptBackup = undefined;
-              }
-            }
-            untimed.get(benchCase.id)!.cleanupMs = performance.now() - started;
-          },
-        },
-      );
-    }
-    bench.addEventListener('cycle', (event) => {
-      const { task } = event;
-      if (task.result.state === 'completed') {
-        const ms = task.result.latency.samples?.[0] ?? task.result.latency.mean;
-        const around = untimed.get(task.name as CaseId);
-        const untimedNote = around
-          ? ` (untimed: setup ${(around.setupMs / 1000).toFixed(2)} s, cleanup ${(around.cleanupMs / 1000).toFixed(2)} s)`
-          : '';
-        options.onLog(
-          `round ${round}/${options.rounds}  ${task.name.padEnd(20)} ${(ms / 1000).toFixed(2)} s${untimedNote}`,
-        );
-      }
-    });
-    try {
-      await bench.run();
-    } finally {
-      if (keptBackup !== undefined) await removeTree(keptBackup.dir);
-    }
-    if (signal.aborted) throw abortError(signal, workDir);
-    for (const benchCase of cases) {
-      samples.get(benchCase.id)!.push({
-        ms: sampleOf(bench, benchCase.id),
-        ...untimed.get(benchCase.id)!,
-        ...outputs.get(benchCase.id),
-      });
-    }
+    const sampled = await runRound(round, options);
+    for (const [id, sample] of sampled) samples.get(id)!.push(sample);
   }
   return samples;
+}
+
+/**
+ * One round: every case once, each starting further along the (cyclic) case order, so no case is always first
+ * after the page-cache warm-up or always right after the same neighbour; pairs stay adjacent except across the
+ * wrap. tinybench runs the round, for what it does well here: it times each task with a monotonic
+ * high-resolution clock while keeping its beforeEach/afterEach hooks (fresh destination, input, `sync`;
+ * deleting the output) outside the timed window, runs async tasks in order, stops on the abort signal, and
+ * with `throws` fails on the first error instead of recording it. Its own statistics are not used: they need
+ * many back-to-back samples of one task, which on a machine whose speed drifts measure the drift; one sample
+ * per case per round, paired with the references of the same round, does not.
+ */
+async function runRound(round: number, options: RoundsOptions): Promise<Map<CaseId, RoundSample>> {
+  const { cases, workDir, source } = options;
+  // tinybench leaves two abort listeners per task on its signal: one signal per round keeps them bounded.
+  const roundSignal = AbortSignal.any([options.signal]);
+  setMaxListeners(Math.max(10, cases.length * 2), roundSignal);
+  const bench = new Bench({
+    name: `round ${round}`,
+    iterations: 1,
+    time: 0,
+    warmup: false,
+    throws: true,
+    retainSamples: true,
+    signal: roundSignal,
+  });
+  const offset = Math.floor(((round - 1) * cases.length) / options.rounds);
+  const order = [...cases.slice(offset), ...cases.slice(0, offset)];
+  const outputs = new Map<CaseId, CaseOutput | undefined>();
+  const untimed = new Map<CaseId, { position: number; setupMs: number; cleanupMs: number }>();
+  // Whatever one case left for writeback is flushed before the next starts, so no case pays for another.
+  const canSync = which('sync') !== null;
+  let keptBackup: { dir: string; path: string } | undefined;
+  for (const [position, benchCase] of order.entries()) {
+    const keepForLater = benchCase.makesBackup && order.slice(position + 1).some((c) => c.readsBackup);
+    const dir = join(workDir, `round-${round}-${benchCase.id}`);
+    const iteration: Iteration = { source, dir, dest: join(dir, 'dest'), backup: undefined };
+    bench.add(
+      benchCase.id,
+      async () => {
+        outputs.set(benchCase.id, await benchCase.run(iteration));
+      },
+      {
+        async: true,
+        beforeEach: async () => {
+          const started = performance.now();
+          await mkdir(dir);
+          iteration.backup = keptBackup?.path;
+          await benchCase.prepare?.(iteration);
+          if (canSync) await syncAll();
+          untimed.set(benchCase.id, { position, setupMs: performance.now() - started, cleanupMs: 0 });
+        },
+        // Deleting soon after writing is fast, and slow once the blocks are written back on a disk mounted
+        // with `discard` (a discard per extent), so every destination goes right after its own iteration.
+        afterEach: async () => {
+          const started = performance.now();
+          if (keepForLater) {
+            keptBackup = { dir, path: iteration.dest };
+          } else {
+            await removeTree(dir);
+            if (benchCase.readsBackup && keptBackup !== undefined) {
+              await removeTree(keptBackup.dir);
+              keptBackup = undefined;
+            }
+          }
+          untimed.get(benchCase.id)!.cleanupMs = performance.now() - started;
+        },
+      },
+    );
+  }
+  bench.addEventListener('cycle', ({ task }) => {
+    if (task.result.state !== 'completed') return;
+    const seconds = (ms: number) => (ms / 1000).toFixed(2);
+    const around = untimed.get(task.name as CaseId);
+    const untimedNote = around
+      ? ` (untimed: setup ${seconds(around.setupMs)} s, cleanup ${seconds(around.cleanupMs)} s)`
+      : '';
+    const ms = task.result.latency.samples?.[0] ?? task.result.latency.mean;
+    options.onLog(`round ${round}/${options.rounds}  ${task.name.padEnd(20)} ${seconds(ms)} s${untimedNote}`);
+  });
+  try {
+    await bench.run();
+  } finally {
+    if (keptBackup !== undefined) await removeTree(keptBackup.dir);
+  }
+  if (options.signal.aborted) throw abortError(options.signal, workDir);
+  return new Map(
+    cases.map((c) => [c.id, { ms: sampleOf(bench, c.id), ...untimed.get(c.id)!, ...outputs.get(c.id) }]),
+  );
 }
 
 export function median(values: readonly number[]): number {

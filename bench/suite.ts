@@ -1,21 +1,22 @@
-// The benchmark as one library call, shared by `statesnap bench` and `node dist/bench/run.js`: resolves the
-// options, prepares the store, runs the rounds, writes the JSON, markdown and SVG outputs, and compares
-// with an earlier result on request.
+// The benchmark suite as `statesnap bench` runs it (the only front-end; it loads this module when it runs):
+// resolves the options, prepares the store, runs the rounds, writes the JSON, markdown and SVG outputs, and
+// compares with an earlier result on request.
 
 import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { CASE_IDS, type CaseId } from '../src/cli/bench-cases.js';
 import { StatesnapError } from '../src/core/errors.js';
-import { TOOL_VERSION } from '../src/core/options.js';
+import { integerOption, invalidOption, TOOL_VERSION } from '../src/core/options.js';
 import { STORE_PROFILES, type StoreProfile } from '../src/demo/generator.js';
 import { removeTree } from './baselines.js';
-import { CASE_IDS, type CaseId, isCaseId, selectCases } from './cases.js';
+import { isCaseId, selectCases } from './cases.js';
 import { renderBarChart } from './chart.js';
-import { type Comparison, compareResults, formatComparison, readResultFile } from './compare.js';
+import { type Comparison, compareResults, readResultFile } from './compare.js';
 import { gitInfo, loadAverage, machineInfo } from './environment.js';
 import { prepareStore, warmPageCache } from './fixtures.js';
-import { formatConsoleTable, formatMarkdown } from './report.js';
+import { formatMarkdown } from './report.js';
 import { type BenchResult, RESULT_SCHEMA_VERSION } from './result.js';
 import { runRounds, summarize } from './runner.js';
 import { evaluateTargets } from './targets.js';
@@ -64,26 +65,12 @@ export interface BenchRun {
 }
 
 const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-
-function invalid(name: string, expectation: string, received: unknown): StatesnapError {
-  return new StatesnapError(
-    'ERR_INVALID_OPTION',
-    `\`${name}\` must be ${expectation}, got \`${String(received)}\``,
-  );
-}
+const DEFAULT_THRESHOLD = 0.15;
 
 function positiveNumber(name: string, value: unknown, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-    throw invalid(name, 'a finite number > 0', value);
-  }
-  return value;
-}
-
-function integer(name: string, value: unknown, fallback: number, min: number, max: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw invalid(name, `an integer from ${min} to ${max}`, value);
+    throw invalidOption(name, 'a finite number > 0', value);
   }
   return value;
 }
@@ -94,25 +81,25 @@ function defaultOutDir(): string {
     : join(tmpdir(), 'statesnap-bench', 'results');
 }
 
-export function resolveBenchOptions(options: BenchOptions): ResolvedBenchOptions {
+function resolveBenchOptions(options: BenchOptions): ResolvedBenchOptions {
   const profile = options.profile ?? 'oxios';
   if (!STORE_PROFILES.includes(profile))
-    throw invalid('profile', `one of ${STORE_PROFILES.join(', ')}`, profile);
+    throw invalidOption('profile', `one of ${STORE_PROFILES.join(', ')}`, profile);
   const cases = options.cases ?? [...CASE_IDS];
   const unknown = cases.filter((id) => !isCaseId(id));
   if (cases.length === 0 || unknown.length > 0) {
-    throw invalid('cases', `a non-empty list of ${CASE_IDS.join(', ')}`, cases.join(','));
+    throw invalidOption('cases', `a non-empty list of ${CASE_IDS.join(', ')}`, cases.join(','));
   }
   return {
     profile,
     scale: positiveNumber('scale', options.scale, 1),
-    seed: integer('seed', options.seed, 1, 0, 2 ** 32 - 1),
-    iterations: integer('iterations', options.iterations, 3, 1, 1000),
+    seed: integerOption('seed', options.seed, 1, 0, 2 ** 32 - 1),
+    iterations: integerOption('iterations', options.iterations, 3, 1, 1000),
     cases: cases.filter(isCaseId),
     storeDir: options.storeDir,
     outDir: resolve(options.outDir ?? defaultOutDir()),
     compare: options.compare,
-    threshold: positiveNumber('threshold', options.threshold, 0.15),
+    threshold: positiveNumber('threshold', options.threshold, DEFAULT_THRESHOLD),
     signal: options.signal ?? new AbortController().signal,
     onLog: options.onLog ?? (() => {}),
   };
@@ -233,51 +220,32 @@ function writeOutputs(result: BenchResult, outDir: string): BenchRun['files'] {
   return files;
 }
 
-export interface BenchCliOptions extends BenchOptions {
-  /** Compare this saved result with `compare` instead of running the benchmark. */
-  current?: string;
-  json: boolean;
-  quiet: boolean;
-  stdout: NodeJS.WritableStream;
-  stderr: NodeJS.WritableStream;
+/**
+ * `--compare <previous> --current <file>`: compares two saved results without running anything. The threshold
+ * is checked as for a run.
+ */
+export function compareSavedResults(
+  previousFile: string | undefined,
+  currentFile: string,
+  threshold?: number,
+): Comparison {
+  if (previousFile === undefined) throw invalidOption('current', 'used together with `compare`', currentFile);
+  const resolved = positiveNumber('threshold', threshold, DEFAULT_THRESHOLD);
+  return compareResults(readResultFile(previousFile), previousFile, readResultFile(currentFile), resolved);
 }
 
-/**
- * What both command lines do: run (or, with `current`, load) a result, print it (the table, or one JSON
- * document with `json`), and fail with ERR_BENCH_REGRESSION when a ratio regressed beyond the threshold.
- */
-export async function benchCommand(options: BenchCliOptions): Promise<number> {
-  const { stdout, stderr } = options;
-  const log = options.quiet ? () => {} : (line: string) => stderr.write(`${line}\n`);
-  let comparison: Comparison | undefined;
-  if (options.current !== undefined) {
-    if (options.compare === undefined)
-      throw invalid('current', 'used together with `compare`', options.current);
-    const threshold = resolveBenchOptions(options).threshold;
-    const current = readResultFile(options.current);
-    comparison = compareResults(readResultFile(options.compare), options.compare, current, threshold);
-    if (options.json) stdout.write(`${JSON.stringify(comparison, null, 2)}\n`);
-    else if (!options.quiet) stdout.write(`${formatComparison(comparison)}\n`);
-  } else {
-    const run = await runBench({ ...options, onLog: options.onLog ?? log });
-    comparison = run.result.comparison;
-    if (options.json) {
-      stdout.write(`${JSON.stringify(run.result, null, 2)}\n`);
-    } else if (!options.quiet) {
-      stdout.write(`${formatConsoleTable(run.result)}\n`);
-      if (comparison !== undefined) stdout.write(`\n${formatComparison(comparison)}\n`);
-    }
-    log(`wrote ${run.files.json}, ${run.files.markdown} and ${run.files.svg}`);
-  }
-  if (comparison !== undefined && comparison.regressions.length > 0) {
-    const worst = comparison.regressions.map(
-      (r) => `${r.label} vs ${r.reference} ${r.previous.toFixed(3)} → ${r.current.toFixed(3)}`,
-    );
-    throw new StatesnapError(
-      'ERR_BENCH_REGRESSION',
-      `ratios regressed by more than ${Math.round(comparison.threshold * 100)} % against ${comparison.previous.file}: ${worst.join('; ')}`,
-      { path: comparison.previous.file },
-    );
-  }
-  return 0;
+/** ERR_BENCH_REGRESSION naming every ratio that regressed beyond the threshold, or null when none did. */
+export function regressionError(comparison: Comparison | undefined): StatesnapError | null {
+  if (comparison === undefined || comparison.regressions.length === 0) return null;
+  const worst = comparison.regressions.map(
+    (r) => `${r.label} vs ${r.reference} ${r.previous.toFixed(3)} → ${r.current.toFixed(3)}`,
+  );
+  return new StatesnapError(
+    'ERR_BENCH_REGRESSION',
+    `ratios regressed by more than ${Math.round(comparison.threshold * 100)} % against ${comparison.previous.file}: ${worst.join('; ')}`,
+    { path: comparison.previous.file },
+  );
 }
+
+export { formatComparison } from './compare.js';
+export { formatConsoleTable } from './report.js';

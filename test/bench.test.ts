@@ -3,19 +3,17 @@
 
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { renderBarChart } from '../dist/bench/chart.js';
 import type { BenchResult } from '../dist/bench/result.js';
-import { type CliRun, cleanup, runCli, tempDir } from './helpers/tree.js';
-
-const RUN = resolve(import.meta.dirname, '../dist/bench/run.js');
+import { CLI, type CliRun, cleanup, runCli, tempDir } from './helpers/tree.js';
 
 afterAll(cleanup);
 
-/** `node dist/bench/run.js`, the npm scripts' entry point (synchronous: these runs take seconds). */
+/** `statesnap bench`, what the npm scripts run (synchronous: these runs take seconds). */
 function runBench(args: readonly string[], env: NodeJS.ProcessEnv = {}): CliRun {
-  const run = spawnSync(process.execPath, [RUN, ...args], {
+  const run = spawnSync(process.execPath, [CLI, 'bench', ...args], {
     encoding: 'utf8',
     env: { ...process.env, GITHUB_STEP_SUMMARY: '', ...env },
   });

@@ -6,7 +6,7 @@ import { availableParallelism } from 'node:os';
 import { StatesnapError } from './errors.js';
 import type { Warning } from './warnings.js';
 
-function invalid(name: string, expectation: string, received: unknown): StatesnapError {
+export function invalidOption(name: string, expectation: string, received: unknown): StatesnapError {
   return new StatesnapError(
     'ERR_INVALID_OPTION',
     `\`${name}\` must be ${expectation}, got \`${String(received)}\``,
@@ -15,7 +15,7 @@ function invalid(name: string, expectation: string, received: unknown): Statesna
 
 export function requirePath(name: string, value: unknown): string {
   if (typeof value !== 'string' || value.length === 0 || value.includes('\0')) {
-    throw invalid(name, 'a non-empty path', value);
+    throw invalidOption(name, 'a non-empty path', value);
   }
   return value;
 }
@@ -29,14 +29,14 @@ export function integerOption(
 ): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw invalid(name, `an integer from ${min} to ${max}`, value);
+    throw invalidOption(name, `an integer from ${min} to ${max}`, value);
   }
   return value;
 }
 
 export function booleanOption(name: string, value: unknown, fallback: boolean): boolean {
   if (value === undefined) return fallback;
-  if (typeof value !== 'boolean') throw invalid(name, 'a boolean', value);
+  if (typeof value !== 'boolean') throw invalidOption(name, 'a boolean', value);
   return value;
 }
 
@@ -47,14 +47,14 @@ export function choiceOption<T extends string>(
   fallback: T,
 ): T {
   if (value === undefined) return fallback;
-  if (!choices.includes(value as T)) throw invalid(name, `one of ${choices.join(', ')}`, value);
+  if (!choices.includes(value as T)) throw invalidOption(name, `one of ${choices.join(', ')}`, value);
   return value as T;
 }
 
 export function stringListOption(name: string, value: unknown, fallback: readonly string[]): string[] {
   if (value === undefined) return [...fallback];
   if (!Array.isArray(value) || value.some((item) => typeof item !== 'string' || item.length === 0)) {
-    throw invalid(name, 'an array of non-empty strings', JSON.stringify(value));
+    throw invalidOption(name, 'an array of non-empty strings', JSON.stringify(value));
   }
   return [...value];
 }
@@ -65,7 +65,7 @@ export function signalOption(value: AbortSignal | undefined): AbortSignal {
 
 function callbackOption<T extends (...args: never[]) => void>(name: string, value: unknown, noop: T): T {
   if (value === undefined) return noop;
-  if (typeof value !== 'function') throw invalid(name, 'a function', typeof value);
+  if (typeof value !== 'function') throw invalidOption(name, 'a function', typeof value);
   return value as T;
 }
 

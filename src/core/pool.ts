@@ -1,7 +1,6 @@
 // Drives the piscina pool of copy workers: groups planned files into batches, keeps the amount of work in
 // flight bounded (p-limit plus a wait on the producer), and hands each batch's outcomes back in completion order.
 
-import { availableParallelism } from 'node:os';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { Piscina } from 'piscina';
 import { abortError } from './errors.js';
@@ -23,11 +22,6 @@ export const BATCH_MAX_FILES = 256;
 export const BATCH_MAX_BYTES = 8 * 1024 * 1024;
 // A file this large is a task of its own and is sent as soon as it is seen, so it does not finish last.
 export const LARGE_FILE_BYTES = 4 * 1024 * 1024;
-
-/** More threads than cores did not help on this machine (2 threads 9.1 s, 4 threads 20.8 s: PERF-NOTES.md). */
-export function defaultThreads(): number {
-  return Math.max(1, Math.min(availableParallelism(), 16));
-}
 
 export class WorkerPool {
   readonly #piscina: Piscina<WorkerTask, TaskResult>;

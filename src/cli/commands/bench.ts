@@ -1,11 +1,11 @@
-// `statesnap bench`: argument parsing only; the benchmark is bench/suite.ts, shared with `npm run bench`.
+// `statesnap bench` (also what `npm run bench` runs): argument parsing and output; the suite is bench/, loaded
+// only when this command runs, so no other command (`statesnap backup`) loads it or tinybench.
 
 import { Command, Option } from 'clipanion';
 import * as t from 'typanion';
-import { CASE_IDS } from '../../../bench/cases.js';
-import { benchCommand } from '../../../bench/suite.js';
 import { STORE_PROFILES } from '../../demo/generator.js';
 import { BaseCommand } from '../base-command.js';
+import { CASE_IDS } from '../bench-cases.js';
 
 export class BenchCommand extends BaseCommand {
   static override paths = [['bench']];
@@ -61,7 +61,18 @@ export class BenchCommand extends BaseCommand {
   });
 
   protected async run(): Promise<number> {
-    return benchCommand({
+    const suite = await import('../../../bench/suite.js');
+    const log = (line: string) => {
+      if (!this.quiet) this.context.stderr.write(`${line}\n`);
+    };
+    if (this.current !== undefined) {
+      const comparison = suite.compareSavedResults(this.compare, this.current, this.threshold);
+      this.printResult(comparison, () => suite.formatComparison(comparison));
+      const regressed = suite.regressionError(comparison);
+      if (regressed) throw regressed;
+      return 0;
+    }
+    const run = await suite.runBench({
       profile: this.profile,
       scale: this.scale,
       iterations: this.iterations,
@@ -71,12 +82,18 @@ export class BenchCommand extends BaseCommand {
       outDir: this.out,
       compare: this.compare,
       threshold: this.threshold,
-      current: this.current,
-      json: this.json,
-      quiet: this.quiet,
       signal: this.interrupt.signal,
-      stdout: this.context.stdout,
-      stderr: this.context.stderr,
+      onLog: log,
     });
+    const { comparison } = run.result;
+    this.printResult(run.result, () =>
+      comparison === undefined
+        ? suite.formatConsoleTable(run.result)
+        : `${suite.formatConsoleTable(run.result)}\n\n${suite.formatComparison(comparison)}`,
+    );
+    log(`wrote ${run.files.json}, ${run.files.markdown} and ${run.files.svg}`);
+    const regressed = suite.regressionError(comparison);
+    if (regressed) throw regressed;
+    return 0;
   }
 }

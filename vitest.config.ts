@@ -1,6 +1,6 @@
 import { defineConfig } from 'vitest/config';
 
-// Tests run against the compiled package in dist/: the copy pool loads its worker as a .js file,
+// Tests run against the compiled package in dist/: the worker pool loads its worker as a .js file,
 // and CLI tests spawn the real bin, so both must exist before vitest starts (`npm test` builds first).
 export default defineConfig({
   test: {

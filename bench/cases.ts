@@ -64,7 +64,7 @@ const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const USAGE_PROBE = new URL('./usage-probe.js', import.meta.url).href;
 
 /** What a statesnap command run by the suite reports: its own `--json` result, and what the process cost. */
-export interface CommandReport extends ProcessUsage {
+interface CommandReport extends ProcessUsage {
   result: Record<string, unknown>;
 }
 
@@ -72,7 +72,7 @@ export interface CommandReport extends ProcessUsage {
  * Runs `statesnap <args> --json --quiet` in a child process, with the usage probe preloaded; its stderr is
  * kept for the error message. Exit 3 (completed with warnings) is a finished run too.
  */
-export function runStatesnap(args: readonly string[]): Promise<CommandReport> {
+function runStatesnap(args: readonly string[]): Promise<CommandReport> {
   return new Promise((resolveChild, rejectChild) => {
     const child = spawn(process.execPath, ['--import', USAGE_PROBE, CLI, ...args, '--json', '--quiet'], {
       stdio: ['ignore', 'pipe', 'pipe', 'pipe'],

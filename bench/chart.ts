@@ -31,7 +31,7 @@ const PLOT_WIDTH = WIDTH - PLOT_LEFT - VALUE_WIDTH;
 
 const number = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
 
-export function escapeXml(text: string): string {
+function escapeXml(text: string): string {
   return text.replace(
     /[<>&"']/g,
     (char) => `&${{ '<': 'lt', '>': 'gt', '&': 'amp', '"': 'quot', "'": 'apos' }[char]};`,

@@ -13,7 +13,7 @@ function output(command: string, args: readonly string[], cwd?: string): string 
   }
 }
 
-/** findmnt gives the mount options too (`discard` matters here: PERF-NOTES.md); df -T is the fallback. */
+/** findmnt gives the mount options too (`discard` makes deleting slow: docs/performance.md); df -T is the fallback. */
 function filesystemOf(dir: string): MachineInfo['filesystem'] {
   const findmnt = output('findmnt', ['-n', '-o', 'FSTYPE,OPTIONS', '-T', dir]);
   if (findmnt) {

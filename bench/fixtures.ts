@@ -35,7 +35,7 @@ interface Marker {
   store: GeneratedStore;
 }
 
-export function defaultStoreDir(profile: StoreProfile, scale: number, seed: number): string {
+function defaultStoreDir(profile: StoreProfile, scale: number, seed: number): string {
   return join(tmpdir(), 'statesnap-bench', `${profile}-${scale}-${seed}`, 'store');
 }
 

@@ -1,7 +1,7 @@
 // Runs inside a piscina worker thread: performs one batch of per-file operations the main thread decided
 // (copy or hash), looked up by the task's kind.
-// Synchronous fs calls on purpose: async fs would queue every thread on libuv's 4-thread pool (PERF-NOTES.md),
-// while sync calls let each worker thread really run in parallel. Imports only node:* and protocol types.
+// Synchronous fs calls on purpose: async fs would queue every thread on libuv's 4-thread pool, while sync calls
+// let each worker thread really run in parallel (docs/performance.md). Imports only node:* and the protocol.
 
 import { createHash, hash } from 'node:crypto';
 import type { BigIntStats } from 'node:fs';

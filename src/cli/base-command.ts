@@ -1,5 +1,5 @@
 // What every statesnap command shares: --json and --quiet, SIGINT handling, and the routing of errors to
-// stderr as one line with a stable exit code (clipanion would print them on stdout and exit 1; STYLE.md).
+// stderr as one line with a stable exit code (clipanion would print them on stdout and exit 1).
 
 import { Command, Option } from 'clipanion';
 import { ExitCode, isStatesnapError, type Warning } from '../index.js';

@@ -1,7 +1,7 @@
 // Gets written data onto stable storage while the copy is still running, so the flush before the final
 // rename is short. Node has no syncfs(2); `sync -f <dir>` (coreutils) is that call, run as a child process
-// so the writeback of finished files overlaps the copying of the rest (PERF-NOTES.md: a flush of 1.5 GB
-// after the copy took 1.9-2.8 s; 100k per-file fsync calls would each force a journal commit).
+// so the writeback of finished files overlaps the copying of the rest (a flush of 1.5 GB after the copy took
+// 1.9-2.8 s; 100k per-file fsync calls would each force a journal commit: docs/performance.md).
 
 import { spawn } from 'node:child_process';
 import { closeSync, fsyncSync, openSync } from 'node:fs';

@@ -69,8 +69,8 @@ function callbackOption<T extends (...args: never[]) => void>(name: string, valu
   return value as T;
 }
 
-/** More threads than cores did not help on this machine (2 threads 9.1 s, 4 threads 20.8 s: PERF-NOTES.md). */
-export function defaultThreads(): number {
+/** More threads than cores did not help (on 2 cores: 2 threads 9.1 s, 4 threads 20.8 s; docs/performance.md). */
+function defaultThreads(): number {
   return Math.max(1, Math.min(availableParallelism(), 16));
 }
 

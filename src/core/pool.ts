@@ -1,4 +1,4 @@
-// Drives the piscina pool of copy workers: groups planned files into batches, keeps the amount of work in
+// Drives the piscina pool of file workers: groups planned files into batches, keeps the amount of work in
 // flight bounded (p-limit plus a wait on the producer), and hands each batch's outcomes back in completion order.
 
 import pLimit, { type LimitFunction } from 'p-limit';
@@ -9,19 +9,19 @@ import type { FileOp, TaskResult, WorkerTask } from './protocol.js';
 const WORKER_FILE = new URL('../../workers/file-worker.js', import.meta.url).href;
 
 // piscina loads a worker by trying require() first. On Node 20.19+ that require()s our ES module, and that
-// path intermittently aborts the whole process (seen here in ~1 of 10 test runs: "Assertion failed:
+// path intermittently aborts the whole process (seen in ~1 of 10 test runs: "Assertion failed:
 // facade->InstantiateModule(...)" in ModuleWrap::CreateRequiredModuleFacade). With require(esm) off inside
 // the workers, require() throws ERR_REQUIRE_ESM, which piscina catches and falls back to import().
 const WORKER_EXEC_ARGV = (process.features as { require_module?: boolean }).require_module
   ? [...process.execArgv, '--no-experimental-require-module']
   : process.execArgv;
 
-// A postMessage round trip costs more than copying a 1 KiB file (STYLE.md), so files travel in batches;
-// 256 files per batch was the prototype's measured sweet spot on this machine (PERF-NOTES.md).
-export const BATCH_MAX_FILES = 256;
-export const BATCH_MAX_BYTES = 8 * 1024 * 1024;
+// A postMessage round trip costs more than copying a 1 KiB file, so files travel in batches; 256 files per
+// batch was the measured sweet spot (docs/performance.md).
+const BATCH_MAX_FILES = 256;
+const BATCH_MAX_BYTES = 8 * 1024 * 1024;
 // A file this large is a task of its own and is sent as soon as it is seen, so it does not finish last.
-export const LARGE_FILE_BYTES = 4 * 1024 * 1024;
+const LARGE_FILE_BYTES = 4 * 1024 * 1024;
 
 export class WorkerPool {
   readonly #piscina: Piscina<WorkerTask, TaskResult>;

@@ -1,6 +1,7 @@
-// The plain-data protocol between the main thread and the copy workers, and the entry kinds both sides name.
-// Only strings, numbers, bigints, arrays and plain objects cross the thread boundary: Errors lose their
-// `code` and Stats lose their methods in postMessage (STYLE.md), so failures travel as `PlainError`.
+// The plain-data protocol between the main thread and the file workers, and the entry kinds both sides name.
+// Only strings, numbers, bigints, arrays and plain objects cross the thread boundary: an Error posted from a
+// worker arrives without its `code`, `syscall` and `path`, and Stats without their methods, so failures travel
+// as `PlainError`.
 
 export type EntryKind = 'file' | 'dir' | 'symlink' | 'fifo' | 'socket' | 'char-device' | 'block-device';
 export type SkippedKind = Exclude<EntryKind, 'file' | 'dir'>;

@@ -16,7 +16,6 @@ export function siblingPath(finalPath: string, purpose: SiblingPurpose): string 
 export interface Sibling {
   path: string;
   purpose: SiblingPurpose;
-  pid: number;
 }
 
 /** Whether the process that owns a sibling is still running (a pid we may not signal is alive too). */
@@ -51,7 +50,7 @@ export function findStaleSiblings(finalPath: string, purposes: readonly SiblingP
     if (!match) continue;
     const pid = Number(match[2]);
     if (!isAlive(pid))
-      stale.push({ path: join(dirname(finalPath), name), purpose: match[1] as SiblingPurpose, pid });
+      stale.push({ path: join(dirname(finalPath), name), purpose: match[1] as SiblingPurpose });
   }
   return stale;
 }

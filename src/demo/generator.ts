@@ -1,6 +1,6 @@
-// Deterministic store generator for benchmarks and tests: Oxios-like trees of small JSON/Markdown files,
-// a million-tiny-file tree and a large-file tree, byte-identical (names, contents, sizes, mtimes) for the
-// same profile, scale and seed.
+// The deterministic store generator (`statesnap demo`, the benchmark suite's stores, test fixtures): Oxios-like
+// trees of small JSON/Markdown files, a million-tiny-file tree and a large-file tree, byte-identical (names,
+// contents, sizes, mtimes) for the same profile, scale and seed.
 
 import { createCipheriv } from 'node:crypto';
 import * as fs from 'node:fs';

@@ -34,11 +34,7 @@ const IndexSkippedSchema = z.strictObject({
 });
 
 /** One line of `.statesnap/index.jsonl`. */
-export const IndexEntrySchema = z.discriminatedUnion('type', [
-  IndexFileSchema,
-  IndexDirSchema,
-  IndexSkippedSchema,
-]);
+const IndexEntrySchema = z.discriminatedUnion('type', [IndexFileSchema, IndexDirSchema, IndexSkippedSchema]);
 export type IndexEntry = z.infer<typeof IndexEntrySchema>;
 
 // Lines are gathered and written in slices of this size: one write per ~1,500 entries.

@@ -13,7 +13,7 @@ export const META_DIR = '.statesnap';
 export const INDEX_FILE = `${META_DIR}/index.jsonl`;
 /** Names at the root of a backup that hold the backup's own files, never the store's. */
 export const RESERVED_ROOT_NAMES: ReadonlySet<string> = new Set([MANIFEST_FILE, META_DIR]);
-export const SUPPORTED_MANIFEST_VERSION = 1;
+const SUPPORTED_MANIFEST_VERSION = 1;
 
 /** The Oxios categories, in the order Oxios lists them in `sections`. */
 export const OXIOS_CATEGORIES: readonly string[] = [
@@ -52,9 +52,9 @@ const count = z.number().int().nonnegative();
 export const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits');
 
 // A section names a category folder inside the store: Oxios joins it to its base path, so it must not climb out.
-export const SectionSchema = z.object({ name: relativePath, entry_count: count });
+const SectionSchema = z.object({ name: relativePath, entry_count: count });
 
-export const SkippedCountsSchema = z.object({
+const SkippedCountsSchema = z.object({
   symlink: count,
   fifo: count,
   socket: count,
@@ -64,9 +64,9 @@ export const SkippedCountsSchema = z.object({
   reserved: count,
 });
 
-export const WarningSchema = z.object({ path: z.string(), problem: z.string(), message: z.string() });
+const WarningSchema = z.object({ path: z.string(), problem: z.string(), message: z.string() });
 
-export const StatesnapExtrasSchema = z.looseObject({
+const StatesnapExtrasSchema = z.looseObject({
   tool: z.literal('statesnap'),
   tool_version: z.string(),
   hash_algorithm: z.literal('sha256'),

@@ -1,0 +1,74 @@
+// The import structure statesnap keeps (README, "Architecture"), checked by `npm run lint`.
+// Layers, low to high: core ← format ← read ← backup, restore, demo (the stages) ← cli (with src/index.ts,
+// the public facade). A folder imports only from layers below it, never from a sibling at its own layer.
+
+/** Folders a layer must not import: every layer above it, and the stages beside it. */
+const ABOVE = {
+  core: ['format', 'read', 'backup', 'restore', 'demo', 'cli'],
+  format: ['read', 'backup', 'restore', 'demo', 'cli'],
+  read: ['backup', 'restore', 'demo', 'cli'],
+  backup: ['restore', 'demo', 'cli'],
+  restore: ['backup', 'demo', 'cli'],
+  demo: ['backup', 'restore', 'cli'],
+};
+
+const layerRules = Object.entries(ABOVE).map(([layer, above]) => ({
+  name: `layer-${layer}`,
+  comment: `src/${layer}/ imports only from the layers below it (${above.join(', ')} are not)`,
+  severity: 'error',
+  from: { path: `^src/${layer}/` },
+  to: { path: [`^src/(${above.join('|')})/`, '^src/index\\.ts$', '^bench/', '^workers/'] },
+}));
+
+module.exports = {
+  forbidden: [
+    ...layerRules,
+    {
+      name: 'no-cycles',
+      comment: 'no module reaches itself through its imports',
+      severity: 'error',
+      from: {},
+      to: { circular: true },
+    },
+    {
+      name: 'workers-import-only-node-and-the-protocol',
+      comment: 'code in workers/ runs in worker threads: node:* and src/core/protocol.ts only',
+      severity: 'error',
+      from: { path: '^workers/' },
+      to: { dependencyTypesNot: ['core'], pathNot: '^src/core/protocol\\.ts$' },
+    },
+    {
+      name: 'protocol-is-plain-data',
+      comment: 'the worker protocol imports nothing: both sides of the thread boundary load it',
+      severity: 'error',
+      from: { path: '^src/core/protocol\\.ts$' },
+      to: { path: '.' },
+    },
+    {
+      name: 'bench-only-from-the-bench-command',
+      comment: 'nothing in src/ loads the benchmark suite, except `statesnap bench` when it runs',
+      severity: 'error',
+      from: { path: '^src/', pathNot: '^src/cli/commands/bench\\.ts$' },
+      to: { path: ['^bench/', 'node_modules/tinybench/'] },
+    },
+    {
+      name: 'bench-loaded-dynamically',
+      comment: 'the bench command loads the suite with import() inside its run(), so no other command loads it',
+      severity: 'error',
+      from: { path: '^src/cli/commands/bench\\.ts$' },
+      to: { path: '^bench/', dynamic: false },
+    },
+    {
+      name: 'bench-uses-the-cli-only-for-its-case-ids',
+      comment: 'the suite stands apart from the commands; it shares only the case ids the help lists',
+      severity: 'error',
+      from: { path: '^bench/' },
+      to: { path: '^src/cli/', pathNot: '^src/cli/bench-cases\\.ts$' },
+    },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+  },
+};

@@ -301,6 +301,25 @@ describe('a full destination disk (ENOSPC)', () => {
       expect(readdirSync(small)).toEqual([]);
     },
   );
+
+  it('no inode left for the index file: exit 1, one line with ENOSPC, no partial left', async (ctx) => {
+    // Regression: the index was opened outside the failure path, so this leaked the partial tree (and printed
+    // a stack trace). Three inodes: the tmpfs root, the partial tree and its .statesnap folder; not the index.
+    const root = tempDir();
+    const tiny = join(root, 'tiny');
+    mkdirSync(tiny);
+    if (!tryMount(['-t', 'tmpfs', '-o', 'size=1m,nr_inodes=3', 'tmpfs'], tiny)) {
+      ctx.skip('cannot mount a tmpfs here (needs root)');
+    }
+    const source = join(root, 'src');
+    await createTree(source, { seeds: { 'a.json': file('{}') } });
+
+    const run = await runCli(['backup', source, join(tiny, 'backup')]);
+    expect(run.exitCode).toBe(1);
+    expectOneLineError(run, 'ERR_DEST_WRITE');
+    expect(run.stderr).toContain('ENOSPC');
+    expect(readdirSync(tiny)).toEqual([]);
+  });
 });
 
 describe('a source file that cannot be read', () => {

@@ -14,7 +14,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, type TestContext } from 'vitest';
 import { generateStore } from '../dist/src/demo/generator.js';
 import { backup } from '../dist/src/index.js';
 import {
@@ -28,7 +28,18 @@ import {
   unmountAll,
   waitFor,
 } from './helpers/backup.js';
-import { CLI, cleanup, createTree, dir, file, isRoot, runCli, startCli, tempDir } from './helpers/tree.js';
+import {
+  CLI,
+  cleanup,
+  createTree,
+  dir,
+  file,
+  isRoot,
+  runCli,
+  startCli,
+  type Tree,
+  tempDir,
+} from './helpers/tree.js';
 
 afterEach(() => {
   unmountAll();
@@ -275,23 +286,28 @@ describe('a killed backup', () => {
 });
 
 describe('a full destination disk (ENOSPC)', () => {
+  /** A source with `tree` and, beside it, a tmpfs mounted with `options` for the destination. */
+  async function fullDiskCase(ctx: TestContext, options: string, tree: Tree) {
+    const root = tempDir();
+    const small = join(root, 'small');
+    mkdirSync(small);
+    if (!tryMount(['-t', 'tmpfs', '-o', options, 'tmpfs'], small)) {
+      ctx.skip('cannot mount a small tmpfs here (needs root)');
+    }
+    const source = join(root, 'src');
+    await createTree(source, tree);
+    return { source, small, dest: join(small, 'backup') };
+  }
+
   it.for([
     ['many small files', { count: 48, size: 64 * 1024 }],
     ['one large file', { count: 1, size: 3 * 1024 * 1024 }],
   ] as const)(
     '%s: exit 1, one line naming the path and ENOSPC, no dest, no partial',
     async ([, shape], ctx) => {
-      const root = tempDir();
-      const small = join(root, 'small');
-      mkdirSync(small);
-      if (!tryMount(['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs'], small)) {
-        ctx.skip('cannot mount a 1 MiB tmpfs here (needs root)');
-      }
-      const source = join(root, 'src');
       const files: Record<string, ReturnType<typeof file>> = {};
       for (let i = 0; i < shape.count; i++) files[`f${i}.json`] = file(randomBytes(shape.size));
-      await createTree(source, { memory: { facts: files } });
-      const dest = join(small, 'backup');
+      const { source, small, dest } = await fullDiskCase(ctx, 'size=1m', { memory: { facts: files } });
 
       const run = await runCli(['backup', source, dest]);
       expect(run.exitCode).toBe(1);
@@ -302,23 +318,26 @@ describe('a full destination disk (ENOSPC)', () => {
     },
   );
 
+  it('the library error carries the worker system error as its cause (code ENOSPC)', async (ctx) => {
+    const big = { memory: { 'big.json': file(randomBytes(3 * 1024 * 1024)) } };
+    const { source, small, dest } = await fullDiskCase(ctx, 'size=1m', big);
+    await expect(backup({ source, dest, sync: false })).rejects.toMatchObject({
+      code: 'ERR_DEST_WRITE',
+      cause: { code: 'ENOSPC', syscall: 'write' },
+    });
+    expect(readdirSync(small)).toEqual([]);
+  });
+
   it('no inode left for the index file: exit 1, one line with ENOSPC, no partial left', async (ctx) => {
     // Regression: the index was opened outside the failure path, so this leaked the partial tree (and printed
     // a stack trace). Three inodes: the tmpfs root, the partial tree and its .statesnap folder; not the index.
-    const root = tempDir();
-    const tiny = join(root, 'tiny');
-    mkdirSync(tiny);
-    if (!tryMount(['-t', 'tmpfs', '-o', 'size=1m,nr_inodes=3', 'tmpfs'], tiny)) {
-      ctx.skip('cannot mount a tmpfs here (needs root)');
-    }
-    const source = join(root, 'src');
-    await createTree(source, { seeds: { 'a.json': file('{}') } });
-
-    const run = await runCli(['backup', source, join(tiny, 'backup')]);
+    const one = { seeds: { 'a.json': file('{}') } };
+    const { source, small, dest } = await fullDiskCase(ctx, 'size=1m,nr_inodes=3', one);
+    const run = await runCli(['backup', source, dest]);
     expect(run.exitCode).toBe(1);
     expectOneLineError(run, 'ERR_DEST_WRITE');
     expect(run.stderr).toContain('ENOSPC');
-    expect(readdirSync(tiny)).toEqual([]);
+    expect(readdirSync(small)).toEqual([]);
   });
 });
 

@@ -99,7 +99,7 @@ interface ResolvedRestoreOptions {
 export interface SkippedEntries {
   count: number;
   byKind: Partial<Record<SkippedKind, number>>;
-  /** The first entries only (see `count`). */
+  /** The first entries only (see `count`), each by its absolute path in the backup. */
   list: Array<{ path: string; kind: SkippedKind }>;
 }
 
@@ -251,7 +251,8 @@ async function scanBackup(
         const { skipped } = scan;
         skipped.count++;
         skipped.byKind[kind] = (skipped.byKind[kind] ?? 0) + 1;
-        if (skipped.list.length < WARNING_LIST_LIMIT) skipped.list.push({ path: rel, kind });
+        if (skipped.list.length < WARNING_LIST_LIMIT)
+          skipped.list.push({ path: join(source.root, rel), kind });
         // A statesnap backup recorded these when it was made; in an Oxios tree they are a surprise.
         if (!source.extras)
           warnings.add(join(source.root, rel), kind, `is a ${kind}: not followed, not restored`);

@@ -2,7 +2,7 @@
 // with the index, walks the tree for entries the index does not list, and reports every problem found
 // (manifest, missing, corrupt, extra, unreadable) instead of stopping at the first.
 
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { type BackupPass, runBackupPass } from './backup-pass.js';
 import {
   type BackupKind,
@@ -103,7 +103,10 @@ function recordOutcome(check: Check, outcome: FileOutcome): void {
     check.progress.filesDone++;
     check.progress.bytesDone += outcome.size;
   } else {
-    check.problems.add(join(check.source.root, outcome.rel), PROBLEM_OF[outcome.problem], outcome.message);
+    // The worker's words are a backup's ("vanished before it was read"); in a backup being checked the
+    // file is simply missing.
+    const message = outcome.problem === 'vanished' ? 'missing from the backup' : outcome.message;
+    check.problems.add(join(check.source.root, outcome.rel), PROBLEM_OF[outcome.problem], message);
   }
 }
 
@@ -221,7 +224,7 @@ async function checkOxios(check: Check): Promise<void> {
 /** Checks every file of `options.backup` against its manifest and index. */
 export async function verify(options: VerifyOptions): Promise<VerifyResult> {
   const started = performance.now();
-  const backupPath = requirePath('backup', options.backup);
+  const backupPath = resolve(requirePath('backup', options.backup));
   const threads = integerOption('threads', options.threads, defaultThreads(), 1, 256);
   const signal = signalOption(options.signal);
   const onProgress = callbackOption('onProgress', options.onProgress, () => {});

@@ -43,11 +43,12 @@ async function main(args: string[]): Promise<number> {
       compare: values.compare,
       threshold: numberOrUndefined(values.threshold),
       current: values.current,
-      json: values.json,
-      quiet: values.quiet,
       signal: interrupt.signal,
-      stdout: process.stdout,
-      stderr: process.stderr,
+      onLog: values.quiet ? undefined : (line) => process.stderr.write(`${line}\n`),
+      print: (document, summary) => {
+        if (values.json) process.stdout.write(`${JSON.stringify(document, null, 2)}\n`);
+        else if (!values.quiet) process.stdout.write(`${summary()}\n`);
+      },
     });
   } catch (error) {
     if (isStatesnapError(error)) {

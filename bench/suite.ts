@@ -6,7 +6,7 @@ import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { StatesnapError } from '../src/errors.js';
+import { ExitCode, StatesnapError } from '../src/errors.js';
 import { TOOL_VERSION } from '../src/options.js';
 import { removeTree } from './baselines.js';
 import { CASE_IDS, type CaseId, isCaseId, selectCases } from './cases.js';
@@ -151,7 +151,9 @@ export async function runBench(options: BenchOptions): Promise<BenchRun> {
   const fixture = await prepareStore(opts, opts.onLog);
   const { store } = fixture;
   try {
-    opts.onLog(`warming the page cache: reading ${store.files} files (${(store.bytes / 1e6).toFixed(1)} MB)`);
+    opts.onLog(
+      `warming the page cache: reading ${store.files.toLocaleString('en-US')} files (${(store.bytes / 1e6).toFixed(1)} MB)`,
+    );
     warmPageCache(store.root);
     const machine = machineInfo(fixture.workDir);
     const samples = await runRounds({
@@ -236,39 +238,42 @@ function writeOutputs(result: BenchResult, outDir: string): BenchRun['files'] {
 export interface BenchCliOptions extends BenchOptions {
   /** Compare this saved result with `compare` instead of running the benchmark. */
   current?: string;
-  json: boolean;
-  quiet: boolean;
-  stdout: NodeJS.WritableStream;
-  stderr: NodeJS.WritableStream;
+  /**
+   * Prints the one result of the command: `document` (the run's result or the comparison, with `exitCode`)
+   * as JSON, or `summary()` as text, as the command line asked.
+   */
+  print: (document: { exitCode: number }, summary: () => string) => void;
 }
 
 /**
- * What both command lines do: run (or, with `current`, load) a result, print it (the table, or one JSON
- * document with `json`), and fail with ERR_BENCH_REGRESSION when a ratio regressed beyond the threshold.
+ * What both command lines do: run (or, with `current`, load) a result, print it, and fail with
+ * ERR_BENCH_REGRESSION when a ratio regressed beyond the threshold.
  */
 export async function benchCommand(options: BenchCliOptions): Promise<number> {
-  const { stdout, stderr } = options;
-  const log = options.quiet ? () => {} : (line: string) => stderr.write(`${line}\n`);
   let comparison: Comparison | undefined;
+  let document: object;
+  let summary: () => string;
   if (options.current !== undefined) {
     if (options.compare === undefined)
       throw invalid('current', 'used together with `compare`', options.current);
     const threshold = resolveBenchOptions(options).threshold;
     const current = readResultFile(options.current);
-    comparison = compareResults(readResultFile(options.compare), options.compare, current, threshold);
-    if (options.json) stdout.write(`${JSON.stringify(comparison, null, 2)}\n`);
-    else if (!options.quiet) stdout.write(`${formatComparison(comparison)}\n`);
+    const loaded = compareResults(readResultFile(options.compare), options.compare, current, threshold);
+    comparison = loaded;
+    document = loaded;
+    summary = () => formatComparison(loaded);
   } else {
-    const run = await runBench({ ...options, onLog: options.onLog ?? log });
-    comparison = run.result.comparison;
-    if (options.json) {
-      stdout.write(`${JSON.stringify(run.result, null, 2)}\n`);
-    } else if (!options.quiet) {
-      stdout.write(`${formatConsoleTable(run.result)}\n`);
-      if (comparison !== undefined) stdout.write(`\n${formatComparison(comparison)}\n`);
-    }
-    log(`wrote ${run.files.json}, ${run.files.markdown} and ${run.files.svg}`);
+    const { result, files } = await runBench(options);
+    comparison = result.comparison;
+    document = result;
+    summary = () =>
+      [formatConsoleTable(result), ...(result.comparison ? [formatComparison(result.comparison)] : [])].join(
+        '\n\n',
+      );
+    options.onLog?.(`wrote ${files.json}, ${files.markdown} and ${files.svg}`);
   }
+  const regressed = comparison !== undefined && comparison.regressions.length > 0;
+  options.print({ ...document, exitCode: regressed ? ExitCode.failed : ExitCode.ok }, summary);
   if (comparison !== undefined && comparison.regressions.length > 0) {
     const worst = comparison.regressions.map(
       (r) => `${r.label} vs ${r.reference} ${r.previous.toFixed(3)} → ${r.current.toFixed(3)}`,

@@ -4,8 +4,8 @@
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { binShims, runAsPrinted, runCli, tempDir } from './helpers/tree.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { binShims, cleanup, runAsPrinted, runCli, tempDir } from './helpers/tree.js';
 
 /** Commands that cannot run in a test, each with the reason. Every entry must still appear in the README. */
 const SKIPPED = new Map<string, string>([
@@ -56,13 +56,11 @@ function helpExamples(page: string): { commands: string[]; needsDemo: boolean } 
   };
 }
 
-let bin: string;
-beforeAll(() => {
-  bin = binShims();
-});
+afterEach(cleanup);
 
 /** Runs the commands in order in a fresh directory; TMPDIR inside it, so `demo` without a dir stays there. */
 async function runInOrder(commands: readonly string[]): Promise<void> {
+  const bin = binShims();
   const cwd = tempDir('statesnap-examples-');
   for (const command of commands) {
     if (SKIPPED.has(command)) continue;

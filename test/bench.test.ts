@@ -89,7 +89,9 @@ describe('bench suite end to end (timings not asserted)', () => {
     });
     expect(run.stderr).not.toContain('error');
     expect(run.exitCode).toBe(0);
-    result = JSON.parse(run.stdout) as BenchResult;
+    const { exitCode, ...printed } = JSON.parse(run.stdout) as BenchResult & { exitCode: number };
+    expect(exitCode).toBe(0);
+    result = printed;
 
     const written = readdirSync(outDir).sort();
     expect(written.map((name) => name.replace(/^demo-[\dT:-]+Z/, 'X'))).toEqual(['X.json', 'X.md', 'X.svg']);

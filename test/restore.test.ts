@@ -106,7 +106,9 @@ describe('round trip: backup → restore', () => {
       exitCode: 0,
       skipped: { count: 2, byKind: { symlink: 1, fifo: 1 } },
     });
-    expect(result.skipped.list.map((entry) => entry.path).sort()).toEqual(['link.json', 'pipe.json']);
+    expect(result.skipped.list.map((entry) => entry.path).sort()).toEqual(
+      ['link.json', 'pipe.json'].map((name) => join(result.backup, name)),
+    );
     expect(restoreSiblings(target)).toEqual([]);
   });
 
@@ -357,7 +359,11 @@ describe('backups made by Oxios (tree + manifest.json, no index)', () => {
       kind: 'oxios',
       verified: false,
       files: 7,
-      skipped: { count: 1, byKind: { symlink: 1 }, list: [{ path: 'stray-link.json', kind: 'symlink' }] },
+      skipped: {
+        count: 1,
+        byKind: { symlink: 1 },
+        list: [{ path: join(result.backup, 'stray-link.json'), kind: 'symlink' }],
+      },
       warnings: { count: 1, byProblem: { symlink: 1 } },
       exitCode: 3,
     });

@@ -1,47 +1,41 @@
 #!/usr/bin/env node
-// The statesnap command line: registers the commands and turns parse errors into exit code 2 on stderr.
+// The statesnap command line: registers the commands, renders help from their declarations, and turns a
+// line it cannot parse into one explained error on stderr (and the failure document with --json), exit 2.
 
-import { Builtins, Cli } from 'clipanion';
+import { Builtins, Cli, Command, type CommandClass } from 'clipanion';
 import { TOOL_VERSION } from '../core/options.js';
-import { ExitCode } from '../index.js';
-import { BackupCommand } from './commands/backup.js';
-import { BenchCommand } from './commands/bench.js';
-import { DemoCommand } from './commands/demo.js';
-import { InspectCommand } from './commands/inspect.js';
-import { RecoverCommand } from './commands/recover.js';
-import { RestoreCommand } from './commands/restore.js';
-import { VerifyCommand } from './commands/verify.js';
+import { reportFailure } from './base-command.js';
+import { HelpCommand } from './commands/help.js';
+import { renderCommandHelp, renderOverview } from './help.js';
+import { COMMANDS } from './registry.js';
+import { PROGRAM } from './text.js';
+import { explainUsageError, wantsJson } from './usage-error.js';
 
-const cli = new Cli({
-  binaryLabel: 'statesnap',
-  binaryName: 'statesnap',
-  binaryVersion: TOOL_VERSION,
-  enableColors: process.stdout.isTTY === true,
-});
-for (const command of [
-  BackupCommand,
-  RestoreCommand,
-  VerifyCommand,
-  RecoverCommand,
-  InspectCommand,
-  DemoCommand,
-  BenchCommand,
-]) {
-  cli.register(command);
+const LISTED: readonly CommandClass[] = [...COMMANDS, HelpCommand];
+
+/** clipanion, with its help pages (`--help`, `-h`, no command) replaced by statesnap's own. */
+class StatesnapCli extends Cli {
+  override usage(command: CommandClass | Command | null = null): string {
+    if (command === null) return renderOverview(LISTED, TOOL_VERSION);
+    return renderCommandHelp(command instanceof Command ? (command.constructor as CommandClass) : command);
+  }
 }
-cli.register(Builtins.HelpCommand);
-cli.register(Builtins.VersionCommand);
+
+const cli = new StatesnapCli({ binaryLabel: 'statesnap', binaryName: PROGRAM, binaryVersion: TOOL_VERSION });
+for (const command of [...LISTED, Builtins.VersionCommand]) cli.register(command);
 
 const args = process.argv.slice(2);
-let command: ReturnType<Cli['process']>;
+const context = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr };
+let command: Command | undefined;
 try {
-  command = cli.process(args);
-} catch (error) {
-  process.stderr.write(cli.error(error, { colored: false }));
-  process.exit(ExitCode.usage);
+  command = cli.process(args, context);
+} catch (refusal) {
+  const failure = explainUsageError(refusal, args, LISTED);
+  process.exitCode = reportFailure(context, {
+    command: failure.command,
+    error: failure.error,
+    json: wantsJson(args),
+    hint: `run '${failure.helpCommand}' for usage`,
+  });
 }
-process.exitCode = await cli.run(command, {
-  stdout: process.stdout,
-  stderr: process.stderr,
-  stdin: process.stdin,
-});
+if (command !== undefined) process.exitCode = await cli.run(command, context);

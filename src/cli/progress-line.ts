@@ -25,14 +25,6 @@ export function formatBytes(bytes: number): string {
   return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
 }
 
-/** `{symlink: 2, fifo: 0, char_device: 1}` → `2 symlink, 1 char device` (zero counts left out). */
-export function formatCounts(counts: Record<string, number>): string {
-  return Object.entries(counts)
-    .filter(([, count]) => count > 0)
-    .map(([name, count]) => `${count} ${name.replace('_', ' ')}`)
-    .join(', ');
-}
-
 function formatSeconds(seconds: number): string {
   if (!Number.isFinite(seconds)) return '?';
   if (seconds < 60) return `${Math.ceil(seconds)}s`;

@@ -31,6 +31,10 @@ const registry = {
   ERR_RECOVERY_NEEDED: ExitCode.failed,
   ERR_TARGET_BUSY: ExitCode.failed,
   ERR_BENCH_REGRESSION: ExitCode.failed,
+  /** The command line could not be understood (unknown command or option, missing argument). */
+  ERR_USAGE: ExitCode.usage,
+  /** A bug: an exception that is not a StatesnapError reached the command line. */
+  ERR_INTERNAL: ExitCode.failed,
 } as const satisfies Record<string, ExitCode>;
 
 export type ErrorCode = keyof typeof registry;

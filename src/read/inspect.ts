@@ -1,6 +1,7 @@
 // Shows what a backup holds: sections, totals, hash algorithm, when and by which tool it was made, warnings.
 // Works on Oxios-made backups too (no index): their totals are counted by walking the tree.
 
+import { resolve } from 'node:path';
 import { requirePath, signalOption } from '../core/options.js';
 import { walk } from '../core/walk.js';
 import { RESERVED_ROOT_NAMES, readManifest, type SkippedCounts } from '../format/manifest.js';
@@ -30,10 +31,12 @@ export interface InspectResult {
   indexEntries: number | null;
   skipped: SkippedCounts | null;
   warnings: { count: number; byProblem: Record<string, number> } | null;
+  /** Always 0: a backup that cannot be inspected is an error. Every command's result carries one. */
+  exitCode: 0;
 }
 
 export async function inspect(options: InspectOptions): Promise<InspectResult> {
-  const backupDir = requirePath('backup', options.backup);
+  const backupDir = resolve(requirePath('backup', options.backup));
   const signal = signalOption(options.signal);
   const manifest = readManifest(backupDir);
   const extras = manifest.statesnap;
@@ -55,6 +58,7 @@ export async function inspect(options: InspectOptions): Promise<InspectResult> {
       indexEntries: extras.index.entries,
       skipped: extras.skipped,
       warnings: { count: extras.warnings.count, byProblem: extras.warnings.by_problem },
+      exitCode: 0,
     };
   }
   const totals = { files: 0, dirs: 0, bytes: 0 };
@@ -83,5 +87,6 @@ export async function inspect(options: InspectOptions): Promise<InspectResult> {
     indexEntries: null,
     skipped: null,
     warnings: null,
+    exitCode: 0,
   };
 }

@@ -2,7 +2,7 @@
 // index, walks the tree for entries the index does not list, and reports every problem found (manifest,
 // missing, corrupt, extra, unreadable) instead of stopping at the first.
 
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { isStatesnapError, throwIfAborted } from '../core/errors.js';
 import { type RunOptions, requirePath, resolveRunOptions } from '../core/options.js';
 import {
@@ -78,7 +78,9 @@ function recordEveryProblem(root: string): ErrorPolicy {
   return ({ rel, stage, problem, message }) => ({
     path: join(root, rel),
     problem: stage === 'walk' ? 'unreadable' : PROBLEM_OF[problem],
-    message,
+    // The worker's words are a backup's ("vanished before it was read"); in a backup being checked the
+    // file is simply missing.
+    message: stage !== 'walk' && problem === 'vanished' ? 'missing from the backup' : message,
   });
 }
 
@@ -187,7 +189,7 @@ async function checkIndexed(
 /** Checks every file of `options.backup` against its manifest and index. */
 export async function verify(options: VerifyOptions): Promise<VerifyResult> {
   const started = performance.now();
-  const backupPath = requirePath('backup', options.backup);
+  const backupPath = resolve(requirePath('backup', options.backup));
   const opts = resolveRunOptions({ ...options, onWarning: options.onProblem }, 'onProblem');
   throwIfAborted(opts.signal, backupPath);
   return runPipeline({ ...opts, path: backupPath }, async (run) => {

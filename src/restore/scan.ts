@@ -13,7 +13,7 @@ import { type BackupReader, totalsMismatch } from '../read/backup-reader.js';
 export interface SkippedEntries {
   count: number;
   byKind: Partial<Record<SkippedKind, number>>;
-  /** The first entries only (see `count`). */
+  /** The first entries only (see `count`), each by its absolute path in the backup. */
   list: Array<{ path: string; kind: SkippedKind }>;
 }
 
@@ -71,7 +71,8 @@ export async function scanBackup(reader: BackupReader, options: ScanOptions): Pr
         const { skipped } = scan;
         skipped.count++;
         skipped.byKind[kind] = (skipped.byKind[kind] ?? 0) + 1;
-        if (skipped.list.length < WARNING_LIST_LIMIT) skipped.list.push({ path: rel, kind });
+        if (skipped.list.length < WARNING_LIST_LIMIT)
+          skipped.list.push({ path: join(reader.root, rel), kind });
         // A statesnap backup recorded these when it was made; in an Oxios tree they are a surprise.
         if (!reader.extras)
           options.warnings.add(join(reader.root, rel), kind, `is a ${kind}: not followed, not restored`);

@@ -18,6 +18,7 @@ import {
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
 
 export const CLI = resolve(import.meta.dirname, '../../dist/src/cli/main.js');
 
@@ -154,15 +155,35 @@ export interface RunningCli {
   done: Promise<CliRun>;
 }
 
+export interface CliOptions {
+  cwd?: string;
+  timeoutMs?: number;
+  /** Added to the environment; an `undefined` value removes a variable. */
+  env?: Record<string, string | undefined>;
+}
+
+/**
+ * The environment of a CLI under test: without the `npm_lifecycle_event=npx` that `npx vitest` would pass
+ * down (it makes statesnap print `npx statesnap` in its commands), plus `extra`.
+ */
+export function cliEnv(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
+  return { ...process.env, npm_lifecycle_event: undefined, ...extra };
+}
+
 /** Starts the real built `statesnap` binary without waiting for it, so a test can signal it mid-run. */
-export function startCli(
-  args: readonly string[],
-  options: { cwd?: string; timeoutMs?: number } = {},
-): RunningCli {
+export function startCli(args: readonly string[], options: CliOptions = {}): RunningCli {
   const child = spawn(process.execPath, [CLI, ...args], {
     cwd: options.cwd,
+    env: cliEnv(options.env),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  return collect(child, options.timeoutMs);
+}
+
+function collect(
+  child: ChildProcess & { stdout: Readable; stderr: Readable },
+  timeoutMs = 60_000,
+): RunningCli {
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk) => {
@@ -171,7 +192,7 @@ export function startCli(
   child.stderr.on('data', (chunk) => {
     stderr += chunk;
   });
-  const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
   const done = new Promise<CliRun>((resolveRun, rejectRun) => {
     child.on('error', rejectRun);
     child.on('close', (exitCode, signal) => {
@@ -183,11 +204,34 @@ export function startCli(
 }
 
 /** Runs the real built `statesnap` binary. */
-export function runCli(
-  args: readonly string[],
-  options: { cwd?: string; timeoutMs?: number } = {},
-): Promise<CliRun> {
+export function runCli(args: readonly string[], options: CliOptions = {}): Promise<CliRun> {
   return startCli(args, options).done;
+}
+
+/**
+ * A directory holding `statesnap` and `npx` executables that run the built binary, so that a command line
+ * printed for users (`statesnap verify …`, `npx statesnap verify …`) runs exactly as printed through `sh -c`.
+ */
+export function binShims(): string {
+  const bin = tempDir('statesnap-bin-');
+  const run = `exec ${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} "$@"`;
+  writeFileSync(join(bin, 'statesnap'), `#!/bin/sh\n${run}\n`, { mode: 0o755 });
+  writeFileSync(
+    join(bin, 'npx'),
+    `#!/bin/sh\n[ "$1" = statesnap ] || { echo "not a statesnap command: npx $*" >&2; exit 127; }\nshift\n${run}\n`,
+    { mode: 0o755 },
+  );
+  return bin;
+}
+
+/** Runs one printed command line through `sh -c`, with `bin` (from binShims) first on PATH. */
+export function runAsPrinted(line: string, options: CliOptions & { bin: string }): Promise<CliRun> {
+  const child = spawn('sh', ['-c', line], {
+    cwd: options.cwd,
+    env: cliEnv({ PATH: `${options.bin}:${process.env.PATH}`, ...options.env }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return collect(child, options.timeoutMs).done;
 }
 
 export const isRoot = process.getuid?.() === 0;

@@ -1,25 +1,37 @@
 // `statesnap backup <source> <dest>`: argument parsing and output only; the work is the library's backup().
 
-import { Command, Option } from 'clipanion';
-import * as t from 'typanion';
+import { Command } from 'clipanion';
 import { type BackupResult, backup, DEFAULT_EXCLUDES } from '../../index.js';
 import { BaseCommand } from '../base-command.js';
-import { formatBytes, formatCounts } from '../progress-line.js';
+import {
+  choiceOption,
+  flag,
+  listOption,
+  negatableFlag,
+  pathArgument,
+  textOption,
+  threadsOption,
+} from '../options.js';
+import { formatBytes } from '../progress-line.js';
+import { countOf, describeWarnings, formatCounts, formatNumber } from '../text.js';
+
+/** `seeds 63, memory/facts 1,802` */
+export function describeSections(sections: ReadonlyArray<{ name: string; entry_count: number }>): string {
+  return sections.map((s) => `${s.name} ${formatNumber(s.entry_count)}`).join(', ') || 'none';
+}
 
 export function describeBackup(result: BackupResult): string {
-  const skipped = formatCounts(result.skipped);
   const lines = [
-    `backup ${result.dest}: ${result.files.toLocaleString('en-US')} files, ${result.dirs.toLocaleString('en-US')} dirs, ` +
+    `backup ${result.dest}: ${countOf(result.files, 'file')}, ${countOf(result.dirs, 'dir')}, ` +
       `${formatBytes(result.bytes)} in ${(result.durationMs / 1000).toFixed(1)} s ` +
-      `(${result.threads} threads, ${result.hashAlgorithm}, ${result.synced ? 'flushed to disk' : 'not flushed'})`,
-    `sections: ${result.sections.map((s) => `${s.name} ${s.entry_count}`).join(', ') || 'none'}`,
+      `(${countOf(result.threads, 'thread')}, ${result.hashAlgorithm}, ${result.synced ? 'flushed to disk' : 'not flushed'})`,
   ];
+  if (result.replacedExisting) lines.push(`replaced the previous backup at ${result.dest}`);
+  lines.push(`sections: ${describeSections(result.sections)}`);
+  const skipped = formatCounts(result.skipped);
   if (skipped) lines.push(`skipped: ${skipped}`);
-  if (result.warnings.count > 0) {
-    lines.push(
-      `completed with ${result.warnings.count} warnings: ${formatCounts(result.warnings.byProblem)}`,
-    );
-  }
+  const warnings = describeWarnings(result.warnings);
+  if (warnings) lines.push(warnings);
   return lines.join('\n');
 }
 
@@ -40,42 +52,40 @@ export class BackupCommand extends BaseCommand {
       vanished, changed while read or could not be read), 130 interrupted.
     `,
     examples: [
-      ['Back up a store', '$0 backup ~/.oxios/state /backups/oxios-2026-11-23'],
+      ['Back up the demo store into a new backup', '$0 backup ./demo/store ./demo/backup-2'],
       [
-        'Leave out a folder, replace an older backup',
-        '$0 backup --exclude "memory/episodes/**" --force state backup',
+        'Leave out a folder, replacing the backup just made',
+        '$0 backup --exclude "memory/episodes/**" --force ./demo/store ./demo/backup-2',
       ],
       [
         'Throwaway copy without flushing, machine-readable result',
-        '$0 backup --no-sync --json state /tmp/copy',
+        '$0 backup --no-sync --json ./demo/store ./demo/copy',
       ],
     ],
   });
 
-  source = Option.String({ name: 'source' });
-  dest = Option.String({ name: 'dest' });
-  exclude = Option.Array('--exclude', [], { description: 'Leave out paths matching this glob (repeatable)' });
-  defaultExcludes = Option.Boolean('--default-excludes', true, {
-    description: `Apply the default excludes (${DEFAULT_EXCLUDES.join(', ')}); --no-default-excludes turns them off`,
-  });
-  categories = Option.Array('--category', {
-    description: 'A category counted into the manifest sections (repeatable; default: the Oxios categories)',
-  });
-  appVersion = Option.String('--app-version', { description: "Value of the manifest's oxios_version" });
-  threads = Option.String('--threads', {
-    validator: t.isNumber(),
-    description: 'Worker threads (default: cores)',
-  });
-  force = Option.Boolean('--force', false, {
-    description: 'Replace an existing dest once the new backup is complete',
-  });
-  sync = Option.Boolean('--sync', true, {
-    description: 'Flush to disk before publishing (--no-sync for throwaway copies)',
-  });
-  onFileError = Option.String('--on-file-error', 'warn', {
-    validator: t.isEnum(['warn', 'abort'] as const),
-    description: 'An unreadable source file: warn (skip it, exit 3) or abort the backup',
-  });
+  source = pathArgument('source');
+  dest = pathArgument('dest');
+  exclude = listOption('--exclude', 'glob', 'Leave out paths matching this glob (repeatable)');
+  defaultExcludes = negatableFlag(
+    '--default-excludes',
+    `Also copy the in-flight temp files (${DEFAULT_EXCLUDES.join(', ')}) excluded by default`,
+  );
+  categories = listOption(
+    '--category',
+    'path',
+    'A folder counted into the manifest sections (repeatable; default: the Oxios categories)',
+  );
+  appVersion = textOption('--app-version', 'version', "The manifest's oxios_version (default: statesnap's)");
+  threads = threadsOption();
+  force = flag('--force', 'Replace an existing dest, once the new backup is complete');
+  sync = negatableFlag('--sync', 'Do not flush to disk before publishing (for throwaway copies)');
+  onFileError = choiceOption(
+    '--on-file-error',
+    ['warn', 'abort'],
+    'warn',
+    'An unreadable source file: warn (skip it, exit 3) or abort the backup',
+  );
 
   protected async run(): Promise<number> {
     const progress = this.progressLine();
@@ -103,7 +113,6 @@ export class BackupCommand extends BaseCommand {
       onWarning: this.reportWarning(progress),
     });
     progress.clear();
-    this.printResult(result, () => describeBackup(result));
-    return result.exitCode;
+    return this.printResult(result, () => describeBackup(result), describeWarnings(result.warnings));
   }
 }

@@ -1,11 +1,14 @@
 // `statesnap bench` (also what `npm run bench` runs): argument parsing and output; the suite is bench/, loaded
 // only when this command runs, so no other command (`statesnap backup`) loads it or tinybench.
 
-import { Command, Option } from 'clipanion';
-import * as t from 'typanion';
+import { Command } from 'clipanion';
 import { STORE_PROFILES } from '../../demo/generator.js';
 import { BaseCommand } from '../base-command.js';
 import { CASE_IDS } from '../bench-cases.js';
+import { choiceOption, integerOption, pathOption, positiveNumberOption, textOption } from '../options.js';
+
+/** The smallest run that still compares statesnap with a baseline: what the examples print. */
+const QUICK_RUN = 'bench --profile demo --iterations 1 --cases statesnap-no-sync,cp-a --out ./bench-results';
 
 export class BenchCommand extends BaseCommand {
   static override paths = [['bench']];
@@ -14,86 +17,93 @@ export class BenchCommand extends BaseCommand {
     details: `
       Generates a deterministic store (cached for later runs), reads it once to warm the page cache, then runs
       \`--iterations\` rounds; in each round every case runs once (starting at a different case each round)
-      into a fresh destination, deleted untimed right after. Reports median and range of wall time, files/s, MB/s, peak RSS of statesnap, and the ratio
-      of every case to \`cp -a\`, \`cp -a\` + \`sync\` and \`fs.promises.cp\` measured in the same round
-      (medians of per-round ratios: absolute times on a busy machine swing, same-round ratios much less).
+      into a fresh destination, deleted untimed right after. Reports median and range of wall time, files/s,
+      MB/s, peak RSS of statesnap, and the ratio of every case to \`cp -a\`, \`cp -a\` + \`sync\` and
+      \`fs.promises.cp\` measured in the same round (medians of per-round ratios: absolute times on a busy
+      machine swing, same-round ratios much less).
 
       Writes \`<profile>-<timestamp>.json\`, \`.md\` and \`.svg\` to \`--out\` (and the markdown to
       \`$GITHUB_STEP_SUMMARY\` when set). Cases: ${CASE_IDS.join(', ')}. Tools that are not installed are
-      skipped with a note.
+      skipped with a note. The full run (\`--profile oxios\`, 3 rounds) takes about 15 minutes.
 
       With \`--compare <previous.json>\`, prints the change of every ratio and exits 1 if one of statesnap's
       ratios grew by more than \`--threshold\`. Exit codes: 0 ok, 1 failed or regressed, 2 usage error.
     `,
     examples: [
-      ['CI smoke run (about 10k files)', '$0 bench --scale 0.1 --iterations 3'],
-      ['Only statesnap against cp -a, as JSON', '$0 bench --cases statesnap-no-sync,cp-a --json'],
-      ['Fail on a regression against the last run', '$0 bench --scale 0.1 --compare bench/results/last.json'],
+      ['A quick run: the demo store, statesnap against cp -a, one round', `$0 ${QUICK_RUN}`],
+      ['The same, its result saved as JSON', `$0 ${QUICK_RUN} --json > before.json`],
+      [
+        'Compare with the saved run (exits 1 if a statesnap ratio grew by more than 50 %)',
+        `$0 ${QUICK_RUN} --compare before.json --threshold 0.5`,
+      ],
     ],
   });
 
-  profile = Option.String('--profile', 'oxios', {
-    validator: t.isEnum(STORE_PROFILES),
-    description: `Store to generate: ${STORE_PROFILES.join(', ')}`,
-  });
-  scale = Option.String('--scale', {
-    validator: t.isNumber(),
-    description: 'Multiplies file counts (default 1)',
-  });
-  iterations = Option.String('--iterations', {
-    validator: t.isNumber(),
-    description: 'Rounds, each case once per round (default 3)',
-  });
-  seed = Option.String('--seed', {
-    validator: t.isNumber(),
-    description: 'Seed of the store generator (default 1)',
-  });
-  cases = Option.String('--cases', { description: 'Comma-separated case ids to run (default: all)' });
-  storeDir = Option.String('--store-dir', { description: 'Where the store is generated and reused' });
-  out = Option.String('--out', { description: 'Directory for the JSON, markdown and SVG results' });
-  compare = Option.String('--compare', { description: 'A previous result JSON to compare the ratios with' });
-  threshold = Option.String('--threshold', {
-    validator: t.isNumber(),
-    description: 'Fraction a statesnap ratio may grow before --compare fails (default 0.15)',
-  });
-  current = Option.String('--current', {
-    description: 'With --compare: compare this saved result instead of running the benchmark',
-  });
+  profile = choiceOption('--profile', STORE_PROFILES, 'oxios', 'The store to generate');
+  scale = positiveNumberOption('--scale', 'Multiplies file counts (default 1; 0.1 for a CI smoke run)');
+  iterations = integerOption('--iterations', 1, 'Rounds, each case once per round (default 3)');
+  seed = integerOption('--seed', 0, 'Seed of the store generator (default 1)');
+  cases = textOption(
+    '--cases',
+    'ids',
+    'Comma-separated case ids to run (default: all)',
+    'a comma-separated list of case ids',
+  );
+  storeDir = pathOption('--store-dir', 'dir', 'Where the store is generated and reused');
+  out = pathOption('--out', 'dir', 'Directory for the JSON, markdown and SVG results');
+  compare = pathOption('--compare', 'file', 'A previous result JSON to compare the ratios with');
+  threshold = positiveNumberOption(
+    '--threshold',
+    'Fraction a statesnap ratio may grow before --compare fails (default 0.15)',
+    'fraction',
+  );
+  current = pathOption('--current', 'file', 'With --compare: compare this saved result instead of running');
 
   protected async run(): Promise<number> {
     const suite = await import('../../../bench/suite.js');
     const log = (line: string) => {
       if (!this.quiet) this.context.stderr.write(`${line}\n`);
     };
+    let comparison: ReturnType<typeof suite.compareSavedResults> | undefined;
     if (this.current !== undefined) {
-      const comparison = suite.compareSavedResults(this.compare, this.current, this.threshold);
-      this.printResult(comparison, () => suite.formatComparison(comparison));
-      const regressed = suite.regressionError(comparison);
-      if (regressed) throw regressed;
-      return 0;
+      const saved = suite.compareSavedResults(this.compare, this.current, this.threshold);
+      comparison = saved;
+      this.printOutcome(saved, comparison, () => suite.formatComparison(saved));
+    } else {
+      const run = await suite.runBench({
+        profile: this.profile,
+        scale: this.scale,
+        iterations: this.iterations,
+        seed: this.seed,
+        cases: this.cases?.split(',').filter((id) => id !== ''),
+        storeDir: this.storeDir,
+        outDir: this.out,
+        compare: this.compare,
+        threshold: this.threshold,
+        signal: this.interrupt.signal,
+        onLog: log,
+      });
+      comparison = run.result.comparison;
+      const compared = comparison;
+      this.printOutcome(run.result, comparison, () =>
+        compared === undefined
+          ? suite.formatConsoleTable(run.result)
+          : `${suite.formatConsoleTable(run.result)}\n\n${suite.formatComparison(compared)}`,
+      );
+      log(`wrote ${run.files.json}, ${run.files.markdown} and ${run.files.svg}`);
     }
-    const run = await suite.runBench({
-      profile: this.profile,
-      scale: this.scale,
-      iterations: this.iterations,
-      seed: this.seed,
-      cases: this.cases?.split(',').filter((id) => id !== ''),
-      storeDir: this.storeDir,
-      outDir: this.out,
-      compare: this.compare,
-      threshold: this.threshold,
-      signal: this.interrupt.signal,
-      onLog: log,
-    });
-    const { comparison } = run.result;
-    this.printResult(run.result, () =>
-      comparison === undefined
-        ? suite.formatConsoleTable(run.result)
-        : `${suite.formatConsoleTable(run.result)}\n\n${suite.formatComparison(comparison)}`,
-    );
-    log(`wrote ${run.files.json}, ${run.files.markdown} and ${run.files.svg}`);
     const regressed = suite.regressionError(comparison);
     if (regressed) throw regressed;
     return 0;
+  }
+
+  /** The one result document, carrying the exit code a regression gives (its error line follows on stderr). */
+  private printOutcome(
+    document: object,
+    comparison: { regressions: unknown[] } | undefined,
+    summary: () => string,
+  ): void {
+    const regressed = comparison !== undefined && comparison.regressions.length > 0;
+    this.printResult({ ...document, exitCode: regressed ? 1 : 0 }, summary);
   }
 }

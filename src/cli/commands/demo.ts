@@ -3,17 +3,18 @@
 
 import { mkdirSync, mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { Command, Option } from 'clipanion';
+import { join } from 'node:path';
+import { Command } from 'clipanion';
 import { generateStore } from '../../demo/generator.js';
 import { backup, inspect, StatesnapError } from '../../index.js';
 import { BaseCommand } from '../base-command.js';
+import { optionalPathArgument } from '../options.js';
+import { countOf, describeWarnings, formatNumber, PROGRAM, shellQuote } from '../text.js';
 import { describeBackup } from './backup.js';
 import { describeInspect } from './inspect.js';
 
-function prepareDemoDir(dir: string | undefined): string {
-  if (dir === undefined) return mkdtempSync(join(tmpdir(), 'statesnap-demo-'));
-  const root = resolve(dir);
+function prepareDemoDir(root: string | undefined): string {
+  if (root === undefined) return mkdtempSync(join(tmpdir(), 'statesnap-demo-'));
   mkdirSync(root, { recursive: true });
   if (readdirSync(root).length > 0) {
     throw new StatesnapError('ERR_INVALID_OPTION', `demo directory ${root} is not empty`, { path: root });
@@ -21,51 +22,67 @@ function prepareDemoDir(dir: string | undefined): string {
   return root;
 }
 
+/** What to try next, as commands that run as printed. */
+function nextSteps(root: string, backupDir: string): string {
+  const run = (...args: string[]) => `  ${PROGRAM} ${args.map(shellQuote).join(' ')}`;
+  return [
+    `next (all files are under ${root}):`,
+    run('verify', backupDir),
+    run('restore', backupDir, join(root, 'restored')),
+  ].join('\n');
+}
+
 export class DemoCommand extends BaseCommand {
   static override paths = [['demo']];
   static override usage = Command.Usage({
     description: 'Generate a small Oxios-like store, back it up and inspect the backup',
     details: `
-      Creates \`<dir>/store\` (a few thousand JSON/Markdown files in the Oxios layout, with symlinks, an
-      in-flight temp file and an empty folder among them), backs it up to \`<dir>/backup\` and inspects the
-      result. Without \`dir\`, a new temporary directory is used. Nothing outside \`dir\` is touched.
+      Creates \`<dir>/store\` (about 3,000 JSON/Markdown files in the Oxios layout, with symlinks, in-flight
+      temp files and an empty folder among them), backs it up to \`<dir>/backup\` and inspects the result.
+      \`dir\` must be empty or missing; without it, a new temporary directory is used. Nothing outside it is
+      touched.
+
+      Exit codes: 0 ok, 1 failed, 2 usage error (\`dir\` not empty), 130 interrupted.
     `,
     examples: [
-      ['Run the demo in a temporary directory', '$0 demo'],
-      ['Keep the demo files in ./demo', '$0 demo ./demo'],
+      ['Run the demo in a new temporary directory', '$0 demo'],
+      ['Keep the demo files in ./demo (the store and backup the other examples use)', '$0 demo ./demo'],
     ],
   });
 
-  dir = Option.String({ name: 'dir', required: false });
+  dir = optionalPathArgument('dir');
 
   protected async run(): Promise<number> {
     const root = prepareDemoDir(this.dir);
-    const store = join(root, 'store');
     const say = (text: string) => {
       if (!this.json && !this.quiet) this.context.stdout.write(`${text}\n`);
     };
-    const generated = await generateStore(store, { profile: 'demo' });
+    const generated = await generateStore(join(root, 'store'), { profile: 'demo' });
     say(
-      `generated ${store}: ${generated.files} files, ${generated.symlinks} symlinks, ${generated.tempFiles} temp files`,
+      `generated ${generated.root}: ${countOf(generated.files, 'file')} (${formatNumber(generated.tempFiles)} of them ` +
+        `in-flight temp files), ${countOf(generated.symlinks, 'symlink')}, ${countOf(generated.dirs, 'dir')}`,
     );
     const progress = this.progressLine();
     const backupResult = await backup({
-      source: store,
+      source: generated.root,
       dest: join(root, 'backup'),
       signal: this.interrupt.signal,
       onWarning: this.reportWarning(progress),
     });
     say(describeBackup(backupResult));
     const inspectResult = await inspect({ backup: backupResult.dest, signal: this.interrupt.signal });
-    say(describeInspect(inspectResult));
-    if (this.json) {
-      this.context.stdout.write(
-        `${JSON.stringify({ command: 'demo', generated, backup: backupResult, inspect: inspectResult }, null, 2)}\n`,
-      );
-    }
-    say(
-      `\nnext: statesnap verify ${backupResult.dest}   (or inspect it yourself; all files are under ${root})`,
+    const result = {
+      command: 'demo' as const,
+      dir: root,
+      generated,
+      backup: backupResult,
+      inspect: inspectResult,
+      exitCode: backupResult.exitCode,
+    };
+    return this.printResult(
+      result,
+      () => `${describeInspect(inspectResult)}\n\n${nextSteps(root, backupResult.dest)}`,
+      describeWarnings(backupResult.warnings),
     );
-    return backupResult.exitCode;
   }
 }

@@ -1,8 +1,10 @@
 // `statesnap recover <target>`: finishes or undoes what a killed restore left beside a target.
 
-import { Command, Option } from 'clipanion';
-import { type RecoveryAction, recover } from '../../index.js';
+import { Command } from 'clipanion';
+import { type RecoverResult, type RecoveryAction, recover } from '../../index.js';
 import { BaseCommand } from '../base-command.js';
+import { negatableFlag, pathArgument } from '../options.js';
+import { describeWarnings } from '../text.js';
 
 const ACTION_WORDS: Record<RecoveryAction['action'], string> = {
   'swapped-in': 'finished an interrupted restore into',
@@ -13,6 +15,17 @@ const ACTION_WORDS: Record<RecoveryAction['action'], string> = {
 
 export function describeRecoveryActions(actions: readonly RecoveryAction[]): string {
   return actions.map((action) => `recovered: ${ACTION_WORDS[action.action]} ${action.path}`).join('\n');
+}
+
+function describeRecover(result: RecoverResult): string {
+  const lines = [
+    result.actions.length === 0
+      ? `nothing to recover at ${result.target}`
+      : describeRecoveryActions(result.actions),
+  ];
+  const warnings = describeWarnings(result.warnings);
+  if (warnings) lines.push(warnings);
+  return lines.join('\n');
 }
 
 export class RecoverCommand extends BaseCommand {
@@ -29,13 +42,13 @@ export class RecoverCommand extends BaseCommand {
       Exit codes: 0 ok (also when there was nothing to do), 1 failed, 2 usage error, 3 completed with warnings.
     `,
     examples: [
-      ['Recover a target after a crash', '$0 recover ~/.oxios/state'],
-      ['As JSON', '$0 recover --json /srv/state'],
+      ['Recover a target after a crash (here: nothing to do)', '$0 recover ./demo/store'],
+      ['As JSON', '$0 recover --json ./demo/store'],
     ],
   });
 
-  target = Option.String({ name: 'target' });
-  sync = Option.Boolean('--sync', true, { description: 'Flush the directory after each rename' });
+  target = pathArgument('target');
+  sync = negatableFlag('--sync', 'Do not flush the directory after each rename');
 
   protected async run(): Promise<number> {
     const result = await recover({
@@ -44,11 +57,6 @@ export class RecoverCommand extends BaseCommand {
       signal: this.interrupt.signal,
       onWarning: this.reportWarning(this.progressLine()),
     });
-    this.printResult(result, () =>
-      result.actions.length === 0
-        ? `nothing to recover at ${result.target}`
-        : describeRecoveryActions(result.actions),
-    );
-    return result.exitCode;
+    return this.printResult(result, () => describeRecover(result), describeWarnings(result.warnings));
   }
 }

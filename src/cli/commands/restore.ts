@@ -1,10 +1,11 @@
 // `statesnap restore <backup> <target>`: argument parsing and output only; the work is the library's restore().
 
-import { Command, Option } from 'clipanion';
-import * as t from 'typanion';
+import { Command } from 'clipanion';
 import { type RestoreResult, restore } from '../../index.js';
 import { BaseCommand } from '../base-command.js';
-import { formatBytes, formatCounts } from '../progress-line.js';
+import { choiceOption, flag, negatableFlag, pathArgument, threadsOption } from '../options.js';
+import { formatBytes } from '../progress-line.js';
+import { countOf, describeWarnings, formatCounts } from '../text.js';
 import { describeRecoveryActions } from './recover.js';
 
 export function describeRestore(result: RestoreResult): string {
@@ -14,20 +15,18 @@ export function describeRestore(result: RestoreResult): string {
       ? 'Oxios backup: no hashes to verify'
       : 'hashes not verified (--no-verify)';
   const lines = [
-    `restored ${result.backup} into ${result.target} (${result.mode}): ${result.files.toLocaleString('en-US')} files, ` +
-      `${result.dirs.toLocaleString('en-US')} dirs, ${formatBytes(result.bytes)} in ${(result.durationMs / 1000).toFixed(1)} s (${checked})`,
+    `restored ${result.backup} into ${result.target} (${result.mode}): ${countOf(result.files, 'file')}, ` +
+      `${countOf(result.dirs, 'dir')}, ${formatBytes(result.bytes)} in ${(result.durationMs / 1000).toFixed(1)} s (${checked})`,
   ];
   if (result.rollback) lines.push(`previous state kept at ${result.rollback}`);
   else if (result.createdTarget) lines.push(`created ${result.target}`);
+  else if (result.mode === 'replace') lines.push('previous state removed (--no-keep)');
   if (result.skipped.count > 0) {
     lines.push(`not restored (recorded as skipped): ${formatCounts(result.skipped.byKind)}`);
   }
   if (result.recovered.length > 0) lines.push(describeRecoveryActions(result.recovered));
-  if (result.warnings.count > 0) {
-    lines.push(
-      `completed with ${result.warnings.count} warnings: ${formatCounts(result.warnings.byProblem)}`,
-    );
-  }
+  const warnings = describeWarnings(result.warnings);
+  if (warnings) lines.push(warnings);
   return lines.join('\n');
 }
 
@@ -55,43 +54,40 @@ export class RestoreCommand extends BaseCommand {
       Exit codes: 0 ok, 1 failed (target unchanged), 2 usage error, 3 completed with warnings, 130 interrupted.
     `,
     examples: [
+      ['Restore into a new directory', '$0 restore ./demo/backup ./demo/restored'],
       [
-        'Restore, keeping the previous state as a rollback copy',
-        '$0 restore /backups/oxios-2026-11-23 ~/.oxios/state',
+        'Restore again over it, without keeping the previous state as a rollback copy, as JSON',
+        '$0 restore --no-keep --json ./demo/backup ./demo/restored',
       ],
       [
-        'Copy a backup over a live store, keeping extra files',
-        '$0 restore --mode merge /backups/b ~/.oxios/state',
+        'Copy a backup over a live store, keeping files only the store has',
+        '$0 restore --mode merge ./demo/backup ./demo/store',
       ],
-      ['Restore without a rollback copy, as JSON', '$0 restore --no-keep --json /backups/b /srv/state'],
     ],
   });
 
-  backup = Option.String({ name: 'backup' });
-  target = Option.String({ name: 'target' });
-  mode = Option.String('--mode', 'replace', {
-    validator: t.isEnum(['replace', 'merge'] as const),
-    description:
-      'replace (atomic swap, rollback copy kept) or merge (write over the target, keep extra files)',
-  });
-  verify = Option.Boolean('--verify', true, {
-    description:
-      'Check every file hash before the target changes (--no-verify skips hashing, never the structural checks)',
-  });
-  allowEmpty = Option.Boolean('--allow-empty', false, {
-    description: 'Restore a backup that declares no entries',
-  });
-  keep = Option.Boolean('--keep', true, {
-    description:
-      'Keep the previous target as <target>.pre-restore-<timestamp> (--no-keep removes it after success)',
-  });
-  threads = Option.String('--threads', {
-    validator: t.isNumber(),
-    description: 'Worker threads (default: cores)',
-  });
-  sync = Option.Boolean('--sync', true, {
-    description: 'Flush the restored files to disk before the swap (--no-sync for throwaway copies)',
-  });
+  backup = pathArgument('backup');
+  target = pathArgument('target');
+  mode = choiceOption(
+    '--mode',
+    ['replace', 'merge'],
+    'replace',
+    'replace (atomic swap, rollback copy kept) or merge (write over the target, keep extra files)',
+  );
+  verify = negatableFlag(
+    '--verify',
+    'Do not check file hashes before the target changes (the structural checks always run)',
+  );
+  allowEmpty = flag('--allow-empty', 'Restore a backup that declares no entries');
+  keep = negatableFlag(
+    '--keep',
+    'Remove the previous target (kept as <target>.pre-restore-<timestamp>) after a successful restore',
+  );
+  threads = threadsOption();
+  sync = negatableFlag(
+    '--sync',
+    'Do not flush the restored files to disk before the swap (throwaway copies)',
+  );
 
   protected async run(): Promise<number> {
     const progress = this.progressLine();
@@ -117,7 +113,6 @@ export class RestoreCommand extends BaseCommand {
       onWarning: this.reportWarning(progress),
     });
     progress.clear();
-    this.printResult(result, () => describeRestore(result));
-    return result.exitCode;
+    return this.printResult(result, () => describeRestore(result), describeWarnings(result.warnings));
   }
 }

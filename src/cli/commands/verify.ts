@@ -1,10 +1,17 @@
 // `statesnap verify <backup>`: argument parsing and output only; the work is the library's verify().
 
-import { Command, Option } from 'clipanion';
-import * as t from 'typanion';
+import { Command } from 'clipanion';
 import { type VerifyResult, verify } from '../../index.js';
 import { BaseCommand } from '../base-command.js';
-import { formatBytes, formatCounts } from '../progress-line.js';
+import { pathArgument, threadsOption } from '../options.js';
+import { formatBytes } from '../progress-line.js';
+import { countOf, formatCounts, formatNumber } from '../text.js';
+
+/** The verdict in one line: `backup /b FAILED: 2 problems (1 missing, 1 corrupt)`. */
+function verdict(result: VerifyResult): string {
+  if (result.ok) return `backup ${result.backup} OK`;
+  return `backup ${result.backup} FAILED: ${countOf(result.problems.count, 'problem')} (${formatCounts(result.problems.byProblem)})`;
+}
 
 export function describeVerify(result: VerifyResult): string {
   const how = result.hashesChecked
@@ -12,15 +19,13 @@ export function describeVerify(result: VerifyResult): string {
     : result.kind === 'oxios'
       ? 'made by Oxios: hashes unavailable; manifest, section counts and readability checked'
       : 'manifest unusable';
-  const counts = `${result.files.toLocaleString('en-US')} files, ${result.dirs.toLocaleString('en-US')} dirs, ${formatBytes(result.bytes)}`;
-  if (result.ok) return `backup ${result.backup} OK: ${counts} (${how})`;
-  const lines = [
-    `backup ${result.backup} FAILED: ${result.problems.count} problems (${formatCounts(result.problems.byProblem)}); ${counts} matched (${how})`,
-  ];
+  const counts = `${countOf(result.files, 'file')}, ${countOf(result.dirs, 'dir')}, ${formatBytes(result.bytes)}`;
+  if (result.ok) return `${verdict(result)}: ${counts} (${how})`;
+  const lines = [`${verdict(result)}; ${counts} matched (${how})`];
   for (const problem of result.problems.list)
     lines.push(`  ${problem.problem.padEnd(10)} ${problem.path}: ${problem.message}`);
   const more = result.problems.count - result.problems.list.length;
-  if (more > 0) lines.push(`  … and ${more} more`);
+  if (more > 0) lines.push(`  … and ${formatNumber(more)} more`);
   return lines.join('\n');
 }
 
@@ -40,16 +45,13 @@ export class VerifyCommand extends BaseCommand {
       130 interrupted.
     `,
     examples: [
-      ['Verify a backup', '$0 verify /backups/oxios-2026-11-23'],
-      ['As JSON, for a script', '$0 verify --json /backups/oxios-2026-11-23'],
+      ['Verify a backup', '$0 verify ./demo/backup'],
+      ['As JSON, for a script', '$0 verify --json ./demo/backup'],
     ],
   });
 
-  backup = Option.String({ name: 'backup' });
-  threads = Option.String('--threads', {
-    validator: t.isNumber(),
-    description: 'Worker threads (default: cores)',
-  });
+  backup = pathArgument('backup');
+  threads = threadsOption();
 
   protected async run(): Promise<number> {
     const progress = this.progressLine();
@@ -68,7 +70,6 @@ export class VerifyCommand extends BaseCommand {
         }),
     });
     progress.clear();
-    this.printResult(result, () => describeVerify(result));
-    return result.exitCode;
+    return this.printResult(result, () => describeVerify(result), result.ok ? undefined : verdict(result));
   }
 }

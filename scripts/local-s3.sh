@@ -78,12 +78,18 @@ DAEMONS=(mon.a osd.0 client.rgw)
 
 ceph_cli() { timeout 30 ceph -c "$CONF" "$@"; }
 
+# A killed daemon can stay a zombie for a while (nothing here reaps it at once): it is not running.
+is_alive() {
+  local state
+  state=$(sed -n 's/^State:[[:space:]]*\(.\).*/\1/p' "/proc/$1/status" 2>/dev/null) && [ -n "$state" ] && [ "$state" != Z ]
+}
+
 pid_of() {
   local file=$STATE_DIR/run/$1.pid pid
   [ -s "$file" ] || return 1
   pid=$(<"$file")
   # A pid file can outlive its daemon and the pid be reused: only a live process of that name counts.
-  [ -r "/proc/$pid/comm" ] || return 1
+  is_alive "$pid" || return 1
   case $(<"/proc/$pid/comm") in ceph-mon | ceph-osd | radosgw) echo "$pid" ;; *) return 1 ;; esac
 }
 
@@ -281,18 +287,16 @@ cmd_start() {
 
 osd_up() { ceph_cli osd dump 2>/dev/null | grep -q '^osd\.0 up'; }
 
+# SIGKILL: the state is deleted or kept only for its logs, so a clean shutdown (seconds) buys nothing.
 stop_daemons() {
   local daemon pid pids=()
-  # radosgw first: it is a client of the other two and would otherwise wait on them while shutting down.
-  for daemon in client.rgw osd.0 mon.a; do
+  for daemon in "${DAEMONS[@]}"; do
     pid=$(pid_of "$daemon") || continue
-    kill -TERM "$pid" 2>/dev/null || true
+    kill -KILL "$pid" 2>/dev/null || true
     pids+=("$pid")
   done
-  local deadline=$((SECONDS + 15))
   for pid in "${pids[@]}"; do
-    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
-    kill -KILL "$pid" 2>/dev/null || true
+    while is_alive "$pid"; do sleep 0.1; done
   done
 }
 

@@ -127,7 +127,7 @@ wait_until() {
   local deadline=$((SECONDS + seconds))
   until "$@" >/dev/null 2>&1; do
     if [ $SECONDS -ge $deadline ]; then
-      say "$what did not happen within $seconds s; last lines of $log:"
+      say "timed out after $seconds s waiting for $what; last lines of $log:"
       tail -n 15 "$log" >&2 2>/dev/null || true
       return 1
     fi

@@ -1,0 +1,160 @@
+// The change rule of an incremental snapshot: whether a source file may be hard-linked from the previous
+// backup, must be read and hashed first, or must be copied. Decided from the source's lstat against the
+// previous backup's index entry, never from the stat of the previous backup's own file (a hard link
+// changes that file's ctime, and its mode is what the previous backup restores).
+
+/** What the walk's lstat says about a regular file of the source. */
+export interface SourceIdentity {
+  size: number;
+  /** Permission bits (`st_mode & 0o7777`). */
+  mode: number;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+  ino: bigint;
+}
+
+/**
+ * The previous backup's index entry at the same path, as recorded. Indexes written before identity was
+ * recorded lack `ino`/`ctimeNs`; a backup without an index (made by Oxios) is described by the lstat of its
+ * files, so it has neither those nor a `sha256`.
+ */
+export interface PreviousEntry {
+  type: 'file' | 'dir' | 'symlink' | 'fifo' | 'socket' | 'char-device' | 'block-device';
+  size?: number;
+  mode?: number;
+  mtimeNs?: bigint;
+  ctimeNs?: bigint;
+  ino?: bigint;
+  sha256?: string;
+}
+
+export interface ChangeRuleOptions {
+  /**
+   * When the previous backup started (ns since the epoch); undefined when its manifest does not say, which
+   * makes every file racy.
+   */
+  previousStartNs: bigint | undefined;
+  /** Files changed this close before the previous start may have changed again within one timestamp tick. */
+  racyMarginNs: bigint;
+  /** Leave the inode number out of the comparison (the store was restored or moved). */
+  ignoreInode: boolean;
+  /** Leave the ctime out of the comparison (the store was restored or moved). */
+  ignoreCtime: boolean;
+  /** Hash every file whose size and mode are unchanged and link only on an equal hash. */
+  checksum: boolean;
+}
+
+/**
+ * Timestamp granularity the racy test allows for: filesystems stamp files from a clock that lags the
+ * process's clock by up to one tick (a jiffy on Linux), and some store whole seconds (HFS+) or two-second
+ * steps (FAT). Files changed within this margin before the previous backup began are hashed, never linked
+ * on metadata alone.
+ */
+export const DEFAULT_RACY_MARGIN_NS = 2_000_000_000n;
+
+export type ChangeDecision =
+  /** Every identity field matches and the file was not racy: link without reading it. */
+  | { action: 'link'; reason: 'unchanged' }
+  /** Read and hash the source; link if the hash equals the previous one, else copy what was read. */
+  | { action: 'hash-then-link'; reason: 'racy' | 'no-identity' | 'checksum' }
+  | {
+      action: 'copy';
+      reason:
+        | 'new'
+        | 'type-changed'
+        | 'size-changed'
+        /** Never link across a mode change: an older backup's inode must keep its mode. */
+        | 'mode-changed'
+        | 'mtime-changed'
+        | 'inode-changed'
+        | 'ctime-changed';
+    };
+
+export function decideChange(
+  source: SourceIdentity,
+  previous: PreviousEntry | undefined,
+  options: ChangeRuleOptions,
+): ChangeDecision {
+  if (previous === undefined) return { action: 'copy', reason: 'new' };
+  if (previous.type !== 'file') return { action: 'copy', reason: 'type-changed' };
+  if (previous.size !== source.size) return { action: 'copy', reason: 'size-changed' };
+  if (previous.mode !== source.mode) return { action: 'copy', reason: 'mode-changed' };
+  if (options.checksum) return { action: 'hash-then-link', reason: 'checksum' };
+  if (
+    previous.mtimeNs === undefined ||
+    (previous.ctimeNs === undefined && !options.ignoreCtime) ||
+    (previous.ino === undefined && !options.ignoreInode)
+  ) {
+    return { action: 'hash-then-link', reason: 'no-identity' };
+  }
+  if (microseconds(previous.mtimeNs) !== microseconds(source.mtimeNs)) {
+    return { action: 'copy', reason: 'mtime-changed' };
+  }
+  // Inode before ctime: a replaced file (renamed over) has both new, and "another file" is the better reason.
+  if (!options.ignoreInode && previous.ino !== source.ino) return { action: 'copy', reason: 'inode-changed' };
+  if (!options.ignoreCtime && previous.ctimeNs !== source.ctimeNs) {
+    return { action: 'copy', reason: 'ctime-changed' };
+  }
+  if (isRacy(previous, options)) return { action: 'hash-then-link', reason: 'racy' };
+  return { action: 'link', reason: 'unchanged' };
+}
+
+/**
+ * mtimes compare to the microsecond: Node sets timestamps through libuv, which keeps microseconds, so a store
+ * restored by statesnap (or any Node tool) carries each mtime truncated to its microsecond. Nothing real is
+ * lost: a write after a backup that found the file non-racy moves its mtime by at least the racy margin.
+ */
+function microseconds(ns: bigint): bigint {
+  return ns / 1000n;
+}
+
+/**
+ * Whether the recorded timestamps are too close to (or after) the previous backup's start to prove that a
+ * later write would have moved them. An ignored ctime is not consulted: after a restore every ctime is new,
+ * which is why the user asked to ignore it.
+ */
+function isRacy(previous: PreviousEntry, options: ChangeRuleOptions): boolean {
+  if (options.previousStartNs === undefined) return true;
+  const threshold = options.previousStartNs - options.racyMarginNs;
+  if (previous.mtimeNs !== undefined && previous.mtimeNs >= threshold) return true;
+  return !options.ignoreCtime && previous.ctimeNs !== undefined && previous.ctimeNs >= threshold;
+}
+
+/**
+ * The `link()` failures after which the file is copied instead (and counted, not warned about): the inode
+ * has reached the filesystem's link limit (EMLINK: 65,000 on ext4), the previous backup is on another
+ * filesystem (EXDEV), the filesystem or its protections refuse hard links (EPERM, ENOTSUP/EOPNOTSUPP), or
+ * the previous file vanished (ENOENT).
+ */
+export const LINK_FALLBACK_CODES: ReadonlySet<string> = new Set([
+  'EMLINK',
+  'EXDEV',
+  'EPERM',
+  'ENOTSUP',
+  'EOPNOTSUPP',
+  'ENOENT',
+]);
+
+/** What the lstat of a freshly made link says about the inode it shares with the previous backup. */
+export interface LinkedFileStat {
+  isFile: boolean;
+  size: number;
+  /** Permission bits. */
+  mode: number;
+}
+
+/**
+ * Why the file a new link points to is not the one the previous index describes, or null if it is. The
+ * check runs on the new link, after `link()`: whatever was linked is exactly what is checked, with no window
+ * for the previous file to be swapped in between (`link()` never follows a symlink at its source, so a
+ * symlink planted in the previous backup arrives here as a non-file).
+ */
+export function linkedFileMismatch(
+  linked: LinkedFileStat,
+  previous: PreviousEntry,
+): 'not-a-file' | 'size-differs' | 'mode-differs' | null {
+  if (!linked.isFile) return 'not-a-file';
+  if (linked.size !== previous.size) return 'size-differs';
+  if (linked.mode !== previous.mode) return 'mode-differs';
+  return null;
+}

@@ -1,15 +1,16 @@
 // The import structure statesnap keeps (README, "Architecture"), checked by `npm run lint`.
-// Layers, low to high: core ← format ← read ← backup, restore, demo (the stages) ← cli (with src/index.ts,
-// the public facade). A folder imports only from layers below it, never from a sibling at its own layer.
+// Layers, low to high: core ← format ← read ← backup, restore, demo (the stages) ← snapshot (repositories of
+// backups) ← cli (with src/index.ts, the public facade). A folder imports only from layers below it, never from a sibling at its own layer.
 
 /** Folders a layer must not import: every layer above it, and the stages beside it. */
 const ABOVE = {
-  core: ['format', 'read', 'backup', 'restore', 'demo', 'cli'],
-  format: ['read', 'backup', 'restore', 'demo', 'cli'],
-  read: ['backup', 'restore', 'demo', 'cli'],
-  backup: ['restore', 'demo', 'cli'],
-  restore: ['backup', 'demo', 'cli'],
-  demo: ['backup', 'restore', 'cli'],
+  core: ['format', 'read', 'backup', 'restore', 'demo', 'snapshot', 'cli'],
+  format: ['read', 'backup', 'restore', 'demo', 'snapshot', 'cli'],
+  read: ['backup', 'restore', 'demo', 'snapshot', 'cli'],
+  backup: ['restore', 'demo', 'snapshot', 'cli'],
+  restore: ['backup', 'demo', 'snapshot', 'cli'],
+  demo: ['backup', 'restore', 'snapshot', 'cli'],
+  snapshot: ['cli'],
 };
 
 const layerRules = Object.entries(ABOVE).map(([layer, above]) => ({

@@ -103,6 +103,9 @@ describe('decideChange on real changes', () => {
     const path = join(dir, 'fact.json');
     writeFileSync(path, '{"a":1}');
     const entry = recorded(path);
+    // ctimes come from the kernel's coarse clock (a few ms per tick): let it move on, or the replacement can
+    // carry the very ctime the entry recorded (that case is the racy rule's, tested below).
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
     const temp = join(dir, 'fact.json.123.tmp');
     writeFileSync(temp, '{"a":2}');
     touchReference(path, temp);

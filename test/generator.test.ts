@@ -195,11 +195,9 @@ describe('generateStore', () => {
     expectTotals(store, root);
   });
 
-  it('demo: ~3,000 files, 3 temp files, 4 symlink kinds, an empty dir and odd names, in well under 2 s', async () => {
+  it('demo: ~3,000 files, 3 temp files, 4 symlink kinds, an empty dir and odd names', async () => {
     const root = tempRoot();
-    const started = performance.now();
     const store = await generateStore(root, { profile: 'demo' });
-    expect(performance.now() - started).toBeLessThan(2_000);
     expect(store.files).toBeGreaterThan(2_500);
     expect(store.files).toBeLessThan(3_500);
     expect(tempFiles(root)).toHaveLength(3);

@@ -165,6 +165,11 @@ describe('bench suite end to end (timings not asserted)', () => {
     expect(run.exitCode).toBe(0);
     expect(run.stderr).not.toContain('generating');
     expect(run.stdout).toMatch(/^demo store at scale 0\.2/);
+    // The table: a header naming each figure and each baseline, then a row per case.
+    expect(run.stdout).toMatch(/^case +median s +min–max s +files\/s +MB\/s +× cp -a +× du -sb$/m);
+    for (const label of ['cp -a', 'du -sb', 'planner walk']) {
+      expect(run.stdout).toMatch(new RegExp(`^${label} +\\d+\\.\\d\\d +`, 'm'));
+    }
     expect(run.stdout).toContain('planner walk ≤ 2× du -sb');
     const [written] = readdirSync(outDir).filter((name) => name.endsWith('.json'));
     const latest = JSON.parse(readFileSync(join(outDir, written!), 'utf8')) as BenchResult;

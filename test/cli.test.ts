@@ -147,6 +147,18 @@ describe('help', () => {
     expect(JSON.parse(positive.stdout).synced).toBe(true);
     const negative = await runCli(['backup', '--json', '--no-sync', source, join(root, 'b')]);
     expect(JSON.parse(negative.stdout).synced).toBe(false);
+    const restored = await runCli([
+      'restore',
+      '--json',
+      '--verify',
+      '--keep',
+      '--sync',
+      join(root, 'a'),
+      join(root, 'r'),
+    ]);
+    expect(restored.exitCode, restored.stderr).toBe(0);
+    expect(JSON.parse(restored.stdout)).toMatchObject({ verified: true, synced: true });
+    expect((await runCli(['recover', '--json', '--sync', join(root, 'r')])).exitCode).toBe(0);
   });
 });
 
@@ -343,7 +355,7 @@ describe('--json prints exactly one JSON document when a command fails or is ref
   });
 });
 
-/** Every string under a key that names a path on this machine (paths inside a backup are relative to it). */
+/** Every string under a key that names a path of the filesystem (paths inside a backup are relative to it). */
 function machinePaths(value: unknown, key = ''): string[] {
   if (typeof value === 'string')
     return ['source', 'dest', 'backup', 'target', 'root', 'dir', 'rollback', 'path', 'file'].includes(key)

@@ -149,6 +149,16 @@ describe('round trip: backup → restore', () => {
     const result = await restore({ backup: backupDir, target, verify: false });
     expect(result.verified).toBe(false);
     expect(fingerprintTree(target)).toEqual(expectedFingerprint(source));
+    // A backup file one byte longer than its index says is refused even without the hash check.
+    const grown = join(backupDir, 'seeds/b.md');
+    writeFileSync(grown, `${readFileSync(grown, 'utf8')}!`);
+    const elsewhere = join(root, 'elsewhere');
+    await expect(restore({ backup: backupDir, target: elsewhere, verify: false })).rejects.toMatchObject({
+      code: 'ERR_BACKUP_CORRUPT',
+      path: grown,
+    });
+    expect(existsSync(elsewhere)).toBe(false);
+    expect(restoreSiblings(elsewhere)).toEqual([]);
   });
 });
 

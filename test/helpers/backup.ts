@@ -114,12 +114,20 @@ export function siblingsOf(dest: string): string[] {
   return readdirSync(dirname(dest)).filter((name) => name.startsWith(prefix));
 }
 
+/**
+ * @deprecated a fixed delay is a guess at how far a run got: stop it at a pause point (./pause.ts) instead.
+ * Kept while tests on other branches still call it.
+ */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolveSleep) => setTimeout(resolveSleep, ms));
+}
+
 /** Resolves once `check()` is true, polling every few ms; rejects after `timeoutMs`. */
 export async function waitFor(check: () => boolean, timeoutMs = 20_000, what = 'condition'): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (!check()) {
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolveTick) => setTimeout(resolveTick, 2));
+    await sleep(2);
   }
 }
 

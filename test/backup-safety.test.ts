@@ -331,13 +331,19 @@ describe('a killed backup', () => {
     });
   }
 
-  it('kill -9 of --force after the old backup was renamed aside: the next run puts it back', async () => {
+  /** A backup --force over an old backup, killed (kill -9) at `point`. */
+  async function forceKilledAt(point: string): Promise<{ source: string; dest: string }> {
     const root = tempDir();
     const source = await smallStore(root);
     const dest = await oldBackup(root);
-    const running = startPausedCli(['backup', '--force', source, dest], ['after-rename-aside']);
-    await running.reached('after-rename-aside');
-    await running.kill();
+    const running = startPausedCli(['backup', '--force', source, dest], [point]);
+    await running.reached(point);
+    expect((await running.kill()).signal).toBe('SIGKILL');
+    return { source, dest };
+  }
+
+  it('kill -9 of --force after the old backup was renamed aside: the next run puts it back', async () => {
+    const { source, dest } = await forceKilledAt('after-rename-aside');
     expect(existsSync(dest)).toBe(false);
     expectTree(siblingFor(dest, 'replaced'), OLD_BACKUP);
     expectBackupConsistent(siblingFor(dest, 'partial'));
@@ -351,12 +357,7 @@ describe('a killed backup', () => {
   });
 
   it('kill -9 of --force once the new backup is in place: the next run removes the old one', async () => {
-    const root = tempDir();
-    const source = await smallStore(root);
-    const dest = await oldBackup(root);
-    const running = startPausedCli(['backup', '--force', source, dest], ['published']);
-    await running.reached('published');
-    await running.kill();
+    const { source, dest } = await forceKilledAt('published');
     const published = fingerprintTree(dest);
     expectBackupConsistent(dest);
     expectTree(siblingFor(dest, 'replaced'), OLD_BACKUP);

@@ -260,38 +260,30 @@ describe('kill -9 of a real restore at each of its points', () => {
     actions(target: string, view: SwapView): Array<{ action: string; path: string }>;
   }
 
-  const beforeTheJournal = {
+  /** A point before the journal: the target untouched, only a staging tree beside it, holding what `check` expects. */
+  const beforeTheJournal = (point: () => string, check: (staging: TreePrint) => void): KillPoint => ({
+    point,
+    atPause(target, view) {
+      expect(fingerprintTree(target)).toEqual(fixture.prints.A);
+      expect(view).toEqual({ staging: expect.any(String) });
+      check(fingerprintTree(view.staging!));
+    },
     recovered: 'A',
-    actions: (_target: string, view: SwapView) => [{ action: 'removed-stale', path: view.staging! }],
-  } as const;
+    actions: (_target, view) => [{ action: 'removed-stale', path: view.staging! }],
+  });
   const points: Record<string, KillPoint> = {
-    'staging-created: an empty staging tree beside the untouched target': {
-      point: () => 'staging-created',
-      atPause(target, view) {
-        expect(fingerprintTree(target)).toEqual(fixture.prints.A);
-        expect(fingerprintTree(view.staging!)).toEqual({});
-        expect(view).toEqual({ staging: expect.any(String) });
-      },
-      ...beforeTheJournal,
-    },
-    'copying, half the files done: a partial staging tree, the target untouched': {
-      point: () => `copying:${halfOfB()}`,
-      atPause(target, view) {
-        expect(fingerprintTree(target)).toEqual(fixture.prints.A);
-        expect(countFiles(fingerprintTree(view.staging!))).toBeGreaterThanOrEqual(halfOfB());
-        expect(view).toEqual({ staging: expect.any(String) });
-      },
-      ...beforeTheJournal,
-    },
-    'staging-flushed: the whole new tree in staging, no journal yet, the target untouched': {
-      point: () => 'staging-flushed',
-      atPause(target, view) {
-        expect(fingerprintTree(target)).toEqual(fixture.prints.A);
-        expect(fingerprintTree(view.staging!)).toEqual(fixture.prints.B);
-        expect(view).toEqual({ staging: expect.any(String) });
-      },
-      ...beforeTheJournal,
-    },
+    'staging-created: an empty staging tree beside the untouched target': beforeTheJournal(
+      () => 'staging-created',
+      (staging) => expect(staging).toEqual({}),
+    ),
+    'copying, half the files done: a partial staging tree, the target untouched': beforeTheJournal(
+      () => `copying:${halfOfB()}`,
+      (staging) => expect(countFiles(staging)).toBeGreaterThanOrEqual(halfOfB()),
+    ),
+    'staging-flushed: the whole new tree in staging, no journal yet, the target untouched': beforeTheJournal(
+      () => 'staging-flushed',
+      (staging) => expect(staging).toEqual(fixture.prints.B),
+    ),
     'journal-written: the journal names the finished staging tree; the target untouched': {
       point: () => 'journal-written',
       atPause(target, view) {

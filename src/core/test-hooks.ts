@@ -4,7 +4,7 @@
 
 import { appendFileSync, writeSync } from 'node:fs';
 
-export const PAUSE_PHASES = [
+const PAUSE_PHASES = [
   // backup
   'partial-created',
   'index-sealed',
@@ -21,7 +21,7 @@ export const PAUSE_PHASES = [
   // both: after a batch of the copy, once at least N files are done (`copying:N`, default 1)
   'copying',
 ] as const;
-export type PausePhase = (typeof PAUSE_PHASES)[number];
+type PausePhase = (typeof PAUSE_PHASES)[number];
 
 type Pause = (phase: PausePhase, filesDone?: number) => void;
 

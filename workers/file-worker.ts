@@ -28,6 +28,7 @@ import type {
   HashTask,
   PlainError,
   TaskResult,
+  WorkerRequest,
   WorkerTask,
 } from '../src/core/protocol.js';
 import { utimeSeconds } from '../src/core/protocol.js';
@@ -55,6 +56,13 @@ class FileFailure extends Error {
   ) {
     super(message);
   }
+}
+
+/** The main thread raised the stop flag: ends the batch, never becomes a file's outcome. */
+class RunStopped extends Error {}
+
+function throwIfStopped(stop: Int32Array): void {
+  if (Atomics.load(stop, 0) !== 0) throw new RunStopped('the run is stopping');
 }
 
 function toPlainError(error: unknown): PlainError {
@@ -181,6 +189,7 @@ function transfer(
   fd: number,
   destPath: string,
   op: FileOp,
+  stop: Int32Array,
 ): { stat: BigIntStats; attributes: CopyAttributes; hash: string } {
   const stat = fstatSync(fd, { bigint: true });
   if (!stat.isFile()) throw new FileFailure('not-regular', 'is no longer a regular file');
@@ -207,6 +216,7 @@ function transfer(
       const hasher = createHash('sha256');
       let total = 0;
       for (;;) {
+        throwIfStopped(stop);
         const n = readSource(fd, 0, CHUNK_SIZE);
         if (n === 0) break;
         total += n;
@@ -226,7 +236,7 @@ function transfer(
     return { stat, attributes, hash: digest };
   } catch (error) {
     if (dest) abandonDest(dest);
-    if (error instanceof FileFailure) throw error;
+    if (error instanceof FileFailure || error instanceof RunStopped) throw error;
     throw destFailure(error);
   }
 }
@@ -247,7 +257,7 @@ function abandonDest(dest: OpenDest): void {
   } catch {}
 }
 
-function copyOne(task: CopyTask, op: FileOp): FileOutcome {
+function copyOne(task: CopyTask, op: FileOp, stop: Int32Array): FileOutcome {
   // Plain concatenation: `rel` is already a validated relative path, and path.join's normalising costs
   // measurable time per file.
   const sourcePath = `${task.from.root}/${op.rel}`;
@@ -257,7 +267,7 @@ function copyOne(task: CopyTask, op: FileOp): FileOutcome {
       const fd = openSource(sourcePath);
       try {
         assertConfined(fd, task.from.confineTo, 'source');
-        const { stat, attributes, hash: digest } = transfer(task, fd, destPath, op);
+        const { stat, attributes, hash: digest } = transfer(task, fd, destPath, op, stop);
         return {
           ok: true,
           rel: op.rel,
@@ -278,7 +288,7 @@ function copyOne(task: CopyTask, op: FileOp): FileOutcome {
   }
 }
 
-function hashOne(task: HashTask, op: FileOp): FileOutcome {
+function hashOne(task: HashTask, op: FileOp, stop: Int32Array): FileOutcome {
   try {
     const fd = openSource(join(task.from.root, op.rel));
     try {
@@ -294,6 +304,7 @@ function hashOne(task: HashTask, op: FileOp): FileOutcome {
       const hasher = createHash('sha256');
       let total = 0;
       for (;;) {
+        throwIfStopped(stop);
         const n = readSync(fd, buffer, 0, CHUNK_SIZE, null);
         if (n === 0) break;
         total += n;
@@ -309,6 +320,7 @@ function hashOne(task: HashTask, op: FileOp): FileOutcome {
       closeSync(fd);
     }
   } catch (error) {
+    if (error instanceof RunStopped) throw error;
     if (!(error instanceof FileFailure)) {
       return {
         ok: false,
@@ -322,21 +334,29 @@ function hashOne(task: HashTask, op: FileOp): FileOutcome {
   }
 }
 
-/** The operation of each task kind, applied to every file of a batch. */
-const OPERATIONS: {
-  [Kind in WorkerTask['kind']]: (task: Extract<WorkerTask, { kind: Kind }>, op: FileOp) => FileOutcome;
-} = { copy: copyOne, hash: hashOne };
+type Operation<T extends WorkerTask> = (task: T, op: FileOp, stop: Int32Array) => FileOutcome;
 
-export default function runTask(task: WorkerTask): TaskResult {
-  const operation = OPERATIONS[task.kind] as (task: WorkerTask, op: FileOp) => FileOutcome;
+/** The operation of each task kind, applied to every file of a batch. */
+const OPERATIONS: { [Kind in WorkerTask['kind']]: Operation<Extract<WorkerTask, { kind: Kind }>> } = {
+  copy: copyOne,
+  hash: hashOne,
+};
+
+export default function runTask({ task, stop }: WorkerRequest): TaskResult {
+  const operation = OPERATIONS[task.kind] as Operation<WorkerTask>;
   const outcomes: FileOutcome[] = [];
   let bytes = 0;
-  for (const op of task.files) {
-    const outcome = operation(task, op);
-    outcomes.push(outcome);
-    if (outcome.ok) bytes += outcome.size;
-    // A destination that cannot be written (ENOSPC, EROFS, EIO) dooms the whole run: stop the batch early.
-    if (!outcome.ok && outcome.problem === 'dest-failed') break;
+  try {
+    for (const op of task.files) {
+      throwIfStopped(stop);
+      const outcome = operation(task, op, stop);
+      outcomes.push(outcome);
+      if (outcome.ok) bytes += outcome.size;
+      // A destination that cannot be written (ENOSPC, EROFS, EIO) dooms the whole run: stop the batch early.
+      if (!outcome.ok && outcome.problem === 'dest-failed') break;
+    }
+  } catch (error) {
+    if (!(error instanceof RunStopped)) throw error;
   }
   return { outcomes, bytes };
 }

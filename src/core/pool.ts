@@ -1,10 +1,11 @@
 // Drives the piscina pool of file workers: groups planned files into batches, keeps the amount of work in
-// flight bounded (p-limit plus a wait on the producer), and hands each batch's outcomes back in completion order.
+// flight bounded (p-limit plus a wait on the producer), stops the workers between files when the run stops,
+// and hands each batch's outcomes back in completion order.
 
 import pLimit, { type LimitFunction } from 'p-limit';
 import { Piscina } from 'piscina';
 import { abortError } from './errors.js';
-import type { FileOp, TaskResult, WorkerTask } from './protocol.js';
+import type { FileOp, TaskResult, WorkerRequest, WorkerTask } from './protocol.js';
 
 const WORKER_FILE = new URL('../../workers/file-worker.js', import.meta.url).href;
 
@@ -24,7 +25,7 @@ const BATCH_MAX_BYTES = 8 * 1024 * 1024;
 const LARGE_FILE_BYTES = 4 * 1024 * 1024;
 
 export class WorkerPool {
-  readonly #piscina: Piscina<WorkerTask, TaskResult>;
+  readonly #piscina: Piscina<WorkerRequest, TaskResult>;
 
   constructor(threads: number) {
     this.#piscina = new Piscina({
@@ -37,8 +38,8 @@ export class WorkerPool {
     });
   }
 
-  run(task: WorkerTask): Promise<TaskResult> {
-    return this.#piscina.run(task);
+  run(task: WorkerTask, stop: Int32Array): Promise<TaskResult> {
+    return this.#piscina.run({ task, stop });
   }
 
   async close(): Promise<void> {
@@ -64,6 +65,8 @@ export class BatchDispatcher {
   readonly #options: BatchDispatcherOptions;
   readonly #limit: LimitFunction;
   readonly #running = new Set<Promise<void>>();
+  // Raised (element 0 set) when `signal` fires: the workers see it between files and chunks.
+  readonly #stop = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
   #batch: FileOp[] = [];
   #batchBytes = 0;
   #failure: unknown;
@@ -73,6 +76,9 @@ export class BatchDispatcher {
     this.#options = options;
     // Two batches per thread in flight: one running, one already posted, so no worker waits on the main thread.
     this.#limit = pLimit(options.threads * 2);
+    const raiseStop = () => Atomics.store(this.#stop, 0, 1);
+    if (options.signal.aborted) raiseStop();
+    else options.signal.addEventListener('abort', raiseStop, { once: true });
   }
 
   add(file: FileOp): undefined | Promise<void> {
@@ -108,10 +114,10 @@ export class BatchDispatcher {
     const { pool, signal, makeTask, onResult } = this.#options;
     const run = this.#limit(async () => {
       if (signal.aborted) throw abortError(signal);
-      // A running batch is never cut short: piscina would terminate its worker while it may still be writing
-      // into a tree the caller is about to remove (or leave a temp file in a merge target). A batch is bounded
-      // (BATCH_MAX_FILES / BATCH_MAX_BYTES / one large file), so letting it finish costs milliseconds.
-      onResult(await pool.run(makeTask(files)));
+      // A running batch is stopped by its own worker (the stop flag), which removes the file it was writing:
+      // piscina's abort would terminate the thread, leaking its descriptors and leaving a file half-written in
+      // a tree the caller is about to remove (or a temp file in a merge target).
+      onResult(await pool.run(makeTask(files), this.#stop));
     }).catch((error: unknown) => {
       if (!this.#hasFailed) {
         this.#hasFailed = true;

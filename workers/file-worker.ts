@@ -143,6 +143,8 @@ function writeAll(fd: number, data: Buffer, length: number): void {
 
 interface OpenDest {
   fd: number;
+  /** False from the moment the descriptor is handed to close(): it is never closed twice (see closeDest). */
+  open: boolean;
   /** The file this open created: the destination itself, or a temp file beside it (`replace`). */
   createdPath: string;
   tempPath: string | null;
@@ -172,7 +174,7 @@ function openDest(task: CopyTask, destPath: string, mode: number): OpenDest {
     unlinkSync(tempPath ?? destPath);
     throw error instanceof FileFailure ? new FileFailure('dest-failed', error.message) : error;
   }
-  return { fd, createdPath: tempPath ?? destPath, tempPath, modeSet: (mode & ~umask) === mode };
+  return { fd, open: true, createdPath: tempPath ?? destPath, tempPath, modeSet: (mode & ~umask) === mode };
 }
 
 function destFailure(error: unknown): FileFailure {
@@ -244,13 +246,23 @@ function transfer(
 function finishDest(dest: OpenDest, destPath: string, attributes: CopyAttributes): void {
   if (!dest.modeSet) fchmodSync(dest.fd, attributes.mode);
   futimesSync(dest.fd, utimeSeconds(attributes.atimeNs), utimeSeconds(attributes.mtimeNs));
-  closeSync(dest.fd);
+  closeDest(dest);
   if (dest.tempPath) renameSync(dest.tempPath, destPath);
+}
+
+/**
+ * Closes the destination's descriptor exactly once, even when close() itself fails (Linux releases the
+ * descriptor anyway): every thread of the process shares one descriptor table, so a second close() of the
+ * same number could close a file another worker has just opened.
+ */
+function closeDest(dest: OpenDest): void {
+  dest.open = false;
+  closeSync(dest.fd);
 }
 
 function abandonDest(dest: OpenDest): void {
   try {
-    closeSync(dest.fd);
+    if (dest.open) closeDest(dest);
   } catch {}
   try {
     unlinkSync(dest.createdPath);

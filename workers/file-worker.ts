@@ -10,6 +10,7 @@ import {
   constants,
   fchmodSync,
   fstatSync,
+  ftruncateSync,
   futimesSync,
   openSync,
   readlinkSync,
@@ -40,6 +41,10 @@ const WHOLE_FILE_LIMIT = 1 << 20;
 const CHUNK_SIZE = 1 << 20;
 // One extra byte so a file that grew while being read is noticed without a second stat.
 const buffer = Buffer.allocUnsafe(WHOLE_FILE_LIMIT + 1);
+// In the copy of a sparse file, a block of zeros becomes a hole: 4 KiB is the block (and page) size of the
+// common Linux filesystems, the smallest hole most of them can make.
+const HOLE_BLOCK = 4096;
+const ZERO_BLOCK = Buffer.alloc(HOLE_BLOCK);
 
 // O_NONBLOCK: a file swapped for a FIFO between planning and opening must not hang the worker on open().
 const OPEN_SOURCE = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
@@ -136,9 +141,11 @@ function readWhole(fd: number, size: number): number {
   }
 }
 
-function writeAll(fd: number, data: Buffer, length: number): void {
+function writeAll(fd: number, data: Buffer, offset: number, length: number, position: number): void {
   let written = 0;
-  while (written < length) written += writeSync(fd, data, written, length - written);
+  while (written < length) {
+    written += writeSync(fd, data, offset + written, length - written, position + written);
+  }
 }
 
 interface OpenDest {
@@ -150,10 +157,14 @@ interface OpenDest {
   tempPath: string | null;
   /** The umask left the wanted mode intact, so no fchmod is needed. */
   modeSet: boolean;
+  /** The source is sparse: blocks of zeros are left as holes, and the size is set at the end. */
+  sparse: boolean;
+  /** Where the next bytes go. */
+  position: number;
 }
 
 /** Opens a destination for writing; `replace` goes through a temp file beside it so nothing is ever torn. */
-function openDest(task: CopyTask, destPath: string, mode: number): OpenDest {
+function openDest(task: CopyTask, destPath: string, mode: number, sparse: boolean): OpenDest {
   const tempPath =
     task.to.writeMode === 'replace'
       ? join(
@@ -174,7 +185,37 @@ function openDest(task: CopyTask, destPath: string, mode: number): OpenDest {
     unlinkSync(tempPath ?? destPath);
     throw error instanceof FileFailure ? new FileFailure('dest-failed', error.message) : error;
   }
-  return { fd, open: true, createdPath: tempPath ?? destPath, tempPath, modeSet: (mode & ~umask) === mode };
+  return {
+    fd,
+    open: true,
+    createdPath: tempPath ?? destPath,
+    tempPath,
+    modeSet: (mode & ~umask) === mode,
+    sparse,
+    position: 0,
+  };
+}
+
+function isZeroBlock(data: Buffer, start: number, end: number): boolean {
+  return data.compare(ZERO_BLOCK, 0, end - start, start, end) === 0;
+}
+
+/** Appends `data[0, length)` to the copy; in a sparse copy, whole blocks of zeros are skipped as holes. */
+function writeContent(dest: OpenDest, data: Buffer, length: number): void {
+  if (!dest.sparse) {
+    writeAll(dest.fd, data, 0, length, dest.position);
+  } else {
+    // `pending` is where the run of data blocks not yet written starts.
+    let pending = 0;
+    for (let block = 0; block < length; block += HOLE_BLOCK) {
+      const end = Math.min(block + HOLE_BLOCK, length);
+      if (!isZeroBlock(data, block, end)) continue;
+      if (pending < block) writeAll(dest.fd, data, pending, block - pending, dest.position + pending);
+      pending = end;
+    }
+    if (pending < length) writeAll(dest.fd, data, pending, length - pending, dest.position + pending);
+  }
+  dest.position += length;
 }
 
 function destFailure(error: unknown): FileFailure {
@@ -196,6 +237,9 @@ function transfer(
   const stat = fstatSync(fd, { bigint: true });
   if (!stat.isFile()) throw new FileFailure('not-regular', 'is no longer a regular file');
   const size = Number(stat.size);
+  // Fewer blocks than bytes: the file has holes (Node has no SEEK_DATA to find them). A fully allocated file,
+  // zeros included, is copied as it is.
+  const sparse = stat.blocks * 512n < stat.size;
   if (task.from.expectSize && size !== op.size) {
     throw new FileFailure('corrupt', `size is ${size} bytes, the index says ${op.size}`);
   }
@@ -211,10 +255,10 @@ function transfer(
       if (op.hash !== undefined && digest !== op.hash) {
         throw new FileFailure('corrupt', `content hash ${digest} does not match the index (${op.hash})`);
       }
-      dest = openDest(task, destPath, attributes.mode);
-      writeAll(dest.fd, content, length);
+      dest = openDest(task, destPath, attributes.mode, sparse);
+      writeContent(dest, content, length);
     } else {
-      dest = openDest(task, destPath, attributes.mode);
+      dest = openDest(task, destPath, attributes.mode, sparse);
       const hasher = createHash('sha256');
       let total = 0;
       for (;;) {
@@ -223,7 +267,7 @@ function transfer(
         if (n === 0) break;
         total += n;
         hasher.update(buffer.subarray(0, n));
-        writeAll(dest.fd, buffer, n);
+        writeContent(dest, buffer, n);
       }
       if (total !== size) throw new FileFailure('changed', 'size changed while it was read');
       digest = hasher.digest('hex');
@@ -244,6 +288,8 @@ function transfer(
 }
 
 function finishDest(dest: OpenDest, destPath: string, attributes: CopyAttributes): void {
+  // Holes at the end were never written: the size is set here.
+  if (dest.sparse) ftruncateSync(dest.fd, dest.position);
   if (!dest.modeSet) fchmodSync(dest.fd, attributes.mode);
   futimesSync(dest.fd, utimeSeconds(attributes.atimeNs), utimeSeconds(attributes.mtimeNs));
   closeDest(dest);

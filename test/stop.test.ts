@@ -18,7 +18,7 @@ import { afterEach, describe, expect, it, type TestContext } from 'vitest';
 import { backup, restore, verify } from '../dist/src/index.js';
 import { expectOneLineError, waitFor } from './helpers/backup.js';
 import { fingerprint, restoreSiblings, writeHandBackup } from './helpers/restore.js';
-import { cleanup, startCli, tempDir } from './helpers/tree.js';
+import { type CliRun, cleanup, type RunningCli, startCli, tempDir } from './helpers/tree.js';
 
 afterEach(cleanup);
 
@@ -84,6 +84,15 @@ function copyUnderWay(root: string, except: string, bytes: number): Promise<void
   );
 }
 
+/** Sends `signal` to the running CLI and waits for it to exit, which must come within the bound. */
+async function stopCli(running: RunningCli, signal: NodeJS.Signals): Promise<CliRun> {
+  const signalled = Date.now();
+  running.child.kill(signal);
+  const run = await running.done;
+  expect(Date.now() - signalled).toBeLessThan(STOP_BOUND_MS);
+  return run;
+}
+
 /** Whether this process (the library's worker threads included) has `path` open. */
 function openHere(path: string): boolean {
   return readdirSync('/proc/self/fd').some((fd) => {
@@ -121,10 +130,7 @@ describe('a stopped backup of a 3 GiB file', () => {
       const source = allocatedSource(ctx, root);
       const running = startCli(['backup', source, join(root, 'out')]);
       await copyUnderWay(root, source, 32 * MiB);
-      const signalled = Date.now();
-      running.child.kill(signal);
-      const run = await running.done;
-      expect(Date.now() - signalled).toBeLessThan(STOP_BOUND_MS);
+      const run = await stopCli(running, signal);
       expect(run.exitCode).toBe(exitCode);
       expectOneLineError(run, code);
       expect(readdirSync(root)).toEqual(['src']);
@@ -150,10 +156,7 @@ describe('a stopped restore or verify of a 16 GiB file', () => {
 
   it('replace restore, SIGTERM (CLI): stops within a second, exit 143, target unchanged, staging removed', async () => {
     const { target, before, running } = await restoreUnderWay('replace');
-    const signalled = Date.now();
-    running.child.kill('SIGTERM');
-    const run = await running.done;
-    expect(Date.now() - signalled).toBeLessThan(STOP_BOUND_MS);
+    const run = await stopCli(running, 'SIGTERM');
     expect(run.exitCode).toBe(143);
     expectOneLineError(run, 'ERR_TERMINATED');
     expect(fingerprint(target)).toEqual(before);
@@ -162,10 +165,7 @@ describe('a stopped restore or verify of a 16 GiB file', () => {
 
   it('merge restore, SIGINT (CLI): stops within a second, exit 130, no temp file or torn file in the target', async () => {
     const { target, running } = await restoreUnderWay('merge');
-    const signalled = Date.now();
-    running.child.kill('SIGINT');
-    const run = await running.done;
-    expect(Date.now() - signalled).toBeLessThan(STOP_BOUND_MS);
+    const run = await stopCli(running, 'SIGINT');
     expect(run.exitCode).toBe(130);
     expectOneLineError(run, 'ERR_ABORTED');
     // A merge keeps the files it finished (a.json may be there); the one it was writing never appears.

@@ -2,13 +2,12 @@
 // only when a batch finds every thread busy, so a large --threads on a small store costs no memory; the
 // result says how many threads the run started; the library still validates the option.
 
-import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { backup, restore, verify } from '../dist/src/index.js';
-import { CLI, type CliRun, cleanup, cliEnv, createTree, file, type Tree, tempDir } from './helpers/tree.js';
+import { type CliRun, cleanup, createTree, file, runCli, type Tree, tempDir } from './helpers/tree.js';
 
 afterEach(cleanup);
 
@@ -34,21 +33,9 @@ async function runMeasured(args: readonly string[]): Promise<{ run: CliRun; maxR
   const preload = join(dir, 'rss.mjs');
   const rssFile = join(dir, 'rss');
   writeFileSync(preload, RSS_PRELOAD);
-  const child = spawn(process.execPath, ['--import', preload, CLI, ...args], {
-    env: cliEnv({ STATESNAP_TEST_RSS_FILE: rssFile }),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk) => {
-    stdout += chunk;
-  });
-  child.stderr.on('data', (chunk) => {
-    stderr += chunk;
-  });
-  const run = await new Promise<CliRun>((resolveRun, rejectRun) => {
-    child.on('error', rejectRun);
-    child.on('close', (exitCode, signal) => resolveRun({ exitCode, signal, stdout, stderr }));
+  const run = await runCli(args, {
+    nodeArgs: ['--import', preload],
+    env: { STATESNAP_TEST_RSS_FILE: rssFile },
   });
   return { run, maxRssKiB: Number(readFileSync(rssFile, 'utf8')) };
 }

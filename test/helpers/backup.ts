@@ -8,7 +8,7 @@ import { expect } from 'vitest';
 import { ManifestSchema } from '../../dist/src/format/manifest.js';
 import { type CliRun, fingerprintTree, isoMicros, sha256 } from './tree.js';
 
-export { type RunningCli, sha256, startCli } from './tree.js';
+export { type RunningCli, sha256, sha256File, startCli } from './tree.js';
 
 export interface IndexLine {
   path: string;
@@ -18,10 +18,6 @@ export interface IndexLine {
   mtime_ns?: string;
   sha256?: string;
   skipped?: boolean;
-}
-
-export function sha256File(path: string): string {
-  return sha256(readFileSync(path));
 }
 
 export function readBackupIndex(dest: string): IndexLine[] {

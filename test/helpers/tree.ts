@@ -6,12 +6,15 @@ import { createHash } from 'node:crypto';
 import {
   type BigIntStats,
   chmodSync,
+  closeSync,
   lstatSync,
   mkdirSync,
   mkdtempSync,
+  openSync,
   readdirSync,
   readFileSync,
   readlinkSync,
+  readSync,
   rmSync,
   symlinkSync,
   utimesSync,
@@ -160,6 +163,19 @@ export function sha256(data: string | Buffer): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
+/** The sha256 of a file's content, read in chunks (a test file may be larger than a Buffer can hold). */
+export function sha256File(path: string): string {
+  const hash = createHash('sha256');
+  const chunk = Buffer.allocUnsafe(1 << 20);
+  const fd = openSync(path, 'r');
+  try {
+    for (let n = readSync(fd, chunk); n > 0; n = readSync(fd, chunk)) hash.update(chunk.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
+}
+
 /** The fingerprint of the one entry at `path` (not followed if it is a symlink). */
 export function entryPrint(path: string, options: PrintOptions = {}): EntryPrint {
   const stats = lstatSync(path, { bigint: true });
@@ -169,7 +185,7 @@ export function entryPrint(path: string, options: PrintOptions = {}): EntryPrint
   if (kind === 'file') {
     print.size = Number(stats.size);
     try {
-      print.sha256 = sha256(readFileSync(path));
+      print.sha256 = sha256File(path);
     } catch (error) {
       print.sha256 = `unreadable (${errorCode(error)})`;
     }
@@ -363,6 +379,8 @@ export interface RunningCli {
 
 export interface CliOptions {
   cwd?: string;
+  /** Options for node itself, before the CLI's path (e.g. `--import <preload>`). */
+  nodeArgs?: readonly string[];
   timeoutMs?: number;
   /** Added to the environment; an `undefined` value removes a variable. */
   env?: Record<string, string | undefined>;
@@ -378,7 +396,7 @@ export function cliEnv(extra: Record<string, string | undefined> = {}): NodeJS.P
 
 /** Starts the real built `statesnap` binary without waiting for it, so a test can signal it mid-run. */
 export function startCli(args: readonly string[], options: CliOptions = {}): RunningCli {
-  const child = spawn(process.execPath, [CLI, ...args], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), CLI, ...args], {
     cwd: options.cwd,
     env: cliEnv(options.env),
     stdio: ['ignore', 'pipe', 'pipe'],

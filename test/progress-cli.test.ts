@@ -6,11 +6,14 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { generateStore } from '../dist/src/demo/generator.js';
+import { requireDependency } from './helpers/dependencies.js';
 import { CLI, cliEnv, runCli } from './helpers/tree.js';
 
-const HAS_SCRIPT = spawnSync('script', ['--version']).status === 0;
+// util-linux `script` gives the command a real pseudo-terminal.
+const NO_PTY =
+  spawnSync('script', ['--version']).status === 0 ? null : 'util-linux `script` is not installed';
 const ERASE = '\r\x1b[K';
 
 interface PtyRun {
@@ -77,7 +80,9 @@ beforeAll(async () => {
 });
 afterAll(() => rmSync(root, { recursive: true, force: true }), 300_000);
 
-describe.skipIf(!HAS_SCRIPT)('on a terminal', () => {
+describe('on a terminal', () => {
+  beforeEach((ctx) => requireDependency(ctx, NO_PTY));
+
   it('backup draws percent, ETA, elapsed and files/s on one line, then erases it before the summary', async () => {
     const dest = join(root, 'tty-backup');
     const run = await runInPty(['backup', '--no-sync', '--threads', '1', source, dest]);

@@ -53,16 +53,23 @@ function expectCommonShape(
   }
 }
 
+/** A backup of the shared store with one thread (the walk held back longest), and every report it made. */
+async function backupReporting(estimate?: { files: number; bytes: number }) {
+  const reports: BackupProgress[] = [];
+  const result = await backup({
+    source: store.root,
+    dest: join(tempDir(), 'out'),
+    sync: false,
+    threads: 1,
+    estimate,
+    onProgress: (p) => reports.push(p),
+  });
+  return { reports, result };
+}
+
 describe('backup progress', () => {
   it('has the common shape, keeps the old fields as aliases, and ends final at the totals', async () => {
-    const reports: BackupProgress[] = [];
-    const result = await backup({
-      source: store.root,
-      dest: join(tempDir(), 'out'),
-      sync: false,
-      threads: 1,
-      onProgress: (p) => reports.push(p),
-    });
+    const { reports, result } = await backupReporting();
     expectCommonShape(reports, 'backup');
     for (const report of reports) {
       expect(report.planningDone).toBe(report.totalKnown);
@@ -82,14 +89,7 @@ describe('backup progress', () => {
   });
 
   it('counts the source ahead of the copy: the total is right long before the walk has found everything', async () => {
-    const reports: BackupProgress[] = [];
-    const result = await backup({
-      source: store.root,
-      dest: join(tempDir(), 'out'),
-      sync: false,
-      threads: 1,
-      onProgress: (p) => reports.push(p),
-    });
+    const { reports, result } = await backupReporting();
     const counted = reports.filter((p) => p.estimate === 'counted');
     expect(counted.length).toBeGreaterThan(0);
     for (const report of counted) {
@@ -103,16 +103,8 @@ describe('backup progress', () => {
   });
 
   it("reports the caller's estimate (e.g. a previous backup's totals) until the walk has found everything", async () => {
-    const reports: BackupProgress[] = [];
     const estimate = { files: store.files * 2, bytes: 123_456_789 };
-    await backup({
-      source: store.root,
-      dest: join(tempDir(), 'out'),
-      sync: false,
-      threads: 1,
-      estimate,
-      onProgress: (p) => reports.push(p),
-    });
+    const { reports } = await backupReporting(estimate);
     const early = reports.filter((p) => !p.totalKnown);
     expect(early.length).toBeGreaterThan(0);
     for (const report of early) {

@@ -138,6 +138,7 @@ export interface BackupResult extends BackupSummary {
   replanned: number;
   hashAlgorithm: typeof HASH_ALGORITHM;
   index: IndexRecord;
+  /** The worker threads the run started: at most the `threads` option, and only as many as its batches kept busy. */
   threads: number;
   synced: boolean;
   replacedExisting: boolean;
@@ -385,7 +386,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult | Bac
       replanned: tally.replaced,
       hashAlgorithm: HASH_ALGORITHM,
       index,
-      threads: opts.threads,
+      threads: run.threadsStarted,
       synced: opts.sync,
       replacedExisting,
       // Measured after the commit: the flush and rename are part of the run.

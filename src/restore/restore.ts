@@ -119,6 +119,7 @@ export interface RestoreResult extends RestoreSummary {
   createdTarget: boolean;
   /** What was recovered first from an earlier restore of this target that was killed. */
   recovered: RecoveryAction[];
+  /** The worker threads the run started: at most the `threads` option, and only as many as its batches kept busy. */
   threads: number;
   synced: boolean;
 }
@@ -342,7 +343,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult | 
       createdParents: paths.missingParents,
       recovered,
       warnings: run.warnings.summary(),
-      threads: opts.threads,
+      threads: run.threadsStarted,
       synced: opts.sync,
       durationMs: Math.round(performance.now() - started),
       exitCode: run.warnings.count > 0 ? 3 : 0,

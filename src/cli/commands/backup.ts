@@ -102,7 +102,8 @@ export class BackupCommand extends BaseCommand {
       and replaced, writing nothing.
 
       Exit codes: 0 ok, 1 failed (no backup made), 2 usage error, 3 completed with warnings (files that
-      vanished, changed while read or could not be read), 130 interrupted.
+      vanished, changed while read or could not be read), 130 interrupted (SIGINT),
+      143 terminated (SIGTERM).
     `,
     examples: [
       ['Back up the demo store into a new backup', '$0 backup ./demo/store ./demo/backup-2'],

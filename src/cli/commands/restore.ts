@@ -83,7 +83,8 @@ export class RestoreCommand extends BaseCommand {
       \`--dry-run\` makes every check a restore makes before it writes (manifest, index, target) and reports what
       would be written and replaced, changing nothing; it does not read file contents (\`statesnap verify\` does).
 
-      Exit codes: 0 ok, 1 failed (target unchanged), 2 usage error, 3 completed with warnings, 130 interrupted.
+      Exit codes: 0 ok, 1 failed (target unchanged), 2 usage error, 3 completed with warnings, 130 interrupted (SIGINT),
+      143 terminated (SIGTERM).
     `,
     examples: [
       ['Restore into a new directory', '$0 restore ./demo/backup ./demo/restored'],

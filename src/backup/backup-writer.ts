@@ -59,6 +59,19 @@ function cleanStaleBackupSiblings(dest: string): void {
   }
 }
 
+/** Refuses an existing `dest` unless `force`; returns whether one exists (and would be replaced). */
+export function checkDestination(dest: string, options: Pick<LocalTreeOptions, 'force' | 'given'>): boolean {
+  const exists = entryExists(dest);
+  if (exists && !options.force) {
+    throw new StatesnapError(
+      'ERR_DEST_EXISTS',
+      `destination ${options.given} already exists (use --force to replace it)`,
+      { path: options.given },
+    );
+  }
+  return exists;
+}
+
 /** A backup as a directory tree, built at `<dest>.partial-<pid>-<random>` and renamed to `dest` when complete. */
 export class LocalTreeWriter implements BackupWriter {
   readonly location: string;
@@ -75,13 +88,7 @@ export class LocalTreeWriter implements BackupWriter {
    */
   static open(dest: string, options: LocalTreeOptions): LocalTreeWriter {
     cleanStaleBackupSiblings(dest);
-    if (entryExists(dest) && !options.force) {
-      throw new StatesnapError(
-        'ERR_DEST_EXISTS',
-        `destination ${options.given} already exists (use --force to replace it)`,
-        { path: options.given },
-      );
-    }
+    checkDestination(dest, options);
     const partial = siblingPath(dest, 'partial');
     try {
       mkdirSync(partial, { mode: 0o700 });

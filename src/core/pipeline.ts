@@ -172,7 +172,10 @@ export class Run {
       onResult: flow.guarded((result: TaskResult) => flow.batchDone(result)),
     });
     try {
-      await source.entries(flow.sink(dispatcher), flow.signal);
+      await source.entries(
+        flow.sink((op) => dispatcher.add(op)),
+        flow.signal,
+      );
       flow.tally.planningDone = true;
       await dispatcher.finish();
     } catch (error) {
@@ -181,6 +184,27 @@ export class Run {
       this.throwIfAborted();
       throw flow.cause;
     }
+    this.throwIfAborted();
+    return flow.tally;
+  }
+
+  /**
+   * Streams `source` through the same counting and error policy as `pass`, without reading or writing a file:
+   * what a pass would do (a dry run). Starts no worker thread.
+   */
+  async survey(pass: Pick<Pass, 'source' | 'policy'>): Promise<Tally> {
+    const flow = new PassFlow({ ...pass, destination: null }, this.signal, this.warnings);
+    try {
+      await pass.source.entries(
+        flow.sink(() => undefined),
+        flow.signal,
+      );
+    } catch (error) {
+      flow.stop(error);
+      this.throwIfAborted();
+      throw flow.cause;
+    }
+    flow.tally.planningDone = true;
     this.throwIfAborted();
     return flow.tally;
   }
@@ -276,7 +300,7 @@ class PassFlow {
   }
 
   /** Where the source streams its entries: counted, handed to the destination and observer, files dispatched. */
-  sink(dispatcher: BatchDispatcher): EntrySink {
+  sink(dispatch: (op: FileOp) => undefined | Promise<void>): EntrySink {
     const { tally } = this;
     const { destination, observe } = this.#pass;
     return {
@@ -289,7 +313,7 @@ class PassFlow {
         tally.filesPlanned++;
         tally.bytesPlanned += op.size;
         observe?.file?.(op);
-        return dispatcher.add(op);
+        return dispatch(op);
       },
       skip: this.guarded((rel, kind) => {
         tally.skipped.count++;

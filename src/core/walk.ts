@@ -40,8 +40,8 @@ export interface EntrySink {
 }
 
 export interface WalkOptions {
-  /** Relative POSIX paths (files or directories) that are not walked. */
-  isExcluded: (rel: string) => boolean;
+  /** Whether the entry at this relative POSIX path is left out (a directory: with everything below it). */
+  isExcluded: (rel: string, isDirectory: boolean) => boolean;
   /** Names directly under the root that belong to statesnap's own backup layout. */
   reservedRootNames: ReadonlySet<string>;
   signal: AbortSignal;
@@ -105,19 +105,24 @@ function visit(
   const rel = dir.rel === '' ? entry.name : `${dir.rel}/${entry.name}`;
   const kind = kindOf(entry);
   if (dir.rel === '' && options.reservedRootNames.has(entry.name)) sink.skip(rel, 'reserved');
-  else if (options.isExcluded(rel)) sink.skip(rel, 'excluded');
+  else if (kind !== undefined && options.isExcluded(rel, kind === 'dir')) sink.skip(rel, 'excluded');
   else if (entry.name.includes('\\')) {
     sink.problem(rel, 'unsupported-name', 'a backslash in a name cannot be stored in a portable index');
   } else if (kind !== 'file' && kind !== 'dir' && kind !== undefined) sink.skip(rel, kind);
-  else return visitStatted(rel, entry.name, dir, sink);
+  // An entry of unknown type is asked about the excludes once lstat has told whether it is a directory.
+  else return visitStatted(rel, entry.name, dir, kind === undefined ? options.isExcluded : null, sink);
   return undefined;
 }
 
-/** A file or directory (or an entry of unknown type) is lstat'ed before it is planned. */
+/**
+ * A file or directory is lstat'ed before it is planned; so is an entry of unknown type, then asked about the
+ * excludes (`isExcluded`) once its type is known.
+ */
 function visitStatted(
   rel: string,
   name: string,
   dir: ListedDir,
+  isExcluded: WalkOptions['isExcluded'] | null,
   sink: EntrySink,
 ): string | Promise<void> | undefined {
   let stats: BigIntStats;
@@ -135,6 +140,10 @@ function visitStatted(
   }
   const kind = kindOf(stats); // the entry may have been swapped since readdir
   assert(kind !== undefined, `lstat of ${rel} reported no file type`);
+  if (isExcluded?.(rel, kind === 'dir')) {
+    sink.skip(rel, 'excluded');
+    return undefined;
+  }
   if (kind === 'dir') {
     sink.dir(plannedDir(rel, stats));
     return rel;

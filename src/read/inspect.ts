@@ -2,6 +2,7 @@
 // Works on Oxios-made backups too (no index): their totals are counted by walking the tree.
 
 import { resolve } from 'node:path';
+import { throwIfAborted } from '../core/errors.js';
 import { requirePath, signalOption } from '../core/options.js';
 import { walk } from '../core/walk.js';
 import { RESERVED_ROOT_NAMES, readManifest, type SkippedCounts } from '../format/manifest.js';
@@ -38,6 +39,8 @@ export interface InspectResult {
 export async function inspect(options: InspectOptions): Promise<InspectResult> {
   const backupDir = resolve(requirePath('backup', options.backup));
   const signal = signalOption(options.signal);
+  // An aborted signal stops every operation the same way, even one that would only read a manifest.
+  throwIfAborted(signal, backupDir);
   const manifest = readManifest(backupDir);
   const extras = manifest.statesnap;
   const base = {

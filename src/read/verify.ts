@@ -14,7 +14,7 @@ import {
   type SkipCounts,
   type Tally,
 } from '../core/pipeline.js';
-import type { VerifyProgress } from '../core/progress.js';
+import { type ProgressReport, progressReporter, type VerifyProgress } from '../core/progress.js';
 import { type FileProblem, HASH_ALGORITHM } from '../core/protocol.js';
 import { walk } from '../core/walk.js';
 import type { Warning, WarningLog, WarningSummary } from '../core/warnings.js';
@@ -99,7 +99,7 @@ function readEveryFile(
   run: Run,
   reader: BackupReader,
   tally: Tally,
-  onProgress: (progress: VerifyProgress) => void,
+  onProgress: (progress: ProgressReport<VerifyProgress>) => void,
   observe: Pass['observe'],
 ): Promise<Tally> {
   const totals = reader.extras?.totals;
@@ -111,22 +111,42 @@ function readEveryFile(
     tally,
     onProgress: (counts) =>
       onProgress({
+        phase: 'verifying',
         filesDone: counts.filesDone,
         bytesDone: counts.bytesDone,
         filesTotal: totals?.files ?? counts.filesPlanned,
         bytesTotal: totals?.bytes ?? counts.bytesPlanned,
         totalKnown: totals !== undefined,
+        estimate: null,
       }),
   });
 }
+
+// While the tree is listed, progress is reported once per this many files.
+const CHECKING_PROGRESS_EVERY = 4096;
 
 /** Every entry of the tree except the backup's own files, by relative path, with whether it is a directory. */
 async function walkTree(
   reader: BackupReader,
   problems: WarningLog,
   signal: AbortSignal,
+  onProgress: (progress: ProgressReport<VerifyProgress>) => void,
 ): Promise<Map<string, boolean>> {
   const entries = new Map<string, boolean>();
+  const totals = reader.extras!.totals;
+  let listed = 0;
+  let listedBytes = 0;
+  const report = () =>
+    onProgress({
+      phase: 'checking',
+      filesDone: listed,
+      bytesDone: listedBytes,
+      filesTotal: totals.files,
+      bytesTotal: totals.bytes,
+      totalKnown: true,
+      estimate: null,
+    });
+  report();
   await walk(
     reader.root,
     { isExcluded: () => false, reservedRootNames: RESERVED_ROOT_NAMES, signal },
@@ -136,6 +156,8 @@ async function walkTree(
       },
       file: (file) => {
         entries.set(file.rel, false);
+        listedBytes += file.size;
+        if (++listed % CHECKING_PROGRESS_EVERY === 0) report();
         return undefined;
       },
       skip: (rel, kind) => {
@@ -156,11 +178,11 @@ async function checkIndexed(
   run: Run,
   reader: BackupReader,
   tally: Tally,
-  onProgress: (progress: VerifyProgress) => void,
+  onProgress: (progress: ProgressReport<VerifyProgress>) => void,
 ): Promise<void> {
   const { root } = reader;
   const problems = run.warnings;
-  const onDisk = await walkTree(reader, problems, run.signal);
+  const onDisk = await walkTree(reader, problems, run.signal, onProgress);
   try {
     await readEveryFile(run, reader, tally, onProgress, {
       dir: (dir) => {
@@ -193,6 +215,7 @@ export async function verify(options: VerifyOptions): Promise<VerifyResult> {
   const backupPath = resolve(requirePath('backup', options.backup));
   const opts = resolveRunOptions({ ...options, onWarning: options.onProblem }, 'onProblem');
   throwIfAborted(opts.signal, backupPath);
+  const report = progressReporter('verify', started, opts.onProgress);
   return runPipeline({ ...opts, path: backupPath }, async (run) => {
     const problems = run.warnings;
     let reader: BackupReader | null = null;
@@ -203,11 +226,11 @@ export async function verify(options: VerifyOptions): Promise<VerifyResult> {
       problems.add(join(backupPath, MANIFEST_FILE), 'manifest', (error as Error).message);
     }
     const tally = newTally();
-    if (reader?.extras) await checkIndexed(run, reader, tally, opts.onProgress);
+    if (reader?.extras) await checkIndexed(run, reader, tally, report);
     else if (reader) {
       // An Oxios backup has no index: section entry counts against the tree, and every file read in full.
       for (const missing of sectionProblems(reader)) problems.add(missing.path, 'missing', missing.message);
-      await readEveryFile(run, reader, tally, opts.onProgress, undefined);
+      await readEveryFile(run, reader, tally, report, undefined);
     }
     const ok = problems.count === 0;
     return {

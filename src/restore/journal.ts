@@ -268,6 +268,11 @@ export function swapIn(
   }
 }
 
+/** Whether a restore of `target` was killed after writing its journal (the next restore finishes it first). */
+export function interruptedRestoreOf(target: string): boolean {
+  return entryExists(journalPath(target));
+}
+
 /**
  * What a killed restore left beside `target`: a journalled swap is finished (the staging tree it names is
  * complete and flushed, so it is swapped in; without it the rollback copy is put back), and staging trees

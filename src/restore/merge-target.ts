@@ -17,7 +17,7 @@ import { fileWriteFailed, type RestoreTarget, targetInvalid, targetWriteError } 
  * lstats every directory of the backup inside the target, parents first, without changing anything: a symlink
  * (or a file) where the backup has a directory is refused. Returns the directories to create.
  */
-function checkSkeleton(target: string, dirs: readonly PlannedDir[]): string[] {
+export function checkSkeleton(target: string, dirs: readonly PlannedDir[]): string[] {
   const missing = new Set<string>();
   for (const dir of dirs) {
     if (dir.rel === '') continue;

@@ -55,7 +55,7 @@ export class RecoverCommand extends BaseCommand {
       target: this.target,
       sync: this.sync,
       signal: this.interrupt.signal,
-      onWarning: this.reportWarning(this.progressLine()),
+      onWarning: this.reportWarning(),
     });
     return this.printResult(result, () => describeRecover(result), describeWarnings(result.warnings));
   }

@@ -1,0 +1,182 @@
+// The progress display as people see it: drawn through a real pseudo-terminal (util-linux `script`), with
+// percent, ETA, elapsed time and files/s, erased before the summary and before the error of a Ctrl-C (sent as
+// the terminal's ^C); clean output when stderr is not a terminal; --progress / --no-progress either way.
+
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { generateStore } from '../dist/src/demo/generator.js';
+import { requireDependency } from './helpers/dependencies.js';
+import { CLI, cliEnv, runCli } from './helpers/tree.js';
+
+// util-linux `script` gives the command a real pseudo-terminal.
+const NO_PTY =
+  spawnSync('script', ['--version']).status === 0 ? null : 'util-linux `script` is not installed';
+const ERASE = '\r\x1b[K';
+
+interface PtyRun {
+  exitCode: number | null;
+  /** Everything the terminal received: stdout and stderr of the command, interleaved as written. */
+  screen: string;
+}
+
+function quote(arg: string): string {
+  return `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * Runs the built CLI with a pseudo-terminal as its stdin, stdout and stderr (80 columns). `typeWhen` types
+ * text into the terminal once the screen shows what it looks for (Ctrl-C is `\x03`).
+ */
+function runInPty(args: readonly string[], typeWhen?: { seen: string; text: string }): Promise<PtyRun> {
+  const command = [process.execPath, CLI, ...args].map(quote).join(' ');
+  const child: ChildProcess = spawn(
+    'script',
+    ['-q', '-e', '-c', `stty cols 80; exec ${command}`, '/dev/null'],
+    {
+      env: cliEnv(),
+      stdio: ['pipe', 'pipe', 'pipe'],
+    },
+  );
+  let screen = '';
+  let typed = false;
+  child.stdout!.on('data', (chunk: Buffer) => {
+    screen += chunk.toString();
+    if (typeWhen && !typed && screen.includes(typeWhen.seen)) {
+      typed = true;
+      child.stdin!.write(typeWhen.text);
+    }
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+  return new Promise((resolveRun, rejectRun) => {
+    child.on('error', rejectRun);
+    child.on('close', (exitCode) => {
+      clearTimeout(timer);
+      resolveRun({ exitCode, screen });
+    });
+  });
+}
+
+/** The progress frames drawn on the terminal: every text that follows an erase and is not the final output. */
+function frames(screen: string): string[] {
+  return screen
+    .split(ERASE)
+    .slice(1)
+    .map((frame) => frame.replace(/\^C$/, ''))
+    .filter((frame) => /^\[[\d:]+] (checking|verifying|copying|finishing)\b/.test(frame));
+}
+
+let root: string;
+let source: string;
+let small: string;
+beforeAll(async () => {
+  root = mkdtempSync(join(tmpdir(), 'statesnap-progress-cli-'));
+  // Big enough to take a few seconds with one thread: many frames, an ETA, a rate.
+  source = (await generateStore(join(root, 'store'), { profile: 'tiny-files', scale: 0.01 })).root;
+  // Enough for a frame or two: where the test is that nothing is drawn.
+  small = (await generateStore(join(root, 'small'), { profile: 'tiny-files', scale: 0.002 })).root;
+});
+afterAll(() => rmSync(root, { recursive: true, force: true }), 300_000);
+
+describe('on a terminal', () => {
+  beforeEach((ctx) => requireDependency(ctx, NO_PTY));
+
+  it('backup draws percent, ETA, elapsed and files/s on one line, then erases it before the summary', async () => {
+    const dest = join(root, 'tty-backup');
+    const run = await runInPty(['backup', '--no-sync', '--threads', '1', source, dest]);
+    expect(run.exitCode, run.screen).toBe(0);
+    const drawn = frames(run.screen);
+    expect(drawn.length).toBeGreaterThan(3);
+    for (const frame of drawn) expect(frame.length).toBeLessThan(80);
+    const copying = drawn.filter((frame) => / copying /.test(frame));
+    // Elapsed time, a percentage, an ETA, an estimated total (~) and a rate, well before the copy ends.
+    const full = copying.filter((frame) =>
+      /^\[0:\d\d] copying \d+% {2}ETA 0:\d\d {2}[\d,]+\/~[\d,]+ files {2}[\d.]+ [KM]?i?B {2}[\d,]+ files\/s$/.test(
+        frame,
+      ),
+    );
+    expect(full.length, drawn.join('\n')).toBeGreaterThan(0);
+    const firstWithEta = copying.findIndex((frame) => frame.includes('ETA'));
+    expect(Number(/(\d+)%/.exec(copying[firstWithEta]!)?.[1])).toBeLessThan(60);
+    // The summary starts on an erased line: no frame text is left in front of it.
+    expect(run.screen).toContain(`${ERASE}backup ${dest}: 10,000 files`);
+  });
+
+  it('restore and verify draw their phases too', async () => {
+    const backupDir = join(root, 'tty-backup');
+    const restored = await runInPty([
+      'restore',
+      '--no-sync',
+      '--threads',
+      '1',
+      backupDir,
+      join(root, 'tty-restored'),
+    ]);
+    expect(restored.exitCode, restored.screen).toBe(0);
+    expect(frames(restored.screen).some((frame) => / copying \d+%/.test(frame))).toBe(true);
+    const verified = await runInPty(['verify', '--threads', '1', backupDir]);
+    expect(verified.exitCode, verified.screen).toBe(0);
+    expect(frames(verified.screen).some((frame) => / verifying \d+%/.test(frame))).toBe(true);
+    expect(verified.screen).toContain(`${ERASE}backup ${backupDir} OK`);
+  });
+
+  it('Ctrl-C erases the progress line before the error, and the run exits 130 leaving no backup', async () => {
+    const dest = join(root, 'interrupted');
+    const run = await runInPty(['backup', '--no-sync', '--threads', '1', source, dest], {
+      seen: 'ETA',
+      text: '\x03',
+    });
+    expect(run.exitCode, run.screen).toBe(130);
+    expect(run.screen).toMatch(/\r\x1b\[Kstatesnap: error: operation interrupted \[ERR_ABORTED]\r\n$/);
+    // Nothing is drawn once the interrupt arrived.
+    const afterInterrupt = run.screen.slice(run.screen.indexOf('^C'));
+    expect(frames(afterInterrupt)).toEqual([]);
+    expect(spawnSync('ls', [root]).stdout.toString()).not.toContain('interrupted');
+  });
+
+  it('--no-progress, --quiet and --json draw nothing (the same run without them draws)', async () => {
+    for (const [i, flags] of [
+      [],
+      ['--no-progress'],
+      ['--quiet'],
+      ['--json'],
+      ['--json', '--progress'],
+    ].entries()) {
+      const run = await runInPty([
+        'backup',
+        '--no-sync',
+        '--threads',
+        '1',
+        ...flags,
+        small,
+        join(root, `flags-${i}`),
+      ]);
+      expect(run.exitCode, run.screen).toBe(0);
+      const drawn = frames(run.screen).length;
+      if (flags.length === 0 || flags.includes('--progress'))
+        expect(drawn, flags.join(' ')).toBeGreaterThan(0);
+      else expect(drawn, flags.join(' ')).toBe(0);
+    }
+  });
+});
+
+describe('when stderr is not a terminal', () => {
+  it('nothing but the summary by default', async () => {
+    const run = await runCli(['backup', '--no-sync', small, join(root, 'plain-0')]);
+    expect(run.exitCode).toBe(0);
+    expect(run.stderr).toBe('');
+  });
+
+  it('--progress writes plain lines (a CI log): one per phase and one every few seconds, no escapes', async () => {
+    const run = await runCli(['backup', '--no-sync', '--progress', '--json', small, join(root, 'plain-1')]);
+    expect(run.exitCode).toBe(0);
+    JSON.parse(run.stdout);
+    const lines = run.stderr.split('\n').filter((line) => line !== '');
+    expect(lines.length).toBeGreaterThanOrEqual(2);
+    for (const line of lines)
+      expect(line).toMatch(/^statesnap: progress: \[[\d:]+] (copying|finishing) [ -~]+$/);
+    expect(lines.at(-1)).toMatch(/^statesnap: progress: \[[\d:]+] finishing 100% /);
+  });
+});

@@ -3,12 +3,13 @@
 // the terminal's ^C); clean output when stderr is not a terminal; --progress / --no-progress either way.
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { generateStore } from '../dist/src/demo/generator.js';
 import { requireDependency } from './helpers/dependencies.js';
+import { isStopped } from './helpers/pause.js';
 import { CLI, cliEnv, runCli } from './helpers/tree.js';
 
 // util-linux `script` gives the command a real pseudo-terminal.
@@ -20,6 +21,7 @@ interface PtyRun {
   exitCode: number | null;
   /** Everything the terminal received: stdout and stderr of the command, interleaved as written. */
   screen: string;
+  interruptedAt?: number;
 }
 
 function quote(arg: string): string {
@@ -27,34 +29,60 @@ function quote(arg: string): string {
 }
 
 /**
- * Runs the built CLI with a pseudo-terminal as its stdin, stdout and stderr (80 columns). `typeWhen` types
- * text into the terminal once the screen shows what it looks for (Ctrl-C is `\x03`).
+ * Runs the built CLI with a pseudo-terminal as its stdin, stdout and stderr (80 columns). `hold` stops the run
+ * at a pause point (docs/test-hooks.md) for `ms`, so a copy lasts long enough to show an ETA however fast the
+ * machine is, and then either resumes it or interrupts it as Ctrl-C does (SIGINT to the foreground process).
+ * Typing ^C into the terminal cannot do this: `script` stops itself while its command is stopped and would
+ * forward the keystroke only after the run went on. `interruptedAt` is how much of the screen was drawn
+ * before the interrupt.
  */
-function runInPty(args: readonly string[], typeWhen?: { seen: string; text: string }): Promise<PtyRun> {
+function runInPty(
+  args: readonly string[],
+  hold?: { pauseAt: string; ms: number; after: 'resume' | 'interrupt' },
+): Promise<PtyRun> {
   const command = [process.execPath, CLI, ...args].map(quote).join(' ');
+  const pauseFile = join(root, `pause-${Math.random().toString(36).slice(2)}`);
   const child: ChildProcess = spawn(
     'script',
     ['-q', '-e', '-c', `stty cols 80; exec ${command}`, '/dev/null'],
     {
-      env: cliEnv(),
+      env: cliEnv(hold && { STATESNAP_TEST_PAUSE_AT: hold.pauseAt, STATESNAP_TEST_PAUSE_FILE: pauseFile }),
       stdio: ['pipe', 'pipe', 'pipe'],
     },
   );
   let screen = '';
-  let typed = false;
+  let interruptedAt: number | undefined;
   child.stdout!.on('data', (chunk: Buffer) => {
     screen += chunk.toString();
-    if (typeWhen && !typed && screen.includes(typeWhen.seen)) {
-      typed = true;
-      child.stdin!.write(typeWhen.text);
-    }
   });
+  let closed = false;
   const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+  if (hold) {
+    void (async () => {
+      for (;;) {
+        if (closed) return;
+        const pid = existsSync(pauseFile) ? Number(readFileSync(pauseFile, 'utf8').split(' ')[2]) : 0;
+        if (pid > 0 && isStopped(pid)) {
+          await new Promise((resolveHold) => setTimeout(resolveHold, hold.ms));
+          if (hold.after === 'interrupt') {
+            interruptedAt = screen.length;
+            // Pending while the run is stopped, so it is the first thing the run sees when it goes on.
+            process.kill(pid, 'SIGINT');
+          }
+          process.kill(pid, 'SIGCONT');
+          child.kill('SIGCONT');
+          return;
+        }
+        await new Promise((resolveTick) => setTimeout(resolveTick, 2));
+      }
+    })();
+  }
   return new Promise((resolveRun, rejectRun) => {
     child.on('error', rejectRun);
     child.on('close', (exitCode) => {
+      closed = true;
       clearTimeout(timer);
-      resolveRun({ exitCode, screen });
+      resolveRun({ exitCode, screen, interruptedAt });
     });
   });
 }
@@ -85,7 +113,11 @@ describe('on a terminal', () => {
 
   it('backup draws percent, ETA, elapsed and files/s on one line, then erases it before the summary', async () => {
     const dest = join(root, 'tty-backup');
-    const run = await runInPty(['backup', '--no-sync', '--threads', '1', source, dest]);
+    const run = await runInPty(['backup', '--no-sync', '--threads', '1', source, dest], {
+      pauseAt: 'copying:1000',
+      ms: 1000,
+      after: 'resume',
+    });
     expect(run.exitCode, run.screen).toBe(0);
     const drawn = frames(run.screen);
     expect(drawn.length).toBeGreaterThan(3);
@@ -125,13 +157,15 @@ describe('on a terminal', () => {
   it('Ctrl-C erases the progress line before the error, and the run exits 130 leaving no backup', async () => {
     const dest = join(root, 'interrupted');
     const run = await runInPty(['backup', '--no-sync', '--threads', '1', source, dest], {
-      seen: 'ETA',
-      text: '\x03',
+      pauseAt: 'copying:5000',
+      ms: 0,
+      after: 'interrupt',
     });
     expect(run.exitCode, run.screen).toBe(130);
     expect(run.screen).toMatch(/\r\x1b\[Kstatesnap: error: operation interrupted \[ERR_ABORTED]\r\n$/);
     // Nothing is drawn once the interrupt arrived.
-    const afterInterrupt = run.screen.slice(run.screen.indexOf('^C'));
+    expect(run.interruptedAt).toBeGreaterThan(0);
+    const afterInterrupt = run.screen.slice(run.interruptedAt);
     expect(frames(afterInterrupt)).toEqual([]);
     expect(spawnSync('ls', [root]).stdout.toString()).not.toContain('interrupted');
   });

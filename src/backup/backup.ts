@@ -21,9 +21,11 @@ import type { BackupProgress } from '../core/progress.js';
 import { HASH_ALGORITHM } from '../core/protocol.js';
 import type { Warning, WarningSummary } from '../core/warnings.js';
 import {
+  INDEX_FORMAT,
   type IndexRecord,
   type Manifest,
   OXIOS_CATEGORIES,
+  type RootRecord,
   type SkippedCounts,
   skippedCountsOf,
   unsafeRelativePathReason,
@@ -154,8 +156,10 @@ function manifestOf(
   opts: ResolvedBackupOptions,
   made: {
     createdAt: string;
+    startedAtNs: bigint;
     sections: Manifest['sections'];
     index: IndexRecord;
+    root: RootRecord;
     totals: { files: number; dirs: number; bytes: number };
     skipped: SkippedCounts;
     warnings: WarningSummary;
@@ -168,6 +172,7 @@ function manifestOf(
     oxios_version: opts.appVersion,
     sections: made.sections,
     statesnap: {
+      format: INDEX_FORMAT,
       tool: 'statesnap',
       tool_version: TOOL_VERSION,
       hash_algorithm: HASH_ALGORITHM,
@@ -176,6 +181,8 @@ function manifestOf(
       skipped: made.skipped,
       warnings: { count: warnings.count, by_problem: warnings.byProblem, list: warnings.list.slice(0, 100) },
       categories: opts.categories,
+      root: made.root,
+      started_at_ns: made.startedAtNs.toString(),
     },
   };
 }
@@ -190,7 +197,9 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     const writer = run.adopt(
       LocalTreeWriter.open(dest, { force: opts.force, sync: opts.sync, given: opts.dest }),
     );
-    const createdAt = new Date().toISOString();
+    // One instant for both: the start a later snapshot's racy check compares source timestamps with.
+    const startedAt = Date.now();
+    const createdAt = new Date(startedAt).toISOString();
     const sections = computeSections(source, opts.categories);
     const tally = await run.pass({
       source: planSource(source, opts),
@@ -200,10 +209,21 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
     });
     opts.onProgress(progressOf('finishing', tally));
     const index = writer.sealIndex();
+    const root = writer.rootRecord();
     const warnings = run.warnings.summary();
     const totals = { files: tally.filesDone, dirs: tally.dirs, bytes: tally.bytesDone };
     const skipped = skippedCountsOf(tally.skipped.byKind);
-    const manifest = manifestOf(opts, { createdAt, sections, index, totals, skipped, warnings });
+    const startedAtNs = BigInt(startedAt) * 1_000_000n;
+    const manifest = manifestOf(opts, {
+      createdAt,
+      startedAtNs,
+      sections,
+      index,
+      totals,
+      skipped,
+      warnings,
+      root,
+    });
     const { replacedExisting } = await writer.commit(manifest);
     return {
       command: 'backup',

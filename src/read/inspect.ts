@@ -4,7 +4,7 @@
 import { resolve } from 'node:path';
 import { requirePath, signalOption } from '../core/options.js';
 import { walk } from '../core/walk.js';
-import { RESERVED_ROOT_NAMES, readManifest, type SkippedCounts } from '../format/manifest.js';
+import { formatOf, RESERVED_ROOT_NAMES, readManifest, type SkippedCounts } from '../format/manifest.js';
 
 export interface InspectOptions {
   /** The backup directory (the one holding manifest.json). */
@@ -21,6 +21,8 @@ export interface InspectResult {
   appVersion: string;
   /** `statesnap` with its version, or null for a backup made by Oxios itself. */
   tool: { name: string; version: string } | null;
+  /** The format of statesnap's index and manifest extras (docs/format.md), or null for an Oxios backup. */
+  format: number | null;
   sections: Array<{ name: string; entry_count: number }>;
   files: number;
   dirs: number;
@@ -52,6 +54,7 @@ export async function inspect(options: InspectOptions): Promise<InspectResult> {
     return {
       ...base,
       tool: { name: extras.tool, version: extras.tool_version },
+      format: formatOf(extras),
       ...extras.totals,
       totalsFrom: 'manifest',
       hashAlgorithm: extras.hash_algorithm,
@@ -81,6 +84,7 @@ export async function inspect(options: InspectOptions): Promise<InspectResult> {
   return {
     ...base,
     tool: null,
+    format: null,
     ...totals,
     totalsFrom: 'walk',
     hashAlgorithm: null,

@@ -15,7 +15,7 @@ import {
 import { resolvePaths, SOURCE_AND_DESTINATION } from '../core/paths.js';
 import { type ErrorPolicy, newTally, type Run, runPipeline } from '../core/pipeline.js';
 import type { RestoreProgress } from '../core/progress.js';
-import type { FileProblem } from '../core/protocol.js';
+import { type FileProblem, SETID_BITS } from '../core/protocol.js';
 import type { Warning, WarningSummary } from '../core/warnings.js';
 import { type BackupKind, type BackupReader, openBackup, sectionProblems } from '../read/backup-reader.js';
 import type { RecoveryAction } from './journal.js';
@@ -44,6 +44,11 @@ export interface RestoreOptions extends RunOptions<RestoreProgress> {
   allowEmpty?: boolean;
   /** Keep the previous target as `<target>.pre-restore-<timestamp>` (replace mode). @default true */
   keep?: boolean;
+  /**
+   * Give files and directories the setuid and setgid bits the backup records; without it they are dropped, so
+   * a backup (or an edited index) cannot plant a setuid program. @default false
+   */
+  keepSetid?: boolean;
   /** Flush the restored files to stable storage before they replace the target. @default true */
   sync?: boolean;
   /** Called (throttle it yourself) as files are verified and copied. @default no-op */
@@ -59,6 +64,7 @@ interface ResolvedRestoreOptions extends ResolvedRunOptions<RestoreProgress> {
   verify: boolean;
   allowEmpty: boolean;
   keep: boolean;
+  keepSetid: boolean;
 }
 
 export interface RestoreResult {
@@ -83,6 +89,11 @@ export interface RestoreResult {
   /** Where the previous target was kept, or null (there was none, it was removed with `keep: false`, or merge). */
   rollback: string | null;
   createdTarget: boolean;
+  /**
+   * Files and directories got the owners the backup records (a restore run as root of a backup that records
+   * them); otherwise everything restored belongs to the user who ran the restore.
+   */
+  ownersRestored: boolean;
   /** What was recovered first from an earlier restore of this target that was killed. */
   recovered: RecoveryAction[];
   warnings: WarningSummary;
@@ -102,6 +113,7 @@ function resolveRestoreOptions(options: RestoreOptions): ResolvedRestoreOptions 
     verify: booleanOption('verify', options.verify, true),
     allowEmpty: booleanOption('allowEmpty', options.allowEmpty, false),
     keep: booleanOption('keep', options.keep, true),
+    keepSetid: booleanOption('keepSetid', options.keepSetid, false),
   };
 }
 
@@ -148,6 +160,7 @@ const PROBLEM_WORDS: Record<Exclude<FileProblem, 'dest-failed'>, string> = {
   escaped: 'lies outside the backup',
   unreadable: 'cannot be read',
   corrupt: 'is corrupt',
+  mode: 'has another mode than the index records',
 };
 
 /** Any backup file that is missing, corrupt or unreadable stops the restore before the target changes. */
@@ -212,8 +225,12 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     // A merge writes into existing directories whose case behaviour cannot be probed without writing into the
     // live target: case collisions are refused there; replace mode probes its fresh staging directory instead.
     const scan = await scanBackup(reader, { ...opts, refuseCaseCollisions: merge, warnings: run.warnings });
+    // As tar and rsync do as root: the recorded numeric owners. Anyone else cannot give files away.
+    const owners = process.geteuid?.() === 0 && reader.format !== null && reader.format >= 2;
+    const modeMask = opts.keepSetid ? 0o7777 : 0o7777 & ~SETID_BITS;
+    const rules = { ...opts, owners, modeMask };
     const into = run.adopt(
-      merge ? new MergeTarget(target, scan.dirs, opts) : new ReplaceTarget(target, opts, run.warnings),
+      merge ? new MergeTarget(target, scan.dirs, rules) : new ReplaceTarget(target, rules, run.warnings),
     );
     if (into.checkFirst) await restorePass(run, reader, scan, opts, 'verifying', null);
     into.prepare();
@@ -234,6 +251,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
       skippedEntries: scan.skipped,
       rollback,
       createdTarget: !targetExisted,
+      ownersRestored: owners,
       recovered,
       warnings: run.warnings.summary(),
       threads: opts.threads,

@@ -51,6 +51,10 @@ export class RestoreCommand extends BaseCommand {
       where the backup has a directory is refused, never written through; nothing is written outside the target.
       A merge that fails midway leaves every file either old or new, but not all of them new.
 
+      Modes and mtimes come from the index. Run as root, files and directories also get the numeric owners the
+      backup records (as \`tar --numeric-owner\` does); run as any other user, they belong to that user. Setuid and
+      setgid bits are dropped unless \`--keep-setid\` is given.
+
       Exit codes: 0 ok, 1 failed (target unchanged), 2 usage error, 3 completed with warnings, 130 interrupted.
     `,
     examples: [
@@ -83,6 +87,10 @@ export class RestoreCommand extends BaseCommand {
     '--keep',
     'Remove the previous target (kept as <target>.pre-restore-<timestamp>) after a successful restore',
   );
+  keepSetid = flag(
+    '--keep-setid',
+    'Restore setuid/setgid bits as the backup records them (dropped by default)',
+  );
   threads = threadsOption();
   sync = negatableFlag(
     '--sync',
@@ -98,6 +106,7 @@ export class RestoreCommand extends BaseCommand {
       verify: this.verify,
       allowEmpty: this.allowEmpty,
       keep: this.keep,
+      keepSetid: this.keepSetid,
       threads: this.threads,
       sync: this.sync,
       signal: this.interrupt.signal,

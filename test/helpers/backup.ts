@@ -2,6 +2,7 @@
 // disk), a search of a whole backup for content that must never be there, and a CLI run that can be
 // signalled while it works.
 
+import { isUtf8 } from 'node:buffer';
 import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { lstatSync, readdirSync, readFileSync, type Stats } from 'node:fs';
@@ -13,13 +14,42 @@ import type { CliRun } from './tree.js';
 export { type RunningCli, startCli } from './tree.js';
 
 export interface IndexLine {
+  /** Absent when the path is not UTF-8: `path_b64` holds its bytes then. */
   path: string;
+  path_b64?: string;
   type: string;
   size?: number;
   mode?: number;
   mtime_ns?: string;
+  ctime_ns?: string;
+  ino?: string;
+  uid?: number;
+  gid?: number;
   sha256?: string;
   skipped?: boolean;
+}
+
+/**
+ * How these helpers name a path: its text when its bytes are UTF-8, otherwise `b64:` and its bytes in base64
+ * (the index's `path_b64`), so two names that differ only in bytes never meet under one key.
+ */
+export function pathKey(bytes: Buffer): string {
+  return isUtf8(bytes) ? bytes.toString('utf8') : `b64:${bytes.toString('base64')}`;
+}
+
+/** The bytes a `pathKey` stands for. */
+export function keyBytes(key: string): Buffer {
+  return key.startsWith('b64:') ? Buffer.from(key.slice(4), 'base64') : Buffer.from(key, 'utf8');
+}
+
+/** An index line's path as a `pathKey`. */
+export function lineKey(line: IndexLine): string {
+  return line.path_b64 === undefined ? line.path : pathKey(Buffer.from(line.path_b64, 'base64'));
+}
+
+/** `root` joined with a `pathKey`, as fs takes it (a Buffer when the path is not UTF-8). */
+export function keyPath(root: string, key: string): string | Buffer {
+  return key.startsWith('b64:') ? Buffer.concat([Buffer.from(`${root}/`), keyBytes(key)]) : join(root, key);
 }
 
 export function sha256(data: string | Buffer): string {
@@ -42,13 +72,17 @@ export function readManifestJson(dest: string): Record<string, unknown> {
   return JSON.parse(readFileSync(join(dest, 'manifest.json'), 'utf8')) as Record<string, unknown>;
 }
 
-/** Every entry below `root` by relative POSIX path, never following symlinks. */
-export function listEntries(root: string, rel = ''): Map<string, Stats> {
+/**
+ * Every entry below `root` by relative POSIX path (a `pathKey`: names that are not UTF-8 are read as bytes),
+ * never following symlinks.
+ */
+export function listEntries(root: string, rel: Buffer = Buffer.alloc(0)): Map<string, Stats> {
   const out = new Map<string, Stats>();
-  for (const name of readdirSync(rel === '' ? root : join(root, rel))) {
-    const child = rel === '' ? name : `${rel}/${name}`;
-    const stats = lstatSync(join(root, child));
-    out.set(child, stats);
+  const dir = rel.length === 0 ? Buffer.from(root) : Buffer.concat([Buffer.from(`${root}/`), rel]);
+  for (const name of readdirSync(dir, { encoding: 'buffer' })) {
+    const child = rel.length === 0 ? name : Buffer.concat([rel, Buffer.from('/'), name]);
+    const stats = lstatSync(Buffer.concat([Buffer.from(`${root}/`), child]));
+    out.set(pathKey(child), stats);
     if (stats.isDirectory()) for (const [k, v] of listEntries(root, child)) out.set(k, v);
   }
   return out;
@@ -76,26 +110,27 @@ export function expectBackupConsistent(dest: string): IndexLine[] {
   let dirs = 0;
   let bytes = 0;
   for (const entry of index) {
-    const stats = onDisk.get(entry.path);
+    const key = lineKey(entry);
+    const stats = onDisk.get(key);
     if (entry.type === 'file') {
-      expect(stats?.isFile(), `${entry.path} is a file in the backup`).toBe(true);
-      expect({ path: entry.path, size: stats!.size, mode: stats!.mode & 0o7777 }).toEqual({
-        path: entry.path,
+      expect(stats?.isFile(), `${key} is a file in the backup`).toBe(true);
+      expect({ path: key, size: stats!.size, mode: stats!.mode & 0o7777 }).toEqual({
+        path: key,
         size: entry.size,
         mode: entry.mode,
       });
-      expect(sha256File(join(dest, entry.path)), `sha256 of ${entry.path}`).toBe(entry.sha256);
+      expect(sha256(readFileSync(keyPath(dest, key))), `sha256 of ${key}`).toBe(entry.sha256);
       files++;
       bytes += stats!.size;
     } else if (entry.type === 'dir') {
-      expect(stats?.isDirectory(), `${entry.path} is a directory in the backup`).toBe(true);
-      expect(stats!.mode & 0o7777, `mode of ${entry.path}`).toBe(entry.mode);
+      expect(stats?.isDirectory(), `${key} is a directory in the backup`).toBe(true);
+      expect(stats!.mode & 0o7777, `mode of ${key}`).toBe(entry.mode);
       dirs++;
     } else {
-      expect(entry.skipped, `${entry.path} is marked skipped`).toBe(true);
-      expect(stats, `skipped ${entry.path} is not in the backup`).toBeUndefined();
+      expect(entry.skipped, `${key} is marked skipped`).toBe(true);
+      expect(stats, `skipped ${key} is not in the backup`).toBeUndefined();
     }
-    onDisk.delete(entry.path);
+    onDisk.delete(key);
   }
   expect([...onDisk.keys()], 'entries in the backup that the index does not list').toEqual([]);
   expect(extras.totals).toEqual({ files, dirs, bytes });

@@ -174,6 +174,11 @@ export function oxiosCopyDirRecursive(src: string, dest: string): void {
   }
 }
 
+/** Whole microseconds of a nanosecond timestamp, rounded down in time order (BigInt division rounds to 0). */
+export function floorToMicroseconds(ns: bigint): bigint {
+  return ns / 1000n - (ns % 1000n < 0n ? 1n : 0n);
+}
+
 /** A name as text: its UTF-8, or (when its bytes are not UTF-8) ASCII with every other byte as `\xNN`. */
 function nameText(name: Buffer): string {
   if (isUtf8(name)) return name.toString('utf8');
@@ -184,7 +189,10 @@ function nameText(name: Buffer): string {
 
 /**
  * Every entry below `root` as `path kind mode size mtime sha256`, sorted: equal fingerprints mean the same
- * tree, byte for byte (names read as bytes), with the same attributes.
+ * tree, byte for byte (names read as bytes), with the same attributes. Mtimes are whole microseconds taken
+ * from the exact nanoseconds, rounded down in time order (before 1970 too): a restore keeps them to the
+ * microsecond (the precision of `utimes`), and the rounded double `mtimeMs` can land on either side of a
+ * millisecond (Node 24+ sets sub-microsecond times).
  */
 export function fingerprint(root: string, options: { mtimes?: boolean } = {}): string[] {
   const out: string[] = [];
@@ -194,9 +202,9 @@ export function fingerprint(root: string, options: { mtimes?: boolean } = {}): s
       const child = rel === '' ? nameText(name) : `${rel}/${nameText(name)}`;
       const childBytes = Buffer.concat([relBytes, Buffer.from('/'), name]);
       const path = Buffer.concat([Buffer.from(root), childBytes]);
-      const stats = lstatSync(path);
-      const mtime = options.mtimes === false ? '' : ` ${Math.floor(stats.mtimeMs)}`;
-      const mode = (stats.mode & 0o7777).toString(8);
+      const stats = lstatSync(path, { bigint: true });
+      const mtime = options.mtimes === false ? '' : ` ${floorToMicroseconds(stats.mtimeNs)}`;
+      const mode = (stats.mode & 0o7777n).toString(8);
       if (stats.isDirectory()) {
         out.push(`${child} dir ${mode}${mtime}`);
         visit(child, childBytes);

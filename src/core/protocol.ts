@@ -152,21 +152,25 @@ export function clampTimestampNs(ns: bigint): bigint {
   return ns;
 }
 
+// libuv before 1.52 truncates the fraction of the seconds it is given to the microsecond, towards zero, and
+// then normalises a negative fraction; from 1.52 on it keeps what the double holds (uv__fs_to_timespec).
+const [uvMajor = 0, uvMinor = 0] = process.versions.uv.split('.').map(Number);
+const UV_TRUNCATES_TO_MICROSECONDS = uvMajor === 1 && uvMinor < 52;
+
 /**
- * A nanosecond timestamp as the seconds `fs.utimes`/`futimes` take. libuv keeps microseconds and truncates
- * (uv__fs_to_timespec): `Number(ns) / 1e9` lands just below the wanted value for most timestamps (1.65e18 ns
- * is past 2^53), giving mtimes a microsecond, or a whole millisecond (…250 ms → …249.999), too early.
- * Whole microseconds are exact in a double, and half a microsecond more survives the division's rounding
- * (≤ 0.12 µs here), so the truncation lands exactly on the microsecond. libuv truncates a negative time's
- * fraction towards zero before it normalises the nanoseconds, so there half a microsecond less does the same.
- * Node turns a negative number of seconds into "now" but passes a numeric string through: times before 1970
- * travel as strings. A timestamp keeps its microsecond (rounded down, in time order) within 2^33 s of 1970
- * (1697 to 2242); beyond that a double's step is 1.9 µs, and the time set is within that step.
+ * A nanosecond timestamp as the seconds `fs.utimes`/`futimes` take, aimed at the middle of its microsecond
+ * (rounded down in time order): `Number(ns) / 1e9` lands just below the wanted value for most timestamps
+ * (1.65e18 ns is past 2^53), a microsecond, or a whole millisecond (…250 ms → …249.999), too early. Whole
+ * microseconds are exact in a double, so half a microsecond more survives the division's rounding: a libuv
+ * that truncates lands exactly on the microsecond, one that does not lands inside it. Before 1970 a truncating
+ * libuv rounds towards zero, so there half a microsecond less does the same. Node turns a negative number of
+ * seconds into "now" but passes a numeric string through: times before 1970 travel as strings. This holds
+ * within 2^33 s of 1970 (1697 to 2242); beyond, a double's step is 1.9 µs and the time set is within it.
  */
 export function utimeSeconds(ns: bigint): number | string {
   const micros = ns / 1000n - (ns % 1000n < 0n ? 1n : 0n);
   if (micros >= 0n) return (Number(micros) + 0.5) / 1e6;
-  return String((Number(micros) - 0.5) / 1e6);
+  return String((Number(micros) + (UV_TRUNCATES_TO_MICROSECONDS ? -0.5 : 0.5)) / 1e6);
 }
 
 // Names that are not valid UTF-8 (`conv\xe9`, legal on Linux) travel as strings too, losslessly: each byte of

@@ -54,6 +54,15 @@ function backupWithTarget(): { backupDir: string; target: string; before: string
 
 const REPLACEMENTS: Replacement[] = ['fifo', 'dev-zero', 'symlink-to-dev-zero', 'directory'];
 
+/** verify reports the refused file as a `manifest` problem (exit 1, no hang), and the target never changed. */
+async function expectReportedAndTargetUnchanged(backupDir: string, target: string, before: string[]) {
+  const verified = await runCli(['verify', '--json', backupDir], { timeoutMs: TIMEOUT_MS });
+  expect({ exitCode: verified.exitCode, signal: verified.signal }).toEqual({ exitCode: 1, signal: null });
+  expect(JSON.parse(verified.stdout).problems.list).toMatchObject([{ problem: 'manifest' }]);
+  expect(fingerprint(target)).toEqual(before);
+  expect(restoreSiblings(target)).toEqual([]);
+}
+
 describe('manifest.json that is not a regular file', () => {
   for (const what of REPLACEMENTS) {
     it(`${what}: inspect, verify and restore refuse it at once (ERR_MANIFEST_INVALID)`, async (context) => {
@@ -69,11 +78,7 @@ describe('manifest.json that is not a regular file', () => {
         expectOneLineError(run, 'ERR_MANIFEST_INVALID');
         expect(run.stderr).toContain(join(backupDir, 'manifest.json'));
       }
-      const verified = await runCli(['verify', '--json', backupDir], options);
-      expect({ exitCode: verified.exitCode, signal: verified.signal }).toEqual({ exitCode: 1, signal: null });
-      expect(JSON.parse(verified.stdout).problems.list).toMatchObject([{ problem: 'manifest' }]);
-      expect(fingerprint(target)).toEqual(before);
-      expect(restoreSiblings(target)).toEqual([]);
+      await expectReportedAndTargetUnchanged(backupDir, target, before);
     });
   }
 
@@ -100,11 +105,7 @@ describe('an index that is not a regular file', () => {
       expect(run.signal, 'restore was killed: it hung').toBe(null);
       expectOneLineError(run, 'ERR_INDEX_INVALID');
       expect(run.stderr).toContain(join(backupDir, '.statesnap', 'index.jsonl'));
-      const verified = await runCli(['verify', '--json', backupDir], { timeoutMs: TIMEOUT_MS });
-      expect({ exitCode: verified.exitCode, signal: verified.signal }).toEqual({ exitCode: 1, signal: null });
-      expect(JSON.parse(verified.stdout).problems.list).toMatchObject([{ problem: 'manifest' }]);
-      expect(fingerprint(target)).toEqual(before);
-      expect(restoreSiblings(target)).toEqual([]);
+      await expectReportedAndTargetUnchanged(backupDir, target, before);
     });
   }
 

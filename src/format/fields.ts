@@ -19,9 +19,13 @@ export const timestampNs = z
   .string()
   .regex(/^-?\d{1,20}$/, 'must be a decimal count of nanoseconds')
   .refine(
-    (value) => value.replace('-', '').length < LIMIT_DIGITS || abs(BigInt(value)) < TIMESTAMP_LIMIT_NS,
+    (value) => digitsOf(value) < LIMIT_DIGITS || abs(BigInt(value)) < TIMESTAMP_LIMIT_NS,
     'must lie within 2^34 s of 1970 (the years 1425 to 2514)',
   );
+
+function digitsOf(value: string): number {
+  return value.charCodeAt(0) === 0x2d ? value.length - 1 : value.length;
+}
 
 function abs(value: bigint): bigint {
   return value < 0n ? -value : value;

@@ -293,8 +293,11 @@ export async function* readIndex(
       if (!parsed.success) throw invalid(`line ${lineNumber} is invalid: ${formatZodIssues(parsed.error)}`);
       const located = locate(parsed.data);
       if (typeof located !== 'string') throw invalid(`line ${lineNumber} is invalid: ${located.problem}`);
-      const { path_b64: _, ...fields } = parsed.data as IndexLineV2;
-      const entry = { ...fields, path: located } as IndexEntry;
+      // zod's output is a fresh object: it becomes the entry, with the one spelling of its path.
+      const line = parsed.data as IndexLineV2;
+      delete line.path_b64;
+      line.path = located;
+      const entry = line as IndexEntry;
       if (seen.has(entry.path))
         throw invalid(`line ${lineNumber}: duplicate path ${JSON.stringify(entry.path)}`);
       seen.add(entry.path);

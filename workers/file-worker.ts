@@ -11,6 +11,7 @@ import {
   fchmodSync,
   fchownSync,
   fstatSync,
+  ftruncateSync,
   futimesSync,
   openSync,
   readlinkSync,
@@ -29,6 +30,7 @@ import type {
   HashTask,
   PlainError,
   TaskResult,
+  WorkerRequest,
   WorkerTask,
 } from '../src/core/protocol.js';
 import { clampTimestampNs, formatMode, fsPath, SETID_BITS, utimeSeconds } from '../src/core/protocol.js';
@@ -40,6 +42,10 @@ const WHOLE_FILE_LIMIT = 1 << 20;
 const CHUNK_SIZE = 1 << 20;
 // One extra byte so a file that grew while being read is noticed without a second stat.
 const buffer = Buffer.allocUnsafe(WHOLE_FILE_LIMIT + 1);
+// In the copy of a sparse file, a block of zeros becomes a hole: 4 KiB is the block (and page) size of the
+// common Linux filesystems, the smallest hole most of them can make.
+const HOLE_BLOCK = 4096;
+const ZERO_BLOCK = Buffer.alloc(HOLE_BLOCK);
 
 // O_NONBLOCK: a file swapped for a FIFO between planning and opening must not hang the worker on open().
 const OPEN_SOURCE = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
@@ -56,6 +62,13 @@ class FileFailure extends Error {
   ) {
     super(message);
   }
+}
+
+/** The main thread raised the stop flag: ends the batch, never becomes a file's outcome. */
+class RunStopped extends Error {}
+
+function throwIfStopped(stop: Int32Array): void {
+  if (Atomics.load(stop, 0) !== 0) throw new RunStopped('the run is stopping');
 }
 
 function toPlainError(error: unknown): PlainError {
@@ -136,22 +149,30 @@ function readWhole(fd: number, size: number): number {
   }
 }
 
-function writeAll(fd: number, data: Buffer, length: number): void {
+function writeAll(fd: number, data: Buffer, offset: number, length: number, position: number): void {
   let written = 0;
-  while (written < length) written += writeSync(fd, data, written, length - written);
+  while (written < length) {
+    written += writeSync(fd, data, offset + written, length - written, position + written);
+  }
 }
 
 interface OpenDest {
   fd: number;
+  /** False from the moment the descriptor is handed to close(): it is never closed twice (see closeDest). */
+  open: boolean;
   /** The file this open created: the destination itself, or a temp file beside it (`replace`). */
   createdPath: string;
   tempPath: string | null;
   /** The umask left the wanted mode intact, so no fchmod is needed. */
   modeSet: boolean;
+  /** The source is sparse: blocks of zeros are left as holes, and the size is set at the end. */
+  sparse: boolean;
+  /** Where the next bytes go. */
+  position: number;
 }
 
 /** Opens a destination for writing; `replace` goes through a temp file beside it so nothing is ever torn. */
-function openDest(task: CopyTask, destPath: string, mode: number): OpenDest {
+function openDest(task: CopyTask, destPath: string, mode: number, sparse: boolean): OpenDest {
   const tempPath =
     task.to.writeMode === 'replace'
       ? join(
@@ -172,7 +193,37 @@ function openDest(task: CopyTask, destPath: string, mode: number): OpenDest {
     unlinkSync(fsPath(tempPath ?? destPath));
     throw error instanceof FileFailure ? new FileFailure('dest-failed', error.message) : error;
   }
-  return { fd, createdPath: tempPath ?? destPath, tempPath, modeSet: (mode & ~umask) === mode };
+  return {
+    fd,
+    open: true,
+    createdPath: tempPath ?? destPath,
+    tempPath,
+    modeSet: (mode & ~umask) === mode,
+    sparse,
+    position: 0,
+  };
+}
+
+function isZeroBlock(data: Buffer, start: number, end: number): boolean {
+  return data.compare(ZERO_BLOCK, 0, end - start, start, end) === 0;
+}
+
+/** Appends `data[0, length)` to the copy; in a sparse copy, whole blocks of zeros are skipped as holes. */
+function writeContent(dest: OpenDest, data: Buffer, length: number): void {
+  if (!dest.sparse) {
+    writeAll(dest.fd, data, 0, length, dest.position);
+  } else {
+    // `pending` is where the run of data blocks not yet written starts.
+    let pending = 0;
+    for (let block = 0; block < length; block += HOLE_BLOCK) {
+      const end = Math.min(block + HOLE_BLOCK, length);
+      if (!isZeroBlock(data, block, end)) continue;
+      if (pending < block) writeAll(dest.fd, data, pending, block - pending, dest.position + pending);
+      pending = end;
+    }
+    if (pending < length) writeAll(dest.fd, data, pending, length - pending, dest.position + pending);
+  }
+  dest.position += length;
 }
 
 function destFailure(error: unknown): FileFailure {
@@ -189,10 +240,14 @@ function transfer(
   fd: number,
   destPath: string,
   op: FileOp,
+  stop: Int32Array,
 ): { stat: BigIntStats; attributes: CopyAttributes; hash: string } {
   const stat = fstatSync(fd, { bigint: true });
   if (!stat.isFile()) throw new FileFailure('not-regular', 'is no longer a regular file');
   const size = Number(stat.size);
+  // Fewer blocks than bytes: the file has holes (Node has no SEEK_DATA to find them). A fully allocated file,
+  // zeros included, is copied as it is.
+  const sparse = stat.blocks * 512n < stat.size;
   if (task.from.expectSize && size !== op.size) {
     throw new FileFailure('corrupt', `size is ${size} bytes, the index says ${op.size}`);
   }
@@ -208,18 +263,19 @@ function transfer(
       if (op.hash !== undefined && digest !== op.hash) {
         throw new FileFailure('corrupt', `content hash ${digest} does not match the index (${op.hash})`);
       }
-      dest = openDest(task, destPath, attributes.mode);
-      writeAll(dest.fd, content, length);
+      dest = openDest(task, destPath, attributes.mode, sparse);
+      writeContent(dest, content, length);
     } else {
-      dest = openDest(task, destPath, attributes.mode);
+      dest = openDest(task, destPath, attributes.mode, sparse);
       const hasher = createHash('sha256');
       let total = 0;
       for (;;) {
+        throwIfStopped(stop);
         const n = readSource(fd, 0, CHUNK_SIZE);
         if (n === 0) break;
         total += n;
         hasher.update(buffer.subarray(0, n));
-        writeAll(dest.fd, buffer, n);
+        writeContent(dest, buffer, n);
       }
       if (total !== size) throw new FileFailure('changed', 'size changed while it was read');
       digest = hasher.digest('hex');
@@ -234,7 +290,7 @@ function transfer(
     return { stat, attributes, hash: digest };
   } catch (error) {
     if (dest) abandonDest(dest);
-    if (error instanceof FileFailure) throw error;
+    if (error instanceof FileFailure || error instanceof RunStopped) throw error;
     throw destFailure(error);
   }
 }
@@ -246,25 +302,37 @@ function finishDest(
   op: FileOp,
   attributes: CopyAttributes,
 ): void {
+  // Holes at the end were never written: the size is set here.
+  if (dest.sparse) ftruncateSync(dest.fd, dest.position);
   // Owner first: a change of owner clears setuid/setgid, so a mode holding them is set again after it.
   const chown = task.to.owners && op.uid !== undefined && op.gid !== undefined;
   if (chown) fchownSync(dest.fd, op.uid!, op.gid!);
   if (!dest.modeSet || (chown && (attributes.mode & SETID_BITS) !== 0)) fchmodSync(dest.fd, attributes.mode);
   futimesSync(dest.fd, utimeSeconds(attributes.atimeNs), utimeSeconds(attributes.mtimeNs));
-  closeSync(dest.fd);
+  closeDest(dest);
   if (dest.tempPath) renameSync(fsPath(dest.tempPath), fsPath(destPath));
+}
+
+/**
+ * Closes the destination's descriptor exactly once, even when close() itself fails (Linux releases the
+ * descriptor anyway): every thread of the process shares one descriptor table, so a second close() of the
+ * same number could close a file another worker has just opened.
+ */
+function closeDest(dest: OpenDest): void {
+  dest.open = false;
+  closeSync(dest.fd);
 }
 
 function abandonDest(dest: OpenDest): void {
   try {
-    closeSync(dest.fd);
+    if (dest.open) closeDest(dest);
   } catch {}
   try {
     unlinkSync(fsPath(dest.createdPath));
   } catch {}
 }
 
-function copyOne(task: CopyTask, op: FileOp): FileOutcome {
+function copyOne(task: CopyTask, op: FileOp, stop: Int32Array): FileOutcome {
   // Plain concatenation: `rel` is already a validated relative path, and path.join's normalising costs
   // measurable time per file.
   const sourcePath = `${task.from.root}/${op.rel}`;
@@ -274,7 +342,7 @@ function copyOne(task: CopyTask, op: FileOp): FileOutcome {
       const fd = openSource(sourcePath);
       try {
         assertConfined(fd, task.from.confineTo, 'source');
-        const { stat, attributes, hash: digest } = transfer(task, fd, destPath, op);
+        const { stat, attributes, hash: digest } = transfer(task, fd, destPath, op, stop);
         return {
           ok: true,
           rel: op.rel,
@@ -306,10 +374,11 @@ function identityOf(stat: BigIntStats): { uid: number; gid: number; ino: string;
   };
 }
 
-function readHash(fd: number, op: FileOp, size: number): string {
+function readHash(fd: number, op: FileOp, size: number, stop: Int32Array): string {
   const hasher = createHash('sha256');
   let total = 0;
   for (;;) {
+    throwIfStopped(stop);
     const n = readSync(fd, buffer, 0, CHUNK_SIZE, null);
     if (n === 0) break;
     total += n;
@@ -323,7 +392,7 @@ function readHash(fd: number, op: FileOp, size: number): string {
   return digest;
 }
 
-function hashOne(task: HashTask, op: FileOp): FileOutcome {
+function hashOne(task: HashTask, op: FileOp, stop: Int32Array): FileOutcome {
   try {
     const fd = openSource(join(task.from.root, op.rel));
     try {
@@ -333,7 +402,7 @@ function hashOne(task: HashTask, op: FileOp): FileOutcome {
       const size = Number(stat.size);
       if (size !== op.size)
         throw new FileFailure('corrupt', `size is ${size} bytes, the index says ${op.size}`);
-      const digest = task.readContent ? readHash(fd, op, size) : '';
+      const digest = task.readContent ? readHash(fd, op, size, stop) : '';
       const mode = Number(stat.mode) & 0o7777;
       if (task.compareMode && op.mode !== undefined && mode !== op.mode) {
         throw new FileFailure('mode', `mode is ${formatMode(mode)}, the index says ${formatMode(op.mode)}`);
@@ -353,6 +422,7 @@ function hashOne(task: HashTask, op: FileOp): FileOutcome {
       closeSync(fd);
     }
   } catch (error) {
+    if (error instanceof RunStopped) throw error;
     if (!(error instanceof FileFailure)) {
       return {
         ok: false,
@@ -366,21 +436,29 @@ function hashOne(task: HashTask, op: FileOp): FileOutcome {
   }
 }
 
-/** The operation of each task kind, applied to every file of a batch. */
-const OPERATIONS: {
-  [Kind in WorkerTask['kind']]: (task: Extract<WorkerTask, { kind: Kind }>, op: FileOp) => FileOutcome;
-} = { copy: copyOne, hash: hashOne };
+type Operation<T extends WorkerTask> = (task: T, op: FileOp, stop: Int32Array) => FileOutcome;
 
-export default function runTask(task: WorkerTask): TaskResult {
-  const operation = OPERATIONS[task.kind] as (task: WorkerTask, op: FileOp) => FileOutcome;
+/** The operation of each task kind, applied to every file of a batch. */
+const OPERATIONS: { [Kind in WorkerTask['kind']]: Operation<Extract<WorkerTask, { kind: Kind }>> } = {
+  copy: copyOne,
+  hash: hashOne,
+};
+
+export default function runTask({ task, stop }: WorkerRequest): TaskResult {
+  const operation = OPERATIONS[task.kind] as Operation<WorkerTask>;
   const outcomes: FileOutcome[] = [];
   let bytes = 0;
-  for (const op of task.files) {
-    const outcome = operation(task, op);
-    outcomes.push(outcome);
-    if (outcome.ok) bytes += outcome.size;
-    // A destination that cannot be written (ENOSPC, EROFS, EIO) dooms the whole run: stop the batch early.
-    if (!outcome.ok && outcome.problem === 'dest-failed') break;
+  try {
+    for (const op of task.files) {
+      throwIfStopped(stop);
+      const outcome = operation(task, op, stop);
+      outcomes.push(outcome);
+      if (outcome.ok) bytes += outcome.size;
+      // A destination that cannot be written (ENOSPC, EROFS, EIO) dooms the whole run: stop the batch early.
+      if (!outcome.ok && outcome.problem === 'dest-failed') break;
+    }
+  } catch (error) {
+    if (!(error instanceof RunStopped)) throw error;
   }
   return { outcomes, bytes };
 }

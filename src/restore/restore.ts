@@ -97,6 +97,7 @@ export interface RestoreResult {
   /** What was recovered first from an earlier restore of this target that was killed. */
   recovered: RecoveryAction[];
   warnings: WarningSummary;
+  /** The worker threads the run started: at most the `threads` option, and only as many as its batches kept busy. */
   threads: number;
   synced: boolean;
   durationMs: number;
@@ -254,7 +255,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
       ownersRestored: owners,
       recovered,
       warnings: run.warnings.summary(),
-      threads: opts.threads,
+      threads: run.threadsStarted,
       synced: opts.sync,
       durationMs: Math.round(performance.now() - started),
       exitCode: run.warnings.count > 0 ? 3 : 0,

@@ -55,7 +55,8 @@ export class RestoreCommand extends BaseCommand {
       backup records (as \`tar --numeric-owner\` does); run as any other user, they belong to that user. Setuid and
       setgid bits are dropped unless \`--keep-setid\` is given.
 
-      Exit codes: 0 ok, 1 failed (target unchanged), 2 usage error, 3 completed with warnings, 130 interrupted.
+      Exit codes: 0 ok, 1 failed (target unchanged), 2 usage error, 3 completed with warnings, 130 interrupted (SIGINT),
+      143 terminated (SIGTERM).
     `,
     examples: [
       ['Restore into a new directory', '$0 restore ./demo/backup ./demo/restored'],

@@ -16,8 +16,8 @@ import {
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, type TestContext } from 'vitest';
 import { expectOneLineError } from './helpers/backup.js';
-import { fingerprint, restoreSiblings, writeHandBackup } from './helpers/restore.js';
-import { cleanup, isRoot, runCli, tempDir } from './helpers/tree.js';
+import { restoreSiblings, writeHandBackup } from './helpers/restore.js';
+import { cleanup, fingerprintTree, isRoot, runCli, type TreePrint, tempDir } from './helpers/tree.js';
 
 afterEach(cleanup);
 
@@ -39,7 +39,7 @@ function replaceWith(path: string, what: Replacement, context: TestContext): voi
   else mkdirSync(path);
 }
 
-function backupWithTarget(): { backupDir: string; target: string; before: string[] } {
+function backupWithTarget(): { backupDir: string; target: string; before: TreePrint } {
   const root = tempDir();
   const backupDir = join(root, 'backup');
   writeHandBackup(backupDir, [
@@ -49,17 +49,17 @@ function backupWithTarget(): { backupDir: string; target: string; before: string
   const target = join(root, 'target');
   mkdirSync(target);
   writeFileSync(join(target, 'live.json'), 'live');
-  return { backupDir, target, before: fingerprint(target) };
+  return { backupDir, target, before: fingerprintTree(target) };
 }
 
 const REPLACEMENTS: Replacement[] = ['fifo', 'dev-zero', 'symlink-to-dev-zero', 'directory'];
 
 /** verify reports the refused file as a `manifest` problem (exit 1, no hang), and the target never changed. */
-async function expectReportedAndTargetUnchanged(backupDir: string, target: string, before: string[]) {
+async function expectReportedAndTargetUnchanged(backupDir: string, target: string, before: TreePrint) {
   const verified = await runCli(['verify', '--json', backupDir], { timeoutMs: TIMEOUT_MS });
   expect({ exitCode: verified.exitCode, signal: verified.signal }).toEqual({ exitCode: 1, signal: null });
   expect(JSON.parse(verified.stdout).problems.list).toMatchObject([{ problem: 'manifest' }]);
-  expect(fingerprint(target)).toEqual(before);
+  expect(fingerprintTree(target)).toEqual(before);
   expect(restoreSiblings(target)).toEqual([]);
 }
 
@@ -92,7 +92,7 @@ describe('manifest.json that is not a regular file', () => {
     const run = await runCli(['restore', backupDir, target], { timeoutMs: TIMEOUT_MS });
     expectOneLineError(run, 'ERR_MANIFEST_INVALID');
     expect(run.stderr).toContain('larger than 16 MiB');
-    expect(fingerprint(target)).toEqual(before);
+    expect(fingerprintTree(target)).toEqual(before);
   });
 });
 
@@ -116,7 +116,7 @@ describe('an index that is not a regular file', () => {
     symlinkSync(elsewhere, join(backupDir, '.statesnap'));
     const run = await runCli(['restore', backupDir, target], { timeoutMs: TIMEOUT_MS });
     expectOneLineError(run, 'ERR_INDEX_INVALID');
-    expect(fingerprint(target)).toEqual(before);
+    expect(fingerprintTree(target)).toEqual(before);
   });
 });
 
@@ -150,7 +150,7 @@ describe('an index line longer than the cap (1 MiB)', () => {
           expect(run.stdout).toContain('line 1 is longer than 1 MiB');
         }
       }
-      expect(fingerprint(target)).toEqual(before);
+      expect(fingerprintTree(target)).toEqual(before);
     } finally {
       rmSync(indexPath, { force: true });
     }

@@ -10,15 +10,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { backup, restore, verify } from '../dist/src/index.js';
 import { expectOneLineError, readBackupIndex } from './helpers/backup.js';
 import { requireDependency } from './helpers/dependencies.js';
-import {
-  fingerprint,
-  floorToMicroseconds,
-  type HandEntry,
-  restoreSiblings,
-  sha256,
-  writeHandBackup,
-} from './helpers/restore.js';
-import { cleanup, runCli, tempDir } from './helpers/tree.js';
+import { type HandEntry, restoreSiblings, sha256, writeHandBackup } from './helpers/restore.js';
+import { cleanup, fingerprintTree, runCli, tempDir } from './helpers/tree.js';
 
 afterEach(cleanup);
 
@@ -30,6 +23,11 @@ function touch(path: string, date: string): void {
 
 function mtimeNs(path: string): bigint {
   return statSync(path, { bigint: true }).mtimeNs;
+}
+
+/** Whole microseconds, rounded down in time order (BigInt division rounds towards 1970). */
+function floorToMicroseconds(ns: bigint): bigint {
+  return ns / 1000n - (ns % 1000n < 0n ? 1n : 0n);
 }
 
 /** The mtime's microsecond, rounded down in time order: what a restore keeps. */
@@ -189,11 +187,11 @@ describe('absurd timestamps in a hostile index are refused before the target cha
       const target = join(root, 'target');
       mkdirSync(target);
       writeFileSync(join(target, 'live.json'), 'live');
-      const before = fingerprint(target);
+      const before = fingerprintTree(target);
       const run = await runCli(['restore', backupDir, target]);
       expectOneLineError(run, 'ERR_INDEX_INVALID');
       expect(run.exitCode).toBe(1);
-      expect(fingerprint(target)).toEqual(before);
+      expect(fingerprintTree(target)).toEqual(before);
       expect(restoreSiblings(target)).toEqual([]);
       expect((await verify({ backup: backupDir })).problems.list.map((p) => p.problem)).toEqual(['manifest']);
     });

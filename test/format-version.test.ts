@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { backup, inspect, restore, verify } from '../dist/src/index.js';
 import { expectOneLineError, readBackupIndex, readManifestJson } from './helpers/backup.js';
-import { fingerprint, type HandEntry, restoreSiblings, sha256, writeHandBackup } from './helpers/restore.js';
-import { cleanup, createTree, file, runCli, tempDir } from './helpers/tree.js';
+import { type HandEntry, restoreSiblings, sha256, writeHandBackup } from './helpers/restore.js';
+import { cleanup, createTree, file, fingerprintTree, runCli, tempDir } from './helpers/tree.js';
 
 afterEach(cleanup);
 
@@ -89,7 +89,7 @@ describe('a manifest or index in a format this statesnap does not read', () => {
     const target = join(root, 'target');
     mkdirSync(target);
     writeFileSync(join(target, 'live.json'), 'live');
-    const before = fingerprint(target);
+    const before = fingerprintTree(target);
     for (const args of [
       ['restore', backupDir, target],
       ['verify', backupDir],
@@ -101,7 +101,7 @@ describe('a manifest or index in a format this statesnap does not read', () => {
       expect(run.stderr).toContain('made by a newer statesnap "9.0.0" (format 3)');
     }
     await expect(restore({ backup: backupDir, target })).rejects.toMatchObject({ code: 'ERR_FORMAT_NEWER' });
-    expect(fingerprint(target)).toEqual(before);
+    expect(fingerprintTree(target)).toEqual(before);
     expect(restoreSiblings(target)).toEqual([]);
   });
 

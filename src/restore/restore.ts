@@ -16,6 +16,7 @@ import { resolvePaths, SOURCE_AND_DESTINATION } from '../core/paths.js';
 import { type ErrorPolicy, newTally, type Run, runPipeline } from '../core/pipeline.js';
 import type { RestoreProgress } from '../core/progress.js';
 import { type FileProblem, SETID_BITS } from '../core/protocol.js';
+import { pauseAt } from '../core/test-hooks.js';
 import type { Warning, WarningSummary } from '../core/warnings.js';
 import { type BackupKind, type BackupReader, openBackup, sectionProblems } from '../read/backup-reader.js';
 import type { RecoveryAction } from './journal.js';
@@ -204,7 +205,10 @@ async function restorePass(
     destination: target,
     readContent: opts.verify,
     policy: anyProblemAborts(reader.root),
-    onProgress: report,
+    onProgress: (done) => {
+      report(done);
+      if (target) pauseAt?.('copying', done.filesDone);
+    },
   });
   if (target) report(tally, 'finishing');
 }

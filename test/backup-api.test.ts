@@ -160,7 +160,7 @@ describe('results and progress', () => {
     const root = tempDir();
     mkdirSync(join(root, '.statesnap'));
     const writer = new IndexWriter(root);
-    writer.add({ path: 'a', type: 'dir', mode: 0o755, mtime_ns: '0' });
+    writer.add({ path: 'a', type: 'dir', mode: 0o755, mtime_ns: '0', uid: 0, gid: 0 });
     writer.close();
     const other = openSync(join(root, 'other'), 'w');
     try {

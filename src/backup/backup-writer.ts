@@ -4,11 +4,11 @@
 
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { describeCause, isStatesnapError, StatesnapError, systemErrorCode } from '../core/errors.js';
+import { assert, describeCause, isStatesnapError, StatesnapError, systemErrorCode } from '../core/errors.js';
 import { Flusher } from '../core/flush.js';
 import { applyDirectoryAttributes, entryExists, removeTree } from '../core/fs-tree.js';
 import type { Destination, FileFailed, FileWritten } from '../core/pipeline.js';
-import type { FileOp, ReadSpec, TaskResult, WorkerTask } from '../core/protocol.js';
+import { type FileOp, fsPath, type ReadSpec, type TaskResult, type WorkerTask } from '../core/protocol.js';
 import { findStaleSiblings, siblingPath } from '../core/siblings.js';
 import { pauseAt } from '../core/test-hooks.js';
 import type { PlannedDir, SkipKind } from '../core/walk.js';
@@ -19,6 +19,7 @@ import {
   MANIFEST_FILE,
   type Manifest,
   META_DIR,
+  type RootRecord,
   serializeManifest,
 } from '../format/manifest.js';
 
@@ -27,6 +28,8 @@ export interface BackupWriter extends Destination {
   readonly location: string;
   /** Ends the index (no entry comes after this) and says what the manifest records about it. */
   sealIndex(): IndexRecord;
+  /** The source root directory's attributes, which the manifest records (no index line describes the root). */
+  rootRecord(): RootRecord;
   /** Writes the manifest, the commit marker, and makes the backup visible; after this it is complete. */
   commit(manifest: Manifest): Promise<{ replacedExisting: boolean }>;
 }
@@ -72,6 +75,12 @@ export function checkDestination(dest: string, options: Pick<LocalTreeOptions, '
   return exists;
 }
 
+/** What the index (or, for the root, the manifest) records about a directory of the source. */
+function attributesOf(dir: PlannedDir): RootRecord {
+  assert(dir.uid !== undefined && dir.gid !== undefined, `the walk gave ${dir.rel} no owner`);
+  return { mode: dir.mode, mtime_ns: dir.mtimeNs.toString(), uid: dir.uid, gid: dir.gid };
+}
+
 /** A backup as a directory tree, built at `<dest>.partial-<pid>-<random>` and renamed to `dest` when complete. */
 export class LocalTreeWriter implements BackupWriter {
   readonly location: string;
@@ -113,17 +122,31 @@ export class LocalTreeWriter implements BackupWriter {
   dir(dir: PlannedDir): void {
     if (dir.rel !== '') {
       try {
-        mkdirSync(join(this.#partial, dir.rel), { mode: 0o700 });
+        mkdirSync(fsPath(join(this.#partial, dir.rel)), { mode: 0o700 });
       } catch (error) {
         throw destWriteError(join(this.location, dir.rel), error);
       }
-      this.#index.add({ path: dir.rel, type: 'dir', mode: dir.mode, mtime_ns: dir.mtimeNs.toString() });
+      this.#index.add({ path: dir.rel, type: 'dir', ...attributesOf(dir) });
     }
     this.#dirs.push(dir);
   }
 
+  rootRecord(): RootRecord {
+    const root = this.#dirs[0];
+    assert(root?.rel === '', 'the source root was not the first directory');
+    return attributesOf(root);
+  }
+
   task(files: FileOp[], from: ReadSpec): WorkerTask {
-    return { kind: 'copy', files, from, to: { root: this.#partial, confineTo: null, writeMode: 'create' } };
+    // A backup keeps every mode bit (a restore decides what to give back) and leaves owners to its index.
+    const to = {
+      root: this.#partial,
+      confineTo: null,
+      writeMode: 'create',
+      owners: false,
+      modeMask: 0o7777,
+    } as const;
+    return { kind: 'copy', files, from, to };
   }
 
   fileDone(file: FileWritten): void {
@@ -133,6 +156,10 @@ export class LocalTreeWriter implements BackupWriter {
       size: file.size,
       mode: file.mode,
       mtime_ns: file.mtimeNs,
+      ctime_ns: file.ctimeNs,
+      ino: file.ino,
+      uid: file.uid,
+      gid: file.gid,
       sha256: file.hash,
     });
   }

@@ -29,9 +29,11 @@ import { HASH_ALGORITHM } from '../core/protocol.js';
 import { pauseAt } from '../core/test-hooks.js';
 import type { Warning, WarningSummary } from '../core/warnings.js';
 import {
+  INDEX_FORMAT,
   type IndexRecord,
   type Manifest,
   OXIOS_CATEGORIES,
+  type RootRecord,
   type SkippedCounts,
   skippedCountsOf,
   unsafeRelativePathReason,
@@ -243,8 +245,10 @@ function manifestOf(
   opts: ResolvedBackupOptions,
   made: {
     createdAt: string;
+    startedAtNs: bigint;
     sections: Manifest['sections'];
     index: IndexRecord;
+    root: RootRecord;
     totals: { files: number; dirs: number; bytes: number };
     skipped: SkippedCounts;
     warnings: WarningSummary;
@@ -257,6 +261,7 @@ function manifestOf(
     oxios_version: opts.appVersion,
     sections: made.sections,
     statesnap: {
+      format: INDEX_FORMAT,
       tool: 'statesnap',
       tool_version: TOOL_VERSION,
       hash_algorithm: HASH_ALGORITHM,
@@ -265,6 +270,8 @@ function manifestOf(
       skipped: made.skipped,
       warnings: { count: warnings.count, by_problem: warnings.byProblem, list: warnings.list.slice(0, 100) },
       categories: opts.categories,
+      root: made.root,
+      started_at_ns: made.startedAtNs.toString(),
     },
   };
 }
@@ -367,21 +374,26 @@ export async function backup(options: BackupOptions): Promise<BackupResult | Bac
     const writer = run.adopt(
       LocalTreeWriter.open(dest, { force: opts.force, sync: opts.sync, given: opts.dest }),
     );
-    const createdAt = new Date().toISOString();
+    // One instant for both: the start a later snapshot's racy check compares source timestamps with.
+    const startedAt = Date.now();
+    const createdAt = new Date(startedAt).toISOString();
     const sections = computeSections(source, opts.categories);
     const tally = await copySource(run, opts, source, writer, report);
     report(progressOf('finishing', tally, null));
     const index = writer.sealIndex();
+    const root = writer.rootRecord();
     pauseAt?.('index-sealed');
     const summary = summaryOf(run, opts, paths, { tally, sections, started });
     const { files, dirs, bytes, skipped, warnings } = summary;
     const manifest = manifestOf(opts, {
       createdAt,
+      startedAtNs: BigInt(startedAt) * 1_000_000n,
       sections,
       index,
       totals: { files, dirs, bytes },
       skipped,
       warnings,
+      root,
     });
     const { replacedExisting } = await writer.commit(manifest);
     return {

@@ -5,6 +5,7 @@ import {
   closeSync,
   constants,
   fchmodSync,
+  fchownSync,
   futimesSync,
   lstatSync,
   openSync,
@@ -12,7 +13,7 @@ import {
   rmSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { utimeSeconds } from './protocol.js';
+import { fsPath, utimeSeconds, type WriteSpec } from './protocol.js';
 import type { PlannedDir } from './walk.js';
 
 /** Whether anything is at `path`, a dangling symlink included (existsSync follows symlinks and says no). */
@@ -31,21 +32,28 @@ function depth(rel: string): number {
 // through; the attributes are set on the opened descriptor, so the check and the change concern one inode.
 const OPEN_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 
+/** How directories get their recorded attributes: as the files of the same run get theirs (WriteSpec). */
+export interface DirectoryAttributeOptions extends Partial<Pick<WriteSpec, 'owners' | 'modeMask'>> {
+  /** A real path every directory must lie under (a live target), or null. @default null */
+  confineTo?: string | null;
+}
+
 /**
- * Gives every directory its recorded mode and mtime, deepest first: writing into a directory changes its
- * mtime, and a read-only mode set too early would stop its contents from being written (Node's fs.cp does
- * the same in mkDirAndCopy). With `confineTo` (a real path), a directory that resolves outside it (a parent
- * swapped for a symlink) is refused rather than changed.
+ * Gives every directory its recorded mode and mtime (and, with `owners`, its recorded owner), deepest first:
+ * writing into a directory changes its mtime, and a read-only mode set too early would stop its contents from
+ * being written (Node's fs.cp does the same in mkDirAndCopy). With `confineTo` (a real path), a directory that
+ * resolves outside it (a parent swapped for a symlink) is refused rather than changed.
  */
 export function applyDirectoryAttributes(
   root: string,
   dirs: readonly PlannedDir[],
-  confineTo: string | null = null,
+  options: DirectoryAttributeOptions = {},
 ): void {
+  const { confineTo = null, owners = false, modeMask = 0o7777 } = options;
   const ordered = [...dirs].sort((a, b) => depth(b.rel) - depth(a.rel));
   for (const dir of ordered) {
     const path = dir.rel === '' ? root : join(root, dir.rel);
-    const fd = openSync(path, OPEN_DIR);
+    const fd = openSync(fsPath(path), OPEN_DIR);
     try {
       if (confineTo !== null) {
         const actual = readlinkSync(`/proc/self/fd/${fd}`);
@@ -55,7 +63,9 @@ export function applyDirectoryAttributes(
           );
         }
       }
-      fchmodSync(fd, dir.mode);
+      // Owner before mode: a change of owner may clear setgid.
+      if (owners && dir.uid !== undefined && dir.gid !== undefined) fchownSync(fd, dir.uid, dir.gid);
+      fchmodSync(fd, dir.mode & modeMask);
       futimesSync(fd, utimeSeconds(dir.atimeNs), utimeSeconds(dir.mtimeNs));
     } finally {
       closeSync(fd);

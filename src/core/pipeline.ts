@@ -97,6 +97,8 @@ export interface Pass {
   destination: Destination | null;
   /** Without a destination: read every file in full and compare hashes (false: open, confine, type, size). */
   readContent?: boolean;
+  /** Without a destination: report a file whose permission bits differ from its op's (verify). @default false */
+  compareModes?: boolean;
   policy: ErrorPolicy;
   /** Sees every entry as it streams (after the destination): cross-checks against another listing. */
   observe?: {
@@ -161,6 +163,7 @@ export class Run {
   async pass(pass: Pass): Promise<Tally> {
     const flow = new PassFlow(pass, this.signal, this.warnings);
     const readContent = pass.readContent ?? true;
+    const compareMode = pass.compareModes ?? false;
     const { destination, source } = pass;
     const dispatcher = new BatchDispatcher({
       pool: this.#startPool(),
@@ -168,7 +171,7 @@ export class Run {
       signal: flow.signal,
       makeTask: destination
         ? (files) => destination.task(files, source.read)
-        : (files) => ({ kind: 'hash', files, from: source.read, readContent }),
+        : (files) => ({ kind: 'hash', files, from: source.read, readContent, compareMode }),
       onResult: flow.guarded((result: TaskResult) => flow.batchDone(result)),
     });
     try {

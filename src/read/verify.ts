@@ -15,7 +15,7 @@ import {
   type Tally,
 } from '../core/pipeline.js';
 import { type ProgressReport, progressReporter, type VerifyProgress } from '../core/progress.js';
-import { type FileProblem, HASH_ALGORITHM } from '../core/protocol.js';
+import { type FileProblem, formatMode, HASH_ALGORITHM } from '../core/protocol.js';
 import { walk } from '../core/walk.js';
 import type { Warning, WarningLog, WarningSummary } from '../core/warnings.js';
 import { INDEX_FILE, MANIFEST_FILE, RESERVED_ROOT_NAMES } from '../format/manifest.js';
@@ -27,8 +27,11 @@ import {
   totalsMismatch,
 } from './backup-reader.js';
 
-/** What is wrong with one path of a backup (the `problem` of each entry in `problems.list`). */
-export type VerifyProblem = 'manifest' | 'missing' | 'corrupt' | 'extra' | 'unreadable';
+/**
+ * What is wrong with one path of a backup (the `problem` of each entry in `problems.list`). `mode`: its
+ * permission bits differ from the index's (a restore gives it the index's, so someone changed one of them).
+ */
+export type VerifyProblem = 'manifest' | 'missing' | 'corrupt' | 'mode' | 'extra' | 'unreadable';
 
 export interface VerifyOptions extends Pick<RunOptions<VerifyProgress>, 'threads' | 'signal'> {
   /** The backup directory (the one holding manifest.json). */
@@ -72,6 +75,7 @@ const PROBLEM_OF: Record<Exclude<FileProblem, 'dest-failed'>, VerifyProblem> = {
   'not-regular': 'corrupt',
   escaped: 'corrupt',
   unreadable: 'unreadable',
+  mode: 'mode',
 };
 
 /** Every problem is recorded and the check goes on: verify lists them all. */
@@ -106,6 +110,7 @@ function readEveryFile(
   return run.pass({
     source: reader.source({ refuseCaseCollisions: false, hashes: true }),
     destination: null,
+    compareModes: true,
     policy: recordEveryProblem(reader.root),
     observe,
     tally,
@@ -125,14 +130,17 @@ function readEveryFile(
 // While the tree is listed, progress is reported once per this many files.
 const CHECKING_PROGRESS_EVERY = 4096;
 
-/** Every entry of the tree except the backup's own files, by relative path, with whether it is a directory. */
+/**
+ * Every entry of the tree except the backup's own files, by relative path ('' is the root): a directory's
+ * permission bits, null for anything else.
+ */
 async function walkTree(
   reader: BackupReader,
   problems: WarningLog,
   signal: AbortSignal,
   onProgress: (progress: ProgressReport<VerifyProgress>) => void,
-): Promise<Map<string, boolean>> {
-  const entries = new Map<string, boolean>();
+): Promise<Map<string, number | null>> {
+  const entries = new Map<string, number | null>();
   const totals = reader.extras!.totals;
   let listed = 0;
   let listedBytes = 0;
@@ -152,16 +160,16 @@ async function walkTree(
     { isExcluded: () => false, reservedRootNames: RESERVED_ROOT_NAMES, signal },
     {
       dir: (dir) => {
-        if (dir.rel !== '') entries.set(dir.rel, true);
+        entries.set(dir.rel, dir.mode);
       },
       file: (file) => {
-        entries.set(file.rel, false);
+        entries.set(file.rel, null);
         listedBytes += file.size;
         if (++listed % CHECKING_PROGRESS_EVERY === 0) report();
         return undefined;
       },
       skip: (rel, kind) => {
-        if (kind !== 'excluded' && kind !== 'reserved') entries.set(rel, false);
+        if (kind !== 'excluded' && kind !== 'reserved') entries.set(rel, null);
       },
       problem: (rel, problem, message) => {
         const path = join(reader.root, rel);
@@ -186,12 +194,14 @@ async function checkIndexed(
   try {
     await readEveryFile(run, reader, tally, onProgress, {
       dir: (dir) => {
-        if (dir.rel === '') return;
-        const isDir = onDisk.get(dir.rel);
+        const mode = onDisk.get(dir.rel);
         onDisk.delete(dir.rel);
-        if (isDir === undefined) problems.add(join(root, dir.rel), 'missing', 'directory is missing');
-        else if (!isDir)
-          problems.add(join(root, dir.rel), 'corrupt', 'is not a directory; the index says it is one');
+        const path = join(root, dir.rel);
+        if (mode === undefined) problems.add(path, 'missing', 'directory is missing');
+        else if (mode === null) problems.add(path, 'corrupt', 'is not a directory; the index says it is one');
+        else if (mode !== dir.mode) {
+          problems.add(path, 'mode', `mode is ${formatMode(mode)}, the index says ${formatMode(dir.mode)}`);
+        }
       },
       file: (op) => {
         onDisk.delete(op.rel);

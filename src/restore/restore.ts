@@ -15,7 +15,7 @@ import {
 import { makeParents, type ResolvedPaths, resolvePaths, SOURCE_AND_DESTINATION } from '../core/paths.js';
 import { type ErrorPolicy, newTally, type Run, runPipeline } from '../core/pipeline.js';
 import { type ProgressReport, progressReporter, type RestoreProgress } from '../core/progress.js';
-import type { FileProblem } from '../core/protocol.js';
+import { type FileProblem, SETID_BITS } from '../core/protocol.js';
 import { pauseAt } from '../core/test-hooks.js';
 import type { Warning, WarningSummary } from '../core/warnings.js';
 import { type BackupKind, type BackupReader, openBackup, sectionProblems } from '../read/backup-reader.js';
@@ -45,6 +45,11 @@ export interface RestoreOptions extends RunOptions<RestoreProgress> {
   allowEmpty?: boolean;
   /** Keep the previous target as `<target>.pre-restore-<timestamp>` (replace mode). @default true */
   keep?: boolean;
+  /**
+   * Give files and directories the setuid and setgid bits the backup records; without it they are dropped, so
+   * a backup (or an edited index) cannot plant a setuid program. @default false
+   */
+  keepSetid?: boolean;
   /** Flush the restored files to stable storage before they replace the target. @default true */
   sync?: boolean;
   /** Only check: report what would be written and replaced; change nothing. @default false */
@@ -66,6 +71,7 @@ interface ResolvedRestoreOptions extends ResolvedRunOptions<RestoreProgress> {
   keep: boolean;
   dryRun: boolean;
   mkpath: boolean;
+  keepSetid: boolean;
 }
 
 /** What a restore and its dry run both report. */
@@ -118,6 +124,11 @@ export interface RestoreResult extends RestoreSummary {
   /** Where the previous target was kept, or null (there was none, it was removed with `keep: false`, or merge). */
   rollback: string | null;
   createdTarget: boolean;
+  /**
+   * Files and directories got the owners the backup records (a restore run as root of a backup that records
+   * them); otherwise everything restored belongs to the user who ran the restore.
+   */
+  ownersRestored: boolean;
   /** What was recovered first from an earlier restore of this target that was killed. */
   recovered: RecoveryAction[];
   /** The worker threads the run started: at most the `threads` option, and only as many as its batches kept busy. */
@@ -136,6 +147,7 @@ function resolveRestoreOptions(options: RestoreOptions): ResolvedRestoreOptions 
     keep: booleanOption('keep', options.keep, true),
     dryRun: booleanOption('dryRun', options.dryRun, false),
     mkpath: booleanOption('mkpath', options.mkpath, false),
+    keepSetid: booleanOption('keepSetid', options.keepSetid, false),
   };
 }
 
@@ -182,6 +194,7 @@ const PROBLEM_WORDS: Record<Exclude<FileProblem, 'dest-failed'>, string> = {
   escaped: 'lies outside the backup',
   unreadable: 'cannot be read',
   corrupt: 'is corrupt',
+  mode: 'has another mode than the index records',
 };
 
 /** Any backup file that is missing, corrupt or unreadable stops the restore before the target changes. */
@@ -321,8 +334,12 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult | 
       refuseCaseCollisions: merge,
       warnings: run.warnings,
     });
+    // As tar and rsync do as root: the recorded numeric owners. Anyone else cannot give files away.
+    const owners = process.geteuid?.() === 0 && reader.format !== null && reader.format >= 2;
+    const modeMask = opts.keepSetid ? 0o7777 : 0o7777 & ~SETID_BITS;
+    const rules = { ...opts, owners, modeMask };
     const into = run.adopt(
-      merge ? new MergeTarget(target, scan.dirs, opts) : new ReplaceTarget(target, opts, run.warnings),
+      merge ? new MergeTarget(target, scan.dirs, rules) : new ReplaceTarget(target, rules, run.warnings),
     );
     if (into.checkFirst) await restorePass(run, reader, scan, opts, 'verifying', null, report);
     into.prepare();
@@ -345,6 +362,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult | 
       rollback,
       createdTarget: !targetExisted,
       createdParents: paths.missingParents,
+      ownersRestored: owners,
       recovered,
       warnings: run.warnings.summary(),
       threads: run.threadsStarted,

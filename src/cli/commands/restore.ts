@@ -82,6 +82,9 @@ export class RestoreCommand extends BaseCommand {
 
       \`--dry-run\` makes every check a restore makes before it writes (manifest, index, target) and reports what
       would be written and replaced, changing nothing; it does not read file contents (\`statesnap verify\` does).
+      Modes and mtimes come from the index. Run as root, files and directories also get the numeric owners the
+      backup records (as \`tar --numeric-owner\` does); run as any other user, they belong to that user. Setuid and
+      setgid bits are dropped unless \`--keep-setid\` is given.
 
       Exit codes: 0 ok, 1 failed (target unchanged), 2 usage error, 3 completed with warnings, 130 interrupted (SIGINT),
       143 terminated (SIGTERM).
@@ -120,6 +123,10 @@ export class RestoreCommand extends BaseCommand {
     '--keep',
     'Remove the previous target (kept as <target>.pre-restore-<timestamp>) after a successful restore',
   );
+  keepSetid = flag(
+    '--keep-setid',
+    'Restore setuid/setgid bits as the backup records them (dropped by default)',
+  );
   threads = threadsOption();
   sync = negatableFlag(
     '--sync',
@@ -142,6 +149,7 @@ export class RestoreCommand extends BaseCommand {
       verify: this.verify,
       allowEmpty: this.allowEmpty,
       keep: this.keep,
+      keepSetid: this.keepSetid,
       threads: this.threads,
       sync: this.sync,
       dryRun: this.dryRun,

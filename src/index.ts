@@ -31,6 +31,24 @@ export {
   restore,
 } from './restore/restore.js';
 export type { SkippedEntries } from './restore/scan.js';
+export {
+  type ListOptions,
+  type ListResult,
+  list,
+  type SnapshotRow,
+  type UnfinishedRow,
+} from './snapshot/list.js';
+export { type PruneDecision, type PruneOptions, type PruneResult, prune } from './snapshot/prune.js';
+export { type ForeignEntry, resolveBackupPath } from './snapshot/repository.js';
+export type {
+  KeepCount,
+  KeepReason,
+  RetentionDuration,
+  RetentionPolicy,
+  RetentionRule,
+} from './snapshot/retention.js';
+export { parseRetentionDuration } from './snapshot/retention.js';
+export { type SnapshotOptions, type SnapshotResult, snapshot } from './snapshot/snapshot.js';
 
 /** @deprecated renamed `BackupProgress` (it sits beside `RestoreProgress` and `VerifyProgress`). */
 export type Progress = BackupProgress;

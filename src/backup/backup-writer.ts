@@ -41,6 +41,11 @@ export interface LocalTreeOptions {
   sync: boolean;
   /** The location as the user gave it, for messages. */
   given: string;
+  /**
+   * Where the tree is built: a name the caller reserved (a snapshot repository's `.partial-<id>`, under its
+   * lock). @default a new sibling of the location, owned by this process
+   */
+  partial?: string;
 }
 
 function destWriteError(path: string, error: unknown): StatesnapError {
@@ -98,7 +103,7 @@ export class LocalTreeWriter implements BackupWriter {
   static open(dest: string, options: LocalTreeOptions): LocalTreeWriter {
     cleanStaleBackupSiblings(dest);
     checkDestination(dest, options);
-    const partial = siblingPath(dest, 'partial');
+    const partial = options.partial ?? siblingPath(dest, 'partial');
     try {
       mkdirSync(partial, { mode: 0o700 });
       mkdirSync(join(partial, META_DIR));

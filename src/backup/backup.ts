@@ -240,10 +240,20 @@ function progressOf(
   };
 }
 
+/**
+ * Where a snapshot repository has a backup built (a name it reserved under its lock) and the snapshot id its
+ * manifest records; null for a plain backup.
+ */
+export interface SnapshotPlacement {
+  partial: string;
+  id: string;
+}
+
 /** The manifest of a finished backup: Oxios' version-1 fields, and statesnap's own under `statesnap`. */
 function manifestOf(
   opts: ResolvedBackupOptions,
   made: {
+    snapshot: SnapshotPlacement | null;
     createdAt: string;
     startedAtNs: bigint;
     sections: Manifest['sections'];
@@ -272,6 +282,7 @@ function manifestOf(
       categories: opts.categories,
       root: made.root,
       started_at_ns: made.startedAtNs.toString(),
+      ...(made.snapshot && { snapshot: { id: made.snapshot.id } }),
     },
   };
 }
@@ -361,7 +372,22 @@ async function planBackup(
 export function backup(options: BackupOptions & { dryRun: true }): Promise<BackupPlan>;
 export function backup(options: BackupOptions & { dryRun?: false }): Promise<BackupResult>;
 export function backup(options: BackupOptions): Promise<BackupResult | BackupPlan>;
-export async function backup(options: BackupOptions): Promise<BackupResult | BackupPlan> {
+export function backup(options: BackupOptions): Promise<BackupResult | BackupPlan> {
+  return makeBackup(options, null);
+}
+
+/** A backup into a snapshot repository: built at the placement's reserved name, its id in the manifest. */
+export function backupSnapshot(
+  options: BackupOptions & { dryRun?: false },
+  placement: SnapshotPlacement,
+): Promise<BackupResult> {
+  return makeBackup(options, placement) as Promise<BackupResult>;
+}
+
+async function makeBackup(
+  options: BackupOptions,
+  placement: SnapshotPlacement | null,
+): Promise<BackupResult | BackupPlan> {
   const started = performance.now();
   const opts = resolveBackupOptions(options);
   throwIfAborted(opts.signal, opts.source);
@@ -372,7 +398,12 @@ export async function backup(options: BackupOptions): Promise<BackupResult | Bac
     if (opts.dryRun) return planBackup(run, opts, paths, started);
     makeParents(paths.missingParents, SOURCE_AND_DESTINATION);
     const writer = run.adopt(
-      LocalTreeWriter.open(dest, { force: opts.force, sync: opts.sync, given: opts.dest }),
+      LocalTreeWriter.open(dest, {
+        force: opts.force,
+        sync: opts.sync,
+        given: opts.dest,
+        ...(placement && { partial: placement.partial }),
+      }),
     );
     // One instant for both: the start a later snapshot's racy check compares source timestamps with.
     const startedAt = Date.now();
@@ -386,6 +417,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult | Bac
     const summary = summaryOf(run, opts, paths, { tally, sections, started });
     const { files, dirs, bytes, skipped, warnings } = summary;
     const manifest = manifestOf(opts, {
+      snapshot: placement,
       createdAt,
       startedAtNs: BigInt(startedAt) * 1_000_000n,
       sections,

@@ -6,8 +6,11 @@ import { BenchCommand } from './commands/bench.js';
 import { DemoCommand } from './commands/demo.js';
 import { GenerateCommand } from './commands/generate.js';
 import { InspectCommand } from './commands/inspect.js';
+import { ListCommand } from './commands/list.js';
+import { PruneCommand } from './commands/prune.js';
 import { RecoverCommand } from './commands/recover.js';
 import { RestoreCommand } from './commands/restore.js';
+import { SnapshotCommand } from './commands/snapshot.js';
 import { VerifyCommand } from './commands/verify.js';
 
 export const COMMANDS: readonly CommandClass[] = [
@@ -16,6 +19,9 @@ export const COMMANDS: readonly CommandClass[] = [
   VerifyCommand,
   InspectCommand,
   RecoverCommand,
+  SnapshotCommand,
+  ListCommand,
+  PruneCommand,
   DemoCommand,
   GenerateCommand,
   BenchCommand,

@@ -38,6 +38,12 @@ const registry = {
   ERR_RECOVERY_NEEDED: ExitCode.failed,
   ERR_TARGET_BUSY: ExitCode.failed,
   ERR_BENCH_REGRESSION: ExitCode.failed,
+  /** A path given as a snapshot repository is not one (and cannot become one: not empty, not a directory). */
+  ERR_REPO_INVALID: ExitCode.failed,
+  /** Another snapshot or prune holds the repository's lock. */
+  ERR_REPO_BUSY: ExitCode.failed,
+  /** `<repo>/latest` in a repository without a complete snapshot. */
+  ERR_SNAPSHOT_NOT_FOUND: ExitCode.failed,
   /** The command line could not be understood (unknown command or option, missing argument). */
   ERR_USAGE: ExitCode.usage,
   /** A bug: an exception that is not a StatesnapError reached the command line. */

@@ -104,6 +104,8 @@ const StatesnapExtrasSchema = z
     root: RootRecordSchema.optional(),
     /** Format 2: when the backup started reading the source (wall clock, ns): what a snapshot's racy check needs. */
     started_at_ns: timestampNs.optional(),
+    /** A snapshot in a repository: its id, which is also its directory's name there. */
+    snapshot: z.object({ id: z.string().min(1) }).optional(),
   })
   .superRefine((extras, ctx) => {
     if (extras.format !== 2) return;

@@ -1,30 +1,11 @@
 // `statesnap backup <source> <dest>`: argument parsing and output only; the work is the library's backup().
 
-import { readFileSync } from 'node:fs';
 import { Command } from 'clipanion';
-import { describeCause } from '../../core/errors.js';
-import {
-  type BackupPlan,
-  type BackupResult,
-  backup,
-  DEFAULT_EXCLUDES,
-  parsePatternFile,
-  StatesnapError,
-} from '../../index.js';
-import { BaseCommand } from '../base-command.js';
-import {
-  choiceOption,
-  flag,
-  listOption,
-  negatableFlag,
-  pathArgument,
-  pathListOption,
-  progressFlag,
-  textOption,
-  threadsOption,
-} from '../options.js';
+import { type BackupPlan, type BackupResult, backup, DEFAULT_EXCLUDES } from '../../index.js';
+import { flag, pathArgument } from '../options.js';
 import { formatBytes } from '../progress-line.js';
-import { countOf, describeWarnings, formatCounts, formatNumber, shellQuote } from '../text.js';
+import { SourceCommand } from '../source-options.js';
+import { countOf, describeWarnings, formatCounts, formatNumber } from '../text.js';
 
 /** `seeds 63, memory/facts 1,802` */
 export function describeSections(sections: ReadonlyArray<{ name: string; entry_count: number }>): string {
@@ -63,22 +44,7 @@ export function describeBackup(result: BackupResult | BackupPlan): string {
   return lines.join('\n');
 }
 
-/** The patterns of `--exclude-from` files, in order. */
-function readPatternFiles(files: readonly string[]): string[] {
-  return files.flatMap((file) => {
-    try {
-      return parsePatternFile(readFileSync(file, 'utf8'));
-    } catch (error) {
-      throw new StatesnapError(
-        'ERR_INVALID_OPTION',
-        `cannot read --exclude-from file ${file}: ${describeCause(error)}`,
-        { path: file, cause: error },
-      );
-    }
-  });
-}
-
-export class BackupCommand extends BaseCommand {
+export class BackupCommand extends SourceCommand {
   static override paths = [['backup']];
   static override usage = Command.Usage({
     description: 'Make a new backup of a state store',
@@ -124,68 +90,20 @@ export class BackupCommand extends BaseCommand {
 
   source = pathArgument('source');
   dest = pathArgument('dest');
-  exclude = listOption(
-    '--exclude',
-    'pattern',
-    'Leave out paths matching this pattern (repeatable; rules above; !pattern re-includes)',
-  );
-  include = listOption(
-    '--include',
-    'pattern',
-    'Copy paths matching this pattern even when an exclude pattern matches them (repeatable)',
-  );
-  excludeFrom = pathListOption(
-    '--exclude-from',
-    'file',
-    'Read exclude patterns from a file: one per line, # comments and blank lines ignored (repeatable)',
-  );
-  defaultExcludes = negatableFlag(
-    '--default-excludes',
-    `Also copy the in-flight temp files (${DEFAULT_EXCLUDES.join(', ')}) excluded by default`,
-  );
-  categories = listOption(
-    '--category',
-    'path',
-    'A folder counted into the manifest sections (repeatable; default: the Oxios categories)',
-  );
-  appVersion = textOption('--app-version', 'version', "The manifest's oxios_version (default: statesnap's)");
-  threads = threadsOption();
   force = flag('--force', 'Replace an existing dest, once the new backup is complete');
   dryRun = flag('--dry-run,-n', 'Report what would be copied, skipped and replaced; write nothing');
   mkpath = flag('--mkpath', 'Create the missing parent directories of dest');
-  sync = negatableFlag('--sync', 'Do not flush to disk before publishing (for throwaway copies)');
-  onFileError = choiceOption(
-    '--on-file-error',
-    ['warn', 'abort'],
-    'warn',
-    'An unreadable source file: warn (skip it, exit 3) or abort the backup',
-  );
-  progress = progressFlag();
 
   protected async run(): Promise<number> {
     const progress = this.progressLine(this.progress);
     const result = await backup({
-      source: this.source,
       dest: this.dest,
-      exclude: [...(this.exclude ?? []), ...readPatternFiles(this.excludeFrom ?? [])],
-      include: this.include,
-      defaultExcludes: this.defaultExcludes,
-      categories: this.categories,
-      appVersion: this.appVersion,
-      threads: this.threads,
+      ...this.sourceOptions(progress),
       force: this.force,
       dryRun: this.dryRun,
       mkpath: this.mkpath,
-      sync: this.sync,
-      onFileError: this.onFileError,
-      signal: this.interrupt.signal,
-      onProgress: progress.listener(),
-      onWarning: this.reportWarning(),
     });
-    // Most likely a typo, never an error.
-    for (const { pattern, kind } of result.unmatchedPatterns) {
-      this.note(`${kind} pattern ${shellQuote(pattern)} matched nothing in ${result.source}`);
-    }
+    this.noteUnmatched(result);
     return this.printResult(result, () => describeBackup(result), describeWarnings(result.warnings));
   }
 }

@@ -1,7 +1,7 @@
 // `statesnap verify <backup>`: argument parsing and output only; the work is the library's verify().
 
 import { Command } from 'clipanion';
-import { type VerifyResult, verify } from '../../index.js';
+import { resolveBackupPath, type VerifyResult, verify } from '../../index.js';
 import { BaseCommand } from '../base-command.js';
 import { pathArgument, progressFlag, threadsOption } from '../options.js';
 import { formatBytes } from '../progress-line.js';
@@ -57,7 +57,7 @@ export class VerifyCommand extends BaseCommand {
   protected async run(): Promise<number> {
     const progress = this.progressLine(this.progress);
     const result = await verify({
-      backup: this.backup,
+      backup: resolveBackupPath(this.backup),
       threads: this.threads,
       signal: this.interrupt.signal,
       onProgress: progress.listener(),

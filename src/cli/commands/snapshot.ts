@@ -1,0 +1,77 @@
+// `statesnap snapshot <source> <repo>`: argument parsing and output only; the work is the library's snapshot().
+
+import { Command } from 'clipanion';
+import { type SnapshotResult, snapshot } from '../../index.js';
+import { lockWaitOption, pathArgument } from '../options.js';
+import { formatBytes } from '../progress-line.js';
+import { SourceCommand } from '../source-options.js';
+import { countOf, describeWarnings, formatCounts } from '../text.js';
+import { describeSections } from './backup.js';
+
+export function describeSnapshot(result: SnapshotResult): string {
+  const lines = [
+    `snapshot ${result.id} in ${result.repository}: ${countOf(result.files, 'file')}, ` +
+      `${countOf(result.dirs, 'dir')}, ${formatBytes(result.bytes)} in ${(result.durationMs / 1000).toFixed(1)} s ` +
+      `(${result.linkSource ? `unchanged files linked from ${result.linkSource.id}` : 'full copy'}, ` +
+      `${result.synced ? 'flushed to disk' : 'not flushed'})`,
+  ];
+  if (result.removedLeftovers.length > 0) {
+    lines.push(`removed what killed runs left: ${result.removedLeftovers.join(', ')}`);
+  }
+  lines.push(`sections: ${describeSections(result.sections)}`);
+  const skipped = formatCounts(result.skipped);
+  if (skipped) lines.push(`skipped: ${skipped}`);
+  const warnings = describeWarnings(result.warnings);
+  if (warnings) lines.push(warnings);
+  return lines.join('\n');
+}
+
+export class SnapshotCommand extends SourceCommand {
+  static override paths = [['snapshot']];
+  static override usage = Command.Usage({
+    description: 'Add a snapshot of a state store to a snapshot repository',
+    details: `
+      Backs up \`source\` into a new snapshot in the repository \`repo\`, named by its UTC start time
+      (\`2026-11-30T02-47-11Z\`, then \`-01\`, \`-02\` … for more in the same second). Each snapshot is an
+      ordinary backup: \`restore\`, \`verify\` and \`inspect\` take \`<repo>/<id>\`, and \`<repo>/latest\` names the
+      newest complete one. A missing or empty \`repo\` becomes a repository (a \`.statesnap-repository\` marker);
+      any other non-empty directory is refused.
+
+      The snapshot is built as \`<repo>/.partial-<id>\` and renamed to \`<repo>/<id>\` only once complete and
+      flushed; the \`latest\` symlink then points at it. A killed run leaves only the hidden \`.partial-<id>\`,
+      which the next snapshot or prune removes. \`snapshot\` and \`prune\` take the repository's lock: a second
+      one fails with ERR_REPO_BUSY, or waits with \`--wait\`. A lock whose process is gone is removed.
+
+      Options for what to copy are those of \`statesnap backup\`.
+
+      Exit codes: 0 ok, 1 failed (no snapshot made; also ERR_REPO_BUSY, ERR_REPO_INVALID), 2 usage error,
+      3 completed with warnings, 130 interrupted (SIGINT), 143 terminated (SIGTERM).
+    `,
+    examples: [
+      [
+        'Snapshot the demo store (the repository is made on first use)',
+        '$0 snapshot ./demo/store ./demo/snapshots',
+      ],
+      [
+        'Another one, waiting up to 10 minutes if a prune or snapshot holds the repository',
+        '$0 snapshot --wait 10m --json ./demo/store ./demo/snapshots',
+      ],
+      ['Check the newest snapshot', '$0 verify ./demo/snapshots/latest'],
+    ],
+  });
+
+  source = pathArgument('source');
+  repository = pathArgument('repo');
+  wait = lockWaitOption();
+
+  protected async run(): Promise<number> {
+    const progress = this.progressLine(this.progress);
+    const result = await snapshot({
+      ...this.sourceOptions(progress),
+      repository: this.repository,
+      waitForLockMs: this.wait,
+    });
+    this.noteUnmatched(result);
+    return this.printResult(result, () => describeSnapshot(result), describeWarnings(result.warnings));
+  }
+}

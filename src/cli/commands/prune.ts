@@ -96,6 +96,10 @@ export class PruneCommand extends BaseCommand {
     `,
     examples: [
       [
+        'Take two snapshots of the demo store',
+        '$0 snapshot ./demo/store ./demo/snapshots && $0 snapshot ./demo/store ./demo/snapshots',
+      ],
+      [
         'See what keeping the last 7 daily snapshots would remove',
         '$0 prune --dry-run --keep-daily 7 ./demo/snapshots',
       ],

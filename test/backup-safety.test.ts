@@ -9,12 +9,15 @@ import {
   mkdirSync,
   readdirSync,
   readFileSync,
+  renameSync,
   rmSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterEach, describe, expect, it, type TestContext } from 'vitest';
+import { formatOwner, thisProcess } from '../dist/src/core/owner.js';
+import { siblingPath } from '../dist/src/core/siblings.js';
 import { generateStore } from '../dist/src/demo/generator.js';
 import { backup } from '../dist/src/index.js';
 import {
@@ -256,10 +259,10 @@ describe('a killed backup', () => {
       const run = await running.done;
       expect(run.signal, `killed after ${delayMs} ms`).toBe('SIGKILL');
       expect(existsSync(dest), `no dest after a kill at ${delayMs} ms`).toBe(false);
-      expect(siblingsOf(dest)).toEqual([expect.stringMatching(new RegExp(`^${partial}[0-9a-f]{8}$`))]);
+      expect(siblingsOf(dest)).toEqual([expect.stringMatching(new RegExp(`^${partial}.+-[0-9a-f]{8}$`))]);
     }
     // A sibling owned by a live process (this one) is not stale and must be left alone.
-    const live = `backup.partial-${process.pid}-0badc0de`;
+    const live = basename(siblingPath(dest, 'partial'));
     mkdirSync(join(root, live));
 
     const run = await runCli(['backup', '--json', '--no-sync', source, dest]);
@@ -284,6 +287,33 @@ describe('a killed backup', () => {
     expectOneLineError(run, 'ERR_DEST_EXISTS');
     expect(readFileSync(join(dest, 'old.json'), 'utf8')).toBe('old');
     expect(siblingsOf(dest)).toEqual([]);
+  });
+
+  it('leftovers whose owner’s pid now belongs to another process are cleaned; a container’s are kept', async () => {
+    const root = tempDir();
+    const source = await smallStore(root);
+    const dest = join(root, 'backup');
+    const me = thisProcess();
+    // pid 1 runs, but not since the start time recorded: the killed run had pid 1 in another life.
+    const reused = formatOwner({ ...me, pid: 1, start: '1' });
+    const aside = `${dest}.replaced-${reused}-0123abcd`;
+    await backup({ source: await smallStore(join(root, 'old')), dest, sync: false });
+    renameSync(dest, aside);
+    const stalePartial = `${dest}.partial-${reused}-89abcdef`;
+    await createTree(stalePartial, { 'half.json': file('half') });
+    // Another pid namespace of this boot (a container sharing the folder) cannot be judged from here.
+    const elsewhere = `${dest}.partial-${formatOwner({ ...me, pidNs: '1' })}-01234567`;
+    mkdirSync(elsewhere);
+
+    const run = await runCli(['backup', '--json', '--force', source, dest]);
+    expect(run.exitCode, run.stderr).toBe(3);
+    const result = JSON.parse(run.stdout);
+    expect(result.replacedExisting).toBe(true); // the backup put back was replaced: it was made there
+    expect(result.warnings.list).toEqual([
+      { path: elsewhere, problem: 'leftover-kept', message: expect.stringContaining('another container') },
+    ]);
+    expect(siblingsOf(dest)).toEqual([basename(elsewhere)]);
+    expectBackupConsistent(dest);
   });
 });
 

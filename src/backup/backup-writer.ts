@@ -9,8 +9,9 @@ import { Flusher } from '../core/flush.js';
 import { applyDirectoryAttributes, entryExists, removeTree } from '../core/fs-tree.js';
 import type { Destination, FileFailed, FileWritten } from '../core/pipeline.js';
 import type { FileOp, ReadSpec, TaskResult, WorkerTask } from '../core/protocol.js';
-import { findStaleSiblings, siblingPath } from '../core/siblings.js';
+import { findSiblings, siblingPath } from '../core/siblings.js';
 import type { PlannedDir, SkipKind } from '../core/walk.js';
+import type { WarningLog } from '../core/warnings.js';
 import { IndexWriter } from '../format/index-file.js';
 import {
   INDEX_FILE,
@@ -37,6 +38,8 @@ export interface LocalTreeOptions {
   sync: boolean;
   /** The location as the user gave it, for messages. */
   given: string;
+  /** Where leftovers of other runs that are kept (or cannot be removed) are reported. */
+  warnings: WarningLog;
 }
 
 function destWriteError(path: string, error: unknown): StatesnapError {
@@ -48,13 +51,32 @@ function destWriteError(path: string, error: unknown): StatesnapError {
 }
 
 /**
- * Cleans what a killed backup left beside `dest`: an unfinished tree is removed; a previous backup that was
- * renamed aside for `--force` is put back if the new one never arrived, removed otherwise.
+ * Cleans what killed backups left beside `dest`: an unfinished tree is removed; a previous backup that was
+ * renamed aside for `--force` is put back if the new one never arrived, removed otherwise. What may belong to
+ * a run elsewhere (another container or machine), or cannot be removed, is kept and reported: it never stops
+ * this backup, whose own names are new.
  */
-function cleanStaleBackupSiblings(dest: string): void {
-  for (const sibling of findStaleSiblings(dest, ['partial', 'replaced'])) {
-    if (sibling.purpose === 'replaced' && !entryExists(dest)) renameSync(sibling.path, dest);
-    else removeTree(sibling.path);
+function cleanBackupSiblings(dest: string, warnings: WarningLog): void {
+  for (const sibling of findSiblings(dest, ['partial', 'replaced'])) {
+    if (sibling.owner === 'running') continue;
+    if (sibling.owner === 'unknown') {
+      warnings.add(
+        sibling.path,
+        'leftover-kept',
+        `kept: left by ${sibling.ownerText}, which cannot be checked from here; remove it by hand if no statesnap backup to ${dest} runs there`,
+      );
+      continue;
+    }
+    try {
+      if (sibling.purpose === 'replaced' && !entryExists(dest)) renameSync(sibling.path, dest);
+      else removeTree(sibling.path);
+    } catch (error) {
+      warnings.add(
+        sibling.path,
+        'leftover-kept',
+        `cannot remove what a killed backup left: ${describeCause(error)}`,
+      );
+    }
   }
 }
 
@@ -63,6 +85,7 @@ export class LocalTreeWriter implements BackupWriter {
   readonly location: string;
   readonly #partial: string;
   readonly #force: boolean;
+  readonly #warnings: WarningLog;
   readonly #index: IndexWriter;
   readonly #flusher: Flusher;
   // Directory modes and mtimes are applied after their contents, at commit.
@@ -73,7 +96,7 @@ export class LocalTreeWriter implements BackupWriter {
    * partial tree with its index. A failure here leaves nothing behind.
    */
   static open(dest: string, options: LocalTreeOptions): LocalTreeWriter {
-    cleanStaleBackupSiblings(dest);
+    cleanBackupSiblings(dest, options.warnings);
     if (entryExists(dest) && !options.force) {
       throw new StatesnapError(
         'ERR_DEST_EXISTS',
@@ -96,6 +119,7 @@ export class LocalTreeWriter implements BackupWriter {
     this.location = dest;
     this.#partial = partial;
     this.#force = options.force;
+    this.#warnings = options.warnings;
     this.#index = index;
     this.#flusher = new Flusher(partial, options.sync);
   }
@@ -185,15 +209,32 @@ export class LocalTreeWriter implements BackupWriter {
       renameSync(this.#partial, dest);
       this.#flusher.syncDirectory(dirname(dest));
     } catch (error) {
-      if (replaced !== null && !entryExists(dest)) renameSync(replaced, dest);
+      if (replaced !== null) this.#putBack(replaced);
       throw new StatesnapError(
         'ERR_DEST_WRITE',
         `cannot move the finished backup to ${dest}: ${describeCause(error)}`,
         { path: dest, cause: error },
       );
     }
-    if (replaced !== null) removeTree(replaced);
+    if (replaced !== null) {
+      try {
+        removeTree(replaced);
+      } catch (error) {
+        this.#warnings.add(
+          replaced,
+          'leftover-kept',
+          `cannot remove the previous backup, moved aside: ${describeCause(error)}; the next backup to ${dest} tries again`,
+        );
+      }
+    }
     return replaced !== null;
+  }
+
+  /** Puts a backup renamed aside back at the location; if that fails, the next run does it (it is a stale sibling). */
+  #putBack(replaced: string): void {
+    try {
+      if (!entryExists(this.location)) renameSync(replaced, this.location);
+    } catch {}
   }
 
   // Anything not already explained is an I/O failure on our side of the copy (index, manifest, rename).
@@ -204,6 +245,11 @@ export class LocalTreeWriter implements BackupWriter {
   async abandon(): Promise<void> {
     await this.#flusher.settle();
     this.#index.abandon();
-    removeTree(this.#partial);
+    try {
+      removeTree(this.#partial);
+    } catch {
+      // The error that failed the run is the one to report; a partial tree of a dead run is removed by the
+      // next backup to this location.
+    }
   }
 }

@@ -188,7 +188,12 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
   const { read: source, write: dest } = resolvePaths(opts.source, opts.dest, SOURCE_AND_DESTINATION);
   return runPipeline({ ...opts, path: opts.source }, async (run) => {
     const writer = run.adopt(
-      LocalTreeWriter.open(dest, { force: opts.force, sync: opts.sync, given: opts.dest }),
+      LocalTreeWriter.open(dest, {
+        force: opts.force,
+        sync: opts.sync,
+        given: opts.dest,
+        warnings: run.warnings,
+      }),
     );
     const createdAt = new Date().toISOString();
     const sections = computeSections(source, opts.categories);

@@ -5,13 +5,13 @@ import { mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { throwIfAborted } from '../core/errors.js';
 import { Flusher } from '../core/flush.js';
-import { applyDirectoryAttributes, entryExists, removeTree } from '../core/fs-tree.js';
+import { applyDirectoryAttributes, entryExists } from '../core/fs-tree.js';
 import type { FileFailed } from '../core/pipeline.js';
 import type { FileOp, ReadSpec, TaskResult, WorkerTask } from '../core/protocol.js';
 import { siblingPath } from '../core/siblings.js';
 import type { PlannedDir } from '../core/walk.js';
 import type { WarningLog } from '../core/warnings.js';
-import { rollbackPathFor, swapIn } from './journal.js';
+import { removeOwnStaging, rollbackPathFor, swapIn } from './journal.js';
 import { fileWriteFailed, type RestoreTarget, targetWriteError } from './restore-target.js';
 
 /**
@@ -122,6 +122,6 @@ export class ReplaceTarget implements RestoreTarget {
   async abandon(): Promise<void> {
     if (this.#swapping) return;
     await this.#flusher.settle();
-    removeTree(this.#staging);
+    removeOwnStaging(this.#staging);
   }
 }

@@ -204,7 +204,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   const target = resolvePaths(reader.root, opts.target, SOURCE_AND_DESTINATION).write;
   return runPipeline({ ...opts, path: target }, async (run) => {
     // A restore of this target that was killed is finished (or undone) before anything else looks at it.
-    const recovered = recoverTarget(target, opts.sync, run.warnings);
+    const recovered = recoverTarget(target, { sync: opts.sync, warnings: run.warnings, breakLock: false });
     const targetExisted = inspectTarget(target, opts.mode);
     // Merging into nothing is a replace: there is nothing to keep, and the replace path is atomic.
     const merge = opts.mode === 'merge' && targetExisted;

@@ -31,6 +31,7 @@ import {
   unmountAll,
   waitFor,
 } from './helpers/backup.js';
+import { oxiosCopyDirRecursive, writeOxiosManifest } from './helpers/restore.js';
 import {
   CLI,
   cleanup,
@@ -122,13 +123,22 @@ describe('a destination that overlaps the source is refused before anything is w
   });
 });
 
+/** Things at a destination that are not a backup. */
+const NOT_BACKUPS: Array<[string, (dest: string) => void]> = [
+  ['a regular file', (dest) => writeFileSync(dest, 'not a backup')],
+  ['a dangling symlink', (dest) => symlinkSync('nowhere', dest)],
+  ['an empty directory', (dest) => mkdirSync(dest)],
+];
+
 describe('an existing destination', () => {
+  /** A backup statesnap made at `<root>/backup` of an older store, its manifest marked `old`. */
   async function oldBackup(root: string): Promise<string> {
+    const store = join(root, 'old-store');
+    await createTree(store, { 'old-only.json': file('from the previous backup') });
     const dest = join(root, 'backup');
-    await createTree(dest, {
-      'manifest.json': file('{"version":1,"old":true}'),
-      'old-only.json': file('from the previous backup'),
-    });
+    await backup({ source: store, dest, sync: false });
+    rmSync(store, { recursive: true });
+    writeFileSync(join(dest, 'manifest.json'), JSON.stringify({ ...readManifestJson(dest), old: true }));
     return dest;
   }
 
@@ -144,11 +154,7 @@ describe('an existing destination', () => {
     expect(snapshot(root)).toEqual(before);
   });
 
-  it.each([
-    ['a regular file', (dest: string) => writeFileSync(dest, 'not a backup')],
-    ['a dangling symlink', (dest: string) => symlinkSync('nowhere', dest)],
-    ['an empty directory', (dest: string) => mkdirSync(dest)],
-  ])('is refused when it is %s', async (_name, make) => {
+  it.each(NOT_BACKUPS)('is refused when it is %s', async (_name, make) => {
     const root = tempDir();
     const source = await smallStore(root);
     const dest = join(root, 'backup');
@@ -163,26 +169,13 @@ describe('an existing destination', () => {
     const source = await smallStore(root);
     const dest = await oldBackup(root);
     const run = await runCli(['backup', '--force', '--json', source, dest]);
-    expect(run.exitCode).toBe(0);
+    expect(run.exitCode, run.stderr).toBe(0);
     expect(JSON.parse(run.stdout).replacedExisting).toBe(true);
     expect(existsSync(join(dest, 'old-only.json'))).toBe(false);
     expect(readManifestJson(dest).old).toBeUndefined();
     expect(readFileSync(join(dest, 'seeds/a.json'), 'utf8')).toBe('{"a":1}');
     expectBackupConsistent(dest);
     expect(siblingsOf(dest)).toEqual([]);
-  });
-
-  it('--force replaces a dangling symlink or a file at dest too', async () => {
-    const root = tempDir();
-    const source = await smallStore(root);
-    for (const make of [(p: string) => symlinkSync('nowhere', p), (p: string) => writeFileSync(p, 'x')]) {
-      const dest = join(root, `backup-${readdirSync(root).length}`);
-      make(dest);
-      const result = await backup({ source, dest, force: true, sync: false });
-      expect(result.replacedExisting).toBe(true);
-      expectBackupConsistent(dest);
-      expect(siblingsOf(dest)).toEqual([]);
-    }
   });
 
   it('--force keeps the old backup whole until the new one is complete', async () => {
@@ -237,6 +230,107 @@ describe('an existing destination', () => {
     } finally {
       lease.kill();
     }
+  });
+});
+
+describe('--force replaces only a backup statesnap made at that path', () => {
+  /** Runs `backup --force <source> <dest>` and checks it was refused with nothing under `root` changed. */
+  async function expectRefused(root: string, source: string, dest: string): Promise<string> {
+    const before = snapshot(root);
+    const run = await runCli(['backup', '--force', source, dest]);
+    expect(run.exitCode, run.stderr).toBe(1);
+    expectOneLineError(run, 'ERR_DEST_NOT_REPLACEABLE');
+    expect(run.stderr).toContain(dest);
+    expect(snapshot(root)).toEqual(before);
+    return run.stderr;
+  }
+
+  it('the two paths swapped (backup --force <backup> <live store>): refused, the store untouched', async () => {
+    const root = tempDir();
+    const store = await smallStore(root);
+    const backupDir = join(root, 'backup');
+    await backup({ source: store, dest: backupDir, sync: false });
+    await createTree(store, { 'only-in-the-store.json': file('written after the backup') });
+    await expectRefused(root, backupDir, store);
+    expect(readFileSync(join(store, 'only-in-the-store.json'), 'utf8')).toBe('written after the backup');
+  });
+
+  it('a store that Oxios restored from our backup (manifest.json and .statesnap/ copied in): refused', async () => {
+    const root = tempDir();
+    const source = await smallStore(root);
+    const backupDir = join(root, 'backup');
+    await backup({ source, dest: backupDir, sync: false });
+    const store = join(root, 'live');
+    oxiosCopyDirRecursive(backupDir, store);
+    expect(existsSync(join(store, '.statesnap', 'published.json'))).toBe(true);
+    const stderr = await expectRefused(root, source, store);
+    expect(stderr).toContain('a store restored from');
+  });
+
+  it('a backup made by Oxios: refused, saying how to remove it by hand', async () => {
+    const root = tempDir();
+    const source = await smallStore(root);
+    const dest = join(root, 'oxios backup');
+    await createTree(dest, { seeds: { 'a.json': file('{}') } });
+    writeOxiosManifest(dest, [{ name: 'seeds', entry_count: 1 }]);
+    const stderr = await expectRefused(root, source, dest);
+    expect(stderr).toContain(`rm -rf -- '${dest}'`);
+  });
+
+  it.each(NOT_BACKUPS)('%s: refused', async (_name, make) => {
+    const root = tempDir();
+    const source = await smallStore(root);
+    const dest = join(root, 'backup');
+    make(dest);
+    await expectRefused(root, source, dest);
+  });
+
+  it('a symlink to a backup statesnap made: refused (the link is not the backup)', async () => {
+    const root = tempDir();
+    const source = await smallStore(root);
+    await backup({ source, dest: join(root, 'backup'), sync: false });
+    symlinkSync(join(root, 'backup'), join(root, 'link'));
+    await expectRefused(root, source, join(root, 'link'));
+  });
+
+  it('a copy of a backup statesnap made (cp -a), or one moved there from elsewhere (mv): refused', async () => {
+    const root = tempDir();
+    const source = await smallStore(root);
+    await backup({ source, dest: join(root, 'made-here'), sync: false });
+    expect(spawnSync('cp', ['-a', join(root, 'made-here'), join(root, 'copy')]).status).toBe(0);
+    expect(await expectRefused(root, source, join(root, 'copy'))).toContain('published it at');
+    renameSync(join(root, 'made-here'), join(root, 'moved'));
+    expect(await expectRefused(root, source, join(root, 'moved'))).toContain(
+      `published it at ${join(root, 'made-here')} (it was moved or copied here`,
+    );
+    // Moved back to where statesnap published it, it is that backup again.
+    renameSync(join(root, 'moved'), join(root, 'made-here'));
+    expect((await backup({ source, dest: join(root, 'made-here'), force: true })).replacedExisting).toBe(
+      true,
+    );
+  });
+
+  it('a store swapped in at dest while the run copies: refused at publish, the store untouched', async () => {
+    const root = tempDir();
+    const source = join(root, 'src');
+    await generateStore(source, { profile: 'tiny-files', scale: 0.01 });
+    const dest = join(root, 'backup');
+    await backup({ source: await smallStore(join(root, 'old')), dest, sync: false });
+    const running = startCli(['backup', '--force', '--no-sync', '--threads', '1', source, dest]);
+    await waitFor(() => siblingsOf(dest).length > 0, 20_000, 'the partial');
+    // Someone moves the old backup away and puts a live store, with a copy of its record, in its place.
+    renameSync(dest, join(root, 'moved-away'));
+    await createTree(dest, { 'live.json': file('live'), '.statesnap': {} });
+    writeFileSync(
+      join(dest, '.statesnap', 'published.json'),
+      readFileSync(join(root, 'moved-away', '.statesnap', 'published.json')),
+    );
+    const live = snapshot(dest);
+    const run = await running.done;
+    expect(run.exitCode, run.stderr).toBe(1);
+    expectOneLineError(run, 'ERR_DEST_NOT_REPLACEABLE');
+    expect(snapshot(dest)).toEqual(live);
+    expect(siblingsOf(dest)).toEqual([]);
   });
 });
 

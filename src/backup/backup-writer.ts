@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path';
 import { describeCause, isStatesnapError, StatesnapError, systemErrorCode } from '../core/errors.js';
 import { Flusher } from '../core/flush.js';
 import { applyDirectoryAttributes, entryExists, removeTree } from '../core/fs-tree.js';
+import { shellQuote } from '../core/paths.js';
 import type { Destination, FileFailed, FileWritten } from '../core/pipeline.js';
 import type { FileOp, ReadSpec, TaskResult, WorkerTask } from '../core/protocol.js';
 import { findSiblings, siblingPath } from '../core/siblings.js';
@@ -21,6 +22,7 @@ import {
   META_DIR,
   serializeManifest,
 } from '../format/manifest.js';
+import { whyNotReplaceable, writePublishedRecord } from './published-record.js';
 
 export interface BackupWriter extends Destination {
   /** Where the backup appears once committed. */
@@ -48,6 +50,15 @@ function destWriteError(path: string, error: unknown): StatesnapError {
     path,
     cause: error,
   });
+}
+
+function notReplaceable(dest: string, reason: string): StatesnapError {
+  return new StatesnapError(
+    'ERR_DEST_NOT_REPLACEABLE',
+    `--force replaces only a backup statesnap made at ${dest}, and ${reason}; if you no longer need it, ` +
+      `remove it by hand (rm -rf -- ${shellQuote(dest)}) and run again`,
+    { path: dest },
+  );
 }
 
 /**
@@ -92,17 +103,21 @@ export class LocalTreeWriter implements BackupWriter {
   readonly #dirs: PlannedDir[] = [];
 
   /**
-   * Cleans what killed runs left beside `dest`, refuses an existing `dest` unless `force`, and starts the
-   * partial tree with its index. A failure here leaves nothing behind.
+   * Cleans what killed runs left beside `dest`, refuses an existing `dest` unless `force` and it is a backup
+   * statesnap published there, and starts the partial tree with its index. A failure here leaves nothing behind.
    */
   static open(dest: string, options: LocalTreeOptions): LocalTreeWriter {
     cleanBackupSiblings(dest, options.warnings);
-    if (entryExists(dest) && !options.force) {
-      throw new StatesnapError(
-        'ERR_DEST_EXISTS',
-        `destination ${options.given} already exists (use --force to replace it)`,
-        { path: options.given },
-      );
+    if (entryExists(dest)) {
+      if (!options.force) {
+        throw new StatesnapError(
+          'ERR_DEST_EXISTS',
+          `destination ${options.given} already exists (use --force to replace it)`,
+          { path: options.given },
+        );
+      }
+      const reason = whyNotReplaceable(dest);
+      if (reason !== null) throw notReplaceable(dest, reason);
     }
     const partial = siblingPath(dest, 'partial');
     try {
@@ -174,6 +189,7 @@ export class LocalTreeWriter implements BackupWriter {
 
   async commit(manifest: Manifest): Promise<{ replacedExisting: boolean }> {
     try {
+      writePublishedRecord(this.#partial, this.location);
       writeFileSync(join(this.#partial, MANIFEST_FILE), serializeManifest(manifest), {
         flag: 'wx',
         mode: 0o644,
@@ -187,8 +203,9 @@ export class LocalTreeWriter implements BackupWriter {
 
   /**
    * Flushes the finished tree and renames it to its location. With `force`, an existing backup there is first
-   * renamed aside and removed only after the new one is in place. Without it, one that appeared since `open`
-   * (another run finished first) is refused, never replaced. Returns whether a backup was replaced.
+   * renamed aside (and checked there: what was checked is what is replaced) and removed only after the new one
+   * is in place. Without it, one that appeared since `open` (another run finished first) is refused, never
+   * replaced. Returns whether a backup was replaced.
    */
   async #publish(): Promise<boolean> {
     const dest = this.location;
@@ -205,11 +222,14 @@ export class LocalTreeWriter implements BackupWriter {
       if (this.#force && entryExists(dest)) {
         replaced = siblingPath(dest, 'replaced');
         renameSync(dest, replaced);
+        const reason = whyNotReplaceable(replaced, dest);
+        if (reason !== null) throw notReplaceable(dest, reason);
       }
       renameSync(this.#partial, dest);
       this.#flusher.syncDirectory(dirname(dest));
     } catch (error) {
       if (replaced !== null) this.#putBack(replaced);
+      if (isStatesnapError(error)) throw error;
       throw new StatesnapError(
         'ERR_DEST_WRITE',
         `cannot move the finished backup to ${dest}: ${describeCause(error)}`,

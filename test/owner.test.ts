@@ -25,7 +25,7 @@ import {
 } from '../dist/src/core/owner.js';
 import { findSiblings, fixedSiblingPath, isSiblingName, siblingPath } from '../dist/src/core/siblings.js';
 import { deadPid } from './helpers/restore.js';
-import { cleanup, createTree, dir, file, tempDir } from './helpers/tree.js';
+import { cleanup, createTree, dir, file, symlink, tempDir } from './helpers/tree.js';
 
 const children: ChildProcess[] = [];
 afterEach(() => {
@@ -182,12 +182,14 @@ describe('removeTree (the unprivileged run covers folders root could enter anywa
     const tree = join(root, 'tree');
     await createTree(tree, {
       'a.json': file('a', { mode: 0o444 }),
-      ro: dir({ 'b.json': file('b'), inner: dir({ 'c.json': file('c') }, { mode: 0o555 }) }, { mode: 0o555 }),
+      ro: dir(
+        { 'b.json': file('b'), inner: dir({ 'c.json': file('c') }, { mode: 0o555 }), link: symlink(outside) },
+        { mode: 0o555 },
+      ),
       closed: dir({ 'd.json': file('d') }, { mode: 0o000 }),
       writeOnly: dir({ 'e.json': file('e') }, { mode: 0o300 }),
+      'file-link': symlink(join(outside, 'keep.json')),
     });
-    symlinkSync(outside, join(tree, 'ro', 'link'), 'dir');
-    symlinkSync(join(outside, 'keep.json'), join(tree, 'file-link'));
     removeTree(tree);
     expect(existsSync(tree)).toBe(false);
     expect(readFileSync(join(outside, 'sub', 'deep.json'), 'utf8')).toBe('deep');

@@ -51,7 +51,8 @@ export class BackupCommand extends BaseCommand {
       there, not a store or a file), and only once the new one is complete.
 
       Exit codes: 0 ok, 1 failed (no backup made), 2 usage error, 3 completed with warnings (files that
-      vanished, changed while read or could not be read, or leftovers of other runs kept), 130 interrupted.
+      vanished, changed while read or could not be read, or leftovers of other runs kept), 130 interrupted
+      (SIGINT), 143 terminated (SIGTERM).
     `,
     examples: [
       ['Back up the demo store into a new backup', '$0 backup ./demo/store ./demo/backup-2'],

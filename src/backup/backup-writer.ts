@@ -4,13 +4,14 @@
 
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { describeCause, isStatesnapError, StatesnapError, systemErrorCode } from '../core/errors.js';
+import { assert, describeCause, isStatesnapError, StatesnapError, systemErrorCode } from '../core/errors.js';
 import { Flusher } from '../core/flush.js';
 import { applyDirectoryAttributes, entryExists, removeTree } from '../core/fs-tree.js';
 import { shellQuote } from '../core/paths.js';
 import type { Destination, FileFailed, FileWritten } from '../core/pipeline.js';
-import type { FileOp, ReadSpec, TaskResult, WorkerTask } from '../core/protocol.js';
+import { type FileOp, fsPath, type ReadSpec, type TaskResult, type WorkerTask } from '../core/protocol.js';
 import { findSiblings, siblingPath } from '../core/siblings.js';
+import { pauseAt } from '../core/test-hooks.js';
 import type { PlannedDir, SkipKind } from '../core/walk.js';
 import type { WarningLog } from '../core/warnings.js';
 import { IndexWriter } from '../format/index-file.js';
@@ -20,6 +21,7 @@ import {
   MANIFEST_FILE,
   type Manifest,
   META_DIR,
+  type RootRecord,
   serializeManifest,
 } from '../format/manifest.js';
 import { whyNotReplaceable, writePublishedRecord } from './published-record.js';
@@ -29,6 +31,8 @@ export interface BackupWriter extends Destination {
   readonly location: string;
   /** Ends the index (no entry comes after this) and says what the manifest records about it. */
   sealIndex(): IndexRecord;
+  /** The source root directory's attributes, which the manifest records (no index line describes the root). */
+  rootRecord(): RootRecord;
   /** Writes the manifest, the commit marker, and makes the backup visible; after this it is complete. */
   commit(manifest: Manifest): Promise<{ replacedExisting: boolean }>;
 }
@@ -91,6 +95,30 @@ function cleanBackupSiblings(dest: string, warnings: WarningLog): void {
   }
 }
 
+/**
+ * Refuses an existing `dest` unless `force` and it is a backup statesnap published there; returns whether one
+ * exists (and would be replaced).
+ */
+export function checkDestination(dest: string, options: Pick<LocalTreeOptions, 'force' | 'given'>): boolean {
+  if (!entryExists(dest)) return false;
+  if (!options.force) {
+    throw new StatesnapError(
+      'ERR_DEST_EXISTS',
+      `destination ${options.given} already exists (use --force to replace it)`,
+      { path: options.given },
+    );
+  }
+  const reason = whyNotReplaceable(dest);
+  if (reason !== null) throw notReplaceable(dest, reason);
+  return true;
+}
+
+/** What the index (or, for the root, the manifest) records about a directory of the source. */
+function attributesOf(dir: PlannedDir): RootRecord {
+  assert(dir.uid !== undefined && dir.gid !== undefined, `the walk gave ${dir.rel} no owner`);
+  return { mode: dir.mode, mtime_ns: dir.mtimeNs.toString(), uid: dir.uid, gid: dir.gid };
+}
+
 /** A backup as a directory tree, built at `<dest>.partial-<pid>-<random>` and renamed to `dest` when complete. */
 export class LocalTreeWriter implements BackupWriter {
   readonly location: string;
@@ -108,22 +136,14 @@ export class LocalTreeWriter implements BackupWriter {
    */
   static open(dest: string, options: LocalTreeOptions): LocalTreeWriter {
     cleanBackupSiblings(dest, options.warnings);
-    if (entryExists(dest)) {
-      if (!options.force) {
-        throw new StatesnapError(
-          'ERR_DEST_EXISTS',
-          `destination ${options.given} already exists (use --force to replace it)`,
-          { path: options.given },
-        );
-      }
-      const reason = whyNotReplaceable(dest);
-      if (reason !== null) throw notReplaceable(dest, reason);
-    }
+    checkDestination(dest, options);
     const partial = siblingPath(dest, 'partial');
     try {
       mkdirSync(partial, { mode: 0o700 });
       mkdirSync(join(partial, META_DIR));
-      return new LocalTreeWriter(dest, partial, options, new IndexWriter(partial));
+      const writer = new LocalTreeWriter(dest, partial, options, new IndexWriter(partial));
+      pauseAt?.('partial-created');
+      return writer;
     } catch (error) {
       removeTree(partial);
       throw destWriteError(partial, error);
@@ -142,17 +162,31 @@ export class LocalTreeWriter implements BackupWriter {
   dir(dir: PlannedDir): void {
     if (dir.rel !== '') {
       try {
-        mkdirSync(join(this.#partial, dir.rel), { mode: 0o700 });
+        mkdirSync(fsPath(join(this.#partial, dir.rel)), { mode: 0o700 });
       } catch (error) {
         throw destWriteError(join(this.location, dir.rel), error);
       }
-      this.#index.add({ path: dir.rel, type: 'dir', mode: dir.mode, mtime_ns: dir.mtimeNs.toString() });
+      this.#index.add({ path: dir.rel, type: 'dir', ...attributesOf(dir) });
     }
     this.#dirs.push(dir);
   }
 
+  rootRecord(): RootRecord {
+    const root = this.#dirs[0];
+    assert(root?.rel === '', 'the source root was not the first directory');
+    return attributesOf(root);
+  }
+
   task(files: FileOp[], from: ReadSpec): WorkerTask {
-    return { kind: 'copy', files, from, to: { root: this.#partial, confineTo: null, writeMode: 'create' } };
+    // A backup keeps every mode bit (a restore decides what to give back) and leaves owners to its index.
+    const to = {
+      root: this.#partial,
+      confineTo: null,
+      writeMode: 'create',
+      owners: false,
+      modeMask: 0o7777,
+    } as const;
+    return { kind: 'copy', files, from, to };
   }
 
   fileDone(file: FileWritten): void {
@@ -162,6 +196,10 @@ export class LocalTreeWriter implements BackupWriter {
       size: file.size,
       mode: file.mode,
       mtime_ns: file.mtimeNs,
+      ctime_ns: file.ctimeNs,
+      ino: file.ino,
+      uid: file.uid,
+      gid: file.gid,
       sha256: file.hash,
     });
   }
@@ -198,6 +236,7 @@ export class LocalTreeWriter implements BackupWriter {
     } catch (error) {
       throw destWriteError(this.#partial, error);
     }
+    pauseAt?.('manifest-written');
     return { replacedExisting: await this.#publish() };
   }
 
@@ -210,6 +249,7 @@ export class LocalTreeWriter implements BackupWriter {
   async #publish(): Promise<boolean> {
     const dest = this.location;
     await this.#flusher.finish();
+    pauseAt?.('before-publish');
     if (!this.#force && entryExists(dest)) {
       throw new StatesnapError(
         'ERR_DEST_EXISTS',
@@ -224,9 +264,11 @@ export class LocalTreeWriter implements BackupWriter {
         renameSync(dest, replaced);
         const reason = whyNotReplaceable(replaced, dest);
         if (reason !== null) throw notReplaceable(dest, reason);
+        pauseAt?.('after-rename-aside');
       }
       renameSync(this.#partial, dest);
       this.#flusher.syncDirectory(dirname(dest));
+      pauseAt?.('published');
     } catch (error) {
       if (replaced !== null) this.#putBack(replaced);
       if (isStatesnapError(error)) throw error;

@@ -30,6 +30,8 @@ const registry = {
   ERR_MANIFEST_MISSING: ExitCode.failed,
   ERR_MANIFEST_INVALID: ExitCode.failed,
   ERR_MANIFEST_VERSION: ExitCode.failed,
+  /** The backup was made by a newer statesnap, in a format this one cannot read. */
+  ERR_FORMAT_NEWER: ExitCode.failed,
   ERR_INDEX_INVALID: ExitCode.failed,
   ERR_BACKUP_EMPTY: ExitCode.failed,
   ERR_BACKUP_CORRUPT: ExitCode.failed,

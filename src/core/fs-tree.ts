@@ -6,6 +6,7 @@ import {
   closeSync,
   constants,
   fchmodSync,
+  fchownSync,
   fstatSync,
   futimesSync,
   lstatSync,
@@ -18,7 +19,7 @@ import {
 import { join } from 'node:path';
 import { systemErrorCode } from './errors.js';
 import { CAN_LOCATE_FDS } from './paths.js';
-import { utimeSeconds } from './protocol.js';
+import { fsPath, utimeSeconds, type WriteSpec } from './protocol.js';
 import type { PlannedDir } from './walk.js';
 
 /** Whether anything is at `path`, a dangling symlink included (existsSync follows symlinks and says no). */
@@ -37,21 +38,28 @@ function depth(rel: string): number {
 // through; the attributes are set on the opened descriptor, so the check and the change concern one inode.
 const OPEN_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 
+/** How directories get their recorded attributes: as the files of the same run get theirs (WriteSpec). */
+export interface DirectoryAttributeOptions extends Partial<Pick<WriteSpec, 'owners' | 'modeMask'>> {
+  /** A real path every directory must lie under (a live target), or null. @default null */
+  confineTo?: string | null;
+}
+
 /**
- * Gives every directory its recorded mode and mtime, deepest first: writing into a directory changes its
- * mtime, and a read-only mode set too early would stop its contents from being written (Node's fs.cp does
- * the same in mkDirAndCopy). With `confineTo` (a real path), a directory that resolves outside it (a parent
- * swapped for a symlink) is refused rather than changed.
+ * Gives every directory its recorded mode and mtime (and, with `owners`, its recorded owner), deepest first:
+ * writing into a directory changes its mtime, and a read-only mode set too early would stop its contents from
+ * being written (Node's fs.cp does the same in mkDirAndCopy). With `confineTo` (a real path), a directory that
+ * resolves outside it (a parent swapped for a symlink) is refused rather than changed.
  */
 export function applyDirectoryAttributes(
   root: string,
   dirs: readonly PlannedDir[],
-  confineTo: string | null = null,
+  options: DirectoryAttributeOptions = {},
 ): void {
+  const { confineTo = null, owners = false, modeMask = 0o7777 } = options;
   const ordered = [...dirs].sort((a, b) => depth(b.rel) - depth(a.rel));
   for (const dir of ordered) {
     const path = dir.rel === '' ? root : join(root, dir.rel);
-    const fd = openSync(path, OPEN_DIR);
+    const fd = openSync(fsPath(path), OPEN_DIR);
     try {
       if (confineTo !== null) {
         const actual = readlinkSync(`/proc/self/fd/${fd}`);
@@ -61,7 +69,9 @@ export function applyDirectoryAttributes(
           );
         }
       }
-      fchmodSync(fd, dir.mode);
+      // Owner before mode: a change of owner may clear setgid.
+      if (owners && dir.uid !== undefined && dir.gid !== undefined) fchownSync(fd, dir.uid, dir.gid);
+      fchmodSync(fd, dir.mode & modeMask);
       futimesSync(fd, utimeSeconds(dir.atimeNs), utimeSeconds(dir.mtimeNs));
     } finally {
       closeSync(fd);
@@ -89,7 +99,7 @@ class RemovalError extends Error {
  * its entries can be unlinked even when the backup gave it 0555, and nobody else can swap one while we work.
  * Returns null when it is not a directory (any more).
  */
-function openForRemoval(handle: string): number | null {
+function openForRemoval(handle: string | Buffer): number | null {
   let fd: number;
   try {
     fd = openSync(handle, OPEN_DIR);
@@ -116,8 +126,11 @@ function openForRemoval(handle: string): number | null {
   return fd;
 }
 
-/** Removes whatever is at `handle`: a directory with everything in it, or a file, link or special file. */
-function removeEntry(handle: string, shown: string, isDirectory: boolean): void {
+/**
+ * Removes whatever is at `handle`: a directory with everything in it, or a file, link or special file. Names
+ * are listed as bytes, so a name that is not UTF-8 is removed too.
+ */
+function removeEntry(handle: string | Buffer, shown: string, isDirectory: boolean): void {
   try {
     if (!isDirectory) {
       try {
@@ -136,9 +149,12 @@ function removeEntry(handle: string, shown: string, isDirectory: boolean): void 
     try {
       // Entries are reached through the open descriptor, so a directory renamed or swapped for a symlink while
       // we work is never followed out of the tree (the rm -r race). Without /proc the names are all there is.
-      const dir = CAN_LOCATE_FDS ? `/proc/self/fd/${fd}` : handle;
-      for (const entry of readdirSync(dir, { withFileTypes: true })) {
-        removeEntry(`${dir}/${entry.name}`, `${shown}/${entry.name}`, entry.isDirectory());
+      const dir = Buffer.concat([
+        Buffer.from(CAN_LOCATE_FDS ? `/proc/self/fd/${fd}` : handle),
+        Buffer.from('/'),
+      ]);
+      for (const entry of readdirSync(dir, { withFileTypes: true, encoding: 'buffer' })) {
+        removeEntry(Buffer.concat([dir, entry.name]), `${shown}/${entry.name}`, entry.isDirectory());
       }
     } finally {
       closeSync(fd);

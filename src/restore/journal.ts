@@ -28,6 +28,7 @@ import {
   thisProcess,
 } from '../core/owner.js';
 import { findSiblings, fixedSiblingPath, isSiblingName, siblingPath } from '../core/siblings.js';
+import { pauseAt } from '../core/test-hooks.js';
 import type { WarningLog } from '../core/warnings.js';
 import { formatZodIssues } from '../format/manifest.js';
 
@@ -246,9 +247,11 @@ function advance(
         );
       }
       renameSync(plan.target, plan.rollback);
+      pauseAt?.('target-moved-aside');
     }
     renameSync(plan.staging, plan.target);
     syncDirectory(dir);
+    pauseAt?.('staging-moved-in');
     actions.push({ action: 'swapped-in', path: plan.target });
   } else if (!entryExists(plan.target) && entryExists(plan.rollback)) {
     // The staging tree is gone (removed by hand) before it was swapped in: the old state is what is left.
@@ -293,6 +296,7 @@ export function swapIn(
     removeOwnStaging(plan.staging);
     throw error;
   }
+  pauseAt?.('journal-written');
   try {
     return advance(plan, syncDirectory, [], warnings);
   } catch (error) {
@@ -322,6 +326,11 @@ export function swapIn(
       { path: plan.target, cause: error },
     );
   }
+}
+
+/** Whether a restore of `target` was killed after writing its journal (the next restore finishes it first). */
+export function interruptedRestoreOf(target: string): boolean {
+  return entryExists(journalPath(target));
 }
 
 /**

@@ -7,12 +7,18 @@ import { throwIfAborted } from '../core/errors.js';
 import { Flusher } from '../core/flush.js';
 import { applyDirectoryAttributes, entryExists } from '../core/fs-tree.js';
 import type { FileFailed } from '../core/pipeline.js';
-import type { FileOp, ReadSpec, TaskResult, WorkerTask } from '../core/protocol.js';
+import { type FileOp, fsPath, type ReadSpec, type TaskResult, type WorkerTask } from '../core/protocol.js';
 import { siblingPath } from '../core/siblings.js';
+import { pauseAt } from '../core/test-hooks.js';
 import type { PlannedDir } from '../core/walk.js';
 import type { WarningLog } from '../core/warnings.js';
 import { removeOwnStaging, rollbackPathFor, swapIn } from './journal.js';
-import { fileWriteFailed, type RestoreTarget, targetWriteError } from './restore-target.js';
+import {
+  type AttributeRules,
+  fileWriteFailed,
+  type RestoreTarget,
+  targetWriteError,
+} from './restore-target.js';
 
 /**
  * Whether names that differ only by case are the same file in `dir` (macOS, Windows shares, ext4 casefold).
@@ -28,7 +34,7 @@ function isCaseInsensitive(dir: string): boolean {
   }
 }
 
-export interface ReplaceOptions {
+export interface ReplaceOptions extends AttributeRules {
   /** Keep the previous target as the rollback copy. */
   keep: boolean;
   sync: boolean;
@@ -67,12 +73,13 @@ export class ReplaceTarget implements RestoreTarget {
       throw targetWriteError(this.#staging, error);
     }
     this.#caseInsensitive = isCaseInsensitive(this.#staging);
+    pauseAt?.('staging-created');
   }
 
   dir(dir: PlannedDir): void {
     if (dir.rel !== '') {
       try {
-        mkdirSync(join(this.#staging, dir.rel), { mode: 0o700 });
+        mkdirSync(fsPath(join(this.#staging, dir.rel)), { mode: 0o700 });
       } catch (error) {
         throw targetWriteError(join(this.#target, dir.rel), error);
       }
@@ -82,7 +89,9 @@ export class ReplaceTarget implements RestoreTarget {
 
   task(files: FileOp[], from: ReadSpec): WorkerTask {
     // The staging tree is ours (mode 0700, fresh name): nothing can be swapped inside it.
-    return { kind: 'copy', files, from, to: { root: this.#staging, confineTo: null, writeMode: 'create' } };
+    const { owners, modeMask } = this.#options;
+    const to = { root: this.#staging, confineTo: null, writeMode: 'create', owners, modeMask } as const;
+    return { kind: 'copy', files, from, to };
   }
 
   written(result: TaskResult): void {
@@ -94,8 +103,10 @@ export class ReplaceTarget implements RestoreTarget {
   }
 
   async finish(): Promise<void> {
-    applyDirectoryAttributes(this.#staging, this.#dirs);
+    const { owners, modeMask } = this.#options;
+    applyDirectoryAttributes(this.#staging, this.#dirs, { owners, modeMask });
     await this.#flusher.finish();
+    pauseAt?.('staging-flushed');
     // The last moment a Ctrl-C can still stop the restore: the swap itself is not interrupted.
     throwIfAborted(this.#options.signal, this.#target);
   }

@@ -62,7 +62,7 @@ export class RecoverCommand extends BaseCommand {
       sync: this.sync,
       breakLock: this.breakLock,
       signal: this.interrupt.signal,
-      onWarning: this.reportWarning(this.progressLine()),
+      onWarning: this.reportWarning(),
     });
     return this.printResult(result, () => describeRecover(result), describeWarnings(result.warnings));
   }

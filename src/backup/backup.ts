@@ -61,7 +61,10 @@ export interface BackupOptions extends RunOptions<BackupProgress> {
   categories?: string[];
   /** Value of the manifest's `oxios_version`. @default the statesnap version */
   appVersion?: string;
-  /** Replace an existing `dest`, only once the new backup is complete. @default false */
+  /**
+   * Replace the backup statesnap published at `dest`, only once the new backup is complete. Anything else there
+   * (a store, a file, a copy of a backup, a backup moved there, one made by Oxios) is refused. @default false
+   */
   force?: boolean;
   /** Flush the backup to stable storage before it becomes visible. @default true */
   sync?: boolean;
@@ -402,6 +405,7 @@ async function makeBackup(
         force: opts.force,
         sync: opts.sync,
         given: opts.dest,
+        warnings: run.warnings,
         ...(placement && { partial: placement.partial }),
       }),
     );

@@ -2,6 +2,7 @@
 // directory that is not a repository, the lock (two snapshots, a prune racing a snapshot), kill -9 during
 // snapshot and prune at named pause points, retention with chosen timestamps, and foreign entries.
 
+import { spawnSync } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -14,6 +15,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { thisProcess } from '../dist/src/core/owner.js';
 import { list, prune, snapshot } from '../dist/src/index.js';
 import { startPausedCli } from './helpers/pause.js';
 import { cleanup, createTree, dir, file, fingerprintTree, runCli, tempDir } from './helpers/tree.js';
@@ -124,6 +126,37 @@ describe('snapshot repository (CLI)', () => {
     expect(new Set(ids).size).toBe(2);
     expect(await listedIds(repo)).toEqual([...ids].sort());
     expect(readdirSync(join(repo, '.locks'))).toEqual([]);
+  }, 60_000);
+
+  it('removes a lock whose process is gone, and treats one it cannot judge as live, naming its file', async () => {
+    const store = await makeStore();
+    const repo = newRepo();
+    expect((await cli(['snapshot', store, repo])).exitCode).toBe(0);
+    const locks = join(repo, '.locks');
+    const me = thisProcess();
+    const dead = spawnSync(process.execPath, ['-e', '']).pid!;
+    const lockOf = (owner: object) =>
+      JSON.stringify({
+        statesnap_lock: 1,
+        operation: 'snapshot',
+        owner,
+        created_at: new Date().toISOString(),
+      });
+    writeFileSync(join(locks, `${me.host}-${dead}-00000000.lock`), lockOf({ ...me, pid: dead, start: '1' }));
+    const afterDead = await cli(['snapshot', '--json', store, repo]);
+    expect(afterDead.exitCode, afterDead.stderr).toBe(0);
+    expect(readdirSync(locks)).toEqual([]);
+
+    const elsewhere = join(locks, 'deadbeef-4242-00000000.lock');
+    writeFileSync(
+      elsewhere,
+      lockOf({ pid: 4242, start: '99', boot: '00000000', host: 'deadbeef', pidNs: '1' }),
+    );
+    const refused = await cli(['prune', '--json', '--keep-last', '1', repo]);
+    expect(refused.document.error.code).toBe('ERR_REPO_BUSY');
+    expect(refused.document.error.message).toContain(elsewhere);
+    expect(existsSync(elsewhere)).toBe(true);
+    expect(await listedIds(repo)).toHaveLength(2);
   }, 60_000);
 
   it('refuses a prune while a snapshot runs, and the snapshot it would race completes', async () => {

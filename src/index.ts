@@ -32,6 +32,15 @@ export {
 } from './restore/restore.js';
 export type { SkippedEntries } from './restore/scan.js';
 export {
+  type DiffChange,
+  type DiffCounts,
+  type DiffEntry,
+  type DiffOptions,
+  type DiffResult,
+  type DiffSide,
+  diff,
+} from './snapshot/diff.js';
+export {
   type ListOptions,
   type ListResult,
   list,

@@ -110,6 +110,7 @@ describe('help examples', () => {
     'snapshot',
     'list',
     'prune',
+    'diff',
     'demo',
     'generate',
     'bench',

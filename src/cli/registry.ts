@@ -4,6 +4,7 @@ import type { CommandClass } from 'clipanion';
 import { BackupCommand } from './commands/backup.js';
 import { BenchCommand } from './commands/bench.js';
 import { DemoCommand } from './commands/demo.js';
+import { DiffCommand } from './commands/diff.js';
 import { GenerateCommand } from './commands/generate.js';
 import { InspectCommand } from './commands/inspect.js';
 import { ListCommand } from './commands/list.js';
@@ -22,6 +23,7 @@ export const COMMANDS: readonly CommandClass[] = [
   SnapshotCommand,
   ListCommand,
   PruneCommand,
+  DiffCommand,
   DemoCommand,
   GenerateCommand,
   BenchCommand,

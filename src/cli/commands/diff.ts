@@ -48,7 +48,7 @@ export class DiffCommand extends BaseCommand {
       ['What changed in the store since the demo backup', '$0 diff ./demo/backup ./demo/store'],
       [
         'Between two snapshots, as JSON',
-        '$0 snapshot ./demo/store ./demo/snapshots && $0 diff --json ./demo/backup ./demo/snapshots/latest',
+        '$0 snapshot --quiet ./demo/store ./demo/snapshots && $0 diff --json ./demo/backup ./demo/snapshots/latest',
       ],
     ],
   });

@@ -36,12 +36,17 @@ export function describeBackup(result: BackupResult | BackupPlan): string {
   ];
   if (result.createdParents.length > 0) lines.push(`created ${result.createdParents.join(', ')}`);
   if (result.replacedExisting) lines.push(`replaced the previous backup at ${result.dest}`);
-  lines.push(`sections: ${describeSections(result.sections)}`);
+  return [...lines, ...describeMade(result)].join('\n');
+}
+
+/** The closing lines of a finished backup or snapshot: sections, what was skipped, warnings. */
+export function describeMade(result: Pick<BackupResult, 'sections' | 'skipped' | 'warnings'>): string[] {
+  const lines = [`sections: ${describeSections(result.sections)}`];
   const skipped = formatCounts(result.skipped);
   if (skipped) lines.push(`skipped: ${skipped}`);
   const warnings = describeWarnings(result.warnings);
   if (warnings) lines.push(warnings);
-  return lines.join('\n');
+  return lines;
 }
 
 export class BackupCommand extends SourceCommand {

@@ -5,8 +5,8 @@ import { type SnapshotResult, snapshot } from '../../index.js';
 import { lockWaitOption, pathArgument } from '../options.js';
 import { formatBytes } from '../progress-line.js';
 import { SourceCommand } from '../source-options.js';
-import { countOf, describeWarnings, formatCounts } from '../text.js';
-import { describeSections } from './backup.js';
+import { countOf, describeWarnings } from '../text.js';
+import { describeMade } from './backup.js';
 
 export function describeSnapshot(result: SnapshotResult): string {
   const lines = [
@@ -18,12 +18,7 @@ export function describeSnapshot(result: SnapshotResult): string {
   if (result.removedLeftovers.length > 0) {
     lines.push(`removed what killed runs left: ${result.removedLeftovers.join(', ')}`);
   }
-  lines.push(`sections: ${describeSections(result.sections)}`);
-  const skipped = formatCounts(result.skipped);
-  if (skipped) lines.push(`skipped: ${skipped}`);
-  const warnings = describeWarnings(result.warnings);
-  if (warnings) lines.push(warnings);
-  return lines.join('\n');
+  return [...lines, ...describeMade(result)].join('\n');
 }
 
 export class SnapshotCommand extends SourceCommand {

@@ -168,6 +168,9 @@ describe('snapshot repository (CLI)', () => {
     const refused = await cli(['prune', '--json', '--keep-last', '1', repo]);
     expect(refused.exitCode).toBe(1);
     expect(refused.document.error.code).toBe('ERR_REPO_BUSY');
+    const listed = await cli(['list', '--json', repo]);
+    expect(listed.document.unfinished).toMatchObject([{ state: 'in-progress' }]);
+    expect(listed.document.unfinished[0].holder).toContain(`pid ${running.child.pid}`);
     running.resume();
     expect((await running.done).exitCode).toBe(0);
     expect(await listedIds(repo)).toHaveLength(2);

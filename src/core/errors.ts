@@ -46,6 +46,8 @@ const registry = {
   ERR_REPO_BUSY: ExitCode.failed,
   /** `<repo>/latest` in a repository without a complete snapshot. */
   ERR_SNAPSHOT_NOT_FOUND: ExitCode.failed,
+  /** A snapshot's --exec-before command failed or timed out: nothing was written. */
+  ERR_HOOK_FAILED: ExitCode.failed,
   /** The command line could not be understood (unknown command or option, missing argument). */
   ERR_USAGE: ExitCode.usage,
   /** A bug: an exception that is not a StatesnapError reached the command line. */

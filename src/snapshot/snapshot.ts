@@ -7,6 +7,7 @@ import { type BackupOptions, type BackupResult, backupSnapshot } from '../backup
 import { StatesnapError } from '../core/errors.js';
 import { clockOption, integerOption, requirePath, signalOption } from '../core/options.js';
 import { resolvePaths } from '../core/paths.js';
+import { type HookOutcome, runHook } from './hooks.js';
 import { withRepositoryLock } from './lock.js';
 import { type CompleteSnapshot, openRepository, readRepository, updateLatestLink } from './repository.js';
 import { idsInUse, inProgressName, newSnapshotId } from './snapshot-id.js';
@@ -19,6 +20,20 @@ export interface SnapshotOptions
   waitForLockMs?: number;
   /** The clock the snapshot's id is taken from. @default the system clock */
   now?: Date;
+  /**
+   * A shell command run once the lock is taken and the id chosen, before the store is read (to pause the
+   * application). Failing (non-zero exit, timeout) fails the snapshot with ERR_HOOK_FAILED before anything
+   * is written. @default none
+   */
+  execBefore?: string;
+  /**
+   * A shell command run after the snapshot, whether it succeeded, failed or was interrupted
+   * (`STATESNAP_STATUS` says which). Its failure is a warning (exit 3) after a success, and is added to the
+   * error after a failure. @default none
+   */
+  execAfter?: string;
+  /** The longest each hook may run before its process group gets SIGTERM, in ms. @default 300000 */
+  execTimeoutMs?: number;
 }
 
 /** A snapshot as a backup reports it, plus where it is in its repository. */
@@ -30,6 +45,8 @@ export interface SnapshotResult extends Omit<BackupResult, 'command'> {
   linkSource: { id: string; path: string } | null;
   /** What killed snapshots and prunes had left in the repository, removed before this one started. */
   removedLeftovers: string[];
+  /** The hooks that ran, in order, with how they ended. */
+  hooks: HookOutcome[];
 }
 
 const REPOSITORY_ROLES = { read: 'source', write: 'repository', unusableParent: 'ERR_REPO_INVALID' } as const;
@@ -55,6 +72,23 @@ async function chooseId(repo: string, clock: () => number, injected: boolean): P
   }
 }
 
+const DEFAULT_HOOK_TIMEOUT_MS = 5 * 60_000;
+
+function optionalText(name: string, value: unknown): string | undefined {
+  return value === undefined ? undefined : requirePath(name, value);
+}
+
+function hookFailed(outcome: HookOutcome): StatesnapError {
+  return new StatesnapError('ERR_HOOK_FAILED', `hook \`${outcome.command}\` failed: ${outcome.status}`);
+}
+
+/** The run's own error, with the after-hook's failure added to its message. */
+function withAfterHookFailure(error: unknown, outcome: HookOutcome): unknown {
+  if (!(error instanceof StatesnapError)) return error;
+  const message = `${error.message}; the after-hook \`${outcome.command}\` failed too: ${outcome.status}`;
+  return new StatesnapError(error.code, message, { path: error.path, cause: error.cause });
+}
+
 /** The previous totals as the progress estimate, from the first second. */
 function estimateFrom(previous: CompleteSnapshot | undefined): BackupOptions['estimate'] {
   const totals = previous?.manifest.statesnap?.totals;
@@ -63,7 +97,12 @@ function estimateFrom(previous: CompleteSnapshot | undefined): BackupOptions['es
 
 /** Makes a new snapshot of `options.source` in `options.repository`. */
 export async function snapshot(options: SnapshotOptions): Promise<SnapshotResult> {
-  const { repository, waitForLockMs, now, ...backupOptions } = options;
+  const { repository, waitForLockMs, now, execBefore, execAfter, execTimeoutMs, ...backupOptions } = options;
+  const hooks = {
+    before: optionalText('execBefore', execBefore),
+    after: optionalText('execAfter', execAfter),
+    timeoutMs: integerOption('execTimeoutMs', execTimeoutMs, DEFAULT_HOOK_TIMEOUT_MS, 1, 2 ** 31 - 1),
+  };
   const given = requirePath('repository', repository);
   requirePath('source', options.source);
   const waitMs = integerOption('waitForLockMs', waitForLockMs, 0, 0, 2 ** 31 - 1);
@@ -77,11 +116,40 @@ export async function snapshot(options: SnapshotOptions): Promise<SnapshotResult
     updateLatestLink(listing);
     const previous = listing.snapshots.at(-1);
     const id = await chooseId(repo, clock, now !== undefined);
-    const { command: _, ...made } = await backupSnapshot(
-      { ...backupOptions, dest: join(repo, id), dryRun: false, estimate: estimateFrom(previous) },
-      { partial: join(repo, inProgressName(id)), id },
-    );
+    const env = { STATESNAP_SOURCE: options.source, STATESNAP_REPOSITORY: repo, STATESNAP_SNAPSHOT_ID: id };
+    const ran: HookOutcome[] = [];
+    let made: BackupResult;
+    try {
+      if (hooks.before !== undefined) {
+        const outcome = await runHook(hooks.before, env, hooks.timeoutMs);
+        ran.push(outcome);
+        if (!outcome.ok) throw hookFailed(outcome);
+      }
+      made = await backupSnapshot(
+        { ...backupOptions, dest: join(repo, id), dryRun: false, estimate: estimateFrom(previous) },
+        { partial: join(repo, inProgressName(id)), id },
+      );
+    } catch (error) {
+      if (hooks.after === undefined) throw error;
+      const status = signal.aborted ? 'interrupted' : 'failure';
+      const outcome = await runHook(hooks.after, { ...env, STATESNAP_STATUS: status }, hooks.timeoutMs);
+      throw outcome.ok ? error : withAfterHookFailure(error, outcome);
+    }
     updateLatestLink(readRepository(repo));
-    return { command: 'snapshot', repository: repo, id, linkSource: null, removedLeftovers, ...made };
+    if (hooks.after !== undefined) {
+      ran.push(await runHook(hooks.after, { ...env, STATESNAP_STATUS: 'success' }, hooks.timeoutMs));
+    }
+    const { command: _, ...result } = made;
+    const hookFailures = ran.some((outcome) => !outcome.ok);
+    return {
+      command: 'snapshot',
+      repository: repo,
+      id,
+      linkSource: null,
+      removedLeftovers,
+      ...result,
+      hooks: ran,
+      exitCode: hookFailures ? 3 : result.exitCode,
+    };
   });
 }

@@ -2,7 +2,7 @@
 
 import { Command } from 'clipanion';
 import { type SnapshotResult, snapshot } from '../../index.js';
-import { lockWaitOption, pathArgument } from '../options.js';
+import { durationOption, lockWaitOption, pathArgument, textOption } from '../options.js';
 import { formatBytes } from '../progress-line.js';
 import { SourceCommand } from '../source-options.js';
 import { countOf, describeWarnings } from '../text.js';
@@ -15,6 +15,9 @@ export function describeSnapshot(result: SnapshotResult): string {
       `(${result.linkSource ? `unchanged files linked from ${result.linkSource.id}` : 'full copy'}, ` +
       `${result.synced ? 'flushed to disk' : 'not flushed'})`,
   ];
+  for (const hook of result.hooks) {
+    if (!hook.ok) lines.push(`warning: hook \`${hook.command}\` failed: ${hook.status}`);
+  }
   if (result.removedLeftovers.length > 0) {
     lines.push(`removed what killed runs left: ${result.removedLeftovers.join(', ')}`);
   }
@@ -39,6 +42,13 @@ export class SnapshotCommand extends SourceCommand {
 
       Options for what to copy are those of \`statesnap backup\`.
 
+      Hooks: \`--exec-before\` runs (with \`/bin/sh -c\`, its output on stderr) once the lock is taken and the id
+      chosen, before the store is read; if it fails or times out the snapshot stops (ERR_HOOK_FAILED) before
+      anything is written. \`--exec-after\` runs after the snapshot whatever happened, with \`STATESNAP_STATUS\`
+      set to success, failure or interrupted; its failure makes a successful run exit 3. Both get
+      \`STATESNAP_SOURCE\`, \`STATESNAP_REPOSITORY\` and \`STATESNAP_SNAPSHOT_ID\`, and run in their own process
+      group, so a Ctrl-C meant for statesnap does not reach them.
+
       Exit codes: 0 ok, 1 failed (no snapshot made; also ERR_REPO_BUSY, ERR_REPO_INVALID), 2 usage error,
       3 completed with warnings, 130 interrupted (SIGINT), 143 terminated (SIGTERM).
     `,
@@ -51,6 +61,10 @@ export class SnapshotCommand extends SourceCommand {
         'Another one, waiting up to 10 minutes if a prune or snapshot holds the repository',
         '$0 snapshot --wait 10m --json ./demo/store ./demo/snapshots',
       ],
+      [
+        'Pause the application around the snapshot',
+        "$0 snapshot --exec-before 'echo pausing' --exec-after 'echo resuming after $STATESNAP_STATUS' ./demo/store ./demo/snapshots",
+      ],
       ['Check the newest snapshot', '$0 verify ./demo/snapshots/latest'],
     ],
   });
@@ -58,6 +72,20 @@ export class SnapshotCommand extends SourceCommand {
   source = pathArgument('source');
   repository = pathArgument('repo');
   wait = lockWaitOption();
+  execBefore = textOption(
+    '--exec-before',
+    'command',
+    'Run this shell command before reading the store (e.g. to pause the application); its failure stops the snapshot',
+  );
+  execAfter = textOption(
+    '--exec-after',
+    'command',
+    'Run this shell command after the snapshot, also when it failed or was interrupted ($STATESNAP_STATUS says which)',
+  );
+  execTimeout = durationOption(
+    '--exec-timeout',
+    'The longest each hook may run before it gets SIGTERM (default: 5m)',
+  );
 
   protected async run(): Promise<number> {
     const progress = this.progressLine(this.progress);
@@ -65,6 +93,9 @@ export class SnapshotCommand extends SourceCommand {
       ...this.sourceOptions(progress),
       repository: this.repository,
       waitForLockMs: this.wait,
+      execBefore: this.execBefore,
+      execAfter: this.execAfter,
+      execTimeoutMs: this.execTimeout,
     });
     this.noteUnmatched(result);
     return this.printResult(result, () => describeSnapshot(result), describeWarnings(result.warnings));

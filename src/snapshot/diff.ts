@@ -121,9 +121,8 @@ class Collector {
   compare(recorded: Map<string, IndexEntry>, path: string, b: DiffSide): void {
     const before = recorded.get(path);
     recorded.delete(path);
-    if (before === undefined) return this.add(path, 'added', null, b);
-    const change = compareSides(sideOf(before), b);
-    if (change !== null) this.add(path, change, sideOf(before), b);
+    const change = before === undefined ? 'added' : compareSides(sideOf(before), b);
+    if (change !== null) this.add(path, change, before === undefined ? null : sideOf(before), b);
   }
 
   add(path: string, change: DiffChange, a: DiffSide | null, b: DiffSide | null): void {

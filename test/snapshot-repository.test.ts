@@ -4,18 +4,21 @@
 
 import { spawnSync } from 'node:child_process';
 import {
+  chmodSync,
   existsSync,
   mkdirSync,
   readdirSync,
   readFileSync,
   readlinkSync,
   rmSync,
+  statSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { thisProcess } from '../dist/src/core/owner.js';
+import { generateStore } from '../dist/src/demo/generator.js';
 import { list, prune, snapshot } from '../dist/src/index.js';
 import { startPausedCli } from './helpers/pause.js';
 import { cleanup, createTree, dir, file, fingerprintTree, runCli, tempDir } from './helpers/tree.js';
@@ -280,6 +283,46 @@ describe('snapshot repository (library, chosen times)', () => {
     expect(within.kept).toEqual([ids[5]]);
     expect(readlinkSync(join(repo, 'latest'))).toBe(ids[5]);
   }, 90_000);
+
+  it('prune removes snapshots whose folders are read-only, as an unprivileged user too', async () => {
+    const store = await makeStore();
+    chmodSync(join(store, 'seeds'), 0o555);
+    const repo = newRepo();
+    await snapshot({ source: store, repository: repo, now: at('2026-11-29T00:00:00Z'), sync: false });
+    await snapshot({ source: store, repository: repo, now: at('2026-11-30T00:00:00Z'), sync: false });
+    expect(statSync(join(repo, '2026-11-29T00-00-00Z', 'seeds')).mode & 0o777).toBe(0o555);
+    const pruned = await prune({ repository: repo, policy: { last: 1 }, now: at('2026-12-01T00:00:00Z') });
+    expect(pruned.removed).toEqual(['2026-11-29T00-00-00Z']);
+    expect(readdirSync(repo).sort()).toEqual([
+      '.locks',
+      '.statesnap-repository',
+      '2026-11-30T00-00-00Z',
+      'latest',
+    ]);
+  }, 60_000);
+
+  it("feeds the previous snapshot's totals to progress until the walk has found everything", async () => {
+    // Enough files, on one thread, that progress is reported while the walk is still finding them.
+    const store = await generateStore(join(tempDir('statesnap-repo-'), 'store'), {
+      profile: 'tiny-files',
+      scale: 0.003,
+    });
+    const repo = newRepo();
+    const first = await snapshot({ source: store.root, repository: repo, sync: false });
+    const early: Array<{ estimate: string | null; filesTotal: number }> = [];
+    await snapshot({
+      source: store.root,
+      repository: repo,
+      sync: false,
+      threads: 1,
+      onProgress: (progress) => {
+        if (!progress.totalKnown)
+          early.push({ estimate: progress.estimate, filesTotal: progress.filesTotal });
+      },
+    });
+    expect(early.length).toBeGreaterThan(0);
+    for (const report of early) expect(report).toEqual({ estimate: 'given', filesTotal: first.files });
+  }, 60_000);
 
   it('gives two snapshots in one second sortable suffixes', async () => {
     const store = await makeStore();

@@ -39,14 +39,39 @@ const registry = {
 
 export type ErrorCode = keyof typeof registry;
 
+// A message is read by a person: a path or name longer than this (from a hostile index, a 100 KB argument)
+// shows its beginning and end, so an error stays one readable line; `path` keeps the whole path.
+const LONGEST_WORD = 1000;
+const LONGEST_MESSAGE = 4000;
+const LONG_WORD = new RegExp(`\\S{${LONGEST_WORD + 1},}`, 'g');
+
+/** `text` cut to `limit` characters around its middle, saying how much was left out. */
+function abbreviate(text: string, limit: number): string {
+  if (text.length <= limit) return text;
+  const keep = Math.floor((limit - 40) / 2);
+  return `${text.slice(0, keep)}…(${text.length - 2 * keep} characters left out)…${text.slice(-keep)}`;
+}
+
+/** A message as people get it: every long run of non-blank characters (a path, a name) shortened, then the whole. */
+export function readableMessage(message: string): string {
+  const words = message.replace(LONG_WORD, (word) => abbreviate(word, LONGEST_WORD));
+  return abbreviate(words, LONGEST_MESSAGE);
+}
+
+/** A string from a file being read (a manifest field, an index path), quoted for a message, shortened if long. */
+export function quoted(text: string): string {
+  return JSON.stringify(abbreviate(text, 200));
+}
+
 export class StatesnapError extends Error {
   override readonly name = 'StatesnapError';
   readonly code: ErrorCode;
+  /** The path concerned, whole (the message may show a long one shortened). */
   readonly path: string | undefined;
   readonly exitCode: ExitCode;
 
   constructor(code: ErrorCode, message: string, options: { path?: string; cause?: unknown } = {}) {
-    super(message, { cause: options.cause });
+    super(readableMessage(message), { cause: options.cause });
     this.code = code;
     this.path = options.path;
     this.exitCode = registry[code];

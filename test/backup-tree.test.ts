@@ -280,6 +280,38 @@ describe('manifest sections (the Oxios list_category rule)', () => {
     expectBackupConsistent(join(root, 'out'));
   });
 
+  it('leave out what --exclude leaves out (a file, a glob, a whole folder), so inspect never claims content the backup lacks', async () => {
+    const root = tempDir();
+    const source = join(root, 'src');
+    await createTree(source, {
+      seeds: { 'a.json': file('a'), 'b.json': file('b') },
+      memory: {
+        facts: { 'f1.json': file('1'), 'f2.json': file('2'), 'f3.json': file('3') },
+        episodes: { 'e1.md': file('1'), 'e2.md': file('2') },
+        knowledge: { 'k.md': file('k') },
+      },
+    });
+    const dest = join(root, 'out');
+    const run = await runCli([
+      'backup',
+      '--json',
+      '--no-sync',
+      ...['--exclude', 'memory/episodes/**', '--exclude', 'memory/facts/f2.json'],
+      ...['--exclude', 'memory/knowledge'], // a folder left out whole: nothing in it is counted
+      source,
+      dest,
+    ]);
+    expect(run.exitCode).toBe(0);
+    const sections = [
+      { name: 'seeds', entry_count: 2 },
+      { name: 'memory/facts', entry_count: 2 },
+    ];
+    expect(JSON.parse(run.stdout).sections).toEqual(sections);
+    expect(readManifestJson(dest).sections).toEqual(sections);
+    const inspected = await runCli(['inspect', '--json', dest]);
+    expect(JSON.parse(inspected.stdout)).toMatchObject({ sections, notes: [] });
+  });
+
   it('refuses a category that would count entries outside the source', async () => {
     const root = tempDir();
     await createTree(join(root, 'src'), { seeds: { 'a.json': file('a') } });

@@ -385,18 +385,20 @@ describe('backups made by Oxios (tree + manifest.json, no index)', () => {
     expect(fingerprint(target, { mtimes: false })).toEqual(expected);
   });
 
-  it('a section with fewer entries than it declares is refused before the target changes', async () => {
+  it('a section with fewer entries than it declares is restored, with a note (Oxios restores it too)', async () => {
     const root = tempDir();
     const backupDir = await oxiosBackup(root);
     unlinkSync(join(backupDir, 'memory/facts/f1.json'));
     const target = join(root, 'target');
-    await createTree(target, { 'live.json': file('live') });
-    const before = fingerprint(target);
-    await expect(restore({ backup: backupDir, target })).rejects.toMatchObject({
-      code: 'ERR_BACKUP_CORRUPT',
-    });
-    expect(fingerprint(target)).toEqual(before);
-    expect(restoreSiblings(target)).toEqual([]);
+    const result = await restore({ backup: backupDir, target });
+    expect(result.notes).toEqual([
+      {
+        path: join(backupDir, 'memory/facts'),
+        note: 'section-count',
+        message: 'section "memory/facts" declares 3 entries; the backup holds 2',
+      },
+    ]);
+    expect(existsSync(join(target, 'memory/facts/f2.json'))).toBe(true);
   });
 
   it('verify reads every file and says hashes were unavailable', async () => {

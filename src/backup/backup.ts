@@ -30,7 +30,7 @@ import {
 } from '../format/manifest.js';
 import { computeSections } from '../format/sections.js';
 import { LocalTreeWriter } from './backup-writer.js';
-import { DEFAULT_EXCLUDES, planSource } from './planner.js';
+import { compileExcludes, DEFAULT_EXCLUDES, planSource } from './planner.js';
 
 export interface BackupOptions extends RunOptions<BackupProgress> {
   /** The store to back up. */
@@ -41,7 +41,10 @@ export interface BackupOptions extends RunOptions<BackupProgress> {
   exclude?: string[];
   /** Whether `DEFAULT_EXCLUDES` (`**\/*.tmp`) apply. @default true */
   defaultExcludes?: boolean;
-  /** Categories whose entries are counted into the manifest's `sections`. @default the Oxios categories */
+  /**
+   * Categories whose entries are counted into the manifest's `sections`, as Oxios counts them, less the
+   * entries `exclude` leaves out. @default the Oxios categories
+   */
   categories?: string[];
   /** Value of the manifest's `oxios_version`. @default the statesnap version */
   appVersion?: string;
@@ -191,7 +194,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       LocalTreeWriter.open(dest, { force: opts.force, sync: opts.sync, given: opts.dest }),
     );
     const createdAt = new Date().toISOString();
-    const sections = computeSections(source, opts.categories);
+    const sections = computeSections(source, opts.categories, compileExcludes(opts.exclude));
     const tally = await run.pass({
       source: planSource(source, opts),
       destination: writer,

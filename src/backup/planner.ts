@@ -10,7 +10,8 @@ import { RESERVED_ROOT_NAMES } from '../format/manifest.js';
 /** The in-flight temp files of an Oxios store (`<name>.<pid>.<uuid>.tmp`) are never worth backing up. */
 export const DEFAULT_EXCLUDES: readonly string[] = ['**/*.tmp'];
 
-function compileExcludes(patterns: readonly string[]): (rel: string) => boolean {
+/** The exclude patterns as one matcher of relative POSIX paths. */
+export function compileExcludes(patterns: readonly string[]): (rel: string) => boolean {
   if (patterns.length === 0) return () => false;
   // fast-glob's syntax; picomatch is the matcher underneath it. `dot`: hidden files match `*` like any other.
   return picomatch(patterns as string[], { dot: true });

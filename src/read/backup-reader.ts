@@ -3,7 +3,6 @@
 // backup (a plain tree + manifest.json, walked without following links). Object storage will be a third kind.
 
 import { type BigIntStats, lstatSync, realpathSync } from 'node:fs';
-import { join } from 'node:path';
 import { abortError, describeCause, StatesnapError } from '../core/errors.js';
 import { CAN_LOCATE_FDS } from '../core/paths.js';
 import type { EntrySource } from '../core/pipeline.js';
@@ -16,7 +15,6 @@ import {
   readManifest,
   type StatesnapExtras,
 } from '../format/manifest.js';
-import { countCategoryEntries } from '../format/sections.js';
 
 export type BackupKind = 'statesnap' | 'oxios';
 
@@ -148,25 +146,6 @@ export function openBackup(path: string): BackupReader {
   return manifest.statesnap
     ? new IndexedBackup(root, manifest, manifest.statesnap)
     : new OxiosTree(root, manifest);
-}
-
-/**
- * Oxios backups have no index: the manifest's sections are all there is to check the tree against. A section
- * whose folder holds fewer entries than it declares (counted as Oxios' list_category counts them) has lost
- * files. More entries are not a problem: Oxios counts before it copies a live store.
- */
-export function sectionProblems(reader: BackupReader): Array<{ path: string; message: string }> {
-  const problems: Array<{ path: string; message: string }> = [];
-  for (const section of reader.manifest.sections) {
-    const found = countCategoryEntries(reader.root, section.name);
-    if (found < section.entry_count) {
-      problems.push({
-        path: join(reader.root, section.name),
-        message: `section ${section.name} declares ${section.entry_count} entries, ${found} found`,
-      });
-    }
-  }
-  return problems;
 }
 
 /** How a manifest's totals differ from what its index lists, or null when they agree. */

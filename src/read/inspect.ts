@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import { requirePath, signalOption } from '../core/options.js';
 import { walk } from '../core/walk.js';
 import { RESERVED_ROOT_NAMES, readManifest, type SkippedCounts } from '../format/manifest.js';
+import { type ManifestNote, manifestNotes } from './manifest-notes.js';
 
 export interface InspectOptions {
   /** The backup directory (the one holding manifest.json). */
@@ -31,6 +32,11 @@ export interface InspectResult {
   indexEntries: number | null;
   skipped: SkippedCounts | null;
   warnings: { count: number; byProblem: Record<string, number> } | null;
+  /**
+   * What the manifest says that does not stop a restore: section counts that differ from the tree (Oxios
+   * counts symlinks it does not copy), a section name that is not a folder, an empty or odd created_at.
+   */
+  notes: ManifestNote[];
   /** Always 0: a backup that cannot be inspected is an error. Every command's result carries one. */
   exitCode: 0;
 }
@@ -47,6 +53,7 @@ export async function inspect(options: InspectOptions): Promise<InspectResult> {
     createdAt: manifest.created_at,
     appVersion: manifest.oxios_version,
     sections: manifest.sections,
+    notes: manifestNotes(backupDir, manifest),
   };
   if (extras) {
     return {

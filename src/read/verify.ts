@@ -19,13 +19,8 @@ import { type FileProblem, HASH_ALGORITHM } from '../core/protocol.js';
 import { walk } from '../core/walk.js';
 import type { Warning, WarningLog, WarningSummary } from '../core/warnings.js';
 import { INDEX_FILE, MANIFEST_FILE, RESERVED_ROOT_NAMES } from '../format/manifest.js';
-import {
-  type BackupKind,
-  type BackupReader,
-  openBackup,
-  sectionProblems,
-  totalsMismatch,
-} from './backup-reader.js';
+import { type BackupKind, type BackupReader, openBackup, totalsMismatch } from './backup-reader.js';
+import { type ManifestNote, manifestNotes } from './manifest-notes.js';
 
 /** What is wrong with one path of a backup (the `problem` of each entry in `problems.list`). */
 export type VerifyProblem = 'manifest' | 'missing' | 'corrupt' | 'extra' | 'unreadable';
@@ -58,6 +53,11 @@ export interface VerifyResult {
   /** True when everything matched. */
   ok: boolean;
   problems: WarningSummary;
+  /**
+   * What the manifest says that is not a problem (Oxios' restore accepts it): section counts that differ
+   * from the tree, a section name that is not a folder, an odd created_at.
+   */
+  notes: ManifestNote[];
   threads: number;
   durationMs: number;
   /** 0 when everything matched, 1 otherwise. */
@@ -203,11 +203,7 @@ export async function verify(options: VerifyOptions): Promise<VerifyResult> {
     }
     const tally = newTally();
     if (reader?.extras) await checkIndexed(run, reader, tally, opts.onProgress);
-    else if (reader) {
-      // An Oxios backup has no index: section entry counts against the tree, and every file read in full.
-      for (const missing of sectionProblems(reader)) problems.add(missing.path, 'missing', missing.message);
-      await readEveryFile(run, reader, tally, opts.onProgress, undefined);
-    }
+    else if (reader) await readEveryFile(run, reader, tally, opts.onProgress, undefined); // Oxios: no index
     const ok = problems.count === 0;
     return {
       command: 'verify',
@@ -222,6 +218,7 @@ export async function verify(options: VerifyOptions): Promise<VerifyResult> {
       skippedEntries: tally.skipped,
       ok,
       problems: problems.summary(),
+      notes: reader ? manifestNotes(reader.root, reader.manifest) : [],
       threads: opts.threads,
       durationMs: Math.round(performance.now() - started),
       exitCode: ok ? 0 : 1,

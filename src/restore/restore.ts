@@ -17,7 +17,8 @@ import { type ErrorPolicy, newTally, type Run, runPipeline } from '../core/pipel
 import type { RestoreProgress } from '../core/progress.js';
 import type { FileProblem } from '../core/protocol.js';
 import type { Warning, WarningSummary } from '../core/warnings.js';
-import { type BackupKind, type BackupReader, openBackup, sectionProblems } from '../read/backup-reader.js';
+import { type BackupKind, type BackupReader, openBackup } from '../read/backup-reader.js';
+import { type ManifestNote, manifestNotes } from '../read/manifest-notes.js';
 import type { RecoveryAction } from './journal.js';
 import { recoverTarget } from './journal.js';
 import { MergeTarget } from './merge-target.js';
@@ -86,6 +87,8 @@ export interface RestoreResult {
   /** What was recovered first from an earlier restore of this target that was killed. */
   recovered: RecoveryAction[];
   warnings: WarningSummary;
+  /** What the backup's manifest says that did not stop the restore (e.g. a section count that differs). */
+  notes: ManifestNote[];
   threads: number;
   synced: boolean;
   durationMs: number;
@@ -124,8 +127,12 @@ function inspectTarget(target: string, mode: RestoreMode): boolean {
   return true;
 }
 
-/** Refuses a backup that declares nothing (unless allowed) and an Oxios backup missing section entries. */
-function refuseIncomplete(reader: BackupReader, allowEmpty: boolean): void {
+/**
+ * Refuses a backup that declares nothing (unless allowed). What else an Oxios manifest says (section counts,
+ * names, created_at) is a note, never a refusal: Oxios' own restore refuses only a version other than 1, an
+ * unreadable manifest and empty sections.
+ */
+function refuseEmpty(reader: BackupReader, allowEmpty: boolean): void {
   const empty = reader.extras ? reader.extras.totals.files === 0 : reader.manifest.sections.length === 0;
   if (empty && !allowEmpty) {
     const what = reader.extras ? 'holds no files' : 'declares no sections';
@@ -134,10 +141,6 @@ function refuseIncomplete(reader: BackupReader, allowEmpty: boolean): void {
       `backup ${reader.root} ${what}; refusing to restore an empty backup over live state (use --allow-empty)`,
       { path: reader.root },
     );
-  }
-  if (!reader.extras) {
-    const missing = sectionProblems(reader);
-    if (missing.length > 0) throw backupCorrupt(missing[0]!.path, `is incomplete: ${missing[0]!.message}`);
   }
 }
 
@@ -208,7 +211,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     const targetExisted = inspectTarget(target, opts.mode);
     // Merging into nothing is a replace: there is nothing to keep, and the replace path is atomic.
     const merge = opts.mode === 'merge' && targetExisted;
-    refuseIncomplete(reader, opts.allowEmpty);
+    refuseEmpty(reader, opts.allowEmpty);
     // A merge writes into existing directories whose case behaviour cannot be probed without writing into the
     // live target: case collisions are refused there; replace mode probes its fresh staging directory instead.
     const scan = await scanBackup(reader, { ...opts, refuseCaseCollisions: merge, warnings: run.warnings });
@@ -236,6 +239,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
       createdTarget: !targetExisted,
       recovered,
       warnings: run.warnings.summary(),
+      notes: manifestNotes(reader.root, reader.manifest),
       threads: opts.threads,
       synced: opts.sync,
       durationMs: Math.round(performance.now() - started),

@@ -5,7 +5,7 @@ import { type RestoreResult, restore } from '../../index.js';
 import { BaseCommand } from '../base-command.js';
 import { choiceOption, flag, negatableFlag, pathArgument, threadsOption } from '../options.js';
 import { formatBytes } from '../progress-line.js';
-import { countOf, describeWarnings, formatCounts } from '../text.js';
+import { countOf, describeNotes, describeWarnings, formatCounts } from '../text.js';
 import { describeRecoveryActions } from './recover.js';
 
 export function describeRestore(result: RestoreResult): string {
@@ -25,6 +25,7 @@ export function describeRestore(result: RestoreResult): string {
     lines.push(`not restored (recorded as skipped): ${formatCounts(result.skipped.byKind)}`);
   }
   if (result.recovered.length > 0) lines.push(describeRecoveryActions(result.recovered));
+  lines.push(...describeNotes(result.notes));
   const warnings = describeWarnings(result.warnings);
   if (warnings) lines.push(warnings);
   return lines.join('\n');

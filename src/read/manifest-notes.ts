@@ -23,6 +23,11 @@ export interface ManifestNote {
   message: string;
 }
 
+/** Counts as people read them everywhere statesnap prints one: `1,358`. */
+function count(n: number): string {
+  return n.toLocaleString('en-US');
+}
+
 const RFC_3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
 
 function createdAtNote(createdAt: string): string | null {
@@ -50,7 +55,7 @@ export function manifestNotes(root: string, manifest: Manifest): ManifestNote[] 
       notes.push({
         path: join(root, name),
         note: 'section-count',
-        message: `section ${quoted(name)} declares ${declared} entries; the backup holds ${found}`,
+        message: `section ${quoted(name)} declares ${count(declared)} entries; the backup holds ${count(found)}`,
       });
     }
   }

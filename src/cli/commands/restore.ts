@@ -37,9 +37,10 @@ export class RestoreCommand extends BaseCommand {
     description: 'Restore a backup into a state directory',
     details: `
       Validates the backup's manifest and index and, before the target changes, every file's size and sha256.
-      Backups made by Oxios (a plain tree with manifest.json, no index) restore too, checked by manifest shape,
-      section entry counts and file presence only. The backup's own \`manifest.json\` and \`.statesnap/\` are never
-      restored; symlinks and special files are never followed or recreated.
+      Backups made by Oxios (a plain tree with manifest.json, no index) restore whenever Oxios' own restore
+      would: a section count that differs from the tree (Oxios counts symlinks it does not copy) is printed as
+      a note, never a refusal; their files have no hashes to check. The backup's own \`manifest.json\` and
+      \`.statesnap/\` are never restored; symlinks and special files are never followed or recreated.
 
       Replace mode (default): the restored tree is built and flushed in a staging directory beside \`target\`, then
       swapped in with two renames recorded in a journal (\`<target>.restore-journal\`); the previous target is kept

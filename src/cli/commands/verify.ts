@@ -39,8 +39,9 @@ export class VerifyCommand extends BaseCommand {
       the tree for entries the index does not list. Reports every problem found: manifest (invalid manifest or
       index), missing, corrupt (size or hash mismatch, not a regular file), extra, unreadable.
 
-      A backup made by Oxios has no index and no hashes: its manifest shape and section entry counts are checked
-      and every file is read in full, and the output says hashes were unavailable.
+      A backup made by Oxios has no index and no hashes: its manifest is checked and every file is read in full,
+      and the output says hashes were unavailable. Section entry counts that differ from the tree are printed as
+      notes, not problems (Oxios counts symlinks it does not copy, and a live store changes while it is copied).
 
       Exit codes: 0 everything matched, 1 problems found (listed on stdout; \`--json\` for machines), 2 usage error,
       130 interrupted.

@@ -228,10 +228,10 @@ describe('the target', () => {
     const { backupDir } = await madeBackup(root);
     const before = fingerprint(root);
     await expect(restore({ backup: backupDir, target: join(backupDir, 'memory') })).rejects.toMatchObject({
-      code: 'ERR_DEST_OVERLAPS_SOURCE',
+      code: 'ERR_TARGET_OVERLAPS_BACKUP',
     });
     await expect(restore({ backup: backupDir, target: root })).rejects.toMatchObject({
-      code: 'ERR_DEST_OVERLAPS_SOURCE',
+      code: 'ERR_TARGET_OVERLAPS_BACKUP',
     });
     expect(fingerprint(root)).toEqual(before);
   });

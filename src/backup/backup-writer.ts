@@ -4,7 +4,13 @@
 
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { describeCause, isStatesnapError, StatesnapError, systemErrorCode } from '../core/errors.js';
+import {
+  describeCause,
+  isStatesnapError,
+  isSystemErrorUnder,
+  outOfResourcesAt,
+  StatesnapError,
+} from '../core/errors.js';
 import { Flusher } from '../core/flush.js';
 import { applyDirectoryAttributes, entryExists, removeTree } from '../core/fs-tree.js';
 import type { Destination, FileFailed, FileWritten } from '../core/pipeline.js';
@@ -41,10 +47,13 @@ export interface LocalTreeOptions {
 
 function destWriteError(path: string, error: unknown): StatesnapError {
   if (isStatesnapError(error)) return error;
-  return new StatesnapError('ERR_DEST_WRITE', `cannot write backup ${path}: ${describeCause(error)}`, {
-    path,
-    cause: error,
-  });
+  return (
+    outOfResourcesAt(path, error) ??
+    new StatesnapError('ERR_DEST_WRITE', `cannot write backup ${path}: ${describeCause(error)}`, {
+      path,
+      cause: error,
+    })
+  );
 }
 
 /**
@@ -73,8 +82,14 @@ export class LocalTreeWriter implements BackupWriter {
    * partial tree with its index. A failure here leaves nothing behind.
    */
   static open(dest: string, options: LocalTreeOptions): LocalTreeWriter {
-    cleanStaleBackupSiblings(dest);
-    if (entryExists(dest) && !options.force) {
+    let exists: boolean;
+    try {
+      cleanStaleBackupSiblings(dest);
+      exists = entryExists(dest);
+    } catch (error) {
+      throw destWriteError(dest, error);
+    }
+    if (exists && !options.force) {
       throw new StatesnapError(
         'ERR_DEST_EXISTS',
         `destination ${options.given} already exists (use --force to replace it)`,
@@ -88,7 +103,7 @@ export class LocalTreeWriter implements BackupWriter {
       return new LocalTreeWriter(dest, partial, options, new IndexWriter(partial));
     } catch (error) {
       removeTree(partial);
-      throw destWriteError(partial, error);
+      throw destWriteError(options.given, error); // the cause names the partial tree
     }
   }
 
@@ -196,9 +211,11 @@ export class LocalTreeWriter implements BackupWriter {
     return replaced !== null;
   }
 
-  // Anything not already explained is an I/O failure on our side of the copy (index, manifest, rename).
+  // An I/O failure on our side of the copy (the partial tree, its index and manifest, the rename) is a write
+  // failure of the backup; anything else was explained where it happened.
   explain(error: unknown): unknown {
-    return systemErrorCode(error) ? destWriteError(this.location, error) : error;
+    const ours = isSystemErrorUnder(error, [this.#partial, this.location]);
+    return ours ? destWriteError(this.location, error) : error;
   }
 
   async abandon(): Promise<void> {

@@ -39,6 +39,6 @@ export function planSource(root: string, options: PlanOptions): EntrySource {
       expectSize: false,
     },
     entries: (sink, signal) =>
-      walk(root, { isExcluded, reservedRootNames: RESERVED_ROOT_NAMES, signal }, sink),
+      walk(root, { tree: 'source', isExcluded, reservedRootNames: RESERVED_ROOT_NAMES, signal }, sink),
   };
 }

@@ -1,6 +1,8 @@
 // The one registry of statesnap error codes and the exit codes they map to.
 // Codes are stable: never renamed or reused. Every error names the path(s) involved and keeps its cause.
 
+import { OUT_OF_RESOURCES } from './protocol.js';
+
 /** Process exit codes used by the CLI (documented in the README). */
 export const ExitCode = {
   ok: 0,
@@ -16,6 +18,8 @@ const registry = {
   ERR_SOURCE_NOT_DIRECTORY: ExitCode.failed,
   ERR_SOURCE_UNREADABLE: ExitCode.failed,
   ERR_DEST_OVERLAPS_SOURCE: ExitCode.usage,
+  /** A restore target equal to, inside, or containing the backup. */
+  ERR_TARGET_OVERLAPS_BACKUP: ExitCode.usage,
   ERR_DEST_EXISTS: ExitCode.failed,
   ERR_DEST_WRITE: ExitCode.failed,
   ERR_FILE_UNREADABLE: ExitCode.failed,
@@ -31,6 +35,8 @@ const registry = {
   ERR_RECOVERY_NEEDED: ExitCode.failed,
   ERR_TARGET_BUSY: ExitCode.failed,
   ERR_BENCH_REGRESSION: ExitCode.failed,
+  /** The process ran out of open files, threads or memory: no path is at fault; a limit or --threads is. */
+  ERR_SYSTEM_LIMIT: ExitCode.failed,
   /** The command line could not be understood (unknown command or option, missing argument). */
   ERR_USAGE: ExitCode.usage,
   /** A bug: an exception that is not a StatesnapError reached the command line. */
@@ -86,6 +92,51 @@ export function isStatesnapError(error: unknown, code?: ErrorCode): error is Sta
 export function systemErrorCode(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null)?.code;
   return typeof code === 'string' ? code : undefined;
+}
+
+/**
+ * Whether `error` is a system error (it names a syscall) on one of the trees under `roots`, or on a descriptor
+ * (no path): what an operation may blame on the tree it writes. A system error on another path was raised
+ * somewhere that should have said which side failed, and is not relabelled as a write failure.
+ */
+export function isSystemErrorUnder(error: unknown, roots: readonly string[]): boolean {
+  const { syscall, path } = (error ?? {}) as { syscall?: unknown; path?: unknown };
+  if (typeof syscall !== 'string' || error instanceof StatesnapError) return false;
+  if (typeof path !== 'string') return true;
+  return roots.some((root) => path === root || path.startsWith(`${root}/`));
+}
+
+/** Whether `error` is a system error saying the process ran out of descriptors or memory. */
+export function isOutOfResources(error: unknown): boolean {
+  const code = systemErrorCode(error);
+  return code !== undefined && OUT_OF_RESOURCES.has(code);
+}
+
+/**
+ * The error for a process that ran out of a resource (`EMFILE`, `ENFILE`, `ENOMEM`, a worker thread that could
+ * not start) while working on `path`: it says which limit to raise instead of blaming the path.
+ */
+export function systemLimitError(path: string | undefined, cause: string, error?: unknown): StatesnapError {
+  const remedy = /\bENOMEM\b/.test(cause)
+    ? 'use fewer --threads or free memory'
+    : 'raise the open-file limit (ulimit -n) or use fewer --threads';
+  const where = path === undefined ? '' : ` at ${path}`;
+  return new StatesnapError(
+    'ERR_SYSTEM_LIMIT',
+    `ran out of a system resource${where} (${cause}): ${remedy}`,
+    {
+      path,
+      cause: error,
+    },
+  );
+}
+
+/**
+ * The error for `error` met at `path` when it says the process ran out of descriptors or memory, else null:
+ * `throw outOfResourcesAt(path, error) ?? <the error that blames path>`.
+ */
+export function outOfResourcesAt(path: string, error: unknown): StatesnapError | null {
+  return isOutOfResources(error) ? systemLimitError(path, describeCause(error), error) : null;
 }
 
 /** A one-line description of a cause: `ENOSPC: no space left on device`. */

@@ -1,7 +1,7 @@
 // Where an operation's two trees are, checked before any I/O: real paths resolved once, and a tree that is
 // written refused when it overlaps the tree that is read.
 
-import { type BigIntStats, existsSync, realpathSync, statSync } from 'node:fs';
+import { type BigIntStats, existsSync, lstatSync, realpathSync, type Stats, statSync } from 'node:fs';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { describeCause, type ErrorCode, StatesnapError } from './errors.js';
 
@@ -23,32 +23,55 @@ function* ancestors(path: string): Generator<string> {
   }
 }
 
-/** How an operation's messages name the tree it reads and the one it writes. */
+/** How an operation names the tree it reads and the one it writes, and the codes that blame each. */
 export interface PathRoles {
   read: string;
   write: string;
-  /** The code for a written path whose parent directory cannot be resolved. */
-  unusableParent: ErrorCode;
+  /** The code for a written path that cannot be used (its parent missing, not a directory, not searchable). */
+  unusable: ErrorCode;
+  /** The code for a written tree that overlaps the tree that is read (a usage error). */
+  overlap: ErrorCode;
 }
 
 export const SOURCE_AND_DESTINATION: PathRoles = {
   read: 'source',
   write: 'destination',
-  unusableParent: 'ERR_DEST_WRITE',
+  unusable: 'ERR_DEST_WRITE',
+  overlap: 'ERR_DEST_OVERLAPS_SOURCE',
 };
 
-/** A path to write, as statesnap uses it: absolute, its parent's symlinks resolved, the name itself kept. */
-export function resolveWritePath(path: string, roles: Pick<PathRoles, 'write' | 'unusableParent'>): string {
+export const BACKUP_AND_TARGET: PathRoles = {
+  read: 'backup',
+  write: 'target',
+  unusable: 'ERR_TARGET_INVALID',
+  overlap: 'ERR_TARGET_OVERLAPS_BACKUP',
+};
+
+/**
+ * A path to write, as statesnap uses it: absolute, its parent's symlinks resolved, the name itself kept. Its
+ * parent must be a directory and the path must be reachable (`lstat` answers), so what cannot be used is
+ * refused here, naming the path, before any run starts.
+ */
+export function resolveWritePath(path: string, roles: Pick<PathRoles, 'write' | 'unusable'>): string {
+  const unusable = (why: string, cause?: unknown) =>
+    new StatesnapError(roles.unusable, `cannot use ${roles.write} ${path}: ${why}`, { path, cause });
   const absolute = resolve(path);
+  let parent: string;
+  let parentStats: Stats;
   try {
-    return join(realpathSync(dirname(absolute)), basename(absolute));
+    parent = realpathSync(dirname(absolute));
+    parentStats = statSync(parent);
   } catch (error) {
-    throw new StatesnapError(
-      roles.unusableParent,
-      `cannot use ${roles.write} ${path}: its parent directory is not usable (${describeCause(error)})`,
-      { path, cause: error },
-    );
+    throw unusable(`its parent directory is not usable (${describeCause(error)})`, error);
   }
+  if (!parentStats.isDirectory()) throw unusable(`its parent ${parent} is not a directory`);
+  const written = join(parent, basename(absolute));
+  try {
+    lstatSync(written, { throwIfNoEntry: false });
+  } catch (error) {
+    throw unusable(describeCause(error), error);
+  }
+  return written;
 }
 
 export interface ResolvedPaths {
@@ -83,7 +106,7 @@ export function resolvePaths(read: string, write: string, roles: PathRoles): Res
   }
   const writeReal = resolveWritePath(write, roles);
   const overlap = (how: string) =>
-    new StatesnapError('ERR_DEST_OVERLAPS_SOURCE', `${roles.write} ${write} ${how} ${roles.read} ${read}`, {
+    new StatesnapError(roles.overlap, `${roles.write} ${write} ${how} ${roles.read} ${read}`, {
       path: write,
     });
   if (writeReal === readReal) throw overlap('is the same directory as');

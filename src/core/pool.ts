@@ -3,7 +3,7 @@
 
 import pLimit, { type LimitFunction } from 'p-limit';
 import { Piscina } from 'piscina';
-import { abortError } from './errors.js';
+import { abortError, describeCause, isOutOfResources, systemLimitError } from './errors.js';
 import type { FileOp, TaskResult, WorkerTask } from './protocol.js';
 
 const WORKER_FILE = new URL('../../workers/file-worker.js', import.meta.url).href;
@@ -23,8 +23,21 @@ const BATCH_MAX_BYTES = 8 * 1024 * 1024;
 // A file this large is a task of its own and is sent as soon as it is seen, so it does not finish last.
 const LARGE_FILE_BYTES = 4 * 1024 * 1024;
 
+/**
+ * A worker thread that could not start or load its code for want of descriptors or memory (each thread needs
+ * a few: `ulimit -n 64` with 16 threads is enough) fails the run with what to change, never as a bug.
+ */
+function startFailure(error: unknown): unknown {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code !== 'ERR_WORKER_INIT_FAILED' && !isOutOfResources(error)) return error;
+  return systemLimitError(undefined, `cannot start a worker thread: ${describeCause(error)}`, error);
+}
+
 export class WorkerPool {
   readonly #piscina: Piscina<WorkerTask, TaskResult>;
+  // piscina reports a worker that failed while idle as an 'error' event: unheard, it would end the process
+  // with a stack trace. The pool remembers it and refuses further tasks (a queued task could wait forever).
+  #failure: unknown = null;
 
   constructor(threads: number) {
     this.#piscina = new Piscina({
@@ -35,10 +48,19 @@ export class WorkerPool {
       concurrentTasksPerWorker: 1,
       idleTimeout: 1_000,
     });
+    this.#piscina.on('error', (error: unknown) => {
+      this.#failure ??= startFailure(error);
+    });
   }
 
-  run(task: WorkerTask): Promise<TaskResult> {
-    return this.#piscina.run(task);
+  async run(task: WorkerTask): Promise<TaskResult> {
+    if (this.#failure !== null) throw this.#failure;
+    try {
+      return await this.#piscina.run(task);
+    } catch (error) {
+      this.#failure ??= startFailure(error);
+      throw startFailure(error);
+    }
   }
 
   async close(): Promise<void> {

@@ -6,8 +6,8 @@ import { createHash, type Hash } from 'node:crypto';
 import { closeSync, createReadStream, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { z } from 'zod';
-import { describeCause, StatesnapError } from '../core/errors.js';
+import { describeCause, outOfResourcesAt, StatesnapError } from '../core/errors.js';
+import { z } from '../core/zod.js';
 import { formatZodIssues, INDEX_FILE, RESERVED_ROOT_NAMES, relativePath, sha256 } from './manifest.js';
 
 const mode = z.number().int().min(0).max(0o7777);
@@ -156,7 +156,7 @@ export async function* readIndex(
     }
   } catch (error) {
     if (error instanceof StatesnapError) throw error;
-    throw invalid(`cannot be read: ${describeCause(error)}`, error);
+    throw outOfResourcesAt(path, error) ?? invalid(`cannot be read: ${describeCause(error)}`, error);
   } finally {
     lines.close();
     stream.destroy();

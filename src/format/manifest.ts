@@ -4,9 +4,9 @@
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { z } from 'zod';
-import { describeCause, StatesnapError } from '../core/errors.js';
+import { describeCause, outOfResourcesAt, StatesnapError } from '../core/errors.js';
 import type { SkipKind } from '../core/walk.js';
+import { z } from '../core/zod.js';
 
 export const MANIFEST_FILE = 'manifest.json';
 export const META_DIR = '.statesnap';
@@ -129,13 +129,12 @@ export function readManifest(backupDir: string): Manifest {
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
-    throw new StatesnapError(
-      'ERR_MANIFEST_MISSING',
-      `cannot read manifest ${path}: ${describeCause(error)}`,
-      {
+    throw (
+      outOfResourcesAt(path, error) ??
+      new StatesnapError('ERR_MANIFEST_MISSING', `cannot read manifest ${path}: ${describeCause(error)}`, {
         path,
         cause: error,
-      },
+      })
     );
   }
   let data: unknown;

@@ -3,11 +3,11 @@
 // backup (a plain tree + manifest.json, walked without following links). Object storage will be a third kind.
 
 import { type BigIntStats, lstatSync, realpathSync } from 'node:fs';
-import { abortError, describeCause, StatesnapError } from '../core/errors.js';
+import { abortError, describeCause, outOfResourcesAt, StatesnapError } from '../core/errors.js';
 import { CAN_LOCATE_FDS } from '../core/paths.js';
 import type { EntrySource } from '../core/pipeline.js';
 import type { ReadSpec } from '../core/protocol.js';
-import { type EntrySink, type PlannedDir, walk } from '../core/walk.js';
+import { type EntrySink, type PlannedDir, treeUnreadable, walk } from '../core/walk.js';
 import { readIndex } from '../format/index-file.js';
 import {
   type Manifest,
@@ -88,7 +88,13 @@ class IndexedBackup extends LocalBackup {
   protected async entries(sink: EntrySink, options: ReadOptions, signal: AbortSignal): Promise<void> {
     // The root's own attributes are not in the index: the backup's root directory has them (the backup gave
     // it the source root's mode and mtime).
-    sink.dir(rootDir(lstatSync(this.root, { bigint: true })));
+    let rootStats: BigIntStats;
+    try {
+      rootStats = lstatSync(this.root, { bigint: true });
+    } catch (error) {
+      throw treeUnreadable('backup', this.root, error);
+    }
+    sink.dir(rootDir(rootStats));
     for await (const entry of readIndex(this.root, this.extras.index, options)) {
       if (signal.aborted) throw abortError(signal, this.root);
       if (entry.type === 'dir') {
@@ -118,7 +124,7 @@ class OxiosTree extends LocalBackup {
   protected async entries(sink: EntrySink, _options: ReadOptions, signal: AbortSignal): Promise<void> {
     await walk(
       this.root,
-      { isExcluded: () => false, reservedRootNames: RESERVED_ROOT_NAMES, signal },
+      { tree: 'backup', isExcluded: () => false, reservedRootNames: RESERVED_ROOT_NAMES, signal },
       {
         dir: (dir) => sink.dir(dir),
         // The walk's dev+ino are for a live source's renamed-over files; a backup's copies are never replanned.
@@ -138,10 +144,13 @@ export function openBackup(path: string): BackupReader {
   try {
     root = realpathSync(path);
   } catch (error) {
-    throw new StatesnapError('ERR_MANIFEST_MISSING', `cannot read backup ${path}: ${describeCause(error)}`, {
-      path,
-      cause: error,
-    });
+    throw (
+      outOfResourcesAt(path, error) ??
+      new StatesnapError('ERR_MANIFEST_MISSING', `cannot read backup ${path}: ${describeCause(error)}`, {
+        path,
+        cause: error,
+      })
+    );
   }
   return manifest.statesnap
     ? new IndexedBackup(root, manifest, manifest.statesnap)

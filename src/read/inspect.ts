@@ -71,7 +71,7 @@ export async function inspect(options: InspectOptions): Promise<InspectResult> {
   const totals = { files: 0, dirs: 0, bytes: 0 };
   await walk(
     backupDir,
-    { isExcluded: () => false, reservedRootNames: RESERVED_ROOT_NAMES, signal },
+    { tree: 'backup', isExcluded: () => false, reservedRootNames: RESERVED_ROOT_NAMES, signal },
     {
       dir: (dir) => {
         if (dir.rel !== '') totals.dirs++;

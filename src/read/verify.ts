@@ -15,7 +15,7 @@ import {
   type Tally,
 } from '../core/pipeline.js';
 import type { VerifyProgress } from '../core/progress.js';
-import { type FileProblem, HASH_ALGORITHM } from '../core/protocol.js';
+import { type FileProblem, HASH_ALGORITHM, type RunFailure } from '../core/protocol.js';
 import { walk } from '../core/walk.js';
 import type { Warning, WarningLog, WarningSummary } from '../core/warnings.js';
 import { INDEX_FILE, MANIFEST_FILE, RESERVED_ROOT_NAMES } from '../format/manifest.js';
@@ -64,7 +64,7 @@ export interface VerifyResult {
   exitCode: 0 | 1;
 }
 
-const PROBLEM_OF: Record<Exclude<FileProblem, 'dest-failed'>, VerifyProblem> = {
+const PROBLEM_OF: Record<Exclude<FileProblem, RunFailure>, VerifyProblem> = {
   vanished: 'missing',
   corrupt: 'corrupt',
   changed: 'corrupt',
@@ -128,7 +128,7 @@ async function walkTree(
   const entries = new Map<string, boolean>();
   await walk(
     reader.root,
-    { isExcluded: () => false, reservedRootNames: RESERVED_ROOT_NAMES, signal },
+    { tree: 'backup', isExcluded: () => false, reservedRootNames: RESERVED_ROOT_NAMES, signal },
     {
       dir: (dir) => {
         if (dir.rel !== '') entries.set(dir.rel, true);

@@ -11,7 +11,13 @@ import { CAN_LOCATE_FDS } from '../core/paths.js';
 import type { FileFailed } from '../core/pipeline.js';
 import type { FileOp, ReadSpec, TaskResult, WorkerTask } from '../core/protocol.js';
 import type { PlannedDir } from '../core/walk.js';
-import { fileWriteFailed, type RestoreTarget, targetInvalid, targetWriteError } from './restore-target.js';
+import {
+  explainTargetError,
+  fileWriteFailed,
+  type RestoreTarget,
+  targetInvalid,
+  targetWriteError,
+} from './restore-target.js';
 
 /**
  * lstats every directory of the backup inside the target, parents first, without changing anything: a symlink
@@ -102,7 +108,7 @@ export class MergeTarget implements RestoreTarget {
   }
 
   explain(error: unknown): unknown {
-    return targetWriteError(this.#target, error);
+    return explainTargetError(error, this.#target, [this.#target]);
   }
 
   async abandon(): Promise<void> {

@@ -12,7 +12,12 @@ import { siblingPath } from '../core/siblings.js';
 import type { PlannedDir } from '../core/walk.js';
 import type { WarningLog } from '../core/warnings.js';
 import { rollbackPathFor, swapIn } from './journal.js';
-import { fileWriteFailed, type RestoreTarget, targetWriteError } from './restore-target.js';
+import {
+  explainTargetError,
+  fileWriteFailed,
+  type RestoreTarget,
+  targetWriteError,
+} from './restore-target.js';
 
 /**
  * Whether names that differ only by case are the same file in `dir` (macOS, Windows shares, ext4 casefold).
@@ -64,7 +69,7 @@ export class ReplaceTarget implements RestoreTarget {
     try {
       mkdirSync(this.#staging, { mode: 0o700 });
     } catch (error) {
-      throw targetWriteError(this.#staging, error);
+      throw targetWriteError(this.#target, error); // the cause names the staging tree
     }
     this.#caseInsensitive = isCaseInsensitive(this.#staging);
   }
@@ -116,7 +121,7 @@ export class ReplaceTarget implements RestoreTarget {
   }
 
   explain(error: unknown): unknown {
-    return targetWriteError(this.#staging, error);
+    return explainTargetError(error, this.#target, [this.#staging, this.#target]);
   }
 
   async abandon(): Promise<void> {

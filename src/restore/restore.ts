@@ -12,10 +12,10 @@ import {
   requirePath,
   resolveRunOptions,
 } from '../core/options.js';
-import { resolvePaths, SOURCE_AND_DESTINATION } from '../core/paths.js';
+import { BACKUP_AND_TARGET, resolvePaths } from '../core/paths.js';
 import { type ErrorPolicy, newTally, type Run, runPipeline } from '../core/pipeline.js';
 import type { RestoreProgress } from '../core/progress.js';
-import type { FileProblem } from '../core/protocol.js';
+import type { FileProblem, RunFailure } from '../core/protocol.js';
 import type { Warning, WarningSummary } from '../core/warnings.js';
 import { type BackupKind, type BackupReader, openBackup } from '../read/backup-reader.js';
 import { type ManifestNote, manifestNotes } from '../read/manifest-notes.js';
@@ -144,7 +144,7 @@ function refuseEmpty(reader: BackupReader, allowEmpty: boolean): void {
   }
 }
 
-const PROBLEM_WORDS: Record<Exclude<FileProblem, 'dest-failed'>, string> = {
+const PROBLEM_WORDS: Record<Exclude<FileProblem, RunFailure>, string> = {
   vanished: 'is missing',
   changed: 'changed while it was read',
   'not-regular': 'is not a regular file',
@@ -204,7 +204,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   const opts = resolveRestoreOptions(options);
   throwIfAborted(opts.signal, opts.target);
   const reader = openBackup(opts.backup);
-  const target = resolvePaths(reader.root, opts.target, SOURCE_AND_DESTINATION).write;
+  const target = resolvePaths(reader.root, opts.target, BACKUP_AND_TARGET).write;
   return runPipeline({ ...opts, path: target }, async (run) => {
     // A restore of this target that was killed is finished (or undone) before anything else looks at it.
     const recovered = recoverTarget(target, opts.sync, run.warnings);

@@ -4,14 +4,14 @@
 // stdout, no "internal error", no stack trace, nothing created or changed; with --json, the one failure
 // document whose `error.path` is the whole path.
 
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { walk } from '../dist/src/core/walk.js';
 import { backup } from '../dist/src/index.js';
 import { writeHandBackup } from './helpers/restore.js';
-import { CLI, type CliRun, cleanup, cliEnv, createTree, file, isRoot, tempDir } from './helpers/tree.js';
+import { CLI, type CliRun, cleanup, createTree, file, isRoot, runProgram, tempDir } from './helpers/tree.js';
 
 const UNPRIVILEGED = ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all'];
 
@@ -21,22 +21,10 @@ type User = 'root' | 'unprivileged';
 function runAs(user: User, args: readonly string[], shellPrefix = ''): Promise<CliRun> {
   const node = [process.execPath, CLI, ...args];
   const command = user === 'unprivileged' && isRoot ? ['setpriv', ...UNPRIVILEGED, ...node] : node;
-  // A shell only when a limit must be set first (`ulimit -n 64; exec …`).
+  // A shell only when a limit must be set first (`ulimit -n 64 && exec …`).
   const [file, ...rest] =
     shellPrefix === '' ? command : ['sh', '-c', `${shellPrefix} exec "$@"`, 'sh', ...command];
-  const child = spawn(file!, rest, { env: cliEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk) => {
-    stdout += chunk;
-  });
-  child.stderr.on('data', (chunk) => {
-    stderr += chunk;
-  });
-  return new Promise((resolveRun, rejectRun) => {
-    child.on('error', rejectRun);
-    child.on('close', (exitCode, signal) => resolveRun({ exitCode, signal, stdout, stderr }));
-  });
+  return runProgram(file!, rest);
 }
 
 const USERS: User[] = isRoot ? ['root', 'unprivileged'] : ['unprivileged'];

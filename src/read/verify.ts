@@ -58,6 +58,7 @@ export interface VerifyResult {
    * from the tree, a section name that is not a folder, an odd created_at.
    */
   notes: ManifestNote[];
+  /** The worker threads the run started: at most the `threads` option, and only as many as its batches kept busy. */
   threads: number;
   durationMs: number;
   /** 0 when everything matched, 1 otherwise. */
@@ -219,7 +220,7 @@ export async function verify(options: VerifyOptions): Promise<VerifyResult> {
       ok,
       problems: problems.summary(),
       notes: reader ? manifestNotes(reader.root, reader.manifest) : [],
-      threads: opts.threads,
+      threads: run.threadsStarted,
       durationMs: Math.round(performance.now() - started),
       exitCode: ok ? 0 : 1,
     };

@@ -89,6 +89,7 @@ export interface RestoreResult {
   warnings: WarningSummary;
   /** What the backup's manifest says that did not stop the restore (e.g. a section count that differs). */
   notes: ManifestNote[];
+  /** The worker threads the run started: at most the `threads` option, and only as many as its batches kept busy. */
   threads: number;
   synced: boolean;
   durationMs: number;
@@ -240,7 +241,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
       recovered,
       warnings: run.warnings.summary(),
       notes: manifestNotes(reader.root, reader.manifest),
-      threads: opts.threads,
+      threads: run.threadsStarted,
       synced: opts.sync,
       durationMs: Math.round(performance.now() - started),
       exitCode: run.warnings.count > 0 ? 3 : 0,

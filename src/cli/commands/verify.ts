@@ -44,7 +44,7 @@ export class VerifyCommand extends BaseCommand {
       notes, not problems (Oxios counts symlinks it does not copy, and a live store changes while it is copied).
 
       Exit codes: 0 everything matched, 1 problems found (listed on stdout; \`--json\` for machines), 2 usage error,
-      130 interrupted.
+      130 interrupted (SIGINT), 143 terminated (SIGTERM).
     `,
     examples: [
       ['Verify a backup', '$0 verify ./demo/backup'],

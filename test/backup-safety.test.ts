@@ -1,6 +1,7 @@
 // The safety rules of a backup: refusing a destination that overlaps the source, never touching an existing
-// backup unless --force (and then only once the new one is complete), nothing left behind by a killed run,
-// a full disk, and source files that cannot be read (made for real, also as root).
+// backup unless --force (and then only once the new one is complete), nothing left behind by a run killed at
+// any of its named points (the test-only pause points stop it exactly there), a full disk, and source files
+// that cannot be read (made for real, also as root).
 
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -13,30 +14,34 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { join } from 'node:path';
-import { afterEach, describe, expect, it, type TestContext } from 'vitest';
+import { basename, dirname, join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { generateStore } from '../dist/src/demo/generator.js';
 import { backup } from '../dist/src/index.js';
 import {
   expectBackupConsistent,
   expectOneLineError,
   holdWriteLease,
+  readBackupIndex,
   readManifestJson,
   siblingsOf,
-  snapshot,
   tryMount,
   unmountAll,
-  waitFor,
 } from './helpers/backup.js';
+import { startPausedCli } from './helpers/pause.js';
+import { deadPid } from './helpers/restore.js';
 import {
   CLI,
   cleanup,
+  cleanupFixtures,
   createTree,
   dir,
+  expectTree,
   file,
+  fingerprintTree,
+  fixtureDir,
   isRoot,
   runCli,
-  startCli,
   type Tree,
   tempDir,
 } from './helpers/tree.js';
@@ -53,12 +58,6 @@ async function smallStore(root: string): Promise<string> {
     memory: { facts: { 'f.json': file('{"f":true}') } },
   });
   return source;
-}
-
-/** A pid that belonged to a process that has exited. */
-function deadPid(): number {
-  const run = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']);
-  return Number(run.stdout.toString());
 }
 
 describe('a destination that overlaps the source is refused before anything is written', () => {
@@ -96,11 +95,11 @@ describe('a destination that overlaps the source is refused before anything is w
     const root = tempDir();
     const source = await smallStore(root);
     const { source: sourceArg, dest } = makeCase(root, source);
-    const before = snapshot(root);
+    const before = fingerprintTree(root);
     const run = await runCli(['backup', sourceArg, dest]);
     expect(run.exitCode).toBe(2);
     expectOneLineError(run, 'ERR_DEST_OVERLAPS_SOURCE');
-    expect(snapshot(root)).toEqual(before);
+    expect(fingerprintTree(root)).toEqual(before);
   });
 
   it('dest inside a bind mount of the source (same dev+ino, different path)', async (ctx) => {
@@ -108,37 +107,47 @@ describe('a destination that overlaps the source is refused before anything is w
     const source = await smallStore(root);
     mkdirSync(join(root, 'bind'));
     if (!tryMount(['--bind', source], join(root, 'bind'))) ctx.skip('mount --bind is not allowed here');
-    const before = snapshot(source);
+    const before = fingerprintTree(source);
     await expect(backup({ source, dest: join(root, 'bind', 'backup') })).rejects.toMatchObject({
       code: 'ERR_DEST_OVERLAPS_SOURCE',
     });
     await expect(backup({ source: join(root, 'bind'), dest: join(source, 'backup') })).rejects.toMatchObject({
       code: 'ERR_DEST_OVERLAPS_SOURCE',
     });
-    expect(snapshot(source)).toEqual(before);
+    expect(fingerprintTree(source)).toEqual(before);
   });
 });
 
-describe('an existing destination', () => {
-  async function oldBackup(root: string): Promise<string> {
-    const dest = join(root, 'backup');
-    await createTree(dest, {
-      'manifest.json': file('{"version":1,"old":true}'),
-      'old-only.json': file('from the previous backup'),
-    });
-    return dest;
-  }
+/** A previous backup, as far as a new run can tell: a manifest and a file only it has. */
+const OLD_BACKUP: Tree = {
+  'manifest.json': file('{"version":1,"old":true}'),
+  'old-only.json': file('from the previous backup'),
+};
 
+async function oldBackup(root: string): Promise<string> {
+  const dest = join(root, 'backup');
+  await createTree(dest, OLD_BACKUP);
+  return dest;
+}
+
+/** The one sibling of `dest` whose name says `purpose` (`partial`, `replaced`), as a path. */
+function siblingFor(dest: string, purpose: 'partial' | 'replaced'): string {
+  const names = siblingsOf(dest).filter((name) => name.includes(`.${purpose}-`));
+  expect(names, `${purpose} siblings of ${dest}`).toHaveLength(1);
+  return join(dirname(dest), names[0]!);
+}
+
+describe('an existing destination', () => {
   it('is refused without --force: exit 1, ERR_DEST_EXISTS, untouched', async () => {
     const root = tempDir();
     const source = await smallStore(root);
     const dest = await oldBackup(root);
-    const before = snapshot(root);
+    const before = fingerprintTree(root);
     const run = await runCli(['backup', source, dest]);
     expect(run.exitCode).toBe(1);
     expectOneLineError(run, 'ERR_DEST_EXISTS');
     expect(run.stderr).toContain(dest);
-    expect(snapshot(root)).toEqual(before);
+    expect(fingerprintTree(root)).toEqual(before);
   });
 
   it.each([
@@ -150,9 +159,9 @@ describe('an existing destination', () => {
     const source = await smallStore(root);
     const dest = join(root, 'backup');
     make(dest);
-    const before = snapshot(root);
+    const before = fingerprintTree(root);
     await expect(backup({ source, dest })).rejects.toMatchObject({ code: 'ERR_DEST_EXISTS' });
-    expect(snapshot(root)).toEqual(before);
+    expect(fingerprintTree(root)).toEqual(before);
   });
 
   it('is replaced with --force: old content gone, new backup complete, no siblings left', async () => {
@@ -182,38 +191,39 @@ describe('an existing destination', () => {
     }
   });
 
-  it('--force keeps the old backup whole until the new one is complete', async () => {
+  it('--force keeps the old backup whole until the new one is complete, then swaps it in', async () => {
     const root = tempDir();
-    const source = join(root, 'src');
-    await generateStore(source, { profile: 'oxios', scale: 0.02 });
+    const source = await smallStore(root);
     const dest = await oldBackup(root);
-    const running = startCli(['backup', '--force', '--no-sync', '--threads', '1', source, dest]);
-    let sawOldWhileBuilding = false;
-    let exited = false;
-    void running.done.then(() => {
-      exited = true;
-    });
-    const readManifest = (): { old?: boolean; statesnap?: unknown } | null => {
-      try {
-        return JSON.parse(readFileSync(join(dest, 'manifest.json'), 'utf8'));
-      } catch {
-        return null; // dest is being renamed: missing for an instant is allowed
-      }
-    };
-    while (!exited) {
-      const building = siblingsOf(dest).some((name) => name.includes('.partial-'));
-      const manifest = readManifest();
-      if (manifest?.old === true) {
-        // The old backup is whole: its files are there as long as its manifest is (or the rename just happened).
-        if (!existsSync(join(dest, 'old-only.json'))) expect(readManifest()?.old).not.toBe(true);
-        if (building) sawOldWhileBuilding = true;
-      } else if (manifest !== null) {
-        expect(manifest.statesnap).toBeDefined(); // a new manifest is only ever seen complete
-      }
-      await new Promise((resolveTick) => setTimeout(resolveTick, 5));
+    const building = ['partial-created', 'copying', 'index-sealed', 'manifest-written', 'before-publish'];
+    const running = startPausedCli(
+      ['backup', '--force', '--no-sync', source, dest],
+      [...building, 'after-rename-aside', 'published'],
+    );
+    for (const point of building) {
+      await running.reached(point);
+      expectTree(dest, OLD_BACKUP, `dest at ${point}`);
+      const partial = siblingFor(dest, 'partial');
+      expect(siblingsOf(dest), `siblings at ${point}`).toEqual([basename(partial)]);
+      // From the manifest on, the new backup is complete under its temporary name.
+      if (point === 'manifest-written' || point === 'before-publish') expectBackupConsistent(partial);
+      else expect(existsSync(join(partial, 'manifest.json')), `a manifest at ${point}`).toBe(false);
+      running.resume();
     }
-    expect((await running.done).exitCode).toBe(0);
-    expect(sawOldWhileBuilding).toBe(true);
+    await running.reached('after-rename-aside');
+    const partial = siblingFor(dest, 'partial');
+    const replaced = siblingFor(dest, 'replaced');
+    expect(existsSync(dest)).toBe(false);
+    expectTree(replaced, OLD_BACKUP);
+    expectBackupConsistent(partial);
+    running.resume();
+    await running.reached('published');
+    expectBackupConsistent(dest);
+    expectTree(replaced, OLD_BACKUP);
+    expect(siblingsOf(dest)).toEqual([basename(replaced)]);
+    running.resume();
+    const run = await running.done;
+    expect(run.exitCode, run.stderr).toBe(0);
     expectBackupConsistent(dest);
     expect(siblingsOf(dest)).toEqual([]);
   });
@@ -225,11 +235,11 @@ describe('an existing destination', () => {
     const lease = await holdWriteLease(join(source, 'seeds/a.json'));
     if (lease === null) return ctx.skip('python3 or file leases are not available');
     try {
-      const before = snapshot(dest);
+      const before = fingerprintTree(dest);
       const run = await runCli(['backup', '--force', '--on-file-error', 'abort', source, dest]);
       expect(run.exitCode).toBe(1);
       expectOneLineError(run, 'ERR_FILE_UNREADABLE');
-      expect(snapshot(dest)).toEqual(before);
+      expect(fingerprintTree(dest)).toEqual(before);
       expect(siblingsOf(dest)).toEqual([]);
     } finally {
       lease.kill();
@@ -238,35 +248,125 @@ describe('an existing destination', () => {
 });
 
 describe('a killed backup', () => {
-  it('kill -9 at any point leaves no dest; the next run removes the stale partial and succeeds', async () => {
-    const root = tempDir();
-    const source = join(root, 'src');
-    // 10,000 tiny files: per-file work keeps one thread copying for seconds, so even on a fast machine and
-    // a fast Node the last kill still lands mid-copy (3,000 oxios files were done within 500 ms on Node 22).
-    await generateStore(source, { profile: 'tiny-files', scale: 0.01 });
-    const dest = join(root, 'backup');
-    // Delays after the partial directory appears: at once, while copying, and later in the copy. Each new run
-    // first removes the partial of the run killed before it (its owner is dead), so exactly one is left.
-    for (const delayMs of [0, 150, 500]) {
-      const running = startCli(['backup', '--threads', '1', source, dest]);
-      const partial = `backup.partial-${running.child.pid}-`;
-      await waitFor(() => readdirSync(root).some((name) => name.startsWith(partial)), 20_000, 'the partial');
-      await new Promise((resolveDelay) => setTimeout(resolveDelay, delayMs));
-      running.child.kill('SIGKILL');
-      const run = await running.done;
-      expect(run.signal, `killed after ${delayMs} ms`).toBe('SIGKILL');
-      expect(existsSync(dest), `no dest after a kill at ${delayMs} ms`).toBe(false);
-      expect(siblingsOf(dest)).toEqual([expect.stringMatching(new RegExp(`^${partial}[0-9a-f]{8}$`))]);
-    }
-    // A sibling owned by a live process (this one) is not stale and must be left alone.
-    const live = `backup.partial-${process.pid}-0badc0de`;
-    mkdirSync(join(root, live));
+  // A store of small files copied in more than one batch, made once; no test changes it.
+  const store = { source: '', files: 0 };
+  beforeAll(async () => {
+    store.source = join(fixtureDir(), 'src');
+    const generated = await generateStore(store.source, { profile: 'tiny-files', scale: 0.0006 });
+    store.files = generated.files - generated.tempFiles;
+  }, 60_000);
 
-    const run = await runCli(['backup', '--json', '--no-sync', source, dest]);
-    expect(run.exitCode).toBe(0);
-    expect(siblingsOf(dest)).toEqual([live]);
+  it('the fixture is copied in more than one batch', () => {
+    expect(store.files).toBeGreaterThan(2 * 256);
+  });
+  afterAll(cleanupFixtures);
+
+  const halfTheFiles = () => Math.floor(store.files / 2);
+  /** Regular files of the store in a partial tree (its own index and manifest left out). */
+  const storeFilesIn = (partial: string) =>
+    Object.entries(fingerprintTree(partial, { mtimes: false })).filter(
+      ([rel, entry]) => entry.kind === 'file' && rel !== 'manifest.json' && !rel.startsWith('.statesnap/'),
+    ).length;
+
+  // Where each run is killed, and what its partial tree holds there: never a manifest beside the final name.
+  const points: Record<string, { point: () => string; atPause(partial: string): void }> = {
+    'partial-created: an empty partial tree': {
+      point: () => 'partial-created',
+      atPause(partial) {
+        expect(storeFilesIn(partial)).toBe(0);
+        expect(existsSync(join(partial, 'manifest.json'))).toBe(false);
+      },
+    },
+    'copying, half the files done': {
+      point: () => `copying:${halfTheFiles()}`,
+      atPause(partial) {
+        expect(storeFilesIn(partial)).toBeGreaterThanOrEqual(halfTheFiles());
+        expect(existsSync(join(partial, 'manifest.json'))).toBe(false);
+      },
+    },
+    'index-sealed: every file and the whole index, no manifest': {
+      point: () => 'index-sealed',
+      atPause(partial) {
+        expect(storeFilesIn(partial)).toBe(store.files);
+        expect(readBackupIndex(partial).filter((entry) => entry.type === 'file')).toHaveLength(store.files);
+        expect(existsSync(join(partial, 'manifest.json'))).toBe(false);
+      },
+    },
+    'manifest-written: a complete backup, but only under its temporary name': {
+      point: () => 'manifest-written',
+      atPause(partial) {
+        expect(expectBackupConsistent(partial).filter((entry) => entry.type === 'file')).toHaveLength(
+          store.files,
+        );
+      },
+    },
+    'before-publish: complete and flushed, not yet renamed': {
+      point: () => 'before-publish',
+      atPause: expectBackupConsistent,
+    },
+  };
+
+  for (const [title, kill] of Object.entries(points)) {
+    it(`kill -9 at ${title}: no dest; the next run removes the stale partial and succeeds`, async () => {
+      const root = tempDir();
+      const dest = join(root, 'backup');
+      const point = kill.point();
+      const running = startPausedCli(['backup', store.source, dest], [point]);
+      await running.reached(point);
+      const partial = siblingFor(dest, 'partial');
+      expect(basename(partial)).toMatch(new RegExp(`^backup\\.partial-${running.child.pid}-[0-9a-f]{8}$`));
+      expect(existsSync(dest)).toBe(false);
+      kill.atPause(partial);
+      expect((await running.kill()).signal).toBe('SIGKILL');
+      expect(existsSync(dest)).toBe(false);
+      expect(siblingsOf(dest)).toEqual([basename(partial)]);
+
+      // A sibling owned by a live process (this one) is not stale and must be left alone.
+      const live = `backup.partial-${process.pid}-0badc0de`;
+      mkdirSync(join(root, live));
+      const result = await backup({ source: store.source, dest, sync: false });
+      expect(siblingsOf(dest)).toEqual([live]);
+      expectBackupConsistent(dest);
+      expect(result.files).toBe(store.files);
+    });
+  }
+
+  /** A backup --force over an old backup, killed (kill -9) at `point`. */
+  async function forceKilledAt(point: string): Promise<{ source: string; dest: string }> {
+    const root = tempDir();
+    const source = await smallStore(root);
+    const dest = await oldBackup(root);
+    const running = startPausedCli(['backup', '--force', source, dest], [point]);
+    await running.reached(point);
+    expect((await running.kill()).signal).toBe('SIGKILL');
+    return { source, dest };
+  }
+
+  it('kill -9 of --force after the old backup was renamed aside: the next run puts it back', async () => {
+    const { source, dest } = await forceKilledAt('after-rename-aside');
+    expect(existsSync(dest)).toBe(false);
+    expectTree(siblingFor(dest, 'replaced'), OLD_BACKUP);
+    expectBackupConsistent(siblingFor(dest, 'partial'));
+
+    // Without --force the recovered backup is an existing dest: refused, but put back and cleaned.
+    const run = await runCli(['backup', source, dest]);
+    expect(run.exitCode).toBe(1);
+    expectOneLineError(run, 'ERR_DEST_EXISTS');
+    expectTree(dest, OLD_BACKUP);
+    expect(siblingsOf(dest)).toEqual([]);
+  });
+
+  it('kill -9 of --force once the new backup is in place: the next run removes the old one', async () => {
+    const { source, dest } = await forceKilledAt('published');
+    const published = fingerprintTree(dest);
     expectBackupConsistent(dest);
-    expect(JSON.parse(run.stdout).files).toBeGreaterThan(2500);
+    expectTree(siblingFor(dest, 'replaced'), OLD_BACKUP);
+
+    const run = await runCli(['backup', source, dest]);
+    expect(run.exitCode).toBe(1);
+    expectOneLineError(run, 'ERR_DEST_EXISTS');
+    expect(fingerprintTree(dest)).toEqual(published);
+    expect(siblingsOf(dest)).toEqual([]);
   });
 
   it('a previous backup renamed aside by a killed --force run is put back', async () => {

@@ -16,6 +16,7 @@ import { applyDirectoryAttributes, entryExists, removeTree } from '../core/fs-tr
 import type { Destination, FileFailed, FileWritten } from '../core/pipeline.js';
 import type { FileOp, ReadSpec, TaskResult, WorkerTask } from '../core/protocol.js';
 import { findStaleSiblings, siblingPath } from '../core/siblings.js';
+import { pauseAt } from '../core/test-hooks.js';
 import type { PlannedDir, SkipKind } from '../core/walk.js';
 import { IndexWriter } from '../format/index-file.js';
 import {
@@ -100,7 +101,9 @@ export class LocalTreeWriter implements BackupWriter {
     try {
       mkdirSync(partial, { mode: 0o700 });
       mkdirSync(join(partial, META_DIR));
-      return new LocalTreeWriter(dest, partial, options, new IndexWriter(partial));
+      const writer = new LocalTreeWriter(dest, partial, options, new IndexWriter(partial));
+      pauseAt?.('partial-created');
+      return writer;
     } catch (error) {
       removeTree(partial);
       throw destWriteError(options.given, error); // the cause names the partial tree
@@ -173,6 +176,7 @@ export class LocalTreeWriter implements BackupWriter {
     } catch (error) {
       throw destWriteError(this.#partial, error);
     }
+    pauseAt?.('manifest-written');
     return { replacedExisting: await this.#publish() };
   }
 
@@ -184,6 +188,7 @@ export class LocalTreeWriter implements BackupWriter {
   async #publish(): Promise<boolean> {
     const dest = this.location;
     await this.#flusher.finish();
+    pauseAt?.('before-publish');
     if (!this.#force && entryExists(dest)) {
       throw new StatesnapError(
         'ERR_DEST_EXISTS',
@@ -196,9 +201,11 @@ export class LocalTreeWriter implements BackupWriter {
       if (this.#force && entryExists(dest)) {
         replaced = siblingPath(dest, 'replaced');
         renameSync(dest, replaced);
+        pauseAt?.('after-rename-aside');
       }
       renameSync(this.#partial, dest);
       this.#flusher.syncDirectory(dirname(dest));
+      pauseAt?.('published');
     } catch (error) {
       if (replaced !== null && !entryExists(dest)) renameSync(replaced, dest);
       throw new StatesnapError(

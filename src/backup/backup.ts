@@ -19,6 +19,7 @@ import type { ErrorPolicy, SkipCounts, Tally } from '../core/pipeline.js';
 import { runPipeline } from '../core/pipeline.js';
 import type { BackupProgress } from '../core/progress.js';
 import { HASH_ALGORITHM } from '../core/protocol.js';
+import { pauseAt } from '../core/test-hooks.js';
 import type { Warning, WarningSummary } from '../core/warnings.js';
 import {
   type IndexRecord,
@@ -200,10 +201,14 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       source: planSource(source, opts),
       destination: writer,
       policy: fileErrorPolicy(source, opts.onFileError),
-      onProgress: (counts) => opts.onProgress(progressOf('copying', counts)),
+      onProgress: (counts) => {
+        opts.onProgress(progressOf('copying', counts));
+        pauseAt?.('copying', counts.filesDone);
+      },
     });
     opts.onProgress(progressOf('finishing', tally));
     const index = writer.sealIndex();
+    pauseAt?.('index-sealed');
     const warnings = run.warnings.summary();
     const totals = { files: tally.filesDone, dirs: tally.dirs, bytes: tally.bytesDone };
     const skipped = skippedCountsOf(tally.skipped.byKind);

@@ -18,6 +18,7 @@ import { describeCause, outOfResourcesAt, StatesnapError, systemErrorCode } from
 import { Flusher } from '../core/flush.js';
 import { entryExists, removeTree } from '../core/fs-tree.js';
 import { findStaleSiblings, isAlive, siblingPath } from '../core/siblings.js';
+import { pauseAt } from '../core/test-hooks.js';
 import type { WarningLog } from '../core/warnings.js';
 import { z } from '../core/zod.js';
 import { formatZodIssues } from '../format/manifest.js';
@@ -202,9 +203,11 @@ function advance(
         );
       }
       renameSync(plan.target, plan.rollback);
+      pauseAt?.('target-moved-aside');
     }
     renameSync(plan.staging, plan.target);
     syncDirectory(dir);
+    pauseAt?.('staging-moved-in');
     actions.push({ action: 'swapped-in', path: plan.target });
   } else if (!entryExists(plan.target) && entryExists(plan.rollback)) {
     // The staging tree is gone (removed by hand) before it was swapped in: the old state is what is left.
@@ -249,6 +252,7 @@ export function swapIn(
     removeTree(plan.staging);
     throw error;
   }
+  pauseAt?.('journal-written');
   try {
     return advance(plan, syncDirectory, [], warnings);
   } catch (error) {

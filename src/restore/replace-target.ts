@@ -9,6 +9,7 @@ import { applyDirectoryAttributes, entryExists, removeTree } from '../core/fs-tr
 import type { FileFailed } from '../core/pipeline.js';
 import type { FileOp, ReadSpec, TaskResult, WorkerTask } from '../core/protocol.js';
 import { siblingPath } from '../core/siblings.js';
+import { pauseAt } from '../core/test-hooks.js';
 import type { PlannedDir } from '../core/walk.js';
 import type { WarningLog } from '../core/warnings.js';
 import { rollbackPathFor, swapIn } from './journal.js';
@@ -72,6 +73,7 @@ export class ReplaceTarget implements RestoreTarget {
       throw targetWriteError(this.#target, error); // the cause names the staging tree
     }
     this.#caseInsensitive = isCaseInsensitive(this.#staging);
+    pauseAt?.('staging-created');
   }
 
   dir(dir: PlannedDir): void {
@@ -101,6 +103,7 @@ export class ReplaceTarget implements RestoreTarget {
   async finish(): Promise<void> {
     applyDirectoryAttributes(this.#staging, this.#dirs);
     await this.#flusher.finish();
+    pauseAt?.('staging-flushed');
     // The last moment a Ctrl-C can still stop the restore: the swap itself is not interrupted.
     throwIfAborted(this.#options.signal, this.#target);
   }

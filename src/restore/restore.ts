@@ -16,6 +16,7 @@ import { BACKUP_AND_TARGET, resolvePaths } from '../core/paths.js';
 import { type ErrorPolicy, newTally, type Run, runPipeline } from '../core/pipeline.js';
 import type { RestoreProgress } from '../core/progress.js';
 import type { FileProblem, RunFailure } from '../core/protocol.js';
+import { pauseAt } from '../core/test-hooks.js';
 import type { Warning, WarningSummary } from '../core/warnings.js';
 import { type BackupKind, type BackupReader, openBackup } from '../read/backup-reader.js';
 import { type ManifestNote, manifestNotes } from '../read/manifest-notes.js';
@@ -194,7 +195,10 @@ async function restorePass(
     destination: target,
     readContent: opts.verify,
     policy: anyProblemAborts(reader.root),
-    onProgress: report,
+    onProgress: (done) => {
+      report(done);
+      if (target) pauseAt?.('copying', done.filesDone);
+    },
   });
   if (target) report(tally, 'finishing');
 }

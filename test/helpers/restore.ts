@@ -1,15 +1,13 @@
 // Shared by the restore and verify tests: backups built by hand (consistent manifest + index around whatever
-// hostile entries a test wants), the Oxios seed's own restore algorithm as a reference, and a fingerprint of
-// a whole tree (kind, mode, size, mtime, content hash) for "unchanged" and "old or new, never a mix" checks.
+// hostile entries a test wants), the Oxios seed's own restore algorithm as a reference, and the names a restore
+// leaves beside its target.
 
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { copyFileSync, lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, lstatSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { fingerprintTree, sha256 } from './tree.js';
 
-export function sha256(data: string | Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
-}
+export { sha256 } from './tree.js';
 
 /** One entry of a hand-built backup, written to the tree (unless `onDisk: false`) and to the index. */
 export type HandEntry =
@@ -138,32 +136,16 @@ export function oxiosCopyDirRecursive(src: string, dest: string): void {
 }
 
 /**
- * Every entry below `root` as `path kind mode size mtime sha256`, sorted: equal fingerprints mean the same
- * tree, byte for byte, with the same attributes. Mtimes are whole microseconds taken from the exact
- * nanoseconds: a restore keeps them to the microsecond (the precision of `utimes`), and the rounded double
- * `mtimeMs` can land on either side of a millisecond (Node 24+ sets sub-microsecond times).
+ * Every entry below `root` as `path kind mode size mtime sha256` (links and specials as `path other`).
+ * @deprecated use `fingerprintTree` (./tree.js); kept while tests on other branches still call it.
  */
 export function fingerprint(root: string, options: { mtimes?: boolean } = {}): string[] {
-  const out: string[] = [];
-  const visit = (rel: string): void => {
-    for (const name of readdirSync(rel === '' ? root : join(root, rel))) {
-      const child = rel === '' ? name : `${rel}/${name}`;
-      const path = join(root, child);
-      const stats = lstatSync(path, { bigint: true });
-      const mtime = options.mtimes === false ? '' : ` ${stats.mtimeNs / 1000n}`;
-      const mode = (stats.mode & 0o7777n).toString(8);
-      if (stats.isDirectory()) {
-        out.push(`${child} dir ${mode}${mtime}`);
-        visit(child);
-      } else if (stats.isFile()) {
-        out.push(`${child} file ${mode} ${stats.size}${mtime} ${sha256(readFileSync(path))}`);
-      } else {
-        out.push(`${child} other`);
-      }
-    }
-  };
-  visit('');
-  return out.sort();
+  return Object.entries(fingerprintTree(root, options)).map(([rel, entry]) => {
+    const mtime = entry.mtime === undefined ? '' : ` ${entry.mtime}`;
+    if (entry.kind === 'dir') return `${rel} dir ${entry.mode}${mtime}`;
+    if (entry.kind === 'file') return `${rel} file ${entry.mode} ${entry.size}${mtime} ${entry.sha256}`;
+    return `${rel} other`;
+  });
 }
 
 /** A pid that belonged to a process that has exited. */

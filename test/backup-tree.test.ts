@@ -330,7 +330,7 @@ describe('excludes', () => {
     expect(result.skipped.excluded).toBe(4);
   });
 
-  it('--exclude takes fast-glob patterns, a directory pattern leaves out the folder and all below it', async () => {
+  it('--exclude takes fast-glob patterns placed as in .gitignore; a directory pattern leaves out the folder and all below it', async () => {
     const root = tempDir();
     const source = await storeWithTemps(root);
     const dest = join(root, 'out');
@@ -350,10 +350,10 @@ describe('excludes', () => {
     expect(paths.filter((path) => path.startsWith('memory/episodes'))).toEqual([]);
     expect(existsSync(join(dest, 'memory/episodes'))).toBe(false);
     expect(paths).not.toContain('x.log');
-    expect(paths).toContain('sub/y.log'); // `*` does not cross `/` in fast-glob syntax
+    expect(paths).not.toContain('sub/y.log'); // no slash in the pattern: a name at any depth (.gitignore)
     expect(paths).toContain('memory/facts/f.json');
-    // The folder counts once (its contents are never walked), plus x.log and the four default temp entries.
-    expect(JSON.parse(run.stdout).skipped.excluded).toBe(6);
+    // The folder counts once (its contents are never walked), plus the two logs and the four default temp entries.
+    expect(JSON.parse(run.stdout).skipped.excluded).toBe(7);
   });
 
   it('--no-default-excludes keeps the .tmp files', async () => {

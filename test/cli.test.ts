@@ -17,7 +17,7 @@ import {
 
 afterEach(cleanup);
 
-const COMMANDS = ['backup', 'restore', 'verify', 'inspect', 'recover', 'demo', 'bench'];
+const COMMANDS = ['backup', 'restore', 'verify', 'inspect', 'recover', 'demo', 'generate', 'bench'];
 const VERSION = (
   JSON.parse(readFileSync(join(import.meta.dirname, '../package.json'), 'utf8')) as { version: string }
 ).version;
@@ -85,7 +85,7 @@ describe('help', () => {
     const options = async (command: string) => section((await runCli(['help', command])).stdout, 'Options');
     const backup = await options('backup');
     for (const label of [
-      '--exclude <glob>',
+      '--exclude <pattern>',
       '--category <path>',
       '--app-version <version>',
       '--threads <n>',
@@ -188,7 +188,7 @@ describe('usage errors: exit 2, one line saying what was expected, a hint to --h
     [['verify'], USAGE, 'missing argument <backup> (usage: statesnap verify [options] <backup>)'],
     [['inspect', 'a', 'b'], USAGE, 'unexpected argument "b" (usage: statesnap inspect [options] <backup>)'],
     [['backup', '', 'b'], VALUE, '<source> expects a path, got ""'],
-    [['backup', '--exclude', '', 'a', 'b'], VALUE, '--exclude expects a glob, got ""'],
+    [['backup', '--exclude', '', 'a', 'b'], VALUE, '--exclude expects a pattern, got ""'],
     [['restore', '--mode', 'swap', 'a', 'b'], VALUE, '--mode expects replace or merge, got swap'],
     [
       ['backup', '--on-file-error', 'ignore', 'a', 'b'],

@@ -9,6 +9,7 @@ import {
   closeSync,
   constants,
   fchmodSync,
+  fchownSync,
   fstatSync,
   ftruncateSync,
   futimesSync,
@@ -32,7 +33,14 @@ import type {
   WorkerRequest,
   WorkerTask,
 } from '../src/core/protocol.js';
-import { OUT_OF_RESOURCES, utimeSeconds } from '../src/core/protocol.js';
+import {
+  clampTimestampNs,
+  formatMode,
+  fsPath,
+  OUT_OF_RESOURCES,
+  SETID_BITS,
+  utimeSeconds,
+} from '../src/core/protocol.js';
 
 // Files up to this size are read in one call into a reused buffer and hashed in one shot: measured here,
 // read+write costs about half the kernel time of copyFileSync for small files, and crypto.hash() on a whole
@@ -77,7 +85,9 @@ function throwIfStopped(stop: Int32Array): void {
 
 function toPlainError(error: unknown): PlainError {
   const e = error as NodeJS.ErrnoException;
-  return { code: e.code, message: e.message, syscall: e.syscall, path: e.path };
+  // A call given a Buffer path (a name that is not UTF-8) reports that Buffer as its path.
+  const path = e.path === undefined ? undefined : String(e.path);
+  return { code: e.code, message: e.message, syscall: e.syscall, path };
 }
 
 /** Where the kernel says an open fd really lives, so a parent directory swapped for a symlink is caught. */
@@ -94,7 +104,7 @@ function assertConfined(fd: number, root: string | null, what: string): void {
 
 function openSource(path: string): number {
   try {
-    return openSync(path, OPEN_SOURCE);
+    return openSync(fsPath(path), OPEN_SOURCE);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR')
@@ -117,11 +127,16 @@ interface CopyAttributes {
 }
 
 function attributesFor(task: CopyTask, stat: BigIntStats, op: FileOp): CopyAttributes {
+  const { modeMask } = task.to;
   if (task.from.attributesFrom === 'op' && op.mtimeNs !== undefined) {
     const mtimeNs = BigInt(op.mtimeNs);
-    return { mode: (op.mode ?? 0o644) & 0o7777, mtimeNs, atimeNs: mtimeNs };
+    return { mode: (op.mode ?? 0o644) & modeMask, mtimeNs, atimeNs: mtimeNs };
   }
-  return { mode: Number(stat.mode) & 0o7777, mtimeNs: stat.mtimeNs, atimeNs: stat.atimeNs };
+  return {
+    mode: Number(stat.mode) & modeMask,
+    mtimeNs: clampTimestampNs(stat.mtimeNs),
+    atimeNs: clampTimestampNs(stat.atimeNs),
+  };
 }
 
 // A new file created with the wanted mode needs no fchmod unless the umask strips some of its bits:
@@ -179,7 +194,7 @@ function openDest(task: CopyTask, destPath: string, mode: number, sparse: boolea
       : null;
   let fd: number;
   try {
-    fd = openSync(tempPath ?? destPath, OPEN_DEST, mode);
+    fd = openSync(fsPath(tempPath ?? destPath), OPEN_DEST, mode);
   } catch (error) {
     throw new FileFailure('dest-failed', `cannot create: ${(error as Error).message}`, toPlainError(error));
   }
@@ -187,7 +202,7 @@ function openDest(task: CopyTask, destPath: string, mode: number, sparse: boolea
     assertConfined(fd, task.to.confineTo, 'destination');
   } catch (error) {
     closeSync(fd);
-    unlinkSync(tempPath ?? destPath);
+    unlinkSync(fsPath(tempPath ?? destPath));
     throw error instanceof FileFailure ? new FileFailure('dest-failed', error.message) : error;
   }
   return {
@@ -282,7 +297,7 @@ function transfer(
     }
     const after = fstatSync(fd, { bigint: true });
     if (!sameContentState(stat, after)) throw new FileFailure('changed', 'was modified while it was read');
-    finishDest(dest, destPath, attributes);
+    finishDest(task, dest, destPath, op, attributes);
     dest = null;
     return { stat, attributes, hash: digest };
   } catch (error) {
@@ -292,13 +307,22 @@ function transfer(
   }
 }
 
-function finishDest(dest: OpenDest, destPath: string, attributes: CopyAttributes): void {
+function finishDest(
+  task: CopyTask,
+  dest: OpenDest,
+  destPath: string,
+  op: FileOp,
+  attributes: CopyAttributes,
+): void {
   // Holes at the end were never written: the size is set here.
   if (dest.sparse) ftruncateSync(dest.fd, dest.position);
-  if (!dest.modeSet) fchmodSync(dest.fd, attributes.mode);
+  // Owner first: a change of owner clears setuid/setgid, so a mode holding them is set again after it.
+  const chown = task.to.owners && op.uid !== undefined && op.gid !== undefined;
+  if (chown) fchownSync(dest.fd, op.uid!, op.gid!);
+  if (!dest.modeSet || (chown && (attributes.mode & SETID_BITS) !== 0)) fchmodSync(dest.fd, attributes.mode);
   futimesSync(dest.fd, utimeSeconds(attributes.atimeNs), utimeSeconds(attributes.mtimeNs));
   closeDest(dest);
-  if (dest.tempPath) renameSync(dest.tempPath, destPath);
+  if (dest.tempPath) renameSync(fsPath(dest.tempPath), fsPath(destPath));
 }
 
 /**
@@ -316,7 +340,7 @@ function abandonDest(dest: OpenDest): void {
     if (dest.open) closeDest(dest);
   } catch {}
   try {
-    unlinkSync(dest.createdPath);
+    unlinkSync(fsPath(dest.createdPath));
   } catch {}
 }
 
@@ -338,6 +362,7 @@ function copyOne(task: CopyTask, op: FileOp, stop: Int32Array): FileOutcome {
           mode: attributes.mode,
           mtimeNs: attributes.mtimeNs.toString(),
           hash: digest,
+          ...identityOf(stat),
           replaced: op.ino !== undefined && (stat.ino !== op.ino || stat.dev !== op.dev),
         };
       } finally {
@@ -351,6 +376,34 @@ function copyOne(task: CopyTask, op: FileOp, stop: Int32Array): FileOutcome {
   }
 }
 
+/** What an index records about the opened file besides its content: owner, inode and ctime. */
+function identityOf(stat: BigIntStats): { uid: number; gid: number; ino: string; ctimeNs: string } {
+  return {
+    uid: Number(stat.uid),
+    gid: Number(stat.gid),
+    ino: stat.ino.toString(),
+    ctimeNs: clampTimestampNs(stat.ctimeNs).toString(),
+  };
+}
+
+function readHash(fd: number, op: FileOp, size: number, stop: Int32Array): string {
+  const hasher = createHash('sha256');
+  let total = 0;
+  for (;;) {
+    throwIfStopped(stop);
+    const n = readSync(fd, buffer, 0, CHUNK_SIZE, null);
+    if (n === 0) break;
+    total += n;
+    hasher.update(buffer.subarray(0, n));
+  }
+  if (total !== size) throw new FileFailure('corrupt', `read ${total} bytes, the index says ${op.size}`);
+  const digest = hasher.digest('hex');
+  if (op.hash !== undefined && digest !== op.hash) {
+    throw new FileFailure('corrupt', `content hash ${digest} does not match the index (${op.hash})`);
+  }
+  return digest;
+}
+
 function hashOne(task: HashTask, op: FileOp, stop: Int32Array): FileOutcome {
   try {
     const fd = openSource(join(task.from.root, op.rel));
@@ -361,24 +414,22 @@ function hashOne(task: HashTask, op: FileOp, stop: Int32Array): FileOutcome {
       const size = Number(stat.size);
       if (size !== op.size)
         throw new FileFailure('corrupt', `size is ${size} bytes, the index says ${op.size}`);
+      const digest = task.readContent ? readHash(fd, op, size, stop) : '';
       const mode = Number(stat.mode) & 0o7777;
+      if (task.compareMode && op.mode !== undefined && mode !== op.mode) {
+        throw new FileFailure('mode', `mode is ${formatMode(mode)}, the index says ${formatMode(op.mode)}`);
+      }
       const mtimeNs = stat.mtimeNs.toString();
-      if (!task.readContent) return { ok: true, rel: op.rel, size, mode, mtimeNs, hash: '', replaced: false };
-      const hasher = createHash('sha256');
-      let total = 0;
-      for (;;) {
-        throwIfStopped(stop);
-        const n = readSync(fd, buffer, 0, CHUNK_SIZE, null);
-        if (n === 0) break;
-        total += n;
-        hasher.update(buffer.subarray(0, n));
-      }
-      if (total !== size) throw new FileFailure('corrupt', `read ${total} bytes, the index says ${op.size}`);
-      const digest = hasher.digest('hex');
-      if (op.hash !== undefined && digest !== op.hash) {
-        throw new FileFailure('corrupt', `content hash ${digest} does not match the index (${op.hash})`);
-      }
-      return { ok: true, rel: op.rel, size, mode, mtimeNs, hash: digest, replaced: false };
+      return {
+        ok: true,
+        rel: op.rel,
+        size,
+        mode,
+        mtimeNs,
+        hash: digest,
+        ...identityOf(stat),
+        replaced: false,
+      };
     } finally {
       closeSync(fd);
     }

@@ -1,41 +1,36 @@
 // The manifest's `sections`, counted as Oxios counts them, so Oxios and statesnap agree on what a store holds.
 
-import { lstatSync, readdirSync } from 'node:fs';
+import { type Dirent, lstatSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Manifest, unsafeRelativePathReason } from './manifest.js';
 
-/** Oxios' `list_category`: names directly in the folder ending in .md or .json, of any type (links included). */
-function listCategory(root: string, category: string): string[] {
+/** Oxios' `list_category`: entries directly in the folder whose name ends in .md or .json, of any type (links included). */
+function listCategory(root: string, category: string): Dirent[] {
   try {
-    return readdirSync(join(root, category)).filter((name) => name.endsWith('.md') || name.endsWith('.json'));
+    return readdirSync(join(root, category), { withFileTypes: true }).filter(
+      (entry) => entry.name.endsWith('.md') || entry.name.endsWith('.json'),
+    );
   } catch {
     return []; // Oxios skips a category it cannot list
   }
-}
-
-/** Whether `rel` or one of its parent folders is excluded (the walk leaves an excluded folder out whole). */
-function isExcludedWithParents(rel: string, isExcluded: (rel: string) => boolean): boolean {
-  for (let slash = rel.indexOf('/'); slash !== -1; slash = rel.indexOf('/', slash + 1)) {
-    if (isExcluded(rel.slice(0, slash))) return true;
-  }
-  return isExcluded(rel);
 }
 
 /**
  * The sections of a store about to be backed up: what Oxios' create_backup would record for `root`, minus the
  * entries the backup leaves out by its exclude patterns, so the manifest never claims content the backup lacks.
  * Without excludes that match counted names (the default `**\/*.tmp` never does) they equal Oxios' exactly.
+ * `isExcluded` answers for a path and the folders above it, as the walk leaves an excluded folder out whole.
  */
 export function computeSections(
   root: string,
   categories: readonly string[],
-  isExcluded: (rel: string) => boolean,
+  isExcluded: (rel: string, isDirectory: boolean) => boolean,
 ): Manifest['sections'] {
   return categories
     .map((name) => ({
       name,
       entry_count: listCategory(root, name).filter(
-        (entry) => !isExcludedWithParents(`${name}/${entry}`, isExcluded),
+        (entry) => !isExcluded(`${name}/${entry.name}`, entry.isDirectory()),
       ).length,
     }))
     .filter((section) => section.entry_count > 0);

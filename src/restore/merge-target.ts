@@ -9,9 +9,10 @@ import { Flusher } from '../core/flush.js';
 import { applyDirectoryAttributes } from '../core/fs-tree.js';
 import { CAN_LOCATE_FDS } from '../core/paths.js';
 import type { FileFailed } from '../core/pipeline.js';
-import type { FileOp, ReadSpec, TaskResult, WorkerTask } from '../core/protocol.js';
+import { type FileOp, fsPath, type ReadSpec, type TaskResult, type WorkerTask } from '../core/protocol.js';
 import type { PlannedDir } from '../core/walk.js';
 import {
+  type AttributeRules,
   explainTargetError,
   fileWriteFailed,
   type RestoreTarget,
@@ -23,7 +24,7 @@ import {
  * lstats every directory of the backup inside the target, parents first, without changing anything: a symlink
  * (or a file) where the backup has a directory is refused. Returns the directories to create.
  */
-function checkSkeleton(target: string, dirs: readonly PlannedDir[]): string[] {
+export function checkSkeleton(target: string, dirs: readonly PlannedDir[]): string[] {
   const missing = new Set<string>();
   for (const dir of dirs) {
     if (dir.rel === '') continue;
@@ -35,7 +36,7 @@ function checkSkeleton(target: string, dirs: readonly PlannedDir[]): string[] {
     const path = join(target, dir.rel);
     let stats: Stats | undefined;
     try {
-      stats = lstatSync(path, { throwIfNoEntry: false });
+      stats = lstatSync(fsPath(path), { throwIfNoEntry: false });
     } catch (error) {
       throw targetInvalid(target, `cannot inspect ${path}: ${describeCause(error)}`);
     }
@@ -62,10 +63,12 @@ export class MergeTarget implements RestoreTarget {
   readonly #toCreate: string[];
   readonly #flusher: Flusher;
   readonly #dirs: PlannedDir[] = [];
+  readonly #rules: AttributeRules;
 
   /** Checks, without writing, that the backup's directories (`dirs`, parents first) can be merged into `target`. */
-  constructor(target: string, dirs: readonly PlannedDir[], options: { sync: boolean }) {
+  constructor(target: string, dirs: readonly PlannedDir[], options: { sync: boolean } & AttributeRules) {
     this.#target = target;
+    this.#rules = { owners: options.owners, modeMask: options.modeMask };
     this.#confineTo = CAN_LOCATE_FDS ? target : null;
     this.#toCreate = checkSkeleton(target, dirs);
     this.#flusher = new Flusher(target, options.sync);
@@ -74,7 +77,7 @@ export class MergeTarget implements RestoreTarget {
   prepare(): void {
     for (const rel of this.#toCreate) {
       try {
-        mkdirSync(join(this.#target, rel), { mode: 0o700 });
+        mkdirSync(fsPath(join(this.#target, rel)), { mode: 0o700 });
       } catch (error) {
         throw targetWriteError(join(this.#target, rel), error);
       }
@@ -86,7 +89,12 @@ export class MergeTarget implements RestoreTarget {
   }
 
   task(files: FileOp[], from: ReadSpec): WorkerTask {
-    const to = { root: this.#target, confineTo: this.#confineTo, writeMode: 'replace' } as const;
+    const to = {
+      root: this.#target,
+      confineTo: this.#confineTo,
+      writeMode: 'replace',
+      ...this.#rules,
+    } as const;
     return { kind: 'copy', files, from, to };
   }
 
@@ -99,7 +107,7 @@ export class MergeTarget implements RestoreTarget {
   }
 
   async finish(): Promise<void> {
-    applyDirectoryAttributes(this.#target, this.#dirs, this.#confineTo);
+    applyDirectoryAttributes(this.#target, this.#dirs, { confineTo: this.#confineTo, ...this.#rules });
     await this.#flusher.finish();
   }
 

@@ -5,15 +5,16 @@ import { mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { throwIfAborted } from '../core/errors.js';
 import { Flusher } from '../core/flush.js';
-import { applyDirectoryAttributes, entryExists, removeTree } from '../core/fs-tree.js';
+import { applyDirectoryAttributes, entryExists } from '../core/fs-tree.js';
 import type { FileFailed } from '../core/pipeline.js';
-import type { FileOp, ReadSpec, TaskResult, WorkerTask } from '../core/protocol.js';
+import { type FileOp, fsPath, type ReadSpec, type TaskResult, type WorkerTask } from '../core/protocol.js';
 import { siblingPath } from '../core/siblings.js';
 import { pauseAt } from '../core/test-hooks.js';
 import type { PlannedDir } from '../core/walk.js';
 import type { WarningLog } from '../core/warnings.js';
-import { rollbackPathFor, swapIn } from './journal.js';
+import { removeOwnStaging, rollbackPathFor, swapIn } from './journal.js';
 import {
+  type AttributeRules,
   explainTargetError,
   fileWriteFailed,
   type RestoreTarget,
@@ -34,7 +35,7 @@ function isCaseInsensitive(dir: string): boolean {
   }
 }
 
-export interface ReplaceOptions {
+export interface ReplaceOptions extends AttributeRules {
   /** Keep the previous target as the rollback copy. */
   keep: boolean;
   sync: boolean;
@@ -79,7 +80,7 @@ export class ReplaceTarget implements RestoreTarget {
   dir(dir: PlannedDir): void {
     if (dir.rel !== '') {
       try {
-        mkdirSync(join(this.#staging, dir.rel), { mode: 0o700 });
+        mkdirSync(fsPath(join(this.#staging, dir.rel)), { mode: 0o700 });
       } catch (error) {
         throw targetWriteError(join(this.#target, dir.rel), error);
       }
@@ -89,7 +90,9 @@ export class ReplaceTarget implements RestoreTarget {
 
   task(files: FileOp[], from: ReadSpec): WorkerTask {
     // The staging tree is ours (mode 0700, fresh name): nothing can be swapped inside it.
-    return { kind: 'copy', files, from, to: { root: this.#staging, confineTo: null, writeMode: 'create' } };
+    const { owners, modeMask } = this.#options;
+    const to = { root: this.#staging, confineTo: null, writeMode: 'create', owners, modeMask } as const;
+    return { kind: 'copy', files, from, to };
   }
 
   written(result: TaskResult): void {
@@ -101,7 +104,8 @@ export class ReplaceTarget implements RestoreTarget {
   }
 
   async finish(): Promise<void> {
-    applyDirectoryAttributes(this.#staging, this.#dirs);
+    const { owners, modeMask } = this.#options;
+    applyDirectoryAttributes(this.#staging, this.#dirs, { owners, modeMask });
     await this.#flusher.finish();
     pauseAt?.('staging-flushed');
     // The last moment a Ctrl-C can still stop the restore: the swap itself is not interrupted.
@@ -130,6 +134,6 @@ export class ReplaceTarget implements RestoreTarget {
   async abandon(): Promise<void> {
     if (this.#swapping) return;
     await this.#flusher.settle();
-    removeTree(this.#staging);
+    removeOwnStaging(this.#staging);
   }
 }

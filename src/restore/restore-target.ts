@@ -5,6 +5,10 @@
 import { join } from 'node:path';
 import { describeCause, isSystemErrorUnder, outOfResourcesAt, StatesnapError } from '../core/errors.js';
 import type { Destination, FileFailed } from '../core/pipeline.js';
+import type { WriteSpec } from '../core/protocol.js';
+
+/** What restored files and directories get besides content: owners (a restore as root) and which mode bits. */
+export type AttributeRules = Pick<WriteSpec, 'owners' | 'modeMask'>;
 
 export interface RestoreTarget extends Destination {
   /** A merge cannot be undone: every backup file is checked (a pass of its own) before the first write. */

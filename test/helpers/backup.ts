@@ -6,18 +6,29 @@ import { lstatSync, readdirSync, readFileSync, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { expect } from 'vitest';
 import { ManifestSchema } from '../../dist/src/format/manifest.js';
-import { type CliRun, fingerprintTree, isoMicros, sha256 } from './tree.js';
+import { type CliRun, fingerprintTree, isoMicros, pathKey, sha256 } from './tree.js';
 
 export { type RunningCli, sha256, sha256File, startCli } from './tree.js';
 
 export interface IndexLine {
+  /** Absent when the path is not UTF-8: `path_b64` holds its bytes then. */
   path: string;
+  path_b64?: string;
   type: string;
   size?: number;
   mode?: number;
   mtime_ns?: string;
+  ctime_ns?: string;
+  ino?: string;
+  uid?: number;
+  gid?: number;
   sha256?: string;
   skipped?: boolean;
+}
+
+/** An index line's path as the fingerprint names it (`pathKey`). */
+export function lineKey(line: IndexLine): string {
+  return line.path_b64 === undefined ? line.path : pathKey(Buffer.from(line.path_b64, 'base64'));
 }
 
 export function readBackupIndex(dest: string): IndexLine[] {
@@ -47,7 +58,12 @@ export function listEntries(root: string, rel = ''): Map<string, Stats> {
   return out;
 }
 
-const OWN_FILES = new Set(['manifest.json', '.statesnap', '.statesnap/index.jsonl']);
+const OWN_FILES = new Set([
+  'manifest.json',
+  '.statesnap',
+  '.statesnap/index.jsonl',
+  '.statesnap/published.json',
+]);
 
 /**
  * The invariant of every backup: the manifest validates, the index's line count and sha256 are the ones the
@@ -69,10 +85,11 @@ export function expectBackupConsistent(dest: string): IndexLine[] {
   let dirs = 0;
   let bytes = 0;
   for (const entry of index) {
-    const found = onDisk[entry.path];
+    const key = lineKey(entry);
+    const found = onDisk[key];
     const recorded = { mode: entry.mode?.toString(8), mtime: isoMicros(BigInt(entry.mtime_ns ?? 0)) };
     if (entry.type === 'file') {
-      expect(found, `${entry.path} in the backup`).toEqual({
+      expect(found, `${key} in the backup`).toEqual({
         kind: 'file',
         ...recorded,
         size: entry.size,
@@ -81,13 +98,13 @@ export function expectBackupConsistent(dest: string): IndexLine[] {
       files++;
       bytes += entry.size!;
     } else if (entry.type === 'dir') {
-      expect(found, `${entry.path} in the backup`).toEqual({ kind: 'dir', ...recorded });
+      expect(found, `${key} in the backup`).toEqual({ kind: 'dir', ...recorded });
       dirs++;
     } else {
-      expect(entry.skipped, `${entry.path} is marked skipped`).toBe(true);
-      expect(found, `skipped ${entry.path} is not in the backup`).toBeUndefined();
+      expect(entry.skipped, `${key} is marked skipped`).toBe(true);
+      expect(found, `skipped ${key} is not in the backup`).toBeUndefined();
     }
-    delete onDisk[entry.path];
+    delete onDisk[key];
   }
   expect(Object.keys(onDisk), 'entries in the backup that the index does not list').toEqual([]);
   expect(extras.totals).toEqual({ files, dirs, bytes });

@@ -17,7 +17,7 @@ export interface PausedCli extends RunningCli {
 }
 
 /** Whether the process is stopped (state T in /proc/<pid>/stat): every thread of it, not only the main one. */
-function isStopped(pid: number): boolean {
+export function isStopped(pid: number): boolean {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     return stat[stat.lastIndexOf(')') + 2] === 'T';

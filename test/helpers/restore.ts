@@ -9,25 +9,41 @@ import { fingerprintTree, sha256 } from './tree.js';
 
 export { sha256 } from './tree.js';
 
-/** One entry of a hand-built backup, written to the tree (unless `onDisk: false`) and to the index. */
+/**
+ * One entry of a hand-built backup, written to the tree (unless `onDisk: false`) and to the index. A path
+ * given as bytes (a name that is not UTF-8) is recorded as `path_b64`, which only format 2 has; `uid` and
+ * `gid` go to format-2 lines only (default: the running user's).
+ */
 export type HandEntry =
   | {
       type: 'file';
-      path: string;
+      path: string | Buffer;
       content: string | Buffer;
       mode?: number;
       mtimeNs?: string;
+      uid?: number;
+      gid?: number;
       /** Index fields that lie about the file (tampering). */
       sha256?: string;
       size?: number;
       onDisk?: boolean;
     }
-  | { type: 'dir'; path: string; mode?: number; mtimeNs?: string; onDisk?: boolean }
+  | {
+      type: 'dir';
+      path: string | Buffer;
+      mode?: number;
+      mtimeNs?: string;
+      uid?: number;
+      gid?: number;
+      onDisk?: boolean;
+    }
   | { type: 'symlink' | 'fifo' | 'socket'; path: string }
   /** A raw index line, written as is (hostile JSON). */
   | { type: 'raw'; line: string };
 
 export interface HandBackupOptions {
+  /** The index format written: 1, as statesnap wrote before format 2 (the default), or 2. */
+  format?: 1 | 2;
   sections?: Array<{ name: string; entry_count: number }>;
   /** Changes the manifest object before it is written (e.g. a wrong version). */
   editManifest?: (manifest: Record<string, unknown>) => void;
@@ -45,6 +61,14 @@ export function writeHandBackup(
   options: HandBackupOptions = {},
 ): void {
   mkdirSync(join(root, '.statesnap'), { recursive: true });
+  const format = options.format ?? 1;
+  const owner = (entry: { uid?: number; gid?: number }) =>
+    format === 1 ? {} : { uid: entry.uid ?? process.getuid!(), gid: entry.gid ?? process.getgid!() };
+  const location = (path: string | Buffer) => {
+    if (typeof path === 'string') return { path };
+    if (format === 1) throw new Error('format 1 has no way to record a path that is not UTF-8');
+    return { path_b64: path.toString('base64') };
+  };
   const lines: string[] = [];
   const totals = { files: 0, dirs: 0, bytes: 0 };
   for (const entry of entries) {
@@ -52,23 +76,27 @@ export function writeHandBackup(
       lines.push(entry.line);
       continue;
     }
-    const path = join(root, entry.path);
+    const path = Buffer.concat([Buffer.from(`${root}/`), Buffer.from(entry.path)]);
     if (entry.type === 'file') {
       const content = Buffer.from(entry.content);
       if (entry.onDisk !== false) {
-        mkdirSync(dirname(path), { recursive: true });
+        mkdirSync(path.subarray(0, path.lastIndexOf(0x2f)), { recursive: true });
         writeFileSync(path, content);
       }
       const size = entry.size ?? content.length;
+      const mtimeNs = entry.mtimeNs ?? MTIME_NS;
       totals.files++;
       totals.bytes += size;
+      const identity = format === 1 ? {} : { ctime_ns: mtimeNs, ino: String(totals.files) };
       lines.push(
         JSON.stringify({
-          path: entry.path,
+          ...location(entry.path),
           type: 'file',
           size,
           mode: entry.mode ?? 0o644,
-          mtime_ns: entry.mtimeNs ?? MTIME_NS,
+          mtime_ns: mtimeNs,
+          ...identity,
+          ...owner(entry),
           sha256: entry.sha256 ?? sha256(content),
         }),
       );
@@ -77,10 +105,11 @@ export function writeHandBackup(
       totals.dirs++;
       lines.push(
         JSON.stringify({
-          path: entry.path,
+          ...location(entry.path),
           type: 'dir',
           mode: entry.mode ?? 0o755,
           mtime_ns: entry.mtimeNs ?? MTIME_NS,
+          ...owner(entry),
         }),
       );
     } else {
@@ -95,6 +124,13 @@ export function writeHandBackup(
     oxios_version: 'test',
     sections: options.sections ?? [{ name: 'seeds', entry_count: 1 }],
     statesnap: {
+      ...(format === 1
+        ? {}
+        : {
+            format,
+            root: { mode: 0o755, mtime_ns: MTIME_NS, ...owner({}) },
+            started_at_ns: MTIME_NS,
+          }),
       tool: 'statesnap',
       tool_version: '0.0.0',
       hash_algorithm: 'sha256',

@@ -1,6 +1,7 @@
 // Test trees: build one on the real filesystem from a literal description, fingerprint one (never following a
 // link), and expect one to equal a description; plus temporary directories and the real built CLI. No mocked fs.
 
+import { isUtf8 } from 'node:buffer';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
@@ -164,7 +165,7 @@ export function sha256(data: string | Buffer): string {
 }
 
 /** The sha256 of a file's content, read in chunks (a test file may be larger than a Buffer can hold). */
-export function sha256File(path: string): string {
+export function sha256File(path: string | Buffer): string {
   const hash = createHash('sha256');
   const chunk = Buffer.allocUnsafe(1 << 20);
   const fd = openSync(path, 'r');
@@ -176,8 +177,22 @@ export function sha256File(path: string): string {
   return hash.digest('hex');
 }
 
+/**
+ * How a fingerprint names a path: its text when its bytes are UTF-8, otherwise `b64:` and its bytes in base64
+ * (the index's `path_b64`), so two names that differ only in bytes never meet under one key.
+ */
+export function pathKey(bytes: Buffer): string {
+  return isUtf8(bytes) ? bytes.toString('utf8') : `b64:${bytes.toString('base64')}`;
+}
+
+/** `root` joined with a `pathKey`, as fs takes it: a Buffer when the path is not UTF-8. */
+export function keyPath(root: string, key: string): string | Buffer {
+  if (!key.startsWith('b64:')) return join(root, key);
+  return Buffer.concat([Buffer.from(`${root}/`), Buffer.from(key.slice(4), 'base64')]);
+}
+
 /** The fingerprint of the one entry at `path` (not followed if it is a symlink). */
-export function entryPrint(path: string, options: PrintOptions = {}): EntryPrint {
+export function entryPrint(path: string | Buffer, options: PrintOptions = {}): EntryPrint {
   const stats = lstatSync(path, { bigint: true });
   const kind = kindOf(stats);
   const print: EntryPrint = { kind, mode: (stats.mode & 0o7777n).toString(8) };
@@ -196,29 +211,32 @@ export function entryPrint(path: string, options: PrintOptions = {}): EntryPrint
 }
 
 /**
- * Every entry below `root` (not `root` itself): kind, mode, mtime, size, content hash, symlink target. Equal
- * fingerprints mean the same tree, byte for byte, with the same attributes.
+ * Every entry below `root` (not `root` itself), by `pathKey` (names are read as bytes): kind, mode, mtime,
+ * size, content hash, symlink target. Equal fingerprints mean the same tree, byte for byte, with the same
+ * attributes.
  */
 export function fingerprintTree(root: string, options: PrintOptions = {}): TreePrint {
   const found: Array<[string, EntryPrint]> = [];
-  const visit = (rel: string): void => {
-    let names: string[];
+  const under = (rel: Buffer) => Buffer.concat([Buffer.from(`${root}/`), rel]);
+  const visit = (rel: Buffer): void => {
+    let names: Buffer[];
     try {
-      names = readdirSync(rel === '' ? root : join(root, rel));
+      names = readdirSync(rel.length === 0 ? root : under(rel), { encoding: 'buffer' });
     } catch (error) {
-      if (rel === '') throw error;
+      if (rel.length === 0) throw error;
       found.at(-1)![1].unlisted = errorCode(error);
       return;
     }
     for (const name of names) {
-      const child = rel === '' ? name : `${rel}/${name}`;
+      const childBytes = rel.length === 0 ? name : Buffer.concat([rel, Buffer.from('/'), name]);
+      const child = pathKey(childBytes);
       if (options.exclude?.(child)) continue;
-      const print = entryPrint(join(root, child), options);
+      const print = entryPrint(under(childBytes), options);
       found.push([child, print]);
-      if (print.kind === 'dir') visit(child);
+      if (print.kind === 'dir') visit(childBytes);
     }
   };
-  visit('');
+  visit(Buffer.alloc(0));
   return Object.fromEntries(found.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
@@ -402,6 +420,37 @@ export function startCli(args: readonly string[], options: CliOptions = {}): Run
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   return collect(child, options.timeoutMs);
+}
+
+/** The user the permission tests run statesnap as: nobody, without groups or capabilities. */
+export const UNPRIVILEGED_UID = 65534;
+
+/**
+ * Starts the built binary as an unprivileged user: as root through setpriv (root bypasses the permission
+ * checks these tests are about); a test run that is itself unprivileged (`npm run test:unprivileged`) runs
+ * it directly. Its trees must belong to that user (`giveToUnprivileged`).
+ */
+export function startCliUnprivileged(args: readonly string[], options: CliOptions = {}): RunningCli {
+  if (!isRoot) return startCli(args, options);
+  const id = String(UNPRIVILEGED_UID);
+  const drop = [`--reuid=${id}`, `--regid=${id}`, '--clear-groups', '--inh-caps=-all'];
+  const child = spawn('setpriv', [...drop, process.execPath, CLI, ...args], {
+    cwd: options.cwd,
+    env: cliEnv(options.env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return collect(child, options.timeoutMs);
+}
+
+export function runCliUnprivileged(args: readonly string[], options: CliOptions = {}): Promise<CliRun> {
+  return startCliUnprivileged(args, options).done;
+}
+
+/** Hands `path` (recursively) to the unprivileged user; a no-op when the tests already run as one. */
+export function giveToUnprivileged(path: string): void {
+  if (!isRoot) return;
+  const run = spawnSync('chown', ['-R', `${UNPRIVILEGED_UID}:${UNPRIVILEGED_UID}`, path]);
+  if (run.status !== 0) throw new Error(`chown ${path} failed: ${run.stderr}`);
 }
 
 function collect(

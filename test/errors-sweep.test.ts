@@ -407,10 +407,8 @@ describe.each(USERS)('as %s', (user) => {
 });
 
 describe('an index timestamp no filesystem can hold (30 digits of nanoseconds)', () => {
-  // Today it passes validation and fails at the first futimes as ERR_TARGET_WRITE, blaming the target. The
-  // index schema and its timestamp bounds are being reworked on their own; when that lands this stops
-  // failing, and the case joins the table above.
-  it.fails('is refused while the index is validated (ERR_INDEX_INVALID), naming the index', async () => {
+  // It once passed validation and failed at the first futimes as ERR_TARGET_WRITE, blaming the target.
+  it('is refused while the index is validated (ERR_INDEX_INVALID), naming the index', async () => {
     const backupDir = join(world.root, 'bad/absurd-mtime');
     const run = await runAs(USERS[0]!, ['restore', backupDir, join(world.root, 't')]);
     expect(run.exitCode).toBe(1);

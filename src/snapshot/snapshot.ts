@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { type BackupOptions, type BackupResult, backupSnapshot } from '../backup/backup.js';
 import { StatesnapError } from '../core/errors.js';
 import { clockOption, integerOption, requirePath, signalOption } from '../core/options.js';
-import { resolvePaths } from '../core/paths.js';
+import { type PathRoles, resolvePaths } from '../core/paths.js';
 import { type HookOutcome, runHook } from './hooks.js';
 import { withRepositoryLock } from './lock.js';
 import { type CompleteSnapshot, openRepository, readRepository, updateLatestLink } from './repository.js';
@@ -49,7 +49,12 @@ export interface SnapshotResult extends Omit<BackupResult, 'command'> {
   hooks: HookOutcome[];
 }
 
-const REPOSITORY_ROLES = { read: 'source', write: 'repository', unusableParent: 'ERR_REPO_INVALID' } as const;
+const REPOSITORY_ROLES: PathRoles = {
+  read: 'source',
+  write: 'repository',
+  unusable: 'ERR_REPO_INVALID',
+  overlap: 'ERR_DEST_OVERLAPS_SOURCE',
+};
 // At most 100 snapshots fit in one second of ids; more wait for the next second.
 const SECOND_MS = 1000;
 

@@ -5,7 +5,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type BackupOptions, type BackupResult, backupSnapshot } from '../backup/backup.js';
 import { StatesnapError } from '../core/errors.js';
-import { clockOption, integerOption, requirePath, signalOption } from '../core/options.js';
+import { clockOption, integerOption, invalidOption, requirePath, signalOption } from '../core/options.js';
 import { type PathRoles, resolvePaths } from '../core/paths.js';
 import { type HookOutcome, runHook } from './hooks.js';
 import { withRepositoryLock } from './lock.js';
@@ -79,8 +79,11 @@ async function chooseId(repo: string, clock: () => number, injected: boolean): P
 
 const DEFAULT_HOOK_TIMEOUT_MS = 5 * 60_000;
 
-function optionalText(name: string, value: unknown): string | undefined {
-  return value === undefined ? undefined : requirePath(name, value);
+function commandOption(name: string, value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || value.trim() === '')
+    throw invalidOption(name, 'a non-empty command', value);
+  return value;
 }
 
 function hookFailed(outcome: HookOutcome): StatesnapError {
@@ -104,8 +107,8 @@ function estimateFrom(previous: CompleteSnapshot | undefined): BackupOptions['es
 export async function snapshot(options: SnapshotOptions): Promise<SnapshotResult> {
   const { repository, waitForLockMs, now, execBefore, execAfter, execTimeoutMs, ...backupOptions } = options;
   const hooks = {
-    before: optionalText('execBefore', execBefore),
-    after: optionalText('execAfter', execAfter),
+    before: commandOption('execBefore', execBefore),
+    after: commandOption('execAfter', execAfter),
     timeoutMs: integerOption('execTimeoutMs', execTimeoutMs, DEFAULT_HOOK_TIMEOUT_MS, 1, 2 ** 31 - 1),
   };
   const given = requirePath('repository', repository);

@@ -1,5 +1,5 @@
-// Walks a tree with lstat, never following a symlink, and reports every entry in order (a directory before
-// its contents): backup plans its copy with it, and verify, inspect and the Oxios backup reader list trees with it.
+// Walks a tree with lstat, never following a symlink, and reports every entry in canonical order (index-order.ts:
+// a directory before its contents, each directory's entries by name, directories in preorder): backup plans its copy with it, and verify, inspect and the Oxios backup reader list trees with it.
 // Names that are not valid UTF-8 are kept byte for byte (protocol.ts says how such paths travel as strings).
 // Synchronous readdir/lstat in bounded slices: an awaited fs.promises.lstat costs ~60 µs per entry, a
 // synchronous one ~5 µs (docs/performance.md); the walk yields to the event loop between slices.
@@ -15,6 +15,7 @@ import {
   readlinkSync,
 } from 'node:fs';
 import { abortError, assert, describeCause, StatesnapError, systemErrorCode } from './errors.js';
+import { compareNames, type RelativePath } from './index-order.js';
 import { CAN_LOCATE_FDS } from './paths.js';
 import {
   clampTimestampNs,
@@ -22,6 +23,7 @@ import {
   type FileOp,
   fsPath,
   nameFromBytes,
+  pathBytes,
   type SkippedKind,
 } from './protocol.js';
 
@@ -44,8 +46,11 @@ export type SkipKind = SkippedKind | 'excluded' | 'reserved';
 /** Receives a tree's entries in order: a directory before anything inside it. */
 export interface EntrySink {
   dir(dir: PlannedDir): void;
-  /** May return a promise to apply backpressure: the stream waits for it. */
-  file(op: FileOp): undefined | Promise<void>;
+  /**
+   * May return a promise to apply backpressure: the stream waits for it. A walk passes the lstat it planned
+   * the file from (what a snapshot's change rule compares).
+   */
+  file(op: FileOp, stats?: BigIntStats): undefined | Promise<void>;
   skip(rel: string, kind: SkipKind): void;
   problem(rel: string, problem: WalkProblem, message: string): void;
 }
@@ -181,7 +186,8 @@ function visitStatted(
     sink.dir(plannedDir(rel, stats));
     return rel;
   }
-  if (kind === 'file') return sink.file({ rel, size: Number(stats.size), dev: stats.dev, ino: stats.ino });
+  if (kind === 'file')
+    return sink.file({ rel, size: Number(stats.size), dev: stats.dev, ino: stats.ino }, stats);
   sink.skip(rel, kind);
   return undefined;
 }
@@ -237,10 +243,11 @@ export async function walk(root: string, options: WalkOptions, sink: EntrySink):
       }
       const listed: ListedDir = { rel: dirRel, path, base };
       const { entries, names } = listing;
-      for (let i = 0; i < entries.length; i++) {
+      const subdirectories: string[] = [];
+      for (const i of canonicalOrder(entries, names)) {
         const entry = entries[i]!;
         const next = visit(entry, names?.[i] ?? (entry.name as string), listed, options, sink);
-        if (typeof next === 'string') pending.push(next);
+        if (typeof next === 'string') subdirectories.push(next);
         else if (next) await next;
         if (++sinceYield >= ENTRIES_PER_SLICE) {
           sinceYield = 0;
@@ -248,10 +255,33 @@ export async function walk(root: string, options: WalkOptions, sink: EntrySink):
           if (options.signal.aborted) throw abortError(options.signal, root);
         }
       }
+      // Popped in name order: directory blocks follow in preorder, as the canonical order has them.
+      for (let i = subdirectories.length - 1; i >= 0; i--) pending.push(subdirectories[i]!);
     } finally {
       closeSync(fd);
     }
   }
+}
+
+/** A name as the canonical order compares it: its text, or its raw bytes when it is not UTF-8. */
+export function orderedName(name: string): RelativePath {
+  return name.isWellFormed() ? name : pathBytes(name);
+}
+
+/**
+ * The positions of a directory's entries in canonical order (by the names' bytes). Linux's readdir, as Node
+ * returns it, is already in that order (libuv sorts with strcmp): that costs one linear check; anything else
+ * is sorted, so the order never depends on libuv.
+ */
+function canonicalOrder(entries: Dirent[] | Dirent<Buffer>[], names: string[] | null): number[] {
+  const keys = entries.map((entry, i) => orderedName(names?.[i] ?? (entry.name as string)));
+  const positions = keys.map((_, i) => i);
+  for (let i = 1; i < keys.length; i++) {
+    if (compareNames(keys[i - 1]!, keys[i]!) >= 0) {
+      return positions.sort((a, b) => compareNames(keys[a]!, keys[b]!));
+    }
+  }
+  return positions;
 }
 
 function sourceUnreadable(root: string, error: unknown): StatesnapError {

@@ -283,19 +283,11 @@ function transfer(
       dest = openDest(task, destPath, attributes.mode, sparse);
       writeContent(dest, content, length);
     } else {
-      dest = openDest(task, destPath, attributes.mode, sparse);
-      const hasher = createHash('sha256');
-      let total = 0;
-      for (;;) {
-        throwIfStopped(stop);
-        const n = readSource(fd, 0, CHUNK_SIZE);
-        if (n === 0) break;
-        total += n;
-        hasher.update(buffer.subarray(0, n));
-        writeContent(dest, buffer, n);
-      }
-      if (total !== size) throw new FileFailure('changed', 'size changed while it was read');
-      digest = hasher.digest('hex');
+      const opened = openDest(task, destPath, attributes.mode, sparse);
+      dest = opened;
+      const read = readAll(fd, stop, (n) => writeContent(opened, buffer, n));
+      if (read.total !== size) throw new FileFailure('changed', 'size changed while it was read');
+      digest = read.digest;
       if (op.hash !== undefined && digest !== op.hash) {
         throw new FileFailure('corrupt', `content hash ${digest} does not match the index (${op.hash})`);
       }
@@ -391,18 +383,31 @@ function identityOf(stat: BigIntStats): { uid: number; gid: number; ino: string;
   };
 }
 
-function readHash(fd: number, op: FileOp, size: number, stop: Int32Array): string {
+/**
+ * Reads an open file to its end in chunks (into the shared buffer), hashing each and handing its length to
+ * `onChunk` before the next read; returns the hash and how many bytes there were.
+ */
+function readAll(
+  fd: number,
+  stop: Int32Array,
+  onChunk?: (length: number) => void,
+): { digest: string; total: number } {
   const hasher = createHash('sha256');
   let total = 0;
   for (;;) {
     throwIfStopped(stop);
-    const n = readSync(fd, buffer, 0, CHUNK_SIZE, null);
+    const n = readSource(fd, 0, CHUNK_SIZE);
     if (n === 0) break;
     total += n;
     hasher.update(buffer.subarray(0, n));
+    onChunk?.(n);
   }
+  return { digest: hasher.digest('hex'), total };
+}
+
+function readHash(fd: number, op: FileOp, size: number, stop: Int32Array): string {
+  const { digest, total } = readAll(fd, stop);
   if (total !== size) throw new FileFailure('corrupt', `read ${total} bytes, the index says ${op.size}`);
-  const digest = hasher.digest('hex');
   if (op.hash !== undefined && digest !== op.hash) {
     throw new FileFailure('corrupt', `content hash ${digest} does not match the index (${op.hash})`);
   }
@@ -528,16 +533,8 @@ function linkFromPrevious(
 
 /** The content hash of an open regular file read to its end, or null if it is not `size` bytes long. */
 function hashOpenFile(fd: number, size: number, stop: Int32Array): string | null {
-  const hasher = createHash('sha256');
-  let total = 0;
-  for (;;) {
-    throwIfStopped(stop);
-    const n = readSource(fd, 0, CHUNK_SIZE);
-    if (n === 0) break;
-    total += n;
-    hasher.update(buffer.subarray(0, n));
-  }
-  return total === size ? hasher.digest('hex') : null;
+  const { digest, total } = readAll(fd, stop);
+  return total === size ? digest : null;
 }
 
 /**

@@ -146,8 +146,8 @@ export class BackupCommand extends BaseCommand {
         "$0 backup --dry-run --exclude '*.md' --include 'seeds/*.md' ./demo/store ./demo/backup-3",
       ],
       [
-        "Back up again, hard-linking every file unchanged since yesterday's backup",
-        '$0 backup --link-dest ./demo/backup-1 ./demo/store ./demo/backup-2',
+        'Back up again, hard-linking every file unchanged since the demo backup instead of copying it',
+        '$0 backup --link-dest ./demo/backup ./demo/store ./demo/backup-4',
       ],
       [
         'Throwaway copy without flushing, into a folder that does not exist yet, machine-readable result',

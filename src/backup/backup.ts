@@ -63,7 +63,10 @@ export interface BackupOptions extends RunOptions<BackupProgress> {
   categories?: string[];
   /** Value of the manifest's `oxios_version`. @default the statesnap version */
   appVersion?: string;
-  /** Replace an existing `dest`, only once the new backup is complete. @default false */
+  /**
+   * Replace the backup statesnap published at `dest`, only once the new backup is complete. Anything else there
+   * (a store, a file, a copy of a backup, a backup moved there, one made by Oxios) is refused. @default false
+   */
   force?: boolean;
   /** Flush the backup to stable storage before it becomes visible. @default true */
   sync?: boolean;
@@ -443,7 +446,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult | Bac
         sync: opts.sync,
         given: opts.dest,
         linkFrom: link?.root ?? null,
-        warn: (path, problem, message) => run.warnings.add(path, problem, message),
+        warnings: run.warnings,
       }),
     );
     const joined: JoinCounts = { removedSinceLinkSource: 0 };

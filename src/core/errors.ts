@@ -20,6 +20,8 @@ const registry = {
   ERR_SOURCE_UNREADABLE: ExitCode.failed,
   ERR_DEST_OVERLAPS_SOURCE: ExitCode.usage,
   ERR_DEST_EXISTS: ExitCode.failed,
+  /** `--force` met something at the destination that is not the backup statesnap published there. */
+  ERR_DEST_NOT_REPLACEABLE: ExitCode.failed,
   ERR_DEST_WRITE: ExitCode.failed,
   /** `--link-dest` names no complete backup, overlaps a tree of the run, or lies on another filesystem. */
   ERR_LINK_DEST_INVALID: ExitCode.failed,

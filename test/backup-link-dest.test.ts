@@ -4,6 +4,7 @@
 // and the refusals of a --link-dest that cannot be linked from.
 
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import {
   chmodSync,
   cpSync,
@@ -21,7 +22,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type BackupProgress, type BackupResult, backup } from '../dist/src/index.js';
+import { type BackupProgress, type BackupResult, backup, restore } from '../dist/src/index.js';
 import {
   expectOneLineError,
   readBackupIndex,
@@ -356,6 +357,48 @@ describe('backup --link-dest', () => {
       expect(progress).toMatchObject({ estimate: 'given', filesTotal: first.files, bytesTotal: first.bytes });
     }
     expect(seen.at(-1)).toMatchObject({ estimate: null, filesTotal: first.files + 1 });
+  });
+});
+
+describe('an index in canonical order', () => {
+  it('is written in canonical order and refused when edited out of it, with a duplicate, or an unlisted parent', async () => {
+    const work = tempDir();
+    await backUp(stores.unchanged, work, 'b1');
+    const b1 = join(work, 'b1');
+    const indexPath = join(b1, '.statesnap', 'index.jsonl');
+    const original = readFileSync(indexPath, 'utf8').trimEnd().split('\n');
+    const paths = original.map((line) => JSON.parse(line).path as string);
+    // Directories first (memory, seeds, lone), each directory's block after, subdirectories in name order.
+    expect(paths.slice(0, 5)).toEqual(['lone', 'memory', 'seeds', 'lone/only.json', 'memory/episodes']);
+    expect(paths.indexOf('memory/facts/item-000.json')).toBeGreaterThan(
+      paths.indexOf('memory/episodes/item-039.json'),
+    );
+    const manifestPath = join(b1, 'manifest.json');
+    const manifest = JSON.parse(readFileSync(manifestPath, 'utf8'));
+    const withIndex = (lines: string[]) => {
+      const text = `${lines.join('\n')}\n`;
+      writeFileSync(indexPath, text);
+      manifest.statesnap.index.entries = lines.length;
+      manifest.statesnap.index.sha256 = createHash('sha256').update(text).digest('hex');
+      writeFileSync(manifestPath, JSON.stringify(manifest));
+    };
+    const swapped = [...original];
+    [swapped[6], swapped[7]] = [swapped[7]!, swapped[6]!];
+    const edits = {
+      'out of order': swapped,
+      duplicate: [...original.slice(0, 7), original[6]!, ...original.slice(7)],
+      'unlisted parent': original.filter((line) => JSON.parse(line).path !== 'memory/facts'),
+    };
+    for (const [edit, lines] of Object.entries(edits)) {
+      withIndex(lines);
+      await expect(restore({ backup: b1, target: join(work, `t-${edit}`) }), edit).rejects.toMatchObject({
+        code: 'ERR_INDEX_INVALID',
+      });
+    }
+    withIndex(original);
+    await expect(restore({ backup: b1, target: join(work, 'restored') })).resolves.toMatchObject({
+      exitCode: 0,
+    });
   });
 });
 

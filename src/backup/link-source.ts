@@ -5,10 +5,10 @@
 import { type BigIntStats, lstatSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { abortError, describeCause, isStatesnapError, StatesnapError } from '../core/errors.js';
-import { type HasPath, OrderViolation, type RelativePath, SortedCursor } from '../core/index-order.js';
+import { type HasPath, OrderViolation, orderedPath, SortedCursor } from '../core/index-order.js';
 import { isWithin } from '../core/paths.js';
 import type { EntrySource } from '../core/pipeline.js';
-import { clampTimestampNs, type FileOp, pathBytes } from '../core/protocol.js';
+import { clampTimestampNs, type FileOp } from '../core/protocol.js';
 import { walk } from '../core/walk.js';
 import { readIndex } from '../format/index-file.js';
 import { formatOf, RESERVED_ROOT_NAMES, type StatesnapExtras } from '../format/manifest.js';
@@ -37,11 +37,6 @@ interface PreviousRecord extends HasPath {
 
 function invalid(given: string, why: string, cause?: unknown): StatesnapError {
   return new StatesnapError('ERR_LINK_DEST_INVALID', `--link-dest ${given} ${why}`, { path: given, cause });
-}
-
-/** The path as the canonical order compares it: text, or its raw bytes where a name is not UTF-8. */
-export function orderedPath(path: string): RelativePath {
-  return path.isWellFormed() ? path : pathBytes(path);
 }
 
 /**
@@ -100,7 +95,11 @@ async function* indexRecords(
   signal: AbortSignal,
 ): AsyncGenerator<PreviousRecord[]> {
   let batch: PreviousRecord[] = [];
-  for await (const line of readIndex(root, { format: 2, ...extras.index }, { refuseCaseCollisions: false })) {
+  for await (const line of readIndex(
+    root,
+    { format: 2, ...extras.index, order: 'canonical' },
+    { refuseCaseCollisions: false },
+  )) {
     if (signal.aborted) throw abortError(signal, root);
     const entry: PreviousEntry =
       line.type === 'file'

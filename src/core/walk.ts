@@ -15,7 +15,7 @@ import {
   readlinkSync,
 } from 'node:fs';
 import { abortError, assert, describeCause, StatesnapError, systemErrorCode } from './errors.js';
-import { compareNames, type RelativePath } from './index-order.js';
+import { compareNames, orderedPath } from './index-order.js';
 import { CAN_LOCATE_FDS } from './paths.js';
 import {
   clampTimestampNs,
@@ -23,7 +23,6 @@ import {
   type FileOp,
   fsPath,
   nameFromBytes,
-  pathBytes,
   type SkippedKind,
 } from './protocol.js';
 
@@ -263,18 +262,13 @@ export async function walk(root: string, options: WalkOptions, sink: EntrySink):
   }
 }
 
-/** A name as the canonical order compares it: its text, or its raw bytes when it is not UTF-8. */
-export function orderedName(name: string): RelativePath {
-  return name.isWellFormed() ? name : pathBytes(name);
-}
-
 /**
  * The positions of a directory's entries in canonical order (by the names' bytes). Linux's readdir, as Node
  * returns it, is already in that order (libuv sorts with strcmp): that costs one linear check; anything else
  * is sorted, so the order never depends on libuv.
  */
 function canonicalOrder(entries: Dirent[] | Dirent<Buffer>[], names: string[] | null): number[] {
-  const keys = entries.map((entry, i) => orderedName(names?.[i] ?? (entry.name as string)));
+  const keys = entries.map((entry, i) => orderedPath(names?.[i] ?? (entry.name as string)));
   const positions = keys.map((_, i) => i);
   for (let i = 1; i < keys.length; i++) {
     if (compareNames(keys[i - 1]!, keys[i]!) >= 0) {

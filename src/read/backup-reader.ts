@@ -108,7 +108,11 @@ class IndexedBackup extends LocalBackup {
     // backup's root directory has them (the backup gave it the source root's mode and mtime).
     const { extras, format } = this;
     sink.dir(extras.root ? recordedDir('', extras.root) : rootDir(lstatSync(this.root, { bigint: true })));
-    for await (const entry of readIndex(this.root, { format, ...extras.index }, options)) {
+    for await (const entry of readIndex(
+      this.root,
+      { format, ...extras.index, order: extras.index_order },
+      options,
+    )) {
       if (signal.aborted) throw abortError(signal, this.root);
       if (entry.type === 'dir') {
         sink.dir(recordedDir(entry.path, entry));

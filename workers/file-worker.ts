@@ -674,7 +674,8 @@ export default function runTask({ task, stop }: WorkerRequest): TaskResult {
       throwIfStopped(stop);
       const outcome = operation(task, op, stop);
       outcomes.push(outcome);
-      if (outcome.ok) bytes += outcome.size;
+      // A hard link writes no data: nothing for the flusher to push out.
+      if (outcome.ok && !outcome.link?.linked) bytes += outcome.size;
       // A destination that cannot be written (ENOSPC, EROFS, EIO) dooms the whole run: stop the batch early.
       if (!outcome.ok && outcome.problem === 'dest-failed') break;
     }

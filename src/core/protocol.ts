@@ -189,7 +189,7 @@ export interface TaskResult {
    * (the stop flag), without an outcome for the file it was working on.
    */
   outcomes: FileOutcome[];
-  /** Bytes of the files done. */
+  /** Bytes of file data written (a hard link writes none). */
   bytes: number;
 }
 

@@ -44,6 +44,7 @@ import {
   fsPath,
   LINK_FALLBACK_CODES,
   linkedFileMismatch,
+  OUT_OF_RESOURCES,
   pathBytes,
   SETID_BITS,
   utimeSeconds,
@@ -72,12 +73,17 @@ let tempCounter = 0;
 type CopySpec = Pick<CopyTask, 'from' | 'to'>;
 
 class FileFailure extends Error {
+  readonly problem: FileProblem;
+
   constructor(
-    readonly problem: FileProblem,
+    problem: FileProblem,
     message: string,
     readonly plain: PlainError | undefined = undefined,
   ) {
     super(message);
+    // Out of descriptors or memory: the process's problem, never the file's (nor the destination's).
+    const code = plain?.code;
+    this.problem = code !== undefined && OUT_OF_RESOURCES.has(code) ? 'no-resources' : problem;
   }
 }
 
@@ -443,17 +449,12 @@ function hashOne(task: HashTask, op: FileOp, stop: Int32Array): FileOutcome {
     } finally {
       closeSync(fd);
     }
-  } catch (error) {
-    if (error instanceof RunStopped) throw error;
-    if (!(error instanceof FileFailure)) {
-      return {
-        ok: false,
-        rel: op.rel,
-        problem: 'unreadable',
-        message: (error as Error).message,
-        cause: toPlainError(error),
-      };
-    }
+  } catch (caught) {
+    if (caught instanceof RunStopped) throw caught;
+    const error =
+      caught instanceof FileFailure
+        ? caught
+        : new FileFailure('unreadable', (caught as Error).message, toPlainError(caught));
     return { ok: false, rel: op.rel, problem: error.problem, message: error.message, cause: error.plain };
   }
 }
@@ -676,8 +677,9 @@ export default function runTask({ task, stop }: WorkerRequest): TaskResult {
       outcomes.push(outcome);
       // A hard link writes no data: nothing for the flusher to push out.
       if (outcome.ok && !outcome.link?.linked) bytes += outcome.size;
-      // A destination that cannot be written (ENOSPC, EROFS, EIO) dooms the whole run: stop the batch early.
-      if (!outcome.ok && outcome.problem === 'dest-failed') break;
+      // A destination that cannot be written (ENOSPC, EROFS, EIO), or a process out of descriptors, dooms
+      // the whole run: stop the batch early.
+      if (!outcome.ok && (outcome.problem === 'dest-failed' || outcome.problem === 'no-resources')) break;
     }
   } catch (error) {
     if (!(error instanceof RunStopped)) throw error;

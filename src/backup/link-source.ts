@@ -158,7 +158,7 @@ async function* treeRecords(root: string, signal: AbortSignal): AsyncGenerator<P
   };
   const walking = walk(
     root,
-    { isExcluded: () => false, reservedRootNames: RESERVED_ROOT_NAMES, signal: walkSignal },
+    { isExcluded: () => false, reservedRootNames: RESERVED_ROOT_NAMES, signal: walkSignal, tree: 'backup' },
     {
       dir: (dir) => {
         if (dir.rel !== '') add(dir.rel, { type: 'dir' });

@@ -21,7 +21,7 @@ import { entryExists, removeTree } from '../core/fs-tree.js';
 import { findStaleSiblings, isAlive, siblingPath } from '../core/siblings.js';
 import { pauseAt } from '../core/test-hooks.js';
 import type { WarningLog } from '../core/warnings.js';
-import { formatZodIssues } from '../format/manifest.js';
+import { formatZodIssues } from '../format/manifest-schema.js';
 
 interface SwapPlan {
   target: string;

@@ -6,15 +6,9 @@ import { createCipheriv } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-export type StoreProfile = 'oxios' | 'oxios-small' | 'tiny-files' | 'large-files' | 'demo';
+import { STORE_PROFILES, type StoreProfile } from './profiles.js';
 
-export const STORE_PROFILES: readonly StoreProfile[] = [
-  'oxios',
-  'oxios-small',
-  'tiny-files',
-  'large-files',
-  'demo',
-];
+export { STORE_PROFILES, type StoreProfile } from './profiles.js';
 
 export interface GenerateOptions {
   /** Which kind of store to generate. */

@@ -2,7 +2,7 @@
 // only when this command runs, so no other command (`statesnap backup`) loads it or tinybench.
 
 import { Command } from 'clipanion';
-import { STORE_PROFILES } from '../../demo/generator.js';
+import { STORE_PROFILES } from '../../demo/profiles.js';
 import { BaseCommand } from '../base-command.js';
 import { CASE_IDS } from '../bench-cases.js';
 import { choiceOption, integerOption, pathOption, positiveNumberOption, textOption } from '../options.js';

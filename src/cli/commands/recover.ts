@@ -1,7 +1,7 @@
 // `statesnap recover <target>`: finishes or undoes what a killed restore left beside a target.
 
 import { Command } from 'clipanion';
-import { type RecoverResult, type RecoveryAction, recover } from '../../index.js';
+import type { RecoverResult, RecoveryAction } from '../../index.js';
 import { BaseCommand } from '../base-command.js';
 import { negatableFlag, pathArgument } from '../options.js';
 import { describeWarnings } from '../text.js';
@@ -51,6 +51,7 @@ export class RecoverCommand extends BaseCommand {
   sync = negatableFlag('--sync', 'Do not flush the directory after each rename');
 
   protected async run(): Promise<number> {
+    const { recover } = await import('../../restore/recover.js');
     const result = await recover({
       target: this.target,
       sync: this.sync,

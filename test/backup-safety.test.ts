@@ -10,12 +10,15 @@ import {
   mkdirSync,
   readdirSync,
   readFileSync,
+  renameSync,
   rmSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { formatOwner, thisProcess } from '../dist/src/core/owner.js';
+import { siblingPath } from '../dist/src/core/siblings.js';
 import { generateStore } from '../dist/src/demo/generator.js';
 import { backup } from '../dist/src/index.js';
 import {
@@ -29,20 +32,20 @@ import {
   unmountAll,
 } from './helpers/backup.js';
 import { startPausedCli } from './helpers/pause.js';
-import { deadPid } from './helpers/restore.js';
+import { deadPid, oxiosCopyDirRecursive, writeOxiosManifest } from './helpers/restore.js';
 import {
   CLI,
   cleanup,
   cleanupFixtures,
   createTree,
   dir,
-  expectTree,
   file,
   fingerprintTree,
   fixtureDir,
   isRoot,
   runCli,
   type Tree,
+  type TreePrint,
   tempDir,
 } from './helpers/tree.js';
 
@@ -118,16 +121,25 @@ describe('a destination that overlaps the source is refused before anything is w
   });
 });
 
-/** A previous backup, as far as a new run can tell: a manifest and a file only it has. */
-const OLD_BACKUP: Tree = {
-  'manifest.json': file('{"version":1,"old":true}'),
-  'old-only.json': file('from the previous backup'),
-};
+/** Things at a destination that are not a backup. */
+const NOT_BACKUPS: Array<[string, (dest: string) => void]> = [
+  ['a regular file', (dest) => writeFileSync(dest, 'not a backup')],
+  ['a dangling symlink', (dest) => symlinkSync('nowhere', dest)],
+  ['an empty directory', (dest) => mkdirSync(dest)],
+];
 
-async function oldBackup(root: string): Promise<string> {
+/**
+ * A backup statesnap made at `<root>/backup` of an older store (a file only it has, its manifest marked `old`),
+ * and its fingerprint.
+ */
+async function oldBackup(root: string): Promise<{ dest: string; print: TreePrint }> {
+  const store = join(root, 'old-store');
+  await createTree(store, { 'old-only.json': file('from the previous backup') });
   const dest = join(root, 'backup');
-  await createTree(dest, OLD_BACKUP);
-  return dest;
+  await backup({ source: store, dest, sync: false });
+  rmSync(store, { recursive: true });
+  writeFileSync(join(dest, 'manifest.json'), JSON.stringify({ ...readManifestJson(dest), old: true }));
+  return { dest, print: fingerprintTree(dest) };
 }
 
 /** The one sibling of `dest` whose name says `purpose` (`partial`, `replaced`), as a path. */
@@ -141,7 +153,7 @@ describe('an existing destination', () => {
   it('is refused without --force: exit 1, ERR_DEST_EXISTS, untouched', async () => {
     const root = tempDir();
     const source = await smallStore(root);
-    const dest = await oldBackup(root);
+    const { dest } = await oldBackup(root);
     const before = fingerprintTree(root);
     const run = await runCli(['backup', source, dest]);
     expect(run.exitCode).toBe(1);
@@ -150,11 +162,7 @@ describe('an existing destination', () => {
     expect(fingerprintTree(root)).toEqual(before);
   });
 
-  it.each([
-    ['a regular file', (dest: string) => writeFileSync(dest, 'not a backup')],
-    ['a dangling symlink', (dest: string) => symlinkSync('nowhere', dest)],
-    ['an empty directory', (dest: string) => mkdirSync(dest)],
-  ])('is refused when it is %s', async (_name, make) => {
+  it.each(NOT_BACKUPS)('is refused when it is %s', async (_name, make) => {
     const root = tempDir();
     const source = await smallStore(root);
     const dest = join(root, 'backup');
@@ -167,7 +175,7 @@ describe('an existing destination', () => {
   it('is replaced with --force: old content gone, new backup complete, no siblings left', async () => {
     const root = tempDir();
     const source = await smallStore(root);
-    const dest = await oldBackup(root);
+    const { dest } = await oldBackup(root);
     const run = await runCli(['backup', '--force', '--json', source, dest]);
     expect(run.exitCode).toBe(0);
     expect(JSON.parse(run.stdout).replacedExisting).toBe(true);
@@ -178,23 +186,10 @@ describe('an existing destination', () => {
     expect(siblingsOf(dest)).toEqual([]);
   });
 
-  it('--force replaces a dangling symlink or a file at dest too', async () => {
-    const root = tempDir();
-    const source = await smallStore(root);
-    for (const make of [(p: string) => symlinkSync('nowhere', p), (p: string) => writeFileSync(p, 'x')]) {
-      const dest = join(root, `backup-${readdirSync(root).length}`);
-      make(dest);
-      const result = await backup({ source, dest, force: true, sync: false });
-      expect(result.replacedExisting).toBe(true);
-      expectBackupConsistent(dest);
-      expect(siblingsOf(dest)).toEqual([]);
-    }
-  });
-
   it('--force keeps the old backup whole until the new one is complete, then swaps it in', async () => {
     const root = tempDir();
     const source = await smallStore(root);
-    const dest = await oldBackup(root);
+    const { dest, print: oldPrint } = await oldBackup(root);
     const building = ['partial-created', 'copying', 'index-sealed', 'manifest-written', 'before-publish'];
     const running = startPausedCli(
       ['backup', '--force', '--no-sync', source, dest],
@@ -202,7 +197,7 @@ describe('an existing destination', () => {
     );
     for (const point of building) {
       await running.reached(point);
-      expectTree(dest, OLD_BACKUP, `dest at ${point}`);
+      expect(fingerprintTree(dest), `dest at ${point}`).toEqual(oldPrint);
       const partial = siblingFor(dest, 'partial');
       expect(siblingsOf(dest), `siblings at ${point}`).toEqual([basename(partial)]);
       // From the manifest on, the new backup is complete under its temporary name.
@@ -214,12 +209,12 @@ describe('an existing destination', () => {
     const partial = siblingFor(dest, 'partial');
     const replaced = siblingFor(dest, 'replaced');
     expect(existsSync(dest)).toBe(false);
-    expectTree(replaced, OLD_BACKUP);
+    expect(fingerprintTree(replaced)).toEqual(oldPrint);
     expectBackupConsistent(partial);
     running.resume();
     await running.reached('published');
     expectBackupConsistent(dest);
-    expectTree(replaced, OLD_BACKUP);
+    expect(fingerprintTree(replaced)).toEqual(oldPrint);
     expect(siblingsOf(dest)).toEqual([basename(replaced)]);
     running.resume();
     const run = await running.done;
@@ -231,7 +226,7 @@ describe('an existing destination', () => {
   it('a --force run that fails leaves the old backup in place', async (ctx) => {
     const root = tempDir();
     const source = await smallStore(root);
-    const dest = await oldBackup(root);
+    const { dest } = await oldBackup(root);
     const lease = await holdWriteLease(join(source, 'seeds/a.json'));
     if (lease === null) return ctx.skip('python3 or file leases are not available');
     try {
@@ -244,6 +239,107 @@ describe('an existing destination', () => {
     } finally {
       lease.kill();
     }
+  });
+});
+
+describe('--force replaces only a backup statesnap made at that path', () => {
+  /** Runs `backup --force <source> <dest>` and checks it was refused with nothing under `root` changed. */
+  async function expectRefused(root: string, source: string, dest: string): Promise<string> {
+    const before = fingerprintTree(root);
+    const run = await runCli(['backup', '--force', source, dest]);
+    expect(run.exitCode, run.stderr).toBe(1);
+    expectOneLineError(run, 'ERR_DEST_NOT_REPLACEABLE');
+    expect(run.stderr).toContain(dest);
+    expect(fingerprintTree(root)).toEqual(before);
+    return run.stderr;
+  }
+
+  it('the two paths swapped (backup --force <backup> <live store>): refused, the store untouched', async () => {
+    const root = tempDir();
+    const store = await smallStore(root);
+    const backupDir = join(root, 'backup');
+    await backup({ source: store, dest: backupDir, sync: false });
+    await createTree(store, { 'only-in-the-store.json': file('written after the backup') });
+    await expectRefused(root, backupDir, store);
+    expect(readFileSync(join(store, 'only-in-the-store.json'), 'utf8')).toBe('written after the backup');
+  });
+
+  it('a store that Oxios restored from our backup (manifest.json and .statesnap/ copied in): refused', async () => {
+    const root = tempDir();
+    const source = await smallStore(root);
+    const backupDir = join(root, 'backup');
+    await backup({ source, dest: backupDir, sync: false });
+    const store = join(root, 'live');
+    oxiosCopyDirRecursive(backupDir, store);
+    expect(existsSync(join(store, '.statesnap', 'published.json'))).toBe(true);
+    const stderr = await expectRefused(root, source, store);
+    expect(stderr).toContain('a store restored from');
+  });
+
+  it('a backup made by Oxios: refused, saying how to remove it by hand', async () => {
+    const root = tempDir();
+    const source = await smallStore(root);
+    const dest = join(root, 'oxios backup');
+    await createTree(dest, { seeds: { 'a.json': file('{}') } });
+    writeOxiosManifest(dest, [{ name: 'seeds', entry_count: 1 }]);
+    const stderr = await expectRefused(root, source, dest);
+    expect(stderr).toContain(`rm -rf -- '${dest}'`);
+  });
+
+  it.each(NOT_BACKUPS)('%s: refused', async (_name, make) => {
+    const root = tempDir();
+    const source = await smallStore(root);
+    const dest = join(root, 'backup');
+    make(dest);
+    await expectRefused(root, source, dest);
+  });
+
+  it('a symlink to a backup statesnap made: refused (the link is not the backup)', async () => {
+    const root = tempDir();
+    const source = await smallStore(root);
+    await backup({ source, dest: join(root, 'backup'), sync: false });
+    symlinkSync(join(root, 'backup'), join(root, 'link'));
+    await expectRefused(root, source, join(root, 'link'));
+  });
+
+  it('a copy of a backup statesnap made (cp -a), or one moved there from elsewhere (mv): refused', async () => {
+    const root = tempDir();
+    const source = await smallStore(root);
+    await backup({ source, dest: join(root, 'made-here'), sync: false });
+    expect(spawnSync('cp', ['-a', join(root, 'made-here'), join(root, 'copy')]).status).toBe(0);
+    expect(await expectRefused(root, source, join(root, 'copy'))).toContain('published it at');
+    renameSync(join(root, 'made-here'), join(root, 'moved'));
+    expect(await expectRefused(root, source, join(root, 'moved'))).toContain(
+      `published it at ${join(root, 'made-here')} (it was moved or copied here`,
+    );
+    // Moved back to where statesnap published it, it is that backup again.
+    renameSync(join(root, 'moved'), join(root, 'made-here'));
+    expect((await backup({ source, dest: join(root, 'made-here'), force: true })).replacedExisting).toBe(
+      true,
+    );
+  });
+
+  it('a store swapped in at dest while the run copies: refused at publish, the store untouched', async () => {
+    const root = tempDir();
+    const source = await smallStore(root);
+    const dest = join(root, 'backup');
+    await backup({ source: await smallStore(join(root, 'old')), dest, sync: false });
+    const running = startPausedCli(['backup', '--force', '--no-sync', source, dest], ['copying']);
+    await running.reached('copying');
+    // Someone moves the old backup away and puts a live store, with a copy of its record, in its place.
+    renameSync(dest, join(root, 'moved-away'));
+    await createTree(dest, { 'live.json': file('live'), '.statesnap': {} });
+    writeFileSync(
+      join(dest, '.statesnap', 'published.json'),
+      readFileSync(join(root, 'moved-away', '.statesnap', 'published.json')),
+    );
+    const live = fingerprintTree(dest);
+    running.resume();
+    const run = await running.done;
+    expect(run.exitCode, run.stderr).toBe(1);
+    expectOneLineError(run, 'ERR_DEST_NOT_REPLACEABLE');
+    expect(fingerprintTree(dest)).toEqual(live);
+    expect(siblingsOf(dest)).toEqual([]);
   });
 });
 
@@ -314,7 +410,7 @@ describe('a killed backup', () => {
       const running = startPausedCli(['backup', store.source, dest], [point]);
       await running.reached(point);
       const partial = siblingFor(dest, 'partial');
-      expect(basename(partial)).toMatch(new RegExp(`^backup\\.partial-${running.child.pid}-[0-9a-f]{8}$`));
+      expect(basename(partial)).toMatch(new RegExp(`^backup\\.partial-${running.child.pid}-.+-[0-9a-f]{8}$`));
       expect(existsSync(dest)).toBe(false);
       kill.atPause(partial);
       expect((await running.kill()).signal).toBe('SIGKILL');
@@ -322,7 +418,7 @@ describe('a killed backup', () => {
       expect(siblingsOf(dest)).toEqual([basename(partial)]);
 
       // A sibling owned by a live process (this one) is not stale and must be left alone.
-      const live = `backup.partial-${process.pid}-0badc0de`;
+      const live = basename(siblingPath(dest, 'partial'));
       mkdirSync(join(root, live));
       const result = await backup({ source: store.source, dest, sync: false });
       expect(siblingsOf(dest)).toEqual([live]);
@@ -332,35 +428,37 @@ describe('a killed backup', () => {
   }
 
   /** A backup --force over an old backup, killed (kill -9) at `point`. */
-  async function forceKilledAt(point: string): Promise<{ source: string; dest: string }> {
+  async function forceKilledAt(
+    point: string,
+  ): Promise<{ source: string; dest: string; oldPrint: TreePrint }> {
     const root = tempDir();
     const source = await smallStore(root);
-    const dest = await oldBackup(root);
+    const { dest, print: oldPrint } = await oldBackup(root);
     const running = startPausedCli(['backup', '--force', source, dest], [point]);
     await running.reached(point);
     expect((await running.kill()).signal).toBe('SIGKILL');
-    return { source, dest };
+    return { source, dest, oldPrint };
   }
 
   it('kill -9 of --force after the old backup was renamed aside: the next run puts it back', async () => {
-    const { source, dest } = await forceKilledAt('after-rename-aside');
+    const { source, dest, oldPrint } = await forceKilledAt('after-rename-aside');
     expect(existsSync(dest)).toBe(false);
-    expectTree(siblingFor(dest, 'replaced'), OLD_BACKUP);
+    expect(fingerprintTree(siblingFor(dest, 'replaced'))).toEqual(oldPrint);
     expectBackupConsistent(siblingFor(dest, 'partial'));
 
     // Without --force the recovered backup is an existing dest: refused, but put back and cleaned.
     const run = await runCli(['backup', source, dest]);
     expect(run.exitCode).toBe(1);
     expectOneLineError(run, 'ERR_DEST_EXISTS');
-    expectTree(dest, OLD_BACKUP);
+    expect(fingerprintTree(dest)).toEqual(oldPrint);
     expect(siblingsOf(dest)).toEqual([]);
   });
 
   it('kill -9 of --force once the new backup is in place: the next run removes the old one', async () => {
-    const { source, dest } = await forceKilledAt('published');
+    const { source, dest, oldPrint } = await forceKilledAt('published');
     const published = fingerprintTree(dest);
     expectBackupConsistent(dest);
-    expectTree(siblingFor(dest, 'replaced'), OLD_BACKUP);
+    expect(fingerprintTree(siblingFor(dest, 'replaced'))).toEqual(oldPrint);
 
     const run = await runCli(['backup', source, dest]);
     expect(run.exitCode).toBe(1);
@@ -384,6 +482,33 @@ describe('a killed backup', () => {
     expectOneLineError(run, 'ERR_DEST_EXISTS');
     expect(readFileSync(join(dest, 'old.json'), 'utf8')).toBe('old');
     expect(siblingsOf(dest)).toEqual([]);
+  });
+
+  it('leftovers whose owner’s pid now belongs to another process are cleaned; a container’s are kept', async () => {
+    const root = tempDir();
+    const source = await smallStore(root);
+    const dest = join(root, 'backup');
+    const me = thisProcess();
+    // pid 1 runs, but not since the start time recorded: the killed run had pid 1 in another life.
+    const reused = formatOwner({ ...me, pid: 1, start: '1' });
+    const aside = `${dest}.replaced-${reused}-0123abcd`;
+    await backup({ source: await smallStore(join(root, 'old')), dest, sync: false });
+    renameSync(dest, aside);
+    const stalePartial = `${dest}.partial-${reused}-89abcdef`;
+    await createTree(stalePartial, { 'half.json': file('half') });
+    // Another pid namespace of this boot (a container sharing the folder) cannot be judged from here.
+    const elsewhere = `${dest}.partial-${formatOwner({ ...me, pidNs: '1' })}-01234567`;
+    mkdirSync(elsewhere);
+
+    const run = await runCli(['backup', '--json', '--force', source, dest]);
+    expect(run.exitCode, run.stderr).toBe(3);
+    const result = JSON.parse(run.stdout);
+    expect(result.replacedExisting).toBe(true); // the backup put back was replaced: it was made there
+    expect(result.warnings.list).toEqual([
+      { path: elsewhere, problem: 'leftover-kept', message: expect.stringContaining('another container') },
+    ]);
+    expect(siblingsOf(dest)).toEqual([basename(elsewhere)]);
+    expectBackupConsistent(dest);
   });
 });
 

@@ -136,6 +136,21 @@ describe('names that are not valid UTF-8', () => {
     );
   });
 
+  it('a backup or restored target holding them is removed whole when replaced (--force, --no-keep)', async () => {
+    const root = tempDir();
+    const store = makeStore(root);
+    const dest = join(root, 'backup');
+    await backup({ source: store, dest, sync: false });
+    const again = await backup({ source: store, dest, force: true, sync: false });
+    expect(again.replacedExisting).toBe(true);
+    const target = join(root, 'target');
+    await restore({ backup: dest, target, sync: false });
+    await restore({ backup: dest, target, keep: false, sync: false });
+    // Nothing is left beside either: the replaced backup and the rollback copy were removed, names and all.
+    expect(readdirSync(root).sort()).toEqual(['backup', 'store', 'target']);
+    expect(fingerprintTree(target)).toEqual(withoutLink(fingerprintTree(store)));
+  });
+
   it('verify reads each of the look-alike files itself: a change to one is reported for that one only', async () => {
     const root = tempDir();
     const store = makeStore(root);

@@ -3,10 +3,12 @@
 // covered, including broken ones; real runs are killed (kill -9) at each of their named points (the test-only
 // pause points stop a run exactly there), checking what the disk holds there and after recovery.
 
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { formatOwner, type Owner, thisProcess } from '../dist/src/core/owner.js';
+import { siblingPath } from '../dist/src/core/siblings.js';
 import { generateStore } from '../dist/src/demo/generator.js';
 import { backup, recover, restore } from '../dist/src/index.js';
 import { startPausedCli } from './helpers/pause.js';
@@ -23,7 +25,24 @@ import {
   tempDir,
 } from './helpers/tree.js';
 
-afterEach(cleanup);
+const children: ChildProcess[] = [];
+afterEach(() => {
+  for (const child of children.splice(0)) child.kill('SIGKILL');
+  cleanup();
+});
+
+/** A process that is not statesnap, and its start time (field 22 of /proc/<pid>/stat). */
+function otherProcess(): { pid: number; start: string } {
+  const child = spawn('sleep', ['60'], { stdio: 'ignore' });
+  children.push(child);
+  const stat = readFileSync(`/proc/${child.pid}/stat`, 'latin1');
+  return { pid: child.pid!, start: stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]! };
+}
+
+/** An owner record as this statesnap writes it: this process, with `change` applied. */
+function owner(change: Partial<Owner>): string {
+  return formatOwner({ ...thisProcess(), ...change });
+}
 
 interface Swap {
   root: string;
@@ -37,16 +56,19 @@ interface Swap {
 
 /**
  * The trees a replace restore has beside its target while it swaps: the old target, a complete staging tree,
- * and the journal naming both (as `restore` writes it), owned by `pid`. `stage` moves them to where a kill
- * would have left them.
+ * and the journal naming both (as `restore` writes it), owned by `owner` (a token as owner.ts writes it; by
+ * default a process that has exited), or by `pid` alone as statesnap 0.1 wrote it. `stage` moves them to
+ * where a kill would have left them.
  */
 async function swapState(
   stage: 'journal-written' | 'target-moved-aside' | 'staging-moved-in',
-  options: { pid?: number; keep?: boolean } = {},
+  options: { owner?: string; pid?: number; keep?: boolean } = {},
 ): Promise<Swap> {
   const root = tempDir();
   const target = join(root, 'target');
   const pid = options.pid ?? deadPid();
+  const recordedOwner =
+    options.pid === undefined ? { version: 2, owner: options.owner ?? owner({ pid }) } : { version: 1, pid };
   const staging = join(root, `target.staging-${pid}-0123abcd`);
   const rollback = join(root, 'target.pre-restore-2026-11-23T10-00-00.000Z');
   await createTree(target, { 'old.json': file('old state'), sub: { 'o.md': file('o') } });
@@ -58,8 +80,7 @@ async function swapState(
     journal,
     `${JSON.stringify({
       tool: 'statesnap',
-      version: 1,
-      pid,
+      ...recordedOwner,
       staging: `target.staging-${pid}-0123abcd`,
       rollback: 'target.pre-restore-2026-11-23T10-00-00.000Z',
       keep: options.keep ?? true,
@@ -122,7 +143,7 @@ describe('recover: a swap killed between its steps is finished from the journal'
   });
 
   it('a journal whose owner is alive: ERR_TARGET_BUSY for recover and restore, nothing touched', async () => {
-    const swap = await swapState('target-moved-aside', { pid: process.pid });
+    const swap = await swapState('target-moved-aside', { owner: owner({}) });
     const backupDir = join(swap.root, 'backup');
     await createTree(join(swap.root, 'store'), { 'third.json': file('third state') });
     await backup({ source: join(swap.root, 'store'), dest: backupDir });
@@ -168,16 +189,107 @@ describe('recover: a swap killed between its steps is finished from the journal'
     const root = tempDir();
     const target = join(root, 'target');
     await createTree(target, { 'a.json': file('a') });
-    const dead = join(root, `target.staging-${deadPid()}-00000000`);
-    const live = join(root, `target.staging-${process.pid}-11111111`);
-    await createTree(dead, { 'x.json': file('x') });
-    await createTree(live, { 'y.json': file('y') });
+    const dead = join(root, `target.staging-${owner({ pid: deadPid() })}-00000000`);
+    const live = siblingPath(target, 'staging');
+    // statesnap 0.1's names: a pid that has exited, and pid 1 for a tree made before this machine booted.
+    const olderDead = join(root, `target.staging-${deadPid()}-22222222`);
+    const olderBeforeBoot = join(root, 'target.staging-1-33333333');
+    for (const path of [dead, live, olderDead, olderBeforeBoot])
+      await createTree(path, { 'x.json': file('x') });
+    utimesSync(olderBeforeBoot, 86_400, 86_400);
     const result = await recover({ target });
-    expect(result.actions).toEqual([{ action: 'removed-stale', path: dead }]);
-    expect(restoreSiblings(target)).toEqual([`target.staging-${process.pid}-11111111`]);
+    expect(result.actions.sort((a, b) => a.path.localeCompare(b.path))).toEqual(
+      [dead, olderDead, olderBeforeBoot].sort().map((path) => ({ action: 'removed-stale', path })),
+    );
+    expect(result.exitCode).toBe(0);
+    expect(restoreSiblings(target)).toEqual([basename(live)]);
     const nothing = await runCli(['recover', join(root, 'elsewhere')]);
     expect(nothing).toMatchObject({ exitCode: 0 });
     expect(nothing.stdout).toContain('nothing to recover');
+  });
+});
+
+describe('recover: the owner of a journal is its process, not just its pid', () => {
+  it('a journal of statesnap 0.1 (pid alone) whose pid is reused after a reboot: the swap is finished', async () => {
+    // pid 1 runs, but has run only since this machine booted, long after the journal was written.
+    const swap = await swapState('target-moved-aside', { pid: 1 });
+    utimesSync(swap.journal, 86_400, 86_400);
+    const run = await runCli(['recover', '--json', swap.target]);
+    expect(run.exitCode, run.stderr).toBe(0);
+    expect(JSON.parse(run.stdout).actions).toEqual([{ action: 'swapped-in', path: swap.target }]);
+    expect(fingerprintTree(swap.target)).toEqual(swap.newPrint);
+  });
+
+  it.each([
+    ['pid 1', () => ({ pid: 1, start: '1' })],
+    ['a process this test started', () => ({ ...otherProcess(), start: '1' })],
+  ])(
+    'the pid runs, as %s with another start time: the owner is gone, the swap is finished',
+    async (_name, make) => {
+      const swap = await swapState('target-moved-aside', { owner: owner(make()) });
+      const result = await recover({ target: swap.target });
+      expect(result.actions).toEqual([{ action: 'swapped-in', path: swap.target }]);
+      expect(fingerprintTree(swap.target)).toEqual(swap.newPrint);
+      expect(restoreSiblings(swap.target)).toEqual([basename(swap.rollback)]);
+    },
+  );
+
+  it('the owner runs (its pid and its start time): ERR_TARGET_BUSY naming it and the way on, nothing touched', async () => {
+    const running = otherProcess();
+    const swap = await swapState('target-moved-aside', { owner: owner(running) });
+    const before = fingerprintTree(swap.root);
+    const run = await runCli(['recover', swap.target]);
+    expect(run).toMatchObject({ exitCode: 1, stdout: '' });
+    expect(run.stderr).toContain('[ERR_TARGET_BUSY]');
+    expect(run.stderr).toContain(`pid ${running.pid} (started `);
+    expect(run.stderr).toContain(`statesnap recover ${swap.target}`);
+    // --break-lock never overrides an owner shown to be running.
+    await expect(recover({ target: swap.target, breakLock: true })).rejects.toMatchObject({
+      code: 'ERR_TARGET_BUSY',
+    });
+    expect(fingerprintTree(swap.root)).toEqual(before);
+  });
+
+  it.each([
+    ['another container (pid namespace) of this boot', { pidNs: '1' }, 'another container'],
+    ['another machine', { host: '00000000', boot: '00000000' }, 'another machine'],
+  ])(
+    '%s cannot be judged: ERR_TARGET_BUSY with --break-lock as the way on, which finishes the swap',
+    async (_name, change, where) => {
+      const swap = await swapState('target-moved-aside', { owner: owner({ ...change, pid: deadPid() }) });
+      const backupDir = join(swap.root, 'backup');
+      await createTree(join(swap.root, 'store'), { 'third.json': file('third state') });
+      await backup({ source: join(swap.root, 'store'), dest: backupDir });
+      const before = fingerprintTree(swap.root);
+      const refused = await runCli(['recover', swap.target]);
+      expect(refused).toMatchObject({ exitCode: 1, stdout: '' });
+      expect(refused.stderr).toContain('[ERR_TARGET_BUSY]');
+      expect(refused.stderr).toContain(where);
+      expect(refused.stderr).toContain(`statesnap recover --break-lock ${swap.target}`);
+      await expect(restore({ backup: backupDir, target: swap.target })).rejects.toMatchObject({
+        code: 'ERR_TARGET_BUSY',
+      });
+      expect(fingerprintTree(swap.root)).toEqual(before);
+      const broken = await runCli(['recover', '--break-lock', '--json', swap.target]);
+      expect(broken.exitCode, broken.stderr).toBe(0);
+      expect(JSON.parse(broken.stdout).actions).toEqual([{ action: 'swapped-in', path: swap.target }]);
+      expect(fingerprintTree(swap.target)).toEqual(swap.newPrint);
+    },
+  );
+
+  it('a staging tree of another container is kept with a warning, and removed with --break-lock', async () => {
+    const root = tempDir();
+    const target = join(root, 'target');
+    const elsewhere = join(root, `target.staging-${owner({ pidNs: '1' })}-44444444`);
+    await createTree(elsewhere, { 'x.json': file('x') });
+    const kept = await runCli(['recover', '--json', target]);
+    expect(kept.exitCode).toBe(3);
+    expect(JSON.parse(kept.stdout).warnings.list).toEqual([
+      { path: elsewhere, problem: 'leftover-kept', message: expect.stringContaining('--break-lock') },
+    ]);
+    const removed = await recover({ target, breakLock: true });
+    expect(removed.actions).toEqual([{ action: 'removed-stale', path: elsewhere }]);
+    expect(restoreSiblings(target)).toEqual([]);
   });
 });
 
@@ -292,8 +404,8 @@ describe('kill -9 of a real restore at each of its points', () => {
         expect(view.rollback).toBeUndefined();
         expect(view.journal).toEqual({
           tool: 'statesnap',
-          version: 1,
-          pid: expect.any(Number),
+          version: 2,
+          owner: expect.any(String),
           staging: basename(view.staging!),
           rollback: expect.stringMatching(/^target\.pre-restore-/),
           keep: true,

@@ -7,11 +7,13 @@ import { dirname, join } from 'node:path';
 import { assert, describeCause, isStatesnapError, StatesnapError, systemErrorCode } from '../core/errors.js';
 import { Flusher } from '../core/flush.js';
 import { applyDirectoryAttributes, entryExists, removeTree } from '../core/fs-tree.js';
+import { shellQuote } from '../core/paths.js';
 import type { Destination, FileFailed, FileWritten } from '../core/pipeline.js';
 import { type FileOp, fsPath, type ReadSpec, type TaskResult, type WorkerTask } from '../core/protocol.js';
-import { findStaleSiblings, siblingPath } from '../core/siblings.js';
+import { findSiblings, siblingPath } from '../core/siblings.js';
 import { pauseAt } from '../core/test-hooks.js';
 import type { PlannedDir, SkipKind } from '../core/walk.js';
+import type { WarningLog } from '../core/warnings.js';
 import { IndexWriter } from '../format/index-file.js';
 import {
   INDEX_FILE,
@@ -22,6 +24,7 @@ import {
   type RootRecord,
   serializeManifest,
 } from '../format/manifest.js';
+import { whyNotReplaceable, writePublishedRecord } from './published-record.js';
 
 export interface BackupWriter extends Destination {
   /** Where the backup appears once committed. */
@@ -41,6 +44,8 @@ export interface LocalTreeOptions {
   sync: boolean;
   /** The location as the user gave it, for messages. */
   given: string;
+  /** Where leftovers of other runs that are kept (or cannot be removed) are reported. */
+  warnings: WarningLog;
 }
 
 function destWriteError(path: string, error: unknown): StatesnapError {
@@ -51,28 +56,61 @@ function destWriteError(path: string, error: unknown): StatesnapError {
   });
 }
 
+function notReplaceable(dest: string, reason: string): StatesnapError {
+  return new StatesnapError(
+    'ERR_DEST_NOT_REPLACEABLE',
+    `--force replaces only a backup statesnap made at ${dest}, and ${reason}; if you no longer need it, ` +
+      `remove it by hand (rm -rf -- ${shellQuote(dest)}) and run again`,
+    { path: dest },
+  );
+}
+
 /**
- * Cleans what a killed backup left beside `dest`: an unfinished tree is removed; a previous backup that was
- * renamed aside for `--force` is put back if the new one never arrived, removed otherwise.
+ * Cleans what killed backups left beside `dest`: an unfinished tree is removed; a previous backup that was
+ * renamed aside for `--force` is put back if the new one never arrived, removed otherwise. What may belong to
+ * a run elsewhere (another container or machine), or cannot be removed, is kept and reported: it never stops
+ * this backup, whose own names are new.
  */
-function cleanStaleBackupSiblings(dest: string): void {
-  for (const sibling of findStaleSiblings(dest, ['partial', 'replaced'])) {
-    if (sibling.purpose === 'replaced' && !entryExists(dest)) renameSync(sibling.path, dest);
-    else removeTree(sibling.path);
+function cleanBackupSiblings(dest: string, warnings: WarningLog): void {
+  for (const sibling of findSiblings(dest, ['partial', 'replaced'])) {
+    if (sibling.owner === 'running') continue;
+    if (sibling.owner === 'unknown') {
+      warnings.add(
+        sibling.path,
+        'leftover-kept',
+        `kept: left by ${sibling.ownerText}, which cannot be checked from here; remove it by hand if no statesnap backup to ${dest} runs there`,
+      );
+      continue;
+    }
+    try {
+      if (sibling.purpose === 'replaced' && !entryExists(dest)) renameSync(sibling.path, dest);
+      else removeTree(sibling.path);
+    } catch (error) {
+      warnings.add(
+        sibling.path,
+        'leftover-kept',
+        `cannot remove what a killed backup left: ${describeCause(error)}`,
+      );
+    }
   }
 }
 
-/** Refuses an existing `dest` unless `force`; returns whether one exists (and would be replaced). */
+/**
+ * Refuses an existing `dest` unless `force` and it is a backup statesnap published there; returns whether one
+ * exists (and would be replaced).
+ */
 export function checkDestination(dest: string, options: Pick<LocalTreeOptions, 'force' | 'given'>): boolean {
-  const exists = entryExists(dest);
-  if (exists && !options.force) {
+  if (!entryExists(dest)) return false;
+  if (!options.force) {
     throw new StatesnapError(
       'ERR_DEST_EXISTS',
       `destination ${options.given} already exists (use --force to replace it)`,
       { path: options.given },
     );
   }
-  return exists;
+  const reason = whyNotReplaceable(dest);
+  if (reason !== null) throw notReplaceable(dest, reason);
+  return true;
 }
 
 /** What the index (or, for the root, the manifest) records about a directory of the source. */
@@ -86,17 +124,18 @@ export class LocalTreeWriter implements BackupWriter {
   readonly location: string;
   readonly #partial: string;
   readonly #force: boolean;
+  readonly #warnings: WarningLog;
   readonly #index: IndexWriter;
   readonly #flusher: Flusher;
   // Directory modes and mtimes are applied after their contents, at commit.
   readonly #dirs: PlannedDir[] = [];
 
   /**
-   * Cleans what killed runs left beside `dest`, refuses an existing `dest` unless `force`, and starts the
-   * partial tree with its index. A failure here leaves nothing behind.
+   * Cleans what killed runs left beside `dest`, refuses an existing `dest` unless `force` and it is a backup
+   * statesnap published there, and starts the partial tree with its index. A failure here leaves nothing behind.
    */
   static open(dest: string, options: LocalTreeOptions): LocalTreeWriter {
-    cleanStaleBackupSiblings(dest);
+    cleanBackupSiblings(dest, options.warnings);
     checkDestination(dest, options);
     const partial = siblingPath(dest, 'partial');
     try {
@@ -115,6 +154,7 @@ export class LocalTreeWriter implements BackupWriter {
     this.location = dest;
     this.#partial = partial;
     this.#force = options.force;
+    this.#warnings = options.warnings;
     this.#index = index;
     this.#flusher = new Flusher(partial, options.sync);
   }
@@ -187,6 +227,7 @@ export class LocalTreeWriter implements BackupWriter {
 
   async commit(manifest: Manifest): Promise<{ replacedExisting: boolean }> {
     try {
+      writePublishedRecord(this.#partial, this.location);
       writeFileSync(join(this.#partial, MANIFEST_FILE), serializeManifest(manifest), {
         flag: 'wx',
         mode: 0o644,
@@ -201,8 +242,9 @@ export class LocalTreeWriter implements BackupWriter {
 
   /**
    * Flushes the finished tree and renames it to its location. With `force`, an existing backup there is first
-   * renamed aside and removed only after the new one is in place. Without it, one that appeared since `open`
-   * (another run finished first) is refused, never replaced. Returns whether a backup was replaced.
+   * renamed aside (and checked there: what was checked is what is replaced) and removed only after the new one
+   * is in place. Without it, one that appeared since `open` (another run finished first) is refused, never
+   * replaced. Returns whether a backup was replaced.
    */
   async #publish(): Promise<boolean> {
     const dest = this.location;
@@ -220,21 +262,41 @@ export class LocalTreeWriter implements BackupWriter {
       if (this.#force && entryExists(dest)) {
         replaced = siblingPath(dest, 'replaced');
         renameSync(dest, replaced);
+        const reason = whyNotReplaceable(replaced, dest);
+        if (reason !== null) throw notReplaceable(dest, reason);
         pauseAt?.('after-rename-aside');
       }
       renameSync(this.#partial, dest);
       this.#flusher.syncDirectory(dirname(dest));
       pauseAt?.('published');
     } catch (error) {
-      if (replaced !== null && !entryExists(dest)) renameSync(replaced, dest);
+      if (replaced !== null) this.#putBack(replaced);
+      if (isStatesnapError(error)) throw error;
       throw new StatesnapError(
         'ERR_DEST_WRITE',
         `cannot move the finished backup to ${dest}: ${describeCause(error)}`,
         { path: dest, cause: error },
       );
     }
-    if (replaced !== null) removeTree(replaced);
+    if (replaced !== null) {
+      try {
+        removeTree(replaced);
+      } catch (error) {
+        this.#warnings.add(
+          replaced,
+          'leftover-kept',
+          `cannot remove the previous backup, moved aside: ${describeCause(error)}; the next backup to ${dest} tries again`,
+        );
+      }
+    }
     return replaced !== null;
+  }
+
+  /** Puts a backup renamed aside back at the location; if that fails, the next run does it (it is a stale sibling). */
+  #putBack(replaced: string): void {
+    try {
+      if (!entryExists(this.location)) renameSync(replaced, this.location);
+    } catch {}
   }
 
   // Anything not already explained is an I/O failure on our side of the copy (index, manifest, rename).
@@ -245,6 +307,11 @@ export class LocalTreeWriter implements BackupWriter {
   async abandon(): Promise<void> {
     await this.#flusher.settle();
     this.#index.abandon();
-    removeTree(this.#partial);
+    try {
+      removeTree(this.#partial);
+    } catch {
+      // The error that failed the run is the one to report; a partial tree of a dead run is removed by the
+      // next backup to this location.
+    }
   }
 }

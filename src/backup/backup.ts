@@ -61,7 +61,10 @@ export interface BackupOptions extends RunOptions<BackupProgress> {
   categories?: string[];
   /** Value of the manifest's `oxios_version`. @default the statesnap version */
   appVersion?: string;
-  /** Replace an existing `dest`, only once the new backup is complete. @default false */
+  /**
+   * Replace the backup statesnap published at `dest`, only once the new backup is complete. Anything else there
+   * (a store, a file, a copy of a backup, a backup moved there, one made by Oxios) is refused. @default false
+   */
   force?: boolean;
   /** Flush the backup to stable storage before it becomes visible. @default true */
   sync?: boolean;
@@ -372,7 +375,12 @@ export async function backup(options: BackupOptions): Promise<BackupResult | Bac
     if (opts.dryRun) return planBackup(run, opts, paths, started);
     makeParents(paths.missingParents, SOURCE_AND_DESTINATION);
     const writer = run.adopt(
-      LocalTreeWriter.open(dest, { force: opts.force, sync: opts.sync, given: opts.dest }),
+      LocalTreeWriter.open(dest, {
+        force: opts.force,
+        sync: opts.sync,
+        given: opts.dest,
+        warnings: run.warnings,
+      }),
     );
     // One instant for both: the start a later snapshot's racy check compares source timestamps with.
     const startedAt = Date.now();

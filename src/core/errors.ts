@@ -20,6 +20,8 @@ const registry = {
   ERR_SOURCE_UNREADABLE: ExitCode.failed,
   ERR_DEST_OVERLAPS_SOURCE: ExitCode.usage,
   ERR_DEST_EXISTS: ExitCode.failed,
+  /** `--force` met something at the destination that is not the backup statesnap published there. */
+  ERR_DEST_NOT_REPLACEABLE: ExitCode.failed,
   ERR_DEST_WRITE: ExitCode.failed,
   ERR_FILE_UNREADABLE: ExitCode.failed,
   ERR_ABORTED: ExitCode.interrupted,

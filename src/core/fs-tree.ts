@@ -2,17 +2,23 @@
 // directories their recorded attributes after their contents are written.
 
 import {
+  chmodSync,
   closeSync,
   constants,
   fchmodSync,
   fchownSync,
+  fstatSync,
   futimesSync,
   lstatSync,
   openSync,
+  readdirSync,
   readlinkSync,
-  rmSync,
+  rmdirSync,
+  unlinkSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { systemErrorCode } from './errors.js';
+import { CAN_LOCATE_FDS } from './paths.js';
 import { fsPath, utimeSeconds, type WriteSpec } from './protocol.js';
 import type { PlannedDir } from './walk.js';
 
@@ -73,7 +79,101 @@ export function applyDirectoryAttributes(
   }
 }
 
-/** Removes a tree statesnap made (a partial backup, a staging tree, a replaced backup); gone already is fine. */
+/** A removal failure retold about the path a person knows, not the /proc/self/fd path it was made through. */
+class RemovalError extends Error {
+  readonly code: string | undefined;
+  readonly syscall: string | undefined;
+  readonly path: string;
+
+  constructor(error: unknown, shown: string) {
+    const { code, syscall } = error as NodeJS.ErrnoException;
+    super(`${(error as Error).message.split(', ')[0]}, ${syscall ?? 'remove'} '${shown}'`, { cause: error });
+    this.code = code;
+    this.syscall = syscall;
+    this.path = shown;
+  }
+}
+
+/**
+ * Opens a directory of a tree being removed and makes it ours alone: owner rwx, nothing for anyone else, so
+ * its entries can be unlinked even when the backup gave it 0555, and nobody else can swap one while we work.
+ * Returns null when it is not a directory (any more).
+ */
+function openForRemoval(handle: string | Buffer): number | null {
+  let fd: number;
+  try {
+    fd = openSync(handle, OPEN_DIR);
+  } catch (error) {
+    const code = systemErrorCode(error);
+    if (code === 'ENOTDIR' || code === 'ELOOP') return null;
+    if (code !== 'EACCES') throw error;
+    // No read permission (mode 0300, 0000): only a chmod by name helps. The parent was made ours alone before
+    // it was listed, so nobody else can have swapped the name for a link since the open failed on a directory.
+    chmodSync(handle, 0o700);
+    fd = openSync(handle, OPEN_DIR);
+  }
+  if ((fstatSync(fd).mode & 0o7777) !== 0o700) {
+    try {
+      fchmodSync(fd, 0o700);
+    } catch (error) {
+      // Not ours to change (another user's folder in a rollback copy): remove what its mode allows.
+      if (systemErrorCode(error) !== 'EPERM') {
+        closeSync(fd);
+        throw error;
+      }
+    }
+  }
+  return fd;
+}
+
+/**
+ * Removes whatever is at `handle`: a directory with everything in it, or a file, link or special file. Names
+ * are listed as bytes, so a name that is not UTF-8 is removed too.
+ */
+function removeEntry(handle: string | Buffer, shown: string, isDirectory: boolean): void {
+  try {
+    if (!isDirectory) {
+      try {
+        unlinkSync(handle);
+        return;
+      } catch (error) {
+        // Listed as a file but a directory now (or unlink of a directory on macOS): remove it as one.
+        if (systemErrorCode(error) !== 'EISDIR' && systemErrorCode(error) !== 'EPERM') throw error;
+      }
+    }
+    const fd = openForRemoval(handle);
+    if (fd === null) {
+      unlinkSync(handle);
+      return;
+    }
+    try {
+      // Entries are reached through the open descriptor, so a directory renamed or swapped for a symlink while
+      // we work is never followed out of the tree (the rm -r race). Without /proc the names are all there is.
+      const dir = Buffer.concat([
+        Buffer.from(CAN_LOCATE_FDS ? `/proc/self/fd/${fd}` : handle),
+        Buffer.from('/'),
+      ]);
+      for (const entry of readdirSync(dir, { withFileTypes: true, encoding: 'buffer' })) {
+        removeEntry(Buffer.concat([dir, entry.name]), `${shown}/${entry.name}`, entry.isDirectory());
+      }
+    } finally {
+      closeSync(fd);
+    }
+    rmdirSync(handle);
+  } catch (error) {
+    if (error instanceof RemovalError) throw error;
+    if (systemErrorCode(error) === 'ENOENT') return;
+    throw new RemovalError(error, shown);
+  }
+}
+
+/**
+ * Removes a tree statesnap made or owns (a partial backup, a staging tree, a replaced backup, a rollback copy);
+ * gone already is fine. Read-only directories, which a backup or a restore keeps from the source, are made
+ * writable on the way down, as `rm -r` run by their non-root owner would not. Throws the first system error
+ * that stops it (EPERM for an immutable file, EBUSY for a mount point, ...), naming the path.
+ */
 export function removeTree(path: string): void {
-  rmSync(path, { recursive: true, force: true, maxRetries: 2 });
+  const stats = lstatSync(path, { throwIfNoEntry: false });
+  if (stats !== undefined) removeEntry(path, path, stats.isDirectory());
 }

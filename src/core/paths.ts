@@ -1,5 +1,5 @@
 // Where an operation's two trees are, checked before any I/O: real paths resolved once, and a tree that is
-// written refused when it overlaps the tree that is read.
+// written refused when it overlaps the tree that is read. And how a path is written in a printed command.
 
 import { type BigIntStats, existsSync, mkdirSync, realpathSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
@@ -179,4 +179,10 @@ function statIfExists(path: string): BigIntStats | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Quotes an argument for a POSIX shell only when it needs it, so printed commands stay readable. */
+export function shellQuote(arg: string): string {
+  if (/^[\w@%+=:,./-]+$/.test(arg)) return arg;
+  return `'${arg.replace(/'/g, `'\\''`)}'`;
 }

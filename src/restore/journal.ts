@@ -6,10 +6,10 @@ import {
   closeSync,
   fsyncSync,
   linkSync,
+  lstatSync,
   openSync,
   readFileSync,
   renameSync,
-  rmSync,
   unlinkSync,
   writeSync,
 } from 'node:fs';
@@ -18,7 +18,16 @@ import { z } from 'zod';
 import { describeCause, StatesnapError, systemErrorCode } from '../core/errors.js';
 import { Flusher } from '../core/flush.js';
 import { entryExists, removeTree } from '../core/fs-tree.js';
-import { findStaleSiblings, isAlive, siblingPath } from '../core/siblings.js';
+import {
+  describeOwner,
+  formatOwner,
+  legacyOwnerState,
+  type OwnerState,
+  ownerState,
+  parseOwner,
+  thisProcess,
+} from '../core/owner.js';
+import { findSiblings, fixedSiblingPath, isSiblingName, siblingPath } from '../core/siblings.js';
 import { pauseAt } from '../core/test-hooks.js';
 import type { WarningLog } from '../core/warnings.js';
 import { formatZodIssues } from '../format/manifest-schema.js';
@@ -43,24 +52,36 @@ export interface RecoveryAction {
   path: string;
 }
 
-const JournalSchema = z.strictObject({
+const swapFields = {
   tool: z.literal('statesnap'),
-  version: z.literal(1),
-  pid: z.number().int().positive(),
   /** Names, not paths: a journal can only ever point at siblings of its target. */
   staging: z.string(),
   rollback: z.string(),
   keep: z.boolean(),
-});
+};
+
+const JournalSchema = z.discriminatedUnion('version', [
+  // Who owns the swap, as owner.ts writes it: a pid is reused after a reboot or in a new container.
+  z.strictObject({ ...swapFields, version: z.literal(2), owner: z.string() }),
+  // statesnap 0.1 named the owner by its pid alone.
+  z.strictObject({ ...swapFields, version: z.literal(1), pid: z.number().int().positive() }),
+]);
 
 function journalPath(target: string): string {
-  return `${target}.restore-journal`;
+  return fixedSiblingPath(target, '.restore-journal');
 }
 
 /** `<target>.pre-restore-<UTC timestamp>`, unique beside the target. */
 export function rollbackPathFor(target: string, now = new Date()): string {
-  const base = `${target}.pre-restore-${now.toISOString().replace(/[:]/g, '-')}`;
-  return entryExists(base) ? `${base}-${process.pid}` : base;
+  const stamp = now.toISOString().replace(/[:]/g, '-');
+  const path = fixedSiblingPath(target, `.pre-restore-${stamp}`);
+  return entryExists(path) ? fixedSiblingPath(target, `.pre-restore-${stamp}-${process.pid}`) : path;
+}
+
+/** Whether the restore that wrote a journal may still run, and who it is, for messages. */
+export interface JournalOwner {
+  state: OwnerState;
+  text: string;
 }
 
 function recoveryNeeded(target: string, message: string, cause?: unknown): StatesnapError {
@@ -70,7 +91,7 @@ function recoveryNeeded(target: string, message: string, cause?: unknown): State
   });
 }
 
-function readJournal(target: string): { plan: SwapPlan; pid: number } | null {
+function readJournal(target: string): { plan: SwapPlan; owner: JournalOwner } | null {
   const path = journalPath(target);
   let text: string;
   try {
@@ -94,21 +115,33 @@ function readJournal(target: string): { plan: SwapPlan; pid: number } | null {
     throw recoveryNeeded(target, `restore journal ${path} is invalid (${formatZodIssues(parsed.error)})`);
   }
   const journal = parsed.data;
-  const name = basename(target);
-  for (const [sibling, prefix] of [
-    [journal.staging, `${name}.staging-`],
-    [journal.rollback, `${name}.pre-restore-`],
+  for (const [sibling, suffix] of [
+    [journal.staging, '.staging-'],
+    [journal.rollback, '.pre-restore-'],
   ] as const) {
-    if (!sibling.startsWith(prefix) || sibling.includes('/') || sibling.includes('\0')) {
+    if (!isSiblingName(target, sibling, suffix)) {
       throw recoveryNeeded(
         target,
         `restore journal ${path} names ${JSON.stringify(sibling)}, not a sibling of the target`,
       );
     }
   }
+  let owner: JournalOwner;
+  if (journal.version === 2) {
+    const recorded = parseOwner(journal.owner);
+    if (recorded === null) {
+      throw recoveryNeeded(target, `restore journal ${path} is invalid (owner: not an owner record)`);
+    }
+    owner = { state: ownerState(recorded), text: describeOwner(recorded) };
+  } else {
+    owner = {
+      state: legacyOwnerState(journal.pid, lstatSync(path).mtimeMs),
+      text: `pid ${journal.pid} (recorded by an older statesnap)`,
+    };
+  }
   const dir = dirname(target);
   return {
-    pid: journal.pid,
+    owner,
     plan: {
       target,
       staging: join(dir, journal.staging),
@@ -118,12 +151,35 @@ function readJournal(target: string): { plan: SwapPlan; pid: number } | null {
   };
 }
 
-function busy(target: string, pid: number): StatesnapError {
-  return new StatesnapError(
-    'ERR_TARGET_BUSY',
-    `target ${target} is being restored by another statesnap process (pid ${pid})`,
-    { path: target },
-  );
+function busy(target: string, owner: JournalOwner | null): StatesnapError {
+  const recover = `statesnap recover ${target}`;
+  const message =
+    owner === null
+      ? `target ${target} is being restored by another statesnap process; wait for it to finish`
+      : owner.state === 'running'
+        ? `target ${target} is being restored by another statesnap process, ${owner.text}; wait for it to ` +
+          `finish, or stop it and run \`${recover}\``
+        : `target ${target} may be being restored by statesnap ${owner.text}, which cannot be checked from ` +
+          `here; if no statesnap process is restoring it, run \`statesnap recover --break-lock ${target}\``;
+  return new StatesnapError('ERR_TARGET_BUSY', message, { path: target });
+}
+
+/**
+ * Refuses (ERR_TARGET_BUSY) to touch `target` while the restore that owns its journal may still run: when it
+ * runs, or when it cannot be judged from here (another container or machine) unless `breakLock` says a person
+ * knows it does not. Returns when the owner is gone.
+ */
+export function refuseLiveOwner(target: string, owner: JournalOwner, breakLock: boolean): void {
+  if (owner.state === 'running' || (owner.state === 'unknown' && !breakLock)) throw busy(target, owner);
+}
+
+/** The owner of the journal another run holds, or null if it cannot be read (it may have just finished). */
+function journalOwnerIfReadable(target: string): JournalOwner | null {
+  try {
+    return readJournal(target)?.owner ?? null;
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -135,8 +191,8 @@ function writeJournal(plan: SwapPlan, sync: boolean, syncDirectory: (dir: string
   const temp = siblingPath(plan.target, 'journal');
   const journal: z.infer<typeof JournalSchema> = {
     tool: 'statesnap',
-    version: 1,
-    pid: process.pid,
+    version: 2,
+    owner: formatOwner(thisProcess()),
     staging: basename(plan.staging),
     rollback: basename(plan.rollback),
     keep: plan.keep,
@@ -151,7 +207,7 @@ function writeJournal(plan: SwapPlan, sync: boolean, syncDirectory: (dir: string
     }
     linkSync(temp, path);
   } catch (error) {
-    if (systemErrorCode(error) === 'EEXIST') throw busy(plan.target, readJournal(plan.target)?.pid ?? 0);
+    if (systemErrorCode(error) === 'EEXIST') throw busy(plan.target, journalOwnerIfReadable(plan.target));
     throw new StatesnapError(
       'ERR_TARGET_WRITE',
       `cannot write restore journal ${path}: ${describeCause(error)}`,
@@ -161,7 +217,11 @@ function writeJournal(plan: SwapPlan, sync: boolean, syncDirectory: (dir: string
       },
     );
   } finally {
-    rmSync(temp, { force: true });
+    try {
+      unlinkSync(temp);
+    } catch {
+      // Gone already, or left for the next run, which removes a dead run's journal temp file.
+    }
   }
   syncDirectory(dirname(path));
 }
@@ -233,7 +293,7 @@ export function swapIn(
   try {
     writeJournal(plan, sync, syncDirectory);
   } catch (error) {
-    removeTree(plan.staging);
+    removeOwnStaging(plan.staging);
     throw error;
   }
   pauseAt?.('journal-written');
@@ -259,7 +319,7 @@ export function swapIn(
         error,
       );
     }
-    removeTree(plan.staging);
+    removeOwnStaging(plan.staging);
     throw new StatesnapError(
       'ERR_TARGET_WRITE',
       `cannot swap the restored tree into ${plan.target}: ${describeCause(error)}`,
@@ -274,18 +334,61 @@ export function interruptedRestoreOf(target: string): boolean {
 }
 
 /**
+ * Removes this run's staging tree on its failure path. The error that failed the run is the one to report: a
+ * tree that cannot be removed now is a dead run's staging tree to the next restore or recover, which removes it.
+ */
+export function removeOwnStaging(staging: string): void {
+  try {
+    removeTree(staging);
+  } catch {}
+}
+
+export interface RecoverTargetOptions {
+  sync: boolean;
+  warnings: WarningLog;
+  /** A person says the owner of the journal and of the staging trees, which cannot be judged from here, is gone. */
+  breakLock: boolean;
+}
+
+/** Removes the staging trees and journal temp files of runs that are gone; reports the ones it must keep. */
+function removeLeftovers(target: string, options: RecoverTargetOptions, actions: RecoveryAction[]): void {
+  for (const sibling of findSiblings(target, ['staging', 'journal'])) {
+    if (sibling.owner === 'running') continue;
+    if (sibling.owner === 'unknown' && !options.breakLock) {
+      options.warnings.add(
+        sibling.path,
+        'leftover-kept',
+        `kept: left by statesnap ${sibling.ownerText}, which cannot be checked from here; if no statesnap ` +
+          `process is restoring ${target}, run \`statesnap recover --break-lock ${target}\``,
+      );
+      continue;
+    }
+    try {
+      removeTree(sibling.path);
+      actions.push({ action: 'removed-stale', path: sibling.path });
+    } catch (error) {
+      options.warnings.add(
+        sibling.path,
+        'leftover-kept',
+        `cannot remove what a killed restore left: ${describeCause(error)}`,
+      );
+    }
+  }
+}
+
+/**
  * What a killed restore left beside `target`: a journalled swap is finished (the staging tree it names is
  * complete and flushed, so it is swapped in; without it the rollback copy is put back), and staging trees
- * and journal temp files whose owner died are removed. Rollback copies are kept: they are the user's.
+ * and journal temp files whose owner is gone are removed. Rollback copies are kept: they are the user's.
  */
-export function recoverTarget(target: string, sync: boolean, warnings: WarningLog): RecoveryAction[] {
+export function recoverTarget(target: string, options: RecoverTargetOptions): RecoveryAction[] {
   const actions: RecoveryAction[] = [];
   const journal = readJournal(target);
   if (journal) {
-    if (isAlive(journal.pid)) throw busy(target, journal.pid);
-    const flusher = new Flusher(dirname(target), sync);
+    refuseLiveOwner(target, journal.owner, options.breakLock);
+    const flusher = new Flusher(dirname(target), options.sync);
     try {
-      advance(journal.plan, (dir) => flusher.syncDirectory(dir), actions, warnings);
+      advance(journal.plan, (dir) => flusher.syncDirectory(dir), actions, options.warnings);
     } catch (error) {
       if (error instanceof StatesnapError) throw error;
       throw recoveryNeeded(
@@ -295,9 +398,6 @@ export function recoverTarget(target: string, sync: boolean, warnings: WarningLo
       );
     }
   }
-  for (const sibling of findStaleSiblings(target, ['staging', 'journal'])) {
-    removeTree(sibling.path);
-    actions.push({ action: 'removed-stale', path: sibling.path });
-  }
+  removeLeftovers(target, options, actions);
   return actions;
 }

@@ -5,14 +5,14 @@ import { mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { throwIfAborted } from '../core/errors.js';
 import { Flusher } from '../core/flush.js';
-import { applyDirectoryAttributes, entryExists, removeTree } from '../core/fs-tree.js';
+import { applyDirectoryAttributes, entryExists } from '../core/fs-tree.js';
 import type { FileFailed } from '../core/pipeline.js';
 import { type FileOp, fsPath, type ReadSpec, type TaskResult, type WorkerTask } from '../core/protocol.js';
 import { siblingPath } from '../core/siblings.js';
 import { pauseAt } from '../core/test-hooks.js';
 import type { PlannedDir } from '../core/walk.js';
 import type { WarningLog } from '../core/warnings.js';
-import { rollbackPathFor, swapIn } from './journal.js';
+import { removeOwnStaging, rollbackPathFor, swapIn } from './journal.js';
 import {
   type AttributeRules,
   fileWriteFailed,
@@ -133,6 +133,6 @@ export class ReplaceTarget implements RestoreTarget {
   async abandon(): Promise<void> {
     if (this.#swapping) return;
     await this.#flusher.settle();
-    removeTree(this.#staging);
+    removeOwnStaging(this.#staging);
   }
 }

@@ -321,7 +321,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult | 
     if (opts.dryRun) return planRestore(run, reader, paths, opts, report, started);
     makeParents(paths.missingParents, SOURCE_AND_DESTINATION);
     // A restore of this target that was killed is finished (or undone) before anything else looks at it.
-    const recovered = recoverTarget(target, opts.sync, run.warnings);
+    const recovered = recoverTarget(target, { sync: opts.sync, warnings: run.warnings, breakLock: false });
     const targetExisted = inspectTarget(target, opts.mode);
     // Merging into nothing is a replace: there is nothing to keep, and the replace path is atomic.
     const merge = opts.mode === 'merge' && targetExisted;

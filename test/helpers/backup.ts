@@ -58,7 +58,12 @@ export function listEntries(root: string, rel = ''): Map<string, Stats> {
   return out;
 }
 
-const OWN_FILES = new Set(['manifest.json', '.statesnap', '.statesnap/index.jsonl']);
+const OWN_FILES = new Set([
+  'manifest.json',
+  '.statesnap',
+  '.statesnap/index.jsonl',
+  '.statesnap/published.json',
+]);
 
 /**
  * The invariant of every backup: the manifest validates, the index's line count and sha256 are the ones the

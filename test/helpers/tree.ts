@@ -422,6 +422,37 @@ export function startCli(args: readonly string[], options: CliOptions = {}): Run
   return collect(child, options.timeoutMs);
 }
 
+/** The user the permission tests run statesnap as: nobody, without groups or capabilities. */
+export const UNPRIVILEGED_UID = 65534;
+
+/**
+ * Starts the built binary as an unprivileged user: as root through setpriv (root bypasses the permission
+ * checks these tests are about); a test run that is itself unprivileged (`npm run test:unprivileged`) runs
+ * it directly. Its trees must belong to that user (`giveToUnprivileged`).
+ */
+export function startCliUnprivileged(args: readonly string[], options: CliOptions = {}): RunningCli {
+  if (!isRoot) return startCli(args, options);
+  const id = String(UNPRIVILEGED_UID);
+  const drop = [`--reuid=${id}`, `--regid=${id}`, '--clear-groups', '--inh-caps=-all'];
+  const child = spawn('setpriv', [...drop, process.execPath, CLI, ...args], {
+    cwd: options.cwd,
+    env: cliEnv(options.env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return collect(child, options.timeoutMs);
+}
+
+export function runCliUnprivileged(args: readonly string[], options: CliOptions = {}): Promise<CliRun> {
+  return startCliUnprivileged(args, options).done;
+}
+
+/** Hands `path` (recursively) to the unprivileged user; a no-op when the tests already run as one. */
+export function giveToUnprivileged(path: string): void {
+  if (!isRoot) return;
+  const run = spawnSync('chown', ['-R', `${UNPRIVILEGED_UID}:${UNPRIVILEGED_UID}`, path]);
+  if (run.status !== 0) throw new Error(`chown ${path} failed: ${run.stderr}`);
+}
+
 function collect(
   child: ChildProcess & { stdout: Readable; stderr: Readable },
   timeoutMs = 60_000,

@@ -92,12 +92,14 @@ export class BackupCommand extends BaseCommand {
 
       The backup is built beside \`dest\` under a temporary name and renamed into place only once every file
       and the manifest are written and flushed: an interrupted run never leaves a \`dest\` that looks complete.
+      \`--force\` replaces only a backup statesnap published at \`dest\` itself (not a copy, not a backup moved
+      there, not a store or a file), and only once the new one is complete.
       \`--dry-run\` walks the source and checks \`dest\` the same way and reports what would be copied, skipped
       and replaced, writing nothing.
 
       Exit codes: 0 ok, 1 failed (no backup made), 2 usage error, 3 completed with warnings (files that
-      vanished, changed while read or could not be read), 130 interrupted (SIGINT),
-      143 terminated (SIGTERM).
+      vanished, changed while read or could not be read, or leftovers of other runs kept), 130 interrupted
+      (SIGINT), 143 terminated (SIGTERM).
     `,
     examples: [
       ['Back up the demo store into a new backup', '$0 backup ./demo/store ./demo/backup-2'],
@@ -144,7 +146,7 @@ export class BackupCommand extends BaseCommand {
   );
   appVersion = textOption('--app-version', 'version', "The manifest's oxios_version (default: statesnap's)");
   threads = threadsOption();
-  force = flag('--force', 'Replace an existing dest, once the new backup is complete');
+  force = flag('--force', 'Replace the backup statesnap made at dest, once the new one is complete');
   dryRun = flag('--dry-run,-n', 'Report what would be copied, skipped and replaced; write nothing');
   mkpath = flag('--mkpath', 'Create the missing parent directories of dest');
   sync = negatableFlag('--sync', 'Do not flush to disk before publishing (for throwaway copies)');

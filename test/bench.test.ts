@@ -225,13 +225,18 @@ describe.skipIf(noScratch !== null)(`a fresh ext4 by default as root (${noScratc
   ];
 
   it('measures on a journaled ext4 made for the run, records it, and removes it after', () => {
-    const run = runBench([...demoRun(join(tempDir(), 'results')), '--json']);
+    const outDir = join(tempDir(), 'results');
+    const run = runBench([...demoRun(outDir), '--json']);
     expect(run.exitCode, run.stderr).toBe(0);
     const result = JSON.parse(run.stdout) as BenchResult;
     expect(result.machine.filesystem).toMatchObject({ type: 'ext4', journal: true });
     expect(result.machine.scratch?.inodes).toBeGreaterThan(result.store.files + result.store.dirs);
     const scratch = announcedScratch(run.stderr);
     expect(result.store.path.startsWith(`${scratch.dir}/`)).toBe(true);
+    const [markdown] = readdirSync(outDir).filter((name) => name.endsWith('.md'));
+    expect(readFileSync(join(outDir, markdown!), 'utf8')).toContain(
+      'ext4 (rw,relatime) with a journal, made fresh for this run on a loop-mounted sparse image',
+    );
     expect(isMounted(scratch.dir)).toBe(false);
     expect(existsSync(scratch.image)).toBe(false);
   });

@@ -3,7 +3,16 @@
 // the temporary directory (an ext4 without a journal scans its inode tables after big deletions).
 
 import { execFileSync } from 'node:child_process';
-import { closeSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  ftruncateSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import type { StoreBounds } from '../src/demo/generator.js';
@@ -35,7 +44,9 @@ export function scratchUnavailableReason(): string | null {
   if (process.platform !== 'linux') return `not Linux (${process.platform})`;
   if (process.getuid?.() !== 0) return 'not running as root';
   const missing = ['mkfs.ext4', 'losetup', 'mount', 'umount'].filter((tool) => which(tool) === null);
-  return missing.length === 0 ? null : `${missing.join(', ')} not found`;
+  if (missing.length > 0) return `${missing.join(', ')} not found`;
+  // A container may run as root without loop devices.
+  return existsSync('/dev/loop-control') ? null : 'no loop devices (/dev/loop-control)';
 }
 
 /** The image's size and inode count for a store within `bounds`: every file rounded up to whole blocks. */

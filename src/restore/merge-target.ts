@@ -13,6 +13,7 @@ import { type FileOp, fsPath, type ReadSpec, type TaskResult, type WorkerTask } 
 import type { PlannedDir } from '../core/walk.js';
 import {
   type AttributeRules,
+  explainTargetError,
   fileWriteFailed,
   type RestoreTarget,
   targetInvalid,
@@ -115,7 +116,7 @@ export class MergeTarget implements RestoreTarget {
   }
 
   explain(error: unknown): unknown {
-    return targetWriteError(this.#target, error);
+    return explainTargetError(error, this.#target, [this.#target]);
   }
 
   async abandon(): Promise<void> {

@@ -15,6 +15,7 @@ import type { WarningLog } from '../core/warnings.js';
 import { removeOwnStaging, rollbackPathFor, swapIn } from './journal.js';
 import {
   type AttributeRules,
+  explainTargetError,
   fileWriteFailed,
   type RestoreTarget,
   targetWriteError,
@@ -70,7 +71,7 @@ export class ReplaceTarget implements RestoreTarget {
     try {
       mkdirSync(this.#staging, { mode: 0o700 });
     } catch (error) {
-      throw targetWriteError(this.#staging, error);
+      throw targetWriteError(this.#target, error); // the cause names the staging tree
     }
     this.#caseInsensitive = isCaseInsensitive(this.#staging);
     pauseAt?.('staging-created');
@@ -127,7 +128,7 @@ export class ReplaceTarget implements RestoreTarget {
   }
 
   explain(error: unknown): unknown {
-    return targetWriteError(this.#staging, error);
+    return explainTargetError(error, this.#target, [this.#staging, this.#target]);
   }
 
   async abandon(): Promise<void> {

@@ -62,11 +62,14 @@ function toPlainError(error: unknown): PlainError {
   return { code: e.code, message: e.message, syscall: e.syscall, path: e.path };
 }
 
-/** Where the kernel says an open fd really lives, so a parent directory swapped for a symlink is caught. */
+/**
+ * Where the kernel says an open fd really lives, so a parent directory swapped for a symlink is caught. A
+ * directory may be `root` itself.
+ */
 function assertConfined(fd: number, root: string | null, what: string): void {
   if (root === null) return;
   const actual = readlinkSync(`/proc/self/fd/${fd}`);
-  if (!actual.startsWith(root === '/' ? '/' : `${root}/`)) {
+  if (actual !== root && !actual.startsWith(root === '/' ? '/' : `${root}/`)) {
     throw new FileFailure(
       'escaped',
       `${what} resolved outside ${root} (to ${actual}): a path component was swapped`,
@@ -137,34 +140,69 @@ interface OpenDest {
   fd: number;
   /** The file this open created: the destination itself, or a temp file beside it (`replace`). */
   createdPath: string;
-  tempPath: string | null;
+  /** Where the temp file is renamed to (`replace`), or null when the destination was created in place. */
+  finalPath: string | null;
+  /** The destination's directory, held open while a confined write goes through it (closed: null). */
+  dirFd: number | null;
   /** The umask left the wanted mode intact, so no fchmod is needed. */
   modeSet: boolean;
 }
 
-/** Opens a destination for writing; `replace` goes through a temp file beside it so nothing is ever torn. */
-function openDest(task: CopyTask, destPath: string, mode: number): OpenDest {
-  const tempPath =
-    task.to.writeMode === 'replace'
-      ? join(
-          dirname(destPath),
-          `.${basename(destPath)}.statesnap-${process.pid}-${threadId}-${tempCounter++}.tmp`,
-        )
-      : null;
+// O_NOFOLLOW on a directory refuses only a symlink as its last component; the kernel's path of the opened
+// descriptor tells whether an earlier one was swapped.
+const OPEN_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+
+/**
+ * Opens the directory a confined write goes into and checks where it really is. The file is then created
+ * and renamed through `/proc/self/fd/<n>/` (the opened directory itself, as openat/renameat would), so a
+ * directory swapped for a symlink afterwards never makes anything appear outside the target.
+ */
+function openDestDir(path: string, confineTo: string): number {
   let fd: number;
   try {
-    fd = openSync(tempPath ?? destPath, OPEN_DEST, mode);
+    fd = openSync(path, OPEN_DIR);
   } catch (error) {
-    throw new FileFailure('dest-failed', `cannot create: ${(error as Error).message}`, toPlainError(error));
+    throw new FileFailure(
+      'dest-failed',
+      `cannot open directory ${path}: ${(error as Error).message}`,
+      toPlainError(error),
+    );
   }
   try {
-    assertConfined(fd, task.to.confineTo, 'destination');
+    assertConfined(fd, confineTo, `directory ${path}`);
   } catch (error) {
     closeSync(fd);
-    unlinkSync(tempPath ?? destPath);
     throw error instanceof FileFailure ? new FileFailure('dest-failed', error.message) : error;
   }
-  return { fd, createdPath: tempPath ?? destPath, tempPath, modeSet: (mode & ~umask) === mode };
+  return fd;
+}
+
+/** A `replace` write's temp file: short and of bounded length, so it fits wherever the final name fits. */
+function tempName(): string {
+  return `.statesnap-${process.pid}-${threadId}-${tempCounter++}.tmp`;
+}
+
+/** Opens a destination for writing; `replace` goes through a temp file beside it so nothing is ever torn. */
+function openDest(task: CopyTask, destPath: string, mode: number): OpenDest {
+  const { confineTo, writeMode } = task.to;
+  const dirFd = confineTo === null ? null : openDestDir(dirname(destPath), confineTo);
+  let createdPath = destPath;
+  let finalPath: string | null = null;
+  if (dirFd !== null || writeMode === 'replace') {
+    const dir = dirFd === null ? dirname(destPath) : `/proc/self/fd/${dirFd}`;
+    finalPath = `${dir}/${basename(destPath)}`;
+    createdPath = writeMode === 'replace' ? `${dir}/${tempName()}` : finalPath;
+    if (createdPath === finalPath) finalPath = null;
+  }
+  try {
+    const fd = openSync(createdPath, OPEN_DEST, mode);
+    return { fd, createdPath, finalPath, dirFd, modeSet: (mode & ~umask) === mode };
+  } catch (error) {
+    if (dirFd !== null) closeSync(dirFd);
+    // The main thread names the destination; a `/proc/self/fd/<n>/…` path in the message would only confuse.
+    const message = (error as Error).message.replace(/, open '.*'$/, '');
+    throw new FileFailure('dest-failed', `cannot create: ${message}`, toPlainError(error));
+  }
 }
 
 function destFailure(error: unknown): FileFailure {
@@ -221,7 +259,7 @@ function transfer(
     }
     const after = fstatSync(fd, { bigint: true });
     if (!sameContentState(stat, after)) throw new FileFailure('changed', 'was modified while it was read');
-    finishDest(dest, destPath, attributes);
+    finishDest(dest, attributes);
     dest = null;
     return { stat, attributes, hash: digest };
   } catch (error) {
@@ -231,11 +269,19 @@ function transfer(
   }
 }
 
-function finishDest(dest: OpenDest, destPath: string, attributes: CopyAttributes): void {
+function finishDest(dest: OpenDest, attributes: CopyAttributes): void {
   if (!dest.modeSet) fchmodSync(dest.fd, attributes.mode);
   futimesSync(dest.fd, utimeSeconds(attributes.atimeNs), utimeSeconds(attributes.mtimeNs));
   closeSync(dest.fd);
-  if (dest.tempPath) renameSync(dest.tempPath, destPath);
+  if (dest.finalPath) renameSync(dest.createdPath, dest.finalPath);
+  releaseDir(dest);
+}
+
+function releaseDir(dest: OpenDest): void {
+  if (dest.dirFd === null) return;
+  const fd = dest.dirFd;
+  dest.dirFd = null;
+  closeSync(fd);
 }
 
 function abandonDest(dest: OpenDest): void {
@@ -245,6 +291,7 @@ function abandonDest(dest: OpenDest): void {
   try {
     unlinkSync(dest.createdPath);
   } catch {}
+  releaseDir(dest);
 }
 
 function copyOne(task: CopyTask, op: FileOp): FileOutcome {

@@ -1,5 +1,6 @@
-// Helpers for the trees statesnap makes and changes: whether an entry exists, removing a tree, and giving
-// directories their recorded attributes after their contents are written.
+// Helpers for the trees statesnap makes and changes: whether an entry exists, removing a tree, creating
+// directories inside a live tree without leaving it, and giving directories their recorded attributes after
+// their contents are written.
 
 import {
   closeSync,
@@ -7,6 +8,7 @@ import {
   fchmodSync,
   futimesSync,
   lstatSync,
+  mkdirSync,
   openSync,
   readlinkSync,
   rmSync,
@@ -32,6 +34,45 @@ function depth(rel: string): number {
 const OPEN_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 
 /**
+ * Opens directory `path` without following a symlink as its last component and, with `confineTo` (a real
+ * path), refuses one that resolves outside it: an earlier component swapped for a symlink. What is then done
+ * through the descriptor concerns that one directory, wherever the path points meanwhile.
+ */
+function openDirectoryWithin(path: string, confineTo: string | null): number {
+  const fd = openSync(path, OPEN_DIR);
+  if (confineTo === null) return fd;
+  const actual = readlinkSync(`/proc/self/fd/${fd}`);
+  if (actual !== confineTo && !actual.startsWith(`${confineTo}/`)) {
+    closeSync(fd);
+    throw new Error(`${path} resolves outside ${confineTo} (to ${actual}): a path component was swapped`);
+  }
+  return fd;
+}
+
+/**
+ * Creates directory `name` in `parent`. With `confineTo`, through the parent's confined descriptor
+ * (`/proc/self/fd/<n>/<name>` resolves in the opened directory itself, as mkdirat would), so a parent swapped
+ * for a symlink never makes a directory appear outside `confineTo`.
+ */
+export function makeDirectoryWithin(
+  parent: string,
+  name: string,
+  mode: number,
+  confineTo: string | null,
+): void {
+  if (confineTo === null) {
+    mkdirSync(join(parent, name), { mode });
+    return;
+  }
+  const fd = openDirectoryWithin(parent, confineTo);
+  try {
+    mkdirSync(`/proc/self/fd/${fd}/${name}`, { mode });
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
  * Gives every directory its recorded mode and mtime, deepest first: writing into a directory changes its
  * mtime, and a read-only mode set too early would stop its contents from being written (Node's fs.cp does
  * the same in mkDirAndCopy). With `confineTo` (a real path), a directory that resolves outside it (a parent
@@ -44,17 +85,8 @@ export function applyDirectoryAttributes(
 ): void {
   const ordered = [...dirs].sort((a, b) => depth(b.rel) - depth(a.rel));
   for (const dir of ordered) {
-    const path = dir.rel === '' ? root : join(root, dir.rel);
-    const fd = openSync(path, OPEN_DIR);
+    const fd = openDirectoryWithin(dir.rel === '' ? root : join(root, dir.rel), confineTo);
     try {
-      if (confineTo !== null) {
-        const actual = readlinkSync(`/proc/self/fd/${fd}`);
-        if (actual !== confineTo && !actual.startsWith(`${confineTo}/`)) {
-          throw new Error(
-            `${path} resolves outside ${confineTo} (to ${actual}): a path component was swapped`,
-          );
-        }
-      }
       fchmodSync(fd, dir.mode);
       futimesSync(fd, utimeSeconds(dir.atimeNs), utimeSeconds(dir.mtimeNs));
     } finally {

@@ -1,12 +1,12 @@
 // Merge mode, Oxios' behaviour made safe: the backup's files are written over the live target through temp
-// files renamed into place; files only in the target stay. Nothing is written through a symlink found in the
-// target, nor outside it, and nothing at all before every backup file has been checked.
+// files renamed into place; files only in the target stay. Nothing is written or created through a symlink
+// found in the target, nor outside it, and nothing at all before every backup file has been checked.
 
-import { lstatSync, mkdirSync, type Stats } from 'node:fs';
-import { join } from 'node:path';
+import { lstatSync, type Stats } from 'node:fs';
+import { basename, join } from 'node:path';
 import { describeCause } from '../core/errors.js';
 import { Flusher } from '../core/flush.js';
-import { applyDirectoryAttributes } from '../core/fs-tree.js';
+import { applyDirectoryAttributes, makeDirectoryWithin } from '../core/fs-tree.js';
 import { CAN_LOCATE_FDS } from '../core/paths.js';
 import type { FileFailed } from '../core/pipeline.js';
 import type { FileOp, ReadSpec, TaskResult, WorkerTask } from '../core/protocol.js';
@@ -67,8 +67,9 @@ export class MergeTarget implements RestoreTarget {
 
   prepare(): void {
     for (const rel of this.#toCreate) {
+      const parent = rel.slice(0, Math.max(0, rel.lastIndexOf('/')));
       try {
-        mkdirSync(join(this.#target, rel), { mode: 0o700 });
+        makeDirectoryWithin(join(this.#target, parent), basename(rel), 0o700, this.#confineTo);
       } catch (error) {
         throw targetWriteError(join(this.#target, rel), error);
       }

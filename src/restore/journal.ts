@@ -1,6 +1,7 @@
-// The last step of a replace restore and its recovery: a journal written (and flushed) beside the target names
-// the staging tree and the rollback copy, then two renames swap them in (target → rollback, staging → target).
-// A run killed anywhere in between is finished from the journal by the next restore or `statesnap recover`.
+// The per-target lock every restore holds, and the last step of a replace restore and its recovery. The lock is
+// the journal beside the target, created with link() (which fails if one exists); for the swap it is rewritten
+// to name the staging tree and the rollback copy, then two renames swap them in (target → rollback, staging →
+// target). A run killed anywhere in between is finished from the journal by the next restore or `recover`.
 
 import {
   closeSync,
@@ -42,15 +43,26 @@ export interface RecoveryAction {
   path: string;
 }
 
-const JournalSchema = z.strictObject({
+const JournalOwner = {
   tool: z.literal('statesnap'),
   version: z.literal(1),
   pid: z.number().int().positive(),
-  /** Names, not paths: a journal can only ever point at siblings of its target. */
-  staging: z.string(),
-  rollback: z.string(),
-  keep: z.boolean(),
-});
+};
+
+const JournalSchema = z.union([
+  z.strictObject({
+    ...JournalOwner,
+    /** Names, not paths: a journal can only ever point at siblings of its target. */
+    staging: z.string(),
+    rollback: z.string(),
+    keep: z.boolean(),
+  }),
+  // A restore that holds the target with no swap to finish if it dies: a merge (each file is old or new), or
+  // a replace still building its staging tree (debris, removed with the other stale siblings).
+  z.strictObject({ ...JournalOwner, holds: z.enum(['merge', 'replace']) }),
+]);
+
+type Journal = z.infer<typeof JournalSchema>;
 
 function journalPath(target: string): string {
   return `${target}.restore-journal`;
@@ -69,7 +81,7 @@ function recoveryNeeded(target: string, message: string, cause?: unknown): State
   });
 }
 
-function readJournal(target: string): { plan: SwapPlan; pid: number } | null {
+function readJournal(target: string): { plan: SwapPlan | null; pid: number } | null {
   const path = journalPath(target);
   let text: string;
   try {
@@ -93,6 +105,7 @@ function readJournal(target: string): { plan: SwapPlan; pid: number } | null {
     throw recoveryNeeded(target, `restore journal ${path} is invalid (${formatZodIssues(parsed.error)})`);
   }
   const journal = parsed.data;
+  if ('holds' in journal) return { pid: journal.pid, plan: null };
   const name = basename(target);
   for (const [sibling, prefix] of [
     [journal.staging, `${name}.staging-`],
@@ -126,20 +139,17 @@ function busy(target: string, pid: number): StatesnapError {
 }
 
 /**
- * Writes the journal under a temporary name, flushes it and hard-links it into place: the journal is either
- * absent or complete, and the link fails if another restore of the same target holds one.
+ * Writes `journal` under a temporary name, flushes it and moves it into place with `place`: the journal is
+ * either absent or complete. `link` fails if another restore of the same target holds one (ERR_TARGET_BUSY).
  */
-function writeJournal(plan: SwapPlan, sync: boolean, syncDirectory: (dir: string) => void): void {
-  const path = journalPath(plan.target);
-  const temp = siblingPath(plan.target, 'journal');
-  const journal: z.infer<typeof JournalSchema> = {
-    tool: 'statesnap',
-    version: 1,
-    pid: process.pid,
-    staging: basename(plan.staging),
-    rollback: basename(plan.rollback),
-    keep: plan.keep,
-  };
+function writeJournal(
+  target: string,
+  journal: Journal,
+  place: (temp: string, path: string) => void,
+  sync: boolean,
+): void {
+  const path = journalPath(target);
+  const temp = siblingPath(target, 'journal');
   try {
     const fd = openSync(temp, 'wx', 0o600);
     try {
@@ -148,9 +158,9 @@ function writeJournal(plan: SwapPlan, sync: boolean, syncDirectory: (dir: string
     } finally {
       closeSync(fd);
     }
-    linkSync(temp, path);
+    place(temp, path);
   } catch (error) {
-    if (systemErrorCode(error) === 'EEXIST') throw busy(plan.target, readJournal(plan.target)?.pid ?? 0);
+    if (systemErrorCode(error) === 'EEXIST') throw busy(target, readJournal(target)?.pid ?? 0);
     throw new StatesnapError(
       'ERR_TARGET_WRITE',
       `cannot write restore journal ${path}: ${describeCause(error)}`,
@@ -162,7 +172,34 @@ function writeJournal(plan: SwapPlan, sync: boolean, syncDirectory: (dir: string
   } finally {
     rmSync(temp, { force: true });
   }
-  syncDirectory(dirname(path));
+}
+
+/**
+ * The lock a restore holds on its target from its first check to its end, so that no other restore checks or
+ * writes the target meanwhile: a journal that says which mode holds it. A replace hands it to its swap.
+ */
+export class TargetLock {
+  readonly #target: string;
+  #held = true;
+
+  constructor(target: string, mode: 'merge' | 'replace', sync: boolean) {
+    this.#target = target;
+    const journal: Journal = { tool: 'statesnap', version: 1, pid: process.pid, holds: mode };
+    writeJournal(target, journal, linkSync, sync);
+  }
+
+  /** Rewrites the held journal in place (an atomic rename over it): the lock is never free meanwhile. */
+  handOver(journal: Journal, sync: boolean): void {
+    writeJournal(this.#target, journal, renameSync, sync);
+    this.#held = false;
+  }
+
+  /** Frees the target, unless the journal now belongs to a swap (which removes it when it is done). */
+  release(): void {
+    if (!this.#held) return;
+    this.#held = false;
+    rmSync(journalPath(this.#target), { force: true });
+  }
 }
 
 /**
@@ -223,12 +260,24 @@ function advance(
  */
 export function swapIn(
   plan: SwapPlan,
+  lock: TargetLock,
   sync: boolean,
   syncDirectory: (dir: string) => void,
   warnings: WarningLog,
 ): string | null {
   try {
-    writeJournal(plan, sync, syncDirectory);
+    lock.handOver(
+      {
+        tool: 'statesnap',
+        version: 1,
+        pid: process.pid,
+        staging: basename(plan.staging),
+        rollback: basename(plan.rollback),
+        keep: plan.keep,
+      },
+      sync,
+    );
+    syncDirectory(dirname(plan.target));
   } catch (error) {
     removeTree(plan.staging);
     throw error;
@@ -274,16 +323,22 @@ export function recoverTarget(target: string, sync: boolean, warnings: WarningLo
   const journal = readJournal(target);
   if (journal) {
     if (isAlive(journal.pid)) throw busy(target, journal.pid);
-    const flusher = new Flusher(dirname(target), sync);
-    try {
-      advance(journal.plan, (dir) => flusher.syncDirectory(dir), actions, warnings);
-    } catch (error) {
-      if (error instanceof StatesnapError) throw error;
-      throw recoveryNeeded(
-        target,
-        `cannot finish the interrupted restore of ${target}: ${describeCause(error)}`,
-        error,
-      );
+    if (journal.plan === null) {
+      // Its owner died holding the target, with nothing to finish: the lock is free again.
+      rmSync(journalPath(target), { force: true });
+      actions.push({ action: 'removed-stale', path: journalPath(target) });
+    } else {
+      const flusher = new Flusher(dirname(target), sync);
+      try {
+        advance(journal.plan, (dir) => flusher.syncDirectory(dir), actions, warnings);
+      } catch (error) {
+        if (error instanceof StatesnapError) throw error;
+        throw recoveryNeeded(
+          target,
+          `cannot finish the interrupted restore of ${target}: ${describeCause(error)}`,
+          error,
+        );
+      }
     }
   }
   for (const sibling of findStaleSiblings(target, ['staging', 'journal'])) {

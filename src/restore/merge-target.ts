@@ -11,6 +11,7 @@ import { CAN_LOCATE_FDS } from '../core/paths.js';
 import type { FileFailed } from '../core/pipeline.js';
 import type { FileOp, ReadSpec, TaskResult, WorkerTask } from '../core/protocol.js';
 import type { PlannedDir } from '../core/walk.js';
+import { TargetLock } from './journal.js';
 import { fileWriteFailed, type RestoreTarget, targetInvalid, targetWriteError } from './restore-target.js';
 
 /**
@@ -55,14 +56,22 @@ export class MergeTarget implements RestoreTarget {
   readonly #confineTo: string | null;
   readonly #toCreate: string[];
   readonly #flusher: Flusher;
+  readonly #lock: TargetLock;
   readonly #dirs: PlannedDir[] = [];
 
   /** Checks, without writing, that the backup's directories (`dirs`, parents first) can be merged into `target`. */
   constructor(target: string, dirs: readonly PlannedDir[], options: { sync: boolean }) {
     this.#target = target;
     this.#confineTo = CAN_LOCATE_FDS ? target : null;
-    this.#toCreate = checkSkeleton(target, dirs);
     this.#flusher = new Flusher(target, options.sync);
+    // Held from before the checks to the end: no other restore checks or writes the target meanwhile.
+    this.#lock = new TargetLock(target, 'merge', options.sync);
+    try {
+      this.#toCreate = checkSkeleton(target, dirs);
+    } catch (error) {
+      this.#lock.release();
+      throw error;
+    }
   }
 
   prepare(): void {
@@ -99,6 +108,7 @@ export class MergeTarget implements RestoreTarget {
   }
 
   commit(): null {
+    this.#lock.release();
     return null;
   }
 
@@ -108,5 +118,6 @@ export class MergeTarget implements RestoreTarget {
 
   async abandon(): Promise<void> {
     await this.#flusher.settle();
+    this.#lock.release();
   }
 }

@@ -11,7 +11,7 @@ import type { FileOp, ReadSpec, TaskResult, WorkerTask } from '../core/protocol.
 import { siblingPath } from '../core/siblings.js';
 import type { PlannedDir } from '../core/walk.js';
 import type { WarningLog } from '../core/warnings.js';
-import { rollbackPathFor, swapIn } from './journal.js';
+import { rollbackPathFor, swapIn, TargetLock } from './journal.js';
 import { fileWriteFailed, type RestoreTarget, targetWriteError } from './restore-target.js';
 
 /**
@@ -44,6 +44,7 @@ export class ReplaceTarget implements RestoreTarget {
   readonly #warnings: WarningLog;
   readonly #flusher: Flusher;
   readonly #dirs: PlannedDir[] = [];
+  readonly #lock: TargetLock;
   #caseInsensitive = true;
   // From the swap on, the journal owns the staging tree: a failure there leaves it for recovery.
   #swapping = false;
@@ -54,6 +55,7 @@ export class ReplaceTarget implements RestoreTarget {
     this.#options = options;
     this.#warnings = warnings;
     this.#flusher = new Flusher(this.#staging, options.sync);
+    this.#lock = new TargetLock(target, 'replace', options.sync);
   }
 
   get refuseCaseCollisions(): boolean {
@@ -109,6 +111,7 @@ export class ReplaceTarget implements RestoreTarget {
         rollback: rollbackPathFor(this.#target),
         keep: this.#options.keep,
       },
+      this.#lock,
       this.#options.sync,
       (dir) => this.#flusher.syncDirectory(dir),
       this.#warnings,
@@ -120,8 +123,10 @@ export class ReplaceTarget implements RestoreTarget {
   }
 
   async abandon(): Promise<void> {
-    if (this.#swapping) return;
-    await this.#flusher.settle();
-    removeTree(this.#staging);
+    if (!this.#swapping) {
+      await this.#flusher.settle();
+      removeTree(this.#staging);
+    }
+    this.#lock.release();
   }
 }

@@ -1,13 +1,25 @@
-// A merge writes into a live target: names as long as the filesystem allows restore (the temp names fit too),
-// and nothing is ever created outside the target, even while a target directory is swapped for a symlink.
+// A merge cannot be undone, so it checks every path of the backup against the live target before its first
+// write (types, name lengths, permissions it can tell) and refuses with the target byte for byte as it was;
+// and it never creates anything outside the target, even while a target directory is swapped for a symlink.
 
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isStatesnapError, restore } from '../dist/src/index.js';
-import { type HandEntry, writeHandBackup } from './helpers/restore.js';
-import { cleanup, createTree, file, runCli, type Tree, tempDir } from './helpers/tree.js';
+import { expectOneLineError } from './helpers/backup.js';
+import { fingerprint, type HandEntry, restoreSiblings, writeHandBackup } from './helpers/restore.js';
+import {
+  cleanup,
+  createTree,
+  file,
+  giveToUnprivileged,
+  isRoot,
+  runCli,
+  runCliUnprivileged,
+  type Tree,
+  tempDir,
+} from './helpers/tree.js';
 
 afterEach(cleanup);
 
@@ -37,6 +49,38 @@ async function arena(entries: HandEntry[], live: Tree) {
   return { root, backupDir, target };
 }
 
+describe('type conflicts are refused before the first write (ERR_TARGET_INVALID)', () => {
+  it('a directory in the target where the backup has a file', async () => {
+    const { root, backupDir, target } = await arena(
+      [...manyFiles('seeds', 200), { type: 'file', path: 'seeds/zz.json', content: 'a file' }],
+      { seeds: { ...liveFiles(200), 'zz.json': { 'inside.json': file('a live file in a folder') } } },
+    );
+    const before = fingerprint(root);
+    const run = await runCli(['restore', '--mode', 'merge', backupDir, target]);
+    expect(run.exitCode).toBe(1);
+    expectOneLineError(run, 'ERR_TARGET_INVALID');
+    expect(run.stderr).toContain(join(target, 'seeds/zz.json'));
+    expect(fingerprint(root)).toEqual(before);
+  });
+
+  it('a file in the target where the backup has a directory (and one below a directory it lists)', async () => {
+    const { root, backupDir, target } = await arena(
+      [
+        ...manyFiles('seeds', 200),
+        { type: 'dir', path: 'seeds/zz' },
+        { type: 'file', path: 'seeds/zz/a.json', content: 'a file in a folder' },
+      ],
+      { seeds: { ...liveFiles(200), zz: file('a live file') } },
+    );
+    const before = fingerprint(root);
+    await expect(restore({ backup: backupDir, target, mode: 'merge' })).rejects.toMatchObject({
+      code: 'ERR_TARGET_INVALID',
+      path: target,
+    });
+    expect(fingerprint(root)).toEqual(before);
+  });
+});
+
 describe('long names', () => {
   for (const length of [230, 255]) {
     it(`a file name of ${length} bytes restores by merge (its temp name fits too)`, async () => {
@@ -61,6 +105,86 @@ describe('long names', () => {
       expect(readdirSync(join(target, 'seeds/new'))).toEqual([name]);
     });
   }
+
+  it('a name longer than the filesystem allows is refused before the first write, in an existing folder or a new one', async () => {
+    const tooLong = `${'n'.repeat(300)}.json`;
+    for (const path of [`seeds/${tooLong}`, `seeds/new/deeper/${tooLong}`]) {
+      const { root, backupDir, target } = await arena(
+        [
+          ...manyFiles('seeds', 50),
+          { type: 'dir', path: 'seeds/new' },
+          { type: 'dir', path: 'seeds/new/deeper' },
+          // Never on disk: no filesystem here can hold the name; the index alone names it.
+          { type: 'file', path, content: 'x', onDisk: false },
+        ],
+        { seeds: liveFiles(50) },
+      );
+      const before = fingerprint(root);
+      const error = await restore({ backup: backupDir, target, mode: 'merge' }).catch((e: unknown) => e);
+      expect(isStatesnapError(error) && error.code, String(error)).toBe('ERR_TARGET_INVALID');
+      expect((error as Error).message).toContain('ENAMETOOLONG');
+      expect(fingerprint(root)).toEqual(before);
+    }
+  });
+});
+
+describe('permissions are checked before the first write (unprivileged)', () => {
+  /** An arena the unprivileged user owns (backup and target), with `prepare` run on it last. */
+  async function ownedArena(entries: HandEntry[], live: Tree, prepare: (target: string) => void) {
+    const made = await arena(entries, live);
+    chmodSync(made.root, 0o755);
+    giveToUnprivileged(made.root);
+    prepare(made.target);
+    return made;
+  }
+
+  it('a target folder that is not writable: ERR_TARGET_WRITE naming it, target untouched', async () => {
+    const { root, backupDir, target } = await ownedArena(
+      [
+        ...manyFiles('seeds', 200),
+        { type: 'dir', path: 'seeds/zz' },
+        { type: 'file', path: 'seeds/zz/a.json', content: 'into a read-only folder' },
+      ],
+      { seeds: { ...liveFiles(200), zz: { 'old.json': file('old') } } },
+      (target) => chmodSync(join(target, 'seeds/zz'), 0o555),
+    );
+    const before = fingerprint(root);
+    const run = await runCliUnprivileged(['restore', '--mode', 'merge', backupDir, target]);
+    expect(run.exitCode).toBe(1);
+    expectOneLineError(run, 'ERR_TARGET_WRITE');
+    expect(run.stderr).toContain(join(target, 'seeds/zz'));
+    expect(run.stderr).toContain('EACCES');
+    expect(fingerprint(root)).toEqual(before);
+    expect(restoreSiblings(target)).toEqual([]);
+  });
+
+  it('a target folder owned by another user (its mode and mtime cannot be restored): refused, untouched', async () => {
+    const { root, backupDir, target } = await ownedArena(
+      [
+        ...manyFiles('seeds', 200),
+        { type: 'dir', path: 'seeds/zz' },
+        { type: 'file', path: 'seeds/zz/a.json', content: 'x' },
+      ],
+      { seeds: { ...liveFiles(200), zz: {} } },
+      (target) => {
+        // Writable by everyone, but its owner is someone else: only chmod/utimes by the owner work.
+        rmSync(join(target, 'seeds/zz'), { recursive: true });
+        mkdirSync(join(target, 'seeds/zz'));
+        chmodSync(join(target, 'seeds/zz'), 0o777);
+      },
+    );
+    const before = fingerprint(root);
+    const run = await runCliUnprivileged(['restore', '--mode', 'merge', backupDir, target]);
+    if (!isRoot) {
+      // Run as the owner of everything (no root to own seeds/zz): nothing to refuse.
+      expect(run.exitCode, run.stderr).toBe(0);
+      return;
+    }
+    expect(run.exitCode).toBe(1);
+    expectOneLineError(run, 'ERR_TARGET_WRITE');
+    expect(run.stderr).toContain(join(target, 'seeds/zz'));
+    expect(fingerprint(root)).toEqual(before);
+  });
 });
 
 describe('a target folder swapped for a symlink while the merge runs', () => {

@@ -62,6 +62,13 @@ export class ReplaceTarget implements RestoreTarget {
     return this.#caseInsensitive;
   }
 
+  // A fresh staging tree holds nothing a backup path could conflict with.
+  planDir(): void {}
+
+  planFile(): void {}
+
+  checkPlan(): void {}
+
   prepare(): void {
     try {
       mkdirSync(this.#staging, { mode: 0o700 });

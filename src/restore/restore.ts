@@ -209,12 +209,19 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     // Merging into nothing is a replace: there is nothing to keep, and the replace path is atomic.
     const merge = opts.mode === 'merge' && targetExisted;
     refuseIncomplete(reader, opts.allowEmpty);
+    // Holds the target's lock from here on: no other restore checks or writes the target meanwhile.
+    const into = run.adopt(
+      merge ? new MergeTarget(target, opts) : new ReplaceTarget(target, opts, run.warnings),
+    );
     // A merge writes into existing directories whose case behaviour cannot be probed without writing into the
     // live target: case collisions are refused there; replace mode probes its fresh staging directory instead.
-    const scan = await scanBackup(reader, { ...opts, refuseCaseCollisions: merge, warnings: run.warnings });
-    const into = run.adopt(
-      merge ? new MergeTarget(target, scan.dirs, opts) : new ReplaceTarget(target, opts, run.warnings),
-    );
+    const scan = await scanBackup(reader, {
+      ...opts,
+      refuseCaseCollisions: merge,
+      warnings: run.warnings,
+      target: into,
+    });
+    into.checkPlan();
     if (into.checkFirst) await restorePass(run, reader, scan, opts, 'verifying', null);
     into.prepare();
     await restorePass(run, reader, scan, opts, 'copying', into);

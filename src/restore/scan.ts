@@ -9,6 +9,7 @@ import type { PlannedDir } from '../core/walk.js';
 import { WARNING_LIST_LIMIT, type WarningLog } from '../core/warnings.js';
 import { MANIFEST_FILE } from '../format/manifest.js';
 import { type BackupReader, totalsMismatch } from '../read/backup-reader.js';
+import type { RestoreTarget } from './restore-target.js';
 
 export interface SkippedEntries {
   count: number;
@@ -36,6 +37,8 @@ export function backupCorrupt(path: string, message: string): StatesnapError {
 
 export interface ScanOptions {
   refuseCaseCollisions: boolean;
+  /** Where the backup will be restored: it sees every entry, to check it before anything is written. */
+  target: Pick<RestoreTarget, 'planDir' | 'planFile'>;
   signal: AbortSignal;
   warnings: WarningLog;
   onProgress: (progress: RestoreProgress) => void;
@@ -59,8 +62,10 @@ export async function scanBackup(reader: BackupReader, options: ScanOptions): Pr
     {
       dir: (dir) => {
         scan.dirs.push(dir);
+        options.target.planDir(dir);
       },
       file: (op) => {
+        options.target.planFile(op);
         scan.files++;
         scan.bytes += op.size;
         if (scan.files % CHECKING_PROGRESS_EVERY === 0) report();

@@ -235,3 +235,28 @@ export function runAsPrinted(line: string, options: CliOptions & { bin: string }
 }
 
 export const isRoot = process.getuid?.() === 0;
+
+/** The user permission tests run as: root bypasses the very checks they exist to exercise. */
+export const UNPRIVILEGED_UID = 65534;
+
+/**
+ * Runs the built `statesnap` binary as an unprivileged user: as uid/gid 65534 with no groups and no
+ * capabilities when the tests run as root, as the current (already unprivileged) user otherwise.
+ */
+export function runCliUnprivileged(args: readonly string[], options: CliOptions = {}): Promise<CliRun> {
+  if (!isRoot) return runCli(args, options);
+  const id = String(UNPRIVILEGED_UID);
+  const child = spawn(
+    'setpriv',
+    [`--reuid=${id}`, `--regid=${id}`, '--clear-groups', '--inh-caps=-all', process.execPath, CLI, ...args],
+    { cwd: options.cwd, env: cliEnv(options.env), stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  return collect(child, options.timeoutMs).done;
+}
+
+/** Hands a tree to the user of `runCliUnprivileged` (nothing to do when the tests already run as that user). */
+export function giveToUnprivileged(path: string): void {
+  if (!isRoot) return;
+  const run = spawnSync('chown', ['-R', `${UNPRIVILEGED_UID}:${UNPRIVILEGED_UID}`, path]);
+  if (run.status !== 0) throw new Error(`chown -R ${path} failed: ${run.stderr}`);
+}

@@ -30,6 +30,8 @@ const registry = {
   ERR_TARGET_WRITE: ExitCode.failed,
   ERR_RECOVERY_NEEDED: ExitCode.failed,
   ERR_TARGET_BUSY: ExitCode.failed,
+  /** The target's filesystem lacks the room (bytes or inodes) a restore needs; checked before the first write. */
+  ERR_TARGET_NO_SPACE: ExitCode.failed,
   ERR_BENCH_REGRESSION: ExitCode.failed,
   /** The command line could not be understood (unknown command or option, missing argument). */
   ERR_USAGE: ExitCode.usage,

@@ -1,6 +1,6 @@
 // Merge mode, Oxios' behaviour made safe: the backup's files are written over the live target through temp
 // files renamed into place; files only in the target stay. Before the first write, every path of the backup is
-// checked against the target (types, name lengths, permissions), since a merge cannot be undone; nothing
+// checked against the target (types, name lengths, permissions, room), since a merge cannot be undone; nothing
 // is written or created through a symlink found in the target, nor outside it.
 
 import { accessSync, constants, lstatSync, type Stats } from 'node:fs';
@@ -11,6 +11,7 @@ import { applyDirectoryAttributes, makeDirectoryWithin } from '../core/fs-tree.j
 import { CAN_LOCATE_FDS } from '../core/paths.js';
 import type { FileFailed } from '../core/pipeline.js';
 import type { FileOp, ReadSpec, TaskResult, WorkerTask } from '../core/protocol.js';
+import { RoomNeeded } from '../core/room.js';
 import type { PlannedDir } from '../core/walk.js';
 import { TargetLock } from './journal.js';
 import { fileWriteFailed, type RestoreTarget, targetInvalid, targetWriteError } from './restore-target.js';
@@ -35,18 +36,23 @@ export class MergeTarget implements RestoreTarget {
   readonly #target: string;
   // `target` is already real (its parent resolved, itself not a symlink): every write must stay under it.
   readonly #confineTo: string | null;
+  readonly #threads: number;
   readonly #flusher: Flusher;
+  readonly #room: RoomNeeded;
   readonly #lock: TargetLock;
   /** Every directory of the backup by relative path, as checked in the target. */
   readonly #planned = new Map<string, TargetDir>();
   /** The directories to create, parents first. */
   readonly #toCreate: string[] = [];
   readonly #dirs: PlannedDir[] = [];
+  #largestFile = 0;
 
-  constructor(target: string, options: { sync: boolean }) {
+  constructor(target: string, options: { sync: boolean; threads: number }) {
     this.#target = target;
     this.#confineTo = CAN_LOCATE_FDS ? target : null;
+    this.#threads = options.threads;
     this.#flusher = new Flusher(target, options.sync);
+    this.#room = new RoomNeeded(target);
     this.#lock = new TargetLock(target, 'merge', options.sync);
   }
 
@@ -120,6 +126,7 @@ export class MergeTarget implements RestoreTarget {
       const anchor = parent.exists ? parentOf(dir.rel) : parent.anchor;
       this.#planned.set(dir.rel, { exists: false, anchor });
       this.#toCreate.push(dir.rel);
+      this.#room.addDirectory(basename(dir.rel));
     } else if (stats.isSymbolicLink()) {
       throw targetInvalid(
         this.#target,
@@ -133,16 +140,21 @@ export class MergeTarget implements RestoreTarget {
   }
 
   planFile(op: FileOp): void {
+    this.#largestFile = Math.max(this.#largestFile, op.size);
     const parent = this.#parent(op.rel);
     const stats = this.#lookUp(op.rel, parent);
     if (parent.exists) parent.receivesWrites = true;
-    // A file, a symlink or a FIFO there is replaced by a rename, never written through; a sticky directory
-    // needs no check of its own, since the directories written into must be the user's own.
-    if (stats?.isDirectory()) {
+    if (stats === undefined) {
+      this.#room.addFile(basename(op.rel), op.size);
+    } else if (stats.isDirectory()) {
       throw targetInvalid(
         this.#target,
         `${join(this.#target, op.rel)} is a directory, but the backup has a file there`,
       );
+    } else {
+      // Anything else (a file, a symlink, a FIFO) is replaced by a rename, never written through; a sticky
+      // directory needs no check of its own, since the directories written into must be the user's own.
+      this.#room.addBytes(Math.max(0, this.#room.allocated(op.size) - stats.blocks * 512));
     }
   }
 
@@ -167,6 +179,10 @@ export class MergeTarget implements RestoreTarget {
         throw targetWriteError(path, error);
       }
     }
+    // Each thread holds one temp file beside the file it replaces until the rename frees the old one.
+    this.#room.addBytes(this.#threads * this.#room.allocated(this.#largestFile));
+    this.#room.addInodes(this.#threads);
+    this.#room.ensure(`merge into ${this.#target}`);
   }
 
   prepare(): void {

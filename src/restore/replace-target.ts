@@ -1,13 +1,15 @@
 // Replace mode: the restored tree is built in a fresh staging directory beside the target (same filesystem),
-// flushed, and swapped in by the journal (journal.ts); the previous target is kept as a rollback copy.
+// once the filesystem is known to have room for it, then flushed and swapped in by the journal (journal.ts);
+// the previous target is kept as a rollback copy.
 
 import { mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { throwIfAborted } from '../core/errors.js';
 import { Flusher } from '../core/flush.js';
 import { applyDirectoryAttributes, entryExists, removeTree } from '../core/fs-tree.js';
 import type { FileFailed } from '../core/pipeline.js';
 import type { FileOp, ReadSpec, TaskResult, WorkerTask } from '../core/protocol.js';
+import { RoomNeeded } from '../core/room.js';
 import { siblingPath } from '../core/siblings.js';
 import type { PlannedDir } from '../core/walk.js';
 import type { WarningLog } from '../core/warnings.js';
@@ -44,6 +46,8 @@ export class ReplaceTarget implements RestoreTarget {
   readonly #warnings: WarningLog;
   readonly #flusher: Flusher;
   readonly #dirs: PlannedDir[] = [];
+  // The staging tree is written while the old target stays: it needs room of its own, beside the target.
+  readonly #room: RoomNeeded;
   readonly #lock: TargetLock;
   #caseInsensitive = true;
   // From the swap on, the journal owns the staging tree: a failure there leaves it for recovery.
@@ -55,6 +59,7 @@ export class ReplaceTarget implements RestoreTarget {
     this.#options = options;
     this.#warnings = warnings;
     this.#flusher = new Flusher(this.#staging, options.sync);
+    this.#room = new RoomNeeded(dirname(target));
     this.#lock = new TargetLock(target, 'replace', options.sync);
   }
 
@@ -62,12 +67,17 @@ export class ReplaceTarget implements RestoreTarget {
     return this.#caseInsensitive;
   }
 
-  // A fresh staging tree holds nothing a backup path could conflict with.
-  planDir(): void {}
+  planDir(dir: PlannedDir): void {
+    this.#room.addDirectory(basename(dir.rel === '' ? this.#staging : dir.rel));
+  }
 
-  planFile(): void {}
+  planFile(op: FileOp): void {
+    this.#room.addFile(basename(op.rel), op.size);
+  }
 
-  checkPlan(): void {}
+  checkPlan(): void {
+    this.#room.ensure(`restore ${this.#target} (the new tree is built beside the old one)`);
+  }
 
   prepare(): void {
     try {

@@ -1,8 +1,9 @@
 // Oxios compatibility, for real: the unmodified Oxios backup module (test/fixtures/oxios-compat/src/backup.rs,
 // the seed) is compiled into a small CLI and its restore_backup is run on statesnap backups. Needs cargo and
 // the Debian crates (apt-get install librust-serde-dev librust-serde-derive-dev librust-serde-json-dev
-// librust-anyhow-dev librust-tokio-dev); without them the tests are skipped, saying why. The binary is cached
-// in the temp dir by a hash of the fixture and the compiler version, so only the first run pays the ~30 s build.
+// librust-anyhow-dev librust-tokio-dev librust-tracing-dev); without them the tests are skipped, saying why,
+// and fail under CI (.ci/run installs them). The binary is cached in the temp dir by a hash of the fixture and
+// the compiler version, so only the first run pays the ~30 s build.
 
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -23,6 +24,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { generateStore } from '../dist/src/demo/generator.js';
 import { backup } from '../dist/src/index.js';
 import { listEntries } from './helpers/backup.js';
+import { requireDependency } from './helpers/dependencies.js';
 import { cleanup, type ReadTree, readTree, tempDir } from './helpers/tree.js';
 
 const FIXTURE = resolve(import.meta.dirname, 'fixtures/oxios-compat');
@@ -90,7 +92,7 @@ function copiedPart(tree: ReadTree): ReadTree {
 
 describe('Oxios restore_backup (the seed, compiled) on statesnap backups', () => {
   it('accepts the backup and reproduces the source tree, plus manifest.json and .statesnap/', async (ctx) => {
-    if ('unavailable' in oxios) return ctx.skip(oxios.unavailable);
+    requireDependency(ctx, 'unavailable' in oxios ? oxios.unavailable : null);
     const root = tempDir();
     const source = join(root, 'src');
     await generateStore(source, { profile: 'oxios', scale: 0.01 });
@@ -119,7 +121,7 @@ describe('Oxios restore_backup (the seed, compiled) on statesnap backups', () =>
   });
 
   it('is the real reader: it refuses a version-2 manifest and one that declares no sections', async (ctx) => {
-    if ('unavailable' in oxios) return ctx.skip(oxios.unavailable);
+    requireDependency(ctx, 'unavailable' in oxios ? oxios.unavailable : null);
     const root = tempDir();
     mkdirSync(join(root, 'empty-store'));
     const empty = join(root, 'empty-backup');

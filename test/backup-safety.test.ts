@@ -241,7 +241,9 @@ describe('a killed backup', () => {
   it('kill -9 at any point leaves no dest; the next run removes the stale partial and succeeds', async () => {
     const root = tempDir();
     const source = join(root, 'src');
-    await generateStore(source, { profile: 'oxios', scale: 0.03 });
+    // 10,000 tiny files: per-file work keeps one thread copying for seconds, so even on a fast machine and
+    // a fast Node the last kill still lands mid-copy (3,000 oxios files were done within 500 ms on Node 22).
+    await generateStore(source, { profile: 'tiny-files', scale: 0.01 });
     const dest = join(root, 'backup');
     // Delays after the partial directory appears: at once, while copying, and later in the copy. Each new run
     // first removes the partial of the run killed before it (its owner is dead), so exactly one is left.

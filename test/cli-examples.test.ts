@@ -14,8 +14,16 @@ const SKIPPED = new Map<string, string>([
   ['npm run build', 'development script of the clone (run by npm test and CI)'],
   ['npm run typecheck', 'development script of the clone (run by CI)'],
   ['npm run lint', 'development script of the clone (run by CI)'],
+  ['npm ci', 'installs the clone itself; the test runs the binary that install built'],
+  ['npm run check:package', 'development script of the clone (run by CI): packs and installs the package'],
+  ['npm run test:unprivileged', 'development script of the clone (run by CI): the safety suites again'],
+  ['scripts/with-node.sh 26.12.1 npm test', 'the test suite itself, under another Node release'],
   ['npm run bench', 'the full benchmark: about 15 minutes'],
   ['npm run bench:ci', 'the CI benchmark: about 3 minutes'],
+  [
+    'npm run bench:ci -- --out bench-results --compare bench/results/ci-baseline.summary.json --threshold 0.25',
+    'the CI benchmark (about 3 minutes), as the bench workflow runs it',
+  ],
   ['npx statesnap bench --profile tiny-files --cases statesnap-no-sync', 'generates and copies 1M files'],
   [
     'npx statesnap bench --compare bench/results/oxios-2026-11-24.summary.json --threshold 0.15',

@@ -139,7 +139,9 @@ export function oxiosCopyDirRecursive(src: string, dest: string): void {
 
 /**
  * Every entry below `root` as `path kind mode size mtime sha256`, sorted: equal fingerprints mean the same
- * tree, byte for byte, with the same attributes.
+ * tree, byte for byte, with the same attributes. Mtimes are whole microseconds taken from the exact
+ * nanoseconds: a restore keeps them to the microsecond (the precision of `utimes`), and the rounded double
+ * `mtimeMs` can land on either side of a millisecond (Node 24+ sets sub-microsecond times).
  */
 export function fingerprint(root: string, options: { mtimes?: boolean } = {}): string[] {
   const out: string[] = [];
@@ -147,9 +149,9 @@ export function fingerprint(root: string, options: { mtimes?: boolean } = {}): s
     for (const name of readdirSync(rel === '' ? root : join(root, rel))) {
       const child = rel === '' ? name : `${rel}/${name}`;
       const path = join(root, child);
-      const stats = lstatSync(path);
-      const mtime = options.mtimes === false ? '' : ` ${Math.floor(stats.mtimeMs)}`;
-      const mode = (stats.mode & 0o7777).toString(8);
+      const stats = lstatSync(path, { bigint: true });
+      const mtime = options.mtimes === false ? '' : ` ${stats.mtimeNs / 1000n}`;
+      const mode = (stats.mode & 0o7777n).toString(8);
       if (stats.isDirectory()) {
         out.push(`${child} dir ${mode}${mtime}`);
         visit(child);

@@ -212,7 +212,7 @@ while (!fs.existsSync(stop)) {
 console.log('swaps ' + swaps);
 `;
 
-  it('nothing is ever created outside the target, neither folders nor files', async () => {
+  it('nothing is ever created outside the target, neither folders nor files (also run unprivileged)', async () => {
     const root = tempDir();
     const outside = join(root, 'outside');
     mkdirSync(outside);

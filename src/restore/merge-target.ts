@@ -139,13 +139,13 @@ export class MergeTarget implements RestoreTarget {
     }
   }
 
-  planFile(op: FileOp): void {
-    this.#largestFile = Math.max(this.#largestFile, op.size);
+  planFile(op: FileOp, dataBytes: number): void {
+    this.#largestFile = Math.max(this.#largestFile, dataBytes);
     const parent = this.#parent(op.rel);
     const stats = this.#lookUp(op.rel, parent);
     if (parent.exists) parent.receivesWrites = true;
     if (stats === undefined) {
-      this.#room.addFile(basename(op.rel), op.size);
+      this.#room.addFile(basename(op.rel), dataBytes);
     } else if (stats.isDirectory()) {
       throw targetInvalid(
         this.#target,
@@ -154,7 +154,7 @@ export class MergeTarget implements RestoreTarget {
     } else {
       // Anything else (a file, a symlink, a FIFO) is replaced by a rename, never written through; a sticky
       // directory needs no check of its own, since the directories written into must be the user's own.
-      this.#room.addBytes(Math.max(0, this.#room.allocated(op.size) - stats.blocks * 512));
+      this.#room.addBytes(Math.max(0, this.#room.allocated(dataBytes) - stats.blocks * 512));
     }
   }
 

@@ -71,8 +71,8 @@ export class ReplaceTarget implements RestoreTarget {
     this.#room.addDirectory(basename(dir.rel === '' ? this.#staging : dir.rel));
   }
 
-  planFile(op: FileOp): void {
-    this.#room.addFile(basename(op.rel), op.size);
+  planFile(op: FileOp, dataBytes: number): void {
+    this.#room.addFile(basename(op.rel), dataBytes);
   }
 
   checkPlan(): void {

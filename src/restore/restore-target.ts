@@ -16,8 +16,8 @@ export interface RestoreTarget extends Destination {
   readonly refuseCaseCollisions: boolean;
   /** A directory of the backup (parents first, '' is the root), as its first read lists it; nothing written yet. */
   planDir(dir: PlannedDir): void;
-  /** A file of the backup, as its first read lists it. */
-  planFile(op: FileOp): void;
+  /** A file of the backup, as its first read lists it; `dataBytes` of it take room (less when sparse). */
+  planFile(op: FileOp, dataBytes: number): void;
   /** After the first read, before the first write: refuses what the target cannot take (room, conflicts). */
   checkPlan(): void;
   /** The first write: makes the directories the files go into. */

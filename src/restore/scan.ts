@@ -1,10 +1,11 @@
 // The first, validating read of a backup, before anything is created: the whole index is validated (or the
 // Oxios tree walked), its totals checked against the manifest, and what will not be restored listed.
 
+import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { assert, StatesnapError } from '../core/errors.js';
 import type { RestoreProgress } from '../core/progress.js';
-import type { SkippedKind } from '../core/protocol.js';
+import type { FileOp, SkippedKind } from '../core/protocol.js';
 import type { PlannedDir } from '../core/walk.js';
 import { WARNING_LIST_LIMIT, type WarningLog } from '../core/warnings.js';
 import { MANIFEST_FILE } from '../format/manifest.js';
@@ -30,6 +31,18 @@ export interface Scan {
 // During `checking`, progress is reported once per this many files: the whole check of a 1M-file index
 // takes seconds, and a call per entry would cost more than the check.
 const CHECKING_PROGRESS_EVERY = 4096;
+
+// Files from this size on are looked at on disk (one lstat each; a store holds few of them): a sparse one takes
+// only its data blocks, and so does its restored copy, which keeps the holes. Smaller ones count in full.
+const SPARSE_FROM_BYTES = 1 << 20;
+
+/** The bytes of data a backup file (and so its restored copy) takes on disk. */
+function dataBytes(root: string, op: FileOp): number {
+  if (op.size < SPARSE_FROM_BYTES) return op.size;
+  // Only an estimate for the room check: a file that is not there or not a file fails a later pass.
+  const stats = lstatSync(join(root, op.rel), { throwIfNoEntry: false });
+  return stats?.isFile() ? Math.min(op.size, stats.blocks * 512) : op.size;
+}
 
 export function backupCorrupt(path: string, message: string): StatesnapError {
   return new StatesnapError('ERR_BACKUP_CORRUPT', `backup ${path} ${message}`, { path });
@@ -65,7 +78,7 @@ export async function scanBackup(reader: BackupReader, options: ScanOptions): Pr
         options.target.planDir(dir);
       },
       file: (op) => {
-        options.target.planFile(op);
+        options.target.planFile(op, dataBytes(reader.root, op));
         scan.files++;
         scan.bytes += op.size;
         if (scan.files % CHECKING_PROGRESS_EVERY === 0) report();

@@ -7,6 +7,7 @@ import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_EXCLUDES, planSource } from '../src/backup/planner.js';
 import { CASE_IDS, type CaseId } from '../src/cli/bench-cases.js';
+import { ExcludeRules } from '../src/core/excludes.js';
 import {
   cpA,
   duSb,
@@ -148,7 +149,10 @@ function plainCase(
 /** The planner's walk exactly as backup drives it (default excludes, lstat per entry), with a counting sink. */
 async function plannerWalk(source: string): Promise<void> {
   let files = 0;
-  await planSource(source, { exclude: DEFAULT_EXCLUDES, changedRetries: 0 }).entries(
+  await planSource(source, {
+    excludes: new ExcludeRules({ exclude: [], include: [], defaults: DEFAULT_EXCLUDES }),
+    changedRetries: 0,
+  }).entries(
     {
       dir: () => {},
       file: () => {

@@ -19,13 +19,12 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { generateStore } from '../dist/src/demo/generator.js';
 import { backup } from '../dist/src/index.js';
-import { listEntries } from './helpers/backup.js';
 import { requireDependency } from './helpers/dependencies.js';
-import { cleanup, type ReadTree, readTree, tempDir } from './helpers/tree.js';
+import { cleanup, type EntryPrint, fingerprintTree, tempDir } from './helpers/tree.js';
 
 const FIXTURE = resolve(import.meta.dirname, 'fixtures/oxios-compat');
 const CRATES = '/usr/share/cargo/registry';
@@ -40,10 +39,11 @@ function oxiosRestoreBinary(): { binary: string } | { unavailable: string } {
   }
   if (!existsSync(CRATES)) return { unavailable: `no offline crates in ${CRATES} (Debian librust-*-dev)` };
   const hash = createHash('sha256').update(rustc.stdout);
-  for (const [rel, stats] of [...listEntries(FIXTURE)].sort(([a], [b]) => (a < b ? -1 : 1))) {
-    if (rel === 'target' || rel.startsWith('target/') || rel === 'Cargo.lock') continue; // a local build
-    hash.update(`${rel}\0`);
-    if (stats.isFile()) hash.update(readFileSync(join(FIXTURE, rel)));
+  const localBuild = (rel: string) => rel === 'target' || rel === 'Cargo.lock';
+  for (const [rel, entry] of Object.entries(
+    fingerprintTree(FIXTURE, { mtimes: false, exclude: localBuild }),
+  )) {
+    hash.update(`${rel}\0${entry.sha256 ?? ''}\0`);
   }
   const cacheDir = join(tmpdir(), `statesnap-oxios-compat-${hash.digest('hex').slice(0, 16)}`);
   const binary = join(cacheDir, 'oxios-compat');
@@ -80,14 +80,18 @@ function oxiosRestore(
   return { status: run.status, stdout: run.stdout, stderr: run.stderr };
 }
 
-/** The source as a backup should reproduce it: no symlinks, no in-flight temp files; Oxios keeps no dir modes. */
-function copiedPart(tree: ReadTree): ReadTree {
-  const out: ReadTree = {};
-  for (const [name, node] of Object.entries(tree)) {
-    if (node.kind === 'symlink' || node.kind === 'other' || name.endsWith('.tmp')) continue;
-    out[name] = node.kind === 'dir' ? { kind: 'dir', mode: 0, entries: copiedPart(node.entries) } : node;
-  }
-  return out;
+/**
+ * The tree at `root` as a backup should reproduce it: regular files (content and mode) and directories (Oxios
+ * keeps no directory modes), no symlinks or special files, no in-flight temp files, none of `leftOut`.
+ */
+function copiedPart(root: string, leftOut: readonly string[] = []): Record<string, Partial<EntryPrint>> {
+  const exclude = (rel: string) => leftOut.includes(rel) || basename(rel).endsWith('.tmp');
+  const print = fingerprintTree(root, { mtimes: false, exclude });
+  return Object.fromEntries(
+    Object.entries(print)
+      .filter(([, entry]) => entry.kind === 'file' || entry.kind === 'dir')
+      .map(([rel, entry]) => [rel, entry.kind === 'dir' ? { kind: 'dir' } : entry]),
+  );
 }
 
 describe('Oxios restore_backup (the seed, compiled) on statesnap backups', () => {
@@ -111,9 +115,7 @@ describe('Oxios restore_backup (the seed, compiled) on statesnap backups', () =>
       sections: result.sections,
     });
     expect(result.sections.length).toBeGreaterThan(5);
-    expect(copiedPart(readTree(state, { ignore: ['manifest.json', '.statesnap'] }))).toEqual(
-      copiedPart(readTree(source)),
-    );
+    expect(copiedPart(state, ['manifest.json', '.statesnap'])).toEqual(copiedPart(source));
     expect(readFileSync(join(state, 'manifest.json'), 'utf8')).toBe(
       readFileSync(join(dest, 'manifest.json'), 'utf8'),
     );

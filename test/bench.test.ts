@@ -2,14 +2,14 @@
 // CLI command), `--compare` exit codes on hand-made result files, and the chart's XML.
 
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { renderBarChart } from '../dist/bench/chart.js';
 import type { BenchResult } from '../dist/bench/result.js';
-import { CLI, type CliRun, cleanup, runCli, tempDir } from './helpers/tree.js';
+import { CLI, type CliRun, cleanup, cleanupFixtures, fixtureDir, runCli, tempDir } from './helpers/tree.js';
 
-afterAll(cleanup);
+afterEach(cleanup);
 
 /** `statesnap bench`, what the npm scripts run (synchronous: these runs take seconds). */
 function runBench(args: readonly string[], env: NodeJS.ProcessEnv = {}): CliRun {
@@ -62,13 +62,8 @@ function barCount(svg: string): number {
 }
 
 describe('bench suite end to end (timings not asserted)', () => {
-  const root = tempDir('statesnap-bench-test-');
-  const storeDir = join(root, 'store');
-  const outDir = join(root, 'results');
-  const summary = join(root, 'step-summary.md');
-  let result: BenchResult;
   /** The demo store at a small scale, one round: seconds, not minutes. */
-  const tinyRun = (cases: string) => [
+  const tinyRun = (cases: string, storeDir: string, outDir: string) => [
     '--profile',
     'demo',
     '--scale',
@@ -82,22 +77,40 @@ describe('bench suite end to end (timings not asserted)', () => {
     '--out',
     outDir,
   ];
+  // One tiny run, made once: the store it generated is reused by a later run, and what it wrote is read by
+  // the first test. No test changes either.
+  const first = { storeDir: '', outDir: '', summary: '', run: null as CliRun | null };
+  beforeAll(() => {
+    const root = fixtureDir('statesnap-bench-test-');
+    first.storeDir = join(root, 'store');
+    first.outDir = join(root, 'results');
+    first.summary = join(root, 'step-summary.md');
+    first.run = runBench(
+      [...tinyRun('statesnap-no-sync,cp-a,fs-cp', first.storeDir, first.outDir), '--json'],
+      {
+        GITHUB_STEP_SUMMARY: first.summary,
+      },
+    );
+  }, 120_000);
+  afterAll(cleanupFixtures);
+
+  /** The result the first run printed and wrote. */
+  const firstResult = (): BenchResult => {
+    const { exitCode, ...printed } = JSON.parse(first.run!.stdout) as BenchResult & { exitCode: number };
+    expect(exitCode).toBe(0);
+    return printed;
+  };
 
   it('runs a tiny profile and writes JSON, markdown, SVG and the step summary', () => {
-    const run = runBench([...tinyRun('statesnap-no-sync,cp-a,fs-cp'), '--json'], {
-      GITHUB_STEP_SUMMARY: summary,
-    });
+    const run = first.run!;
     expect(run.stderr).not.toContain('error');
     expect(run.exitCode).toBe(0);
-    const { exitCode, ...printed } = JSON.parse(run.stdout) as BenchResult & { exitCode: number };
-    expect(exitCode).toBe(0);
-    result = printed;
+    const result = firstResult();
 
-    const written = readdirSync(outDir).sort();
+    const written = readdirSync(first.outDir).sort();
     expect(written.map((name) => name.replace(/^demo-[\dT:-]+Z/, 'X'))).toEqual(['X.json', 'X.md', 'X.svg']);
-    const base = join(outDir, written[0]!.replace(/\.json$/, ''));
+    const base = join(first.outDir, written[0]!.replace(/\.json$/, ''));
     expect(JSON.parse(readFileSync(`${base}.json`, 'utf8'))).toEqual(result);
-
     expect(result).toMatchObject({
       schemaVersion: 1,
       profile: 'demo',
@@ -139,7 +152,7 @@ describe('bench suite end to end (timings not asserted)', () => {
     );
     expect(markdown).toContain('| statesnap peak RSS ≤ 300 MB (set for the tiny-files profile) |');
     expect(markdown).toContain(`](${written[2]})`);
-    expect(readFileSync(summary, 'utf8')).toContain('### Targets');
+    expect(readFileSync(first.summary, 'utf8')).toContain('### Targets');
 
     const svg = readFileSync(`${base}.svg`, 'utf8');
     expect(checkWellFormedXml(svg).get('svg')).toBe(1);
@@ -147,30 +160,42 @@ describe('bench suite end to end (timings not asserted)', () => {
   });
 
   it('statesnap bench reuses the generated store and prints the table', async () => {
-    const run = await runCli(['bench', ...tinyRun('cp-a,planner-walk,du-sb')]);
+    const outDir = join(tempDir(), 'results');
+    const run = await runCli(['bench', ...tinyRun('cp-a,planner-walk,du-sb', first.storeDir, outDir)]);
     expect(run.exitCode).toBe(0);
     expect(run.stderr).not.toContain('generating');
     expect(run.stdout).toMatch(/^demo store at scale 0\.2/);
+    // The table: a header naming each figure and each baseline, then a row per case.
+    expect(run.stdout).toMatch(/^case +median s +min–max s +files\/s +MB\/s +× cp -a +× du -sb$/m);
+    for (const label of ['cp -a', 'du -sb', 'planner walk']) {
+      expect(run.stdout).toMatch(new RegExp(`^${label} +\\d+\\.\\d\\d +`, 'm'));
+    }
     expect(run.stdout).toContain('planner walk ≤ 2× du -sb');
-    const latest = readdirSync(outDir)
-      .filter((name) => name.endsWith('.json'))
-      .sort()
-      .map((name) => JSON.parse(readFileSync(join(outDir, name), 'utf8')) as BenchResult)
-      .find((r) => r.cases.some((c) => c.id === 'planner-walk'))!;
-    expect(latest.store).toMatchObject({ generated: false, files: result.store.files });
+    const [written] = readdirSync(outDir).filter((name) => name.endsWith('.json'));
+    const latest = JSON.parse(readFileSync(join(outDir, written!), 'utf8')) as BenchResult;
+    expect(latest.store).toMatchObject({ generated: false, files: firstResult().store.files });
     expect(Object.keys(latest.cases.find((c) => c.id === 'planner-walk')!.ratios)).toEqual(['du-sb']);
   });
 
   it('refuses an unknown case before doing anything, with exit 2 and stdout empty', () => {
+    const outDir = join(tempDir(), 'results');
     const run = runBench(['--cases', 'cp-a,nope', '--out', outDir]);
     expect(run).toMatchObject({ exitCode: 2, stdout: '' });
     expect(run.stderr).toContain('`cases` must be');
     expect(run.stderr).toContain('ERR_INVALID_OPTION');
+    expect(existsSync(outDir)).toBe(false);
   });
 });
 
 describe('--compare', () => {
-  const root = tempDir('statesnap-bench-compare-');
+  // Result files written by hand; each test writes its own current file beside the shared previous one.
+  let root = '';
+  let previous = '';
+  beforeAll(() => {
+    root = fixtureDir('statesnap-bench-compare-');
+    previous = resultFile('previous.json', 0.6, 1.0);
+  });
+  afterAll(cleanupFixtures);
 
   function resultFile(name: string, noSyncRatio: number, tarRatio: number): string {
     const figures = (median: number) => ({ median, min: median * 0.9, max: median * 1.1 });
@@ -196,8 +221,6 @@ describe('--compare', () => {
     );
     return file;
   }
-
-  const previous = resultFile('previous.json', 0.6, 1.0);
 
   it('exits 0 when statesnap ratios stay within the threshold, even if a baseline moved', () => {
     const current = resultFile('steady.json', 0.66, 1.6);

@@ -108,8 +108,10 @@ describe('help examples', () => {
     'inspect',
     'recover',
     'demo',
+    'generate',
     'bench',
     'help',
+    'completion',
   ]) {
     it(`${page}: run as printed, in order`, async () => {
       const help = await runCli(page === 'overview' ? ['--help'] : ['help', page]);

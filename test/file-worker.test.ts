@@ -31,7 +31,7 @@ function plantedDirectoryCase(): { task: CopyTask; target: string } {
     kind: 'copy',
     files: [{ rel: 'a.json', size: 7 }],
     from: { root: source, confineTo: source, attributesFrom: 'source', changedRetries: 0, expectSize: true },
-    to: { root: target, confineTo: target, writeMode: 'replace' },
+    to: { root: target, confineTo: target, writeMode: 'replace', owners: false, modeMask: 0o7777 },
   };
   return { task, target };
 }

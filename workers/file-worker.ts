@@ -9,6 +9,7 @@ import {
   closeSync,
   constants,
   fchmodSync,
+  fchownSync,
   fstatSync,
   ftruncateSync,
   futimesSync,
@@ -32,7 +33,7 @@ import type {
   WorkerRequest,
   WorkerTask,
 } from '../src/core/protocol.js';
-import { utimeSeconds } from '../src/core/protocol.js';
+import { clampTimestampNs, formatMode, fsPath, SETID_BITS, utimeSeconds } from '../src/core/protocol.js';
 
 // Files up to this size are read in one call into a reused buffer and hashed in one shot: measured here,
 // read+write costs about half the kernel time of copyFileSync for small files, and crypto.hash() on a whole
@@ -72,7 +73,9 @@ function throwIfStopped(stop: Int32Array): void {
 
 function toPlainError(error: unknown): PlainError {
   const e = error as NodeJS.ErrnoException;
-  return { code: e.code, message: e.message, syscall: e.syscall, path: e.path };
+  // A call given a Buffer path (a name that is not UTF-8) reports that Buffer as its path.
+  const path = e.path === undefined ? undefined : String(e.path);
+  return { code: e.code, message: e.message, syscall: e.syscall, path };
 }
 
 /**
@@ -92,7 +95,7 @@ function assertConfined(fd: number, root: string | null, what: string): void {
 
 function openSource(path: string): number {
   try {
-    return openSync(path, OPEN_SOURCE);
+    return openSync(fsPath(path), OPEN_SOURCE);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR')
@@ -115,11 +118,16 @@ interface CopyAttributes {
 }
 
 function attributesFor(task: CopyTask, stat: BigIntStats, op: FileOp): CopyAttributes {
+  const { modeMask } = task.to;
   if (task.from.attributesFrom === 'op' && op.mtimeNs !== undefined) {
     const mtimeNs = BigInt(op.mtimeNs);
-    return { mode: (op.mode ?? 0o644) & 0o7777, mtimeNs, atimeNs: mtimeNs };
+    return { mode: (op.mode ?? 0o644) & modeMask, mtimeNs, atimeNs: mtimeNs };
   }
-  return { mode: Number(stat.mode) & 0o7777, mtimeNs: stat.mtimeNs, atimeNs: stat.atimeNs };
+  return {
+    mode: Number(stat.mode) & modeMask,
+    mtimeNs: clampTimestampNs(stat.mtimeNs),
+    atimeNs: clampTimestampNs(stat.atimeNs),
+  };
 }
 
 // A new file created with the wanted mode needs no fchmod unless the umask strips some of its bits:
@@ -181,7 +189,7 @@ const OPEN_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLL
 function openDestDir(path: string, confineTo: string): number {
   let fd: number;
   try {
-    fd = openSync(path, OPEN_DIR);
+    fd = openSync(fsPath(path), OPEN_DIR);
   } catch (error) {
     throw new FileFailure(
       'dest-failed',
@@ -216,7 +224,7 @@ function openDest(task: CopyTask, destPath: string, mode: number, sparse: boolea
     if (createdPath === finalPath) finalPath = null;
   }
   try {
-    const fd = openSync(createdPath, OPEN_DEST, mode);
+    const fd = openSync(fsPath(createdPath), OPEN_DEST, mode);
     const modeSet = (mode & ~umask) === mode;
     return { fd, open: true, createdPath, finalPath, dirFd, modeSet, sparse, position: 0 };
   } catch (error) {
@@ -308,7 +316,7 @@ function transfer(
     }
     const after = fstatSync(fd, { bigint: true });
     if (!sameContentState(stat, after)) throw new FileFailure('changed', 'was modified while it was read');
-    finishDest(dest, attributes);
+    finishDest(task, dest, op, attributes);
     dest = null;
     return { stat, attributes, hash: digest };
   } catch (error) {
@@ -318,13 +326,16 @@ function transfer(
   }
 }
 
-function finishDest(dest: OpenDest, attributes: CopyAttributes): void {
+function finishDest(task: CopyTask, dest: OpenDest, op: FileOp, attributes: CopyAttributes): void {
   // Holes at the end were never written: the size is set here.
   if (dest.sparse) ftruncateSync(dest.fd, dest.position);
-  if (!dest.modeSet) fchmodSync(dest.fd, attributes.mode);
+  // Owner first: a change of owner clears setuid/setgid, so a mode holding them is set again after it.
+  const chown = task.to.owners && op.uid !== undefined && op.gid !== undefined;
+  if (chown) fchownSync(dest.fd, op.uid!, op.gid!);
+  if (!dest.modeSet || (chown && (attributes.mode & SETID_BITS) !== 0)) fchmodSync(dest.fd, attributes.mode);
   futimesSync(dest.fd, utimeSeconds(attributes.atimeNs), utimeSeconds(attributes.mtimeNs));
   closeDest(dest);
-  if (dest.finalPath) renameSync(dest.createdPath, dest.finalPath);
+  if (dest.finalPath) renameSync(fsPath(dest.createdPath), fsPath(dest.finalPath));
   releaseDir(dest);
 }
 
@@ -351,7 +362,7 @@ function abandonDest(dest: OpenDest): void {
     if (dest.open) closeDest(dest);
   } catch {}
   try {
-    unlinkSync(dest.createdPath);
+    unlinkSync(fsPath(dest.createdPath));
   } catch {}
   releaseDir(dest);
 }
@@ -374,6 +385,7 @@ function copyOne(task: CopyTask, op: FileOp, stop: Int32Array): FileOutcome {
           mode: attributes.mode,
           mtimeNs: attributes.mtimeNs.toString(),
           hash: digest,
+          ...identityOf(stat),
           replaced: op.ino !== undefined && (stat.ino !== op.ino || stat.dev !== op.dev),
         };
       } finally {
@@ -387,6 +399,34 @@ function copyOne(task: CopyTask, op: FileOp, stop: Int32Array): FileOutcome {
   }
 }
 
+/** What an index records about the opened file besides its content: owner, inode and ctime. */
+function identityOf(stat: BigIntStats): { uid: number; gid: number; ino: string; ctimeNs: string } {
+  return {
+    uid: Number(stat.uid),
+    gid: Number(stat.gid),
+    ino: stat.ino.toString(),
+    ctimeNs: clampTimestampNs(stat.ctimeNs).toString(),
+  };
+}
+
+function readHash(fd: number, op: FileOp, size: number, stop: Int32Array): string {
+  const hasher = createHash('sha256');
+  let total = 0;
+  for (;;) {
+    throwIfStopped(stop);
+    const n = readSync(fd, buffer, 0, CHUNK_SIZE, null);
+    if (n === 0) break;
+    total += n;
+    hasher.update(buffer.subarray(0, n));
+  }
+  if (total !== size) throw new FileFailure('corrupt', `read ${total} bytes, the index says ${op.size}`);
+  const digest = hasher.digest('hex');
+  if (op.hash !== undefined && digest !== op.hash) {
+    throw new FileFailure('corrupt', `content hash ${digest} does not match the index (${op.hash})`);
+  }
+  return digest;
+}
+
 function hashOne(task: HashTask, op: FileOp, stop: Int32Array): FileOutcome {
   try {
     const fd = openSource(join(task.from.root, op.rel));
@@ -397,24 +437,22 @@ function hashOne(task: HashTask, op: FileOp, stop: Int32Array): FileOutcome {
       const size = Number(stat.size);
       if (size !== op.size)
         throw new FileFailure('corrupt', `size is ${size} bytes, the index says ${op.size}`);
+      const digest = task.readContent ? readHash(fd, op, size, stop) : '';
       const mode = Number(stat.mode) & 0o7777;
+      if (task.compareMode && op.mode !== undefined && mode !== op.mode) {
+        throw new FileFailure('mode', `mode is ${formatMode(mode)}, the index says ${formatMode(op.mode)}`);
+      }
       const mtimeNs = stat.mtimeNs.toString();
-      if (!task.readContent) return { ok: true, rel: op.rel, size, mode, mtimeNs, hash: '', replaced: false };
-      const hasher = createHash('sha256');
-      let total = 0;
-      for (;;) {
-        throwIfStopped(stop);
-        const n = readSync(fd, buffer, 0, CHUNK_SIZE, null);
-        if (n === 0) break;
-        total += n;
-        hasher.update(buffer.subarray(0, n));
-      }
-      if (total !== size) throw new FileFailure('corrupt', `read ${total} bytes, the index says ${op.size}`);
-      const digest = hasher.digest('hex');
-      if (op.hash !== undefined && digest !== op.hash) {
-        throw new FileFailure('corrupt', `content hash ${digest} does not match the index (${op.hash})`);
-      }
-      return { ok: true, rel: op.rel, size, mode, mtimeNs, hash: digest, replaced: false };
+      return {
+        ok: true,
+        rel: op.rel,
+        size,
+        mode,
+        mtimeNs,
+        hash: digest,
+        ...identityOf(stat),
+        replaced: false,
+      };
     } finally {
       closeSync(fd);
     }

@@ -4,13 +4,16 @@
 
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { describeCause, isStatesnapError, StatesnapError, systemErrorCode } from '../core/errors.js';
+import { assert, describeCause, isStatesnapError, StatesnapError, systemErrorCode } from '../core/errors.js';
 import { Flusher } from '../core/flush.js';
 import { applyDirectoryAttributes, entryExists, removeTree } from '../core/fs-tree.js';
+import { shellQuote } from '../core/paths.js';
 import type { Destination, FileFailed, FileWritten } from '../core/pipeline.js';
-import type { FileOp, ReadSpec, TaskResult, WorkerTask } from '../core/protocol.js';
-import { findStaleSiblings, siblingPath } from '../core/siblings.js';
+import { type FileOp, fsPath, type ReadSpec, type TaskResult, type WorkerTask } from '../core/protocol.js';
+import { findSiblings, siblingPath } from '../core/siblings.js';
+import { pauseAt } from '../core/test-hooks.js';
 import type { PlannedDir, SkipKind } from '../core/walk.js';
+import type { WarningLog } from '../core/warnings.js';
 import { IndexWriter } from '../format/index-file.js';
 import {
   INDEX_FILE,
@@ -18,14 +21,18 @@ import {
   MANIFEST_FILE,
   type Manifest,
   META_DIR,
+  type RootRecord,
   serializeManifest,
 } from '../format/manifest.js';
+import { whyNotReplaceable, writePublishedRecord } from './published-record.js';
 
 export interface BackupWriter extends Destination {
   /** Where the backup appears once committed. */
   readonly location: string;
   /** Ends the index (no entry comes after this) and says what the manifest records about it. */
   sealIndex(): IndexRecord;
+  /** The source root directory's attributes, which the manifest records (no index line describes the root). */
+  rootRecord(): RootRecord;
   /** Writes the manifest, the commit marker, and makes the backup visible; after this it is complete. */
   commit(manifest: Manifest): Promise<{ replacedExisting: boolean }>;
 }
@@ -37,6 +44,8 @@ export interface LocalTreeOptions {
   sync: boolean;
   /** The location as the user gave it, for messages. */
   given: string;
+  /** Where leftovers of other runs that are kept (or cannot be removed) are reported. */
+  warnings: WarningLog;
 }
 
 function destWriteError(path: string, error: unknown): StatesnapError {
@@ -47,15 +56,67 @@ function destWriteError(path: string, error: unknown): StatesnapError {
   });
 }
 
+function notReplaceable(dest: string, reason: string): StatesnapError {
+  return new StatesnapError(
+    'ERR_DEST_NOT_REPLACEABLE',
+    `--force replaces only a backup statesnap made at ${dest}, and ${reason}; if you no longer need it, ` +
+      `remove it by hand (rm -rf -- ${shellQuote(dest)}) and run again`,
+    { path: dest },
+  );
+}
+
 /**
- * Cleans what a killed backup left beside `dest`: an unfinished tree is removed; a previous backup that was
- * renamed aside for `--force` is put back if the new one never arrived, removed otherwise.
+ * Cleans what killed backups left beside `dest`: an unfinished tree is removed; a previous backup that was
+ * renamed aside for `--force` is put back if the new one never arrived, removed otherwise. What may belong to
+ * a run elsewhere (another container or machine), or cannot be removed, is kept and reported: it never stops
+ * this backup, whose own names are new.
  */
-function cleanStaleBackupSiblings(dest: string): void {
-  for (const sibling of findStaleSiblings(dest, ['partial', 'replaced'])) {
-    if (sibling.purpose === 'replaced' && !entryExists(dest)) renameSync(sibling.path, dest);
-    else removeTree(sibling.path);
+function cleanBackupSiblings(dest: string, warnings: WarningLog): void {
+  for (const sibling of findSiblings(dest, ['partial', 'replaced'])) {
+    if (sibling.owner === 'running') continue;
+    if (sibling.owner === 'unknown') {
+      warnings.add(
+        sibling.path,
+        'leftover-kept',
+        `kept: left by ${sibling.ownerText}, which cannot be checked from here; remove it by hand if no statesnap backup to ${dest} runs there`,
+      );
+      continue;
+    }
+    try {
+      if (sibling.purpose === 'replaced' && !entryExists(dest)) renameSync(sibling.path, dest);
+      else removeTree(sibling.path);
+    } catch (error) {
+      warnings.add(
+        sibling.path,
+        'leftover-kept',
+        `cannot remove what a killed backup left: ${describeCause(error)}`,
+      );
+    }
   }
+}
+
+/**
+ * Refuses an existing `dest` unless `force` and it is a backup statesnap published there; returns whether one
+ * exists (and would be replaced).
+ */
+export function checkDestination(dest: string, options: Pick<LocalTreeOptions, 'force' | 'given'>): boolean {
+  if (!entryExists(dest)) return false;
+  if (!options.force) {
+    throw new StatesnapError(
+      'ERR_DEST_EXISTS',
+      `destination ${options.given} already exists (use --force to replace it)`,
+      { path: options.given },
+    );
+  }
+  const reason = whyNotReplaceable(dest);
+  if (reason !== null) throw notReplaceable(dest, reason);
+  return true;
+}
+
+/** What the index (or, for the root, the manifest) records about a directory of the source. */
+function attributesOf(dir: PlannedDir): RootRecord {
+  assert(dir.uid !== undefined && dir.gid !== undefined, `the walk gave ${dir.rel} no owner`);
+  return { mode: dir.mode, mtime_ns: dir.mtimeNs.toString(), uid: dir.uid, gid: dir.gid };
 }
 
 /** A backup as a directory tree, built at `<dest>.partial-<pid>-<random>` and renamed to `dest` when complete. */
@@ -63,29 +124,26 @@ export class LocalTreeWriter implements BackupWriter {
   readonly location: string;
   readonly #partial: string;
   readonly #force: boolean;
+  readonly #warnings: WarningLog;
   readonly #index: IndexWriter;
   readonly #flusher: Flusher;
   // Directory modes and mtimes are applied after their contents, at commit.
   readonly #dirs: PlannedDir[] = [];
 
   /**
-   * Cleans what killed runs left beside `dest`, refuses an existing `dest` unless `force`, and starts the
-   * partial tree with its index. A failure here leaves nothing behind.
+   * Cleans what killed runs left beside `dest`, refuses an existing `dest` unless `force` and it is a backup
+   * statesnap published there, and starts the partial tree with its index. A failure here leaves nothing behind.
    */
   static open(dest: string, options: LocalTreeOptions): LocalTreeWriter {
-    cleanStaleBackupSiblings(dest);
-    if (entryExists(dest) && !options.force) {
-      throw new StatesnapError(
-        'ERR_DEST_EXISTS',
-        `destination ${options.given} already exists (use --force to replace it)`,
-        { path: options.given },
-      );
-    }
+    cleanBackupSiblings(dest, options.warnings);
+    checkDestination(dest, options);
     const partial = siblingPath(dest, 'partial');
     try {
       mkdirSync(partial, { mode: 0o700 });
       mkdirSync(join(partial, META_DIR));
-      return new LocalTreeWriter(dest, partial, options, new IndexWriter(partial));
+      const writer = new LocalTreeWriter(dest, partial, options, new IndexWriter(partial));
+      pauseAt?.('partial-created');
+      return writer;
     } catch (error) {
       removeTree(partial);
       throw destWriteError(partial, error);
@@ -96,6 +154,7 @@ export class LocalTreeWriter implements BackupWriter {
     this.location = dest;
     this.#partial = partial;
     this.#force = options.force;
+    this.#warnings = options.warnings;
     this.#index = index;
     this.#flusher = new Flusher(partial, options.sync);
   }
@@ -103,17 +162,31 @@ export class LocalTreeWriter implements BackupWriter {
   dir(dir: PlannedDir): void {
     if (dir.rel !== '') {
       try {
-        mkdirSync(join(this.#partial, dir.rel), { mode: 0o700 });
+        mkdirSync(fsPath(join(this.#partial, dir.rel)), { mode: 0o700 });
       } catch (error) {
         throw destWriteError(join(this.location, dir.rel), error);
       }
-      this.#index.add({ path: dir.rel, type: 'dir', mode: dir.mode, mtime_ns: dir.mtimeNs.toString() });
+      this.#index.add({ path: dir.rel, type: 'dir', ...attributesOf(dir) });
     }
     this.#dirs.push(dir);
   }
 
+  rootRecord(): RootRecord {
+    const root = this.#dirs[0];
+    assert(root?.rel === '', 'the source root was not the first directory');
+    return attributesOf(root);
+  }
+
   task(files: FileOp[], from: ReadSpec): WorkerTask {
-    return { kind: 'copy', files, from, to: { root: this.#partial, confineTo: null, writeMode: 'create' } };
+    // A backup keeps every mode bit (a restore decides what to give back) and leaves owners to its index.
+    const to = {
+      root: this.#partial,
+      confineTo: null,
+      writeMode: 'create',
+      owners: false,
+      modeMask: 0o7777,
+    } as const;
+    return { kind: 'copy', files, from, to };
   }
 
   fileDone(file: FileWritten): void {
@@ -123,6 +196,10 @@ export class LocalTreeWriter implements BackupWriter {
       size: file.size,
       mode: file.mode,
       mtime_ns: file.mtimeNs,
+      ctime_ns: file.ctimeNs,
+      ino: file.ino,
+      uid: file.uid,
+      gid: file.gid,
       sha256: file.hash,
     });
   }
@@ -150,6 +227,7 @@ export class LocalTreeWriter implements BackupWriter {
 
   async commit(manifest: Manifest): Promise<{ replacedExisting: boolean }> {
     try {
+      writePublishedRecord(this.#partial, this.location);
       writeFileSync(join(this.#partial, MANIFEST_FILE), serializeManifest(manifest), {
         flag: 'wx',
         mode: 0o644,
@@ -158,17 +236,20 @@ export class LocalTreeWriter implements BackupWriter {
     } catch (error) {
       throw destWriteError(this.#partial, error);
     }
+    pauseAt?.('manifest-written');
     return { replacedExisting: await this.#publish() };
   }
 
   /**
    * Flushes the finished tree and renames it to its location. With `force`, an existing backup there is first
-   * renamed aside and removed only after the new one is in place. Without it, one that appeared since `open`
-   * (another run finished first) is refused, never replaced. Returns whether a backup was replaced.
+   * renamed aside (and checked there: what was checked is what is replaced) and removed only after the new one
+   * is in place. Without it, one that appeared since `open` (another run finished first) is refused, never
+   * replaced. Returns whether a backup was replaced.
    */
   async #publish(): Promise<boolean> {
     const dest = this.location;
     await this.#flusher.finish();
+    pauseAt?.('before-publish');
     if (!this.#force && entryExists(dest)) {
       throw new StatesnapError(
         'ERR_DEST_EXISTS',
@@ -181,19 +262,41 @@ export class LocalTreeWriter implements BackupWriter {
       if (this.#force && entryExists(dest)) {
         replaced = siblingPath(dest, 'replaced');
         renameSync(dest, replaced);
+        const reason = whyNotReplaceable(replaced, dest);
+        if (reason !== null) throw notReplaceable(dest, reason);
+        pauseAt?.('after-rename-aside');
       }
       renameSync(this.#partial, dest);
       this.#flusher.syncDirectory(dirname(dest));
+      pauseAt?.('published');
     } catch (error) {
-      if (replaced !== null && !entryExists(dest)) renameSync(replaced, dest);
+      if (replaced !== null) this.#putBack(replaced);
+      if (isStatesnapError(error)) throw error;
       throw new StatesnapError(
         'ERR_DEST_WRITE',
         `cannot move the finished backup to ${dest}: ${describeCause(error)}`,
         { path: dest, cause: error },
       );
     }
-    if (replaced !== null) removeTree(replaced);
+    if (replaced !== null) {
+      try {
+        removeTree(replaced);
+      } catch (error) {
+        this.#warnings.add(
+          replaced,
+          'leftover-kept',
+          `cannot remove the previous backup, moved aside: ${describeCause(error)}; the next backup to ${dest} tries again`,
+        );
+      }
+    }
     return replaced !== null;
+  }
+
+  /** Puts a backup renamed aside back at the location; if that fails, the next run does it (it is a stale sibling). */
+  #putBack(replaced: string): void {
+    try {
+      if (!entryExists(this.location)) renameSync(replaced, this.location);
+    } catch {}
   }
 
   // Anything not already explained is an I/O failure on our side of the copy (index, manifest, rename).
@@ -204,6 +307,11 @@ export class LocalTreeWriter implements BackupWriter {
   async abandon(): Promise<void> {
     await this.#flusher.settle();
     this.#index.abandon();
-    removeTree(this.#partial);
+    try {
+      removeTree(this.#partial);
+    } catch {
+      // The error that failed the run is the one to report; a partial tree of a dead run is removed by the
+      // next backup to this location.
+    }
   }
 }

@@ -5,13 +5,14 @@
 import { Builtins, Cli, Command, type CommandClass } from 'clipanion';
 import { TOOL_VERSION } from '../core/options.js';
 import { reportFailure } from './base-command.js';
+import { CompletionCommand } from './commands/completion.js';
 import { HelpCommand } from './commands/help.js';
 import { renderCommandHelp, renderOverview } from './help.js';
 import { COMMANDS } from './registry.js';
 import { PROGRAM } from './text.js';
 import { explainUsageError, wantsJson } from './usage-error.js';
 
-const LISTED: readonly CommandClass[] = [...COMMANDS, HelpCommand];
+const LISTED: readonly CommandClass[] = [...COMMANDS, HelpCommand, CompletionCommand];
 
 /** clipanion, with its help pages (`--help`, `-h`, no command) replaced by statesnap's own. */
 class StatesnapCli extends Cli {

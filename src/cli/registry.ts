@@ -4,6 +4,7 @@ import type { CommandClass } from 'clipanion';
 import { BackupCommand } from './commands/backup.js';
 import { BenchCommand } from './commands/bench.js';
 import { DemoCommand } from './commands/demo.js';
+import { GenerateCommand } from './commands/generate.js';
 import { InspectCommand } from './commands/inspect.js';
 import { RecoverCommand } from './commands/recover.js';
 import { RestoreCommand } from './commands/restore.js';
@@ -16,5 +17,6 @@ export const COMMANDS: readonly CommandClass[] = [
   InspectCommand,
   RecoverCommand,
   DemoCommand,
+  GenerateCommand,
   BenchCommand,
 ];

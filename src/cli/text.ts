@@ -1,6 +1,8 @@
 // How the CLI writes numbers, counts and commands in its text output: one number format (`3,017`), real
 // plurals (`1 warning`, `2 warnings`), and commands printed the way the user can run them again.
 
+export { shellQuote } from '../core/paths.js';
+
 /** `3017` → `3,017`: the one number format of every text output. */
 export function formatNumber(value: number): string {
   return value.toLocaleString('en-US');
@@ -49,12 +51,6 @@ export function describeWarnings(warnings: {
  * `npm link` or a global install. npm sets `npm_lifecycle_event=npx` for `npx` and `npm exec`.
  */
 export const PROGRAM = process.env.npm_lifecycle_event === 'npx' ? 'npx statesnap' : 'statesnap';
-
-/** Quotes an argument for a POSIX shell only when it needs it, so printed commands stay readable. */
-export function shellQuote(arg: string): string {
-  if (/^[\w@%+=:,./-]+$/.test(arg)) return arg;
-  return `'${arg.replace(/'/g, `'\\''`)}'`;
-}
 
 /**
  * Control characters in a message (a file name may hold a newline) are shown escaped, so every warning and

@@ -20,6 +20,8 @@ const registry = {
   ERR_SOURCE_UNREADABLE: ExitCode.failed,
   ERR_DEST_OVERLAPS_SOURCE: ExitCode.usage,
   ERR_DEST_EXISTS: ExitCode.failed,
+  /** `--force` met something at the destination that is not the backup statesnap published there. */
+  ERR_DEST_NOT_REPLACEABLE: ExitCode.failed,
   ERR_DEST_WRITE: ExitCode.failed,
   ERR_FILE_UNREADABLE: ExitCode.failed,
   ERR_ABORTED: ExitCode.interrupted,
@@ -28,6 +30,8 @@ const registry = {
   ERR_MANIFEST_MISSING: ExitCode.failed,
   ERR_MANIFEST_INVALID: ExitCode.failed,
   ERR_MANIFEST_VERSION: ExitCode.failed,
+  /** The backup was made by a newer statesnap, in a format this one cannot read. */
+  ERR_FORMAT_NEWER: ExitCode.failed,
   ERR_INDEX_INVALID: ExitCode.failed,
   ERR_BACKUP_EMPTY: ExitCode.failed,
   ERR_BACKUP_CORRUPT: ExitCode.failed,

@@ -97,6 +97,8 @@ export interface Pass {
   destination: Destination | null;
   /** Without a destination: read every file in full and compare hashes (false: open, confine, type, size). */
   readContent?: boolean;
+  /** Without a destination: report a file whose permission bits differ from its op's (verify). @default false */
+  compareModes?: boolean;
   policy: ErrorPolicy;
   /** Sees every entry as it streams (after the destination): cross-checks against another listing. */
   observe?: {
@@ -161,6 +163,7 @@ export class Run {
   async pass(pass: Pass): Promise<Tally> {
     const flow = new PassFlow(pass, this.signal, this.warnings);
     const readContent = pass.readContent ?? true;
+    const compareMode = pass.compareModes ?? false;
     const { destination, source } = pass;
     const dispatcher = new BatchDispatcher({
       pool: this.#startPool(),
@@ -168,11 +171,14 @@ export class Run {
       signal: flow.signal,
       makeTask: destination
         ? (files) => destination.task(files, source.read)
-        : (files) => ({ kind: 'hash', files, from: source.read, readContent }),
+        : (files) => ({ kind: 'hash', files, from: source.read, readContent, compareMode }),
       onResult: flow.guarded((result: TaskResult) => flow.batchDone(result)),
     });
     try {
-      await source.entries(flow.sink(dispatcher), flow.signal);
+      await source.entries(
+        flow.sink((op) => dispatcher.add(op)),
+        flow.signal,
+      );
       flow.tally.planningDone = true;
       await dispatcher.finish();
     } catch (error) {
@@ -181,6 +187,27 @@ export class Run {
       this.throwIfAborted();
       throw flow.cause;
     }
+    this.throwIfAborted();
+    return flow.tally;
+  }
+
+  /**
+   * Streams `source` through the same counting and error policy as `pass`, without reading or writing a file:
+   * what a pass would do (a dry run). Starts no worker thread.
+   */
+  async survey(pass: Pick<Pass, 'source' | 'policy'>): Promise<Tally> {
+    const flow = new PassFlow({ ...pass, destination: null }, this.signal, this.warnings);
+    try {
+      await pass.source.entries(
+        flow.sink(() => undefined),
+        flow.signal,
+      );
+    } catch (error) {
+      flow.stop(error);
+      this.throwIfAborted();
+      throw flow.cause;
+    }
+    flow.tally.planningDone = true;
     this.throwIfAborted();
     return flow.tally;
   }
@@ -276,7 +303,7 @@ class PassFlow {
   }
 
   /** Where the source streams its entries: counted, handed to the destination and observer, files dispatched. */
-  sink(dispatcher: BatchDispatcher): EntrySink {
+  sink(dispatch: (op: FileOp) => undefined | Promise<void>): EntrySink {
     const { tally } = this;
     const { destination, observe } = this.#pass;
     return {
@@ -289,7 +316,7 @@ class PassFlow {
         tally.filesPlanned++;
         tally.bytesPlanned += op.size;
         observe?.file?.(op);
-        return dispatcher.add(op);
+        return dispatch(op);
       },
       skip: this.guarded((rel, kind) => {
         tally.skipped.count++;

@@ -1,4 +1,5 @@
-// The plain-data protocol between the main thread and the file workers, and the entry kinds both sides name.
+// The plain-data protocol between the main thread and the file workers, the entry kinds both sides name, and
+// the two conversions both sides apply: paths with names that are not UTF-8, and timestamps for utimes.
 // Only strings, numbers, bigints, arrays and plain objects cross the thread boundary (plus the one shared stop
 // flag): an Error posted from a worker arrives without its `code`, `syscall` and `path`, and Stats without their
 // methods, so failures travel as `PlainError`.
@@ -23,6 +24,9 @@ export interface FileOp {
   /** Attributes to give the copy when they come from an index (restore) rather than from the source file. */
   mode?: number;
   mtimeNs?: string;
+  /** The owner the index records (format 2), given to the copy where the write spec says `owners`. */
+  uid?: number;
+  gid?: number;
   /** Expected content hash (restore, verify): a mismatch is reported as `corrupt`. */
   hash?: string;
 }
@@ -47,6 +51,18 @@ export interface WriteSpec {
   confineTo: string | null;
   /** `create`: the destination is a fresh tree of ours; `replace`: write a temp file beside it and rename over. */
   writeMode: 'create' | 'replace';
+  /** Give each copy the owner its op records (a restore run as root); false: it belongs to whoever writes it. */
+  owners: boolean;
+  /** The permission bits a copy may get: all of them (0o7777), or all but setuid/setgid (a restore). */
+  modeMask: number;
+}
+
+/** The setuid and setgid bits, which a restore drops unless asked to keep them. */
+export const SETID_BITS = 0o6000;
+
+/** Permission bits as people read them: `0755`, `4755`. */
+export function formatMode(mode: number): string {
+  return mode.toString(8).padStart(4, '0');
 }
 
 /** Read each file, hash it and write it to `to`. */
@@ -67,6 +83,8 @@ export interface HashTask {
    * keeps with `--no-verify`. The outcome's `hash` is then ''.
    */
   readContent: boolean;
+  /** A file whose permission bits differ from the op's `mode` is reported (`mode`): what verify checks. */
+  compareMode: boolean;
 }
 
 /**
@@ -95,6 +113,7 @@ export type FileProblem =
   | 'escaped'
   | 'unreadable'
   | 'corrupt'
+  | 'mode'
   | 'dest-failed';
 
 export type FileOutcome =
@@ -105,6 +124,11 @@ export type FileOutcome =
       mode: number;
       mtimeNs: string;
       hash: string;
+      /** What the opened file's fstat said: its owner, and the identity a later snapshot compares. */
+      uid: number;
+      gid: number;
+      ino: string;
+      ctimeNs: string;
       /** The path held a different file than planned (renamed over); the new one was copied. */
       replaced: boolean;
     }
@@ -131,12 +155,76 @@ export interface TaskResult {
 export const HASH_ALGORITHM = 'sha256';
 
 /**
- * A nanosecond timestamp as the seconds `fs.utimes`/`futimes` take. libuv keeps microseconds and truncates
- * (uv__fs_to_timespec): `Number(ns) / 1e9` lands just below the wanted value for most timestamps (1.65e18 ns
- * is past 2^53), giving mtimes a microsecond, or a whole millisecond (…250 ms → …249.999), too early.
- * Whole microseconds are exact in a double, and half a microsecond more survives the division's rounding
- * (≤ 0.12 µs here), so the truncation lands exactly on the microsecond.
+ * A backup records timestamps within 2^34 s of 1970 (from the year 1425 to 2514), which holds every timestamp
+ * ext4, XFS, NTFS, FAT, HFS+ and APFS can store; btrfs and tmpfs can hold more, and such a timestamp is clamped
+ * to this range, as ext4 and XFS clamp what they cannot store. Anything beyond it in an index is refused.
  */
-export function utimeSeconds(ns: bigint): number {
-  return (Number(ns / 1000n) + 0.5) / 1e6;
+export const TIMESTAMP_LIMIT_NS = 17_179_869_184_000_000_000n;
+
+export function clampTimestampNs(ns: bigint): bigint {
+  if (ns >= TIMESTAMP_LIMIT_NS) return TIMESTAMP_LIMIT_NS - 1n;
+  if (ns <= -TIMESTAMP_LIMIT_NS) return 1n - TIMESTAMP_LIMIT_NS;
+  return ns;
+}
+
+// libuv before 1.52 truncates the fraction of the seconds it is given to the microsecond, towards zero, and
+// then normalises a negative fraction; from 1.52 on it keeps what the double holds (uv__fs_to_timespec).
+const [uvMajor = 0, uvMinor = 0] = process.versions.uv.split('.').map(Number);
+const UV_TRUNCATES_TO_MICROSECONDS = uvMajor === 1 && uvMinor < 52;
+
+/**
+ * A nanosecond timestamp as the seconds `fs.utimes`/`futimes` take, aimed at the middle of its microsecond
+ * (rounded down in time order): `Number(ns) / 1e9` lands just below the wanted value for most timestamps
+ * (1.65e18 ns is past 2^53), a microsecond, or a whole millisecond (…250 ms → …249.999), too early. Whole
+ * microseconds are exact in a double, so half a microsecond more survives the division's rounding: a libuv
+ * that truncates lands exactly on the microsecond, one that does not lands inside it. Before 1970 a truncating
+ * libuv rounds towards zero, so there half a microsecond less does the same. Node turns a negative number of
+ * seconds into "now" but passes a numeric string through: times before 1970 travel as strings. This holds
+ * within 2^33 s of 1970 (1697 to 2242); beyond, a double's step is 1.9 µs and the time set is within it.
+ */
+export function utimeSeconds(ns: bigint): number | string {
+  const micros = ns / 1000n - (ns % 1000n < 0n ? 1n : 0n);
+  if (micros >= 0n) return (Number(micros) + 0.5) / 1e6;
+  return String((Number(micros) + (UV_TRUNCATES_TO_MICROSECONDS ? -0.5 : 0.5)) / 1e6);
+}
+
+// Names that are not valid UTF-8 (`conv\xe9`, legal on Linux) travel as strings too, losslessly: each byte of
+// such a name from 0x80 up becomes the lone surrogate U+DC80–U+DCFF, and ASCII stays itself (Python's
+// "surrogateescape"). A valid UTF-8 name never decodes to a lone surrogate, so a well-formed path is exactly
+// its UTF-8 bytes and an escaped one can never collide with one. Every fs call on such a path goes through
+// `fsPath`: Node would encode a lone surrogate as U+FFFD, which names another file, or none.
+const ESCAPE_BASE = 0xdc00;
+const FIRST_ESCAPE = ESCAPE_BASE + 0x80;
+const LAST_ESCAPE = ESCAPE_BASE + 0xff;
+
+/** One name as read from a directory, as a string: its UTF-8 text, or its bytes escaped when not UTF-8. */
+export function nameFromBytes(bytes: Buffer): string {
+  const text = bytes.toString('utf8');
+  if (!text.includes('\uFFFD') || Buffer.from(text, 'utf8').equals(bytes)) return text;
+  let escaped = '';
+  for (const byte of bytes) escaped += String.fromCharCode(byte < 0x80 ? byte : ESCAPE_BASE + byte);
+  return escaped;
+}
+
+/** The bytes a path string stands for: UTF-8, with every escaped byte put back. */
+export function pathBytes(path: string): Buffer {
+  if (path.isWellFormed()) return Buffer.from(path, 'utf8');
+  const parts: Buffer[] = [];
+  let start = 0;
+  for (let i = 0; i < path.length; i++) {
+    const unit = path.charCodeAt(i);
+    if (unit < FIRST_ESCAPE || unit > LAST_ESCAPE) continue;
+    // The low half of a real pair (U+1F080 is D83C DC80) in a UTF-8 name elsewhere in the path: not an escape.
+    const before = i > 0 ? path.charCodeAt(i - 1) : 0;
+    if (before >= 0xd800 && before <= 0xdbff) continue;
+    parts.push(Buffer.from(path.slice(start, i), 'utf8'), Buffer.of(unit - ESCAPE_BASE));
+    start = i + 1;
+  }
+  parts.push(Buffer.from(path.slice(start), 'utf8'));
+  return Buffer.concat(parts);
+}
+
+/** A path as fs calls must be given it: the string itself in the all-UTF-8 case, its bytes otherwise. */
+export function fsPath(path: string): string | Buffer {
+  return path.isWellFormed() ? path : pathBytes(path);
 }

@@ -481,6 +481,20 @@ function entryId(category: TextCategory, index: number): string {
   return `${category.prefix}-${padded(index, Math.max(6, String(category.count - 1).length))}`;
 }
 
+/**
+ * The `scale` at which `profile` holds about `files` files: the categories' entries grow with the scale; the
+ * index files, temp files and hand-named entries do not (and every category keeps at least one entry).
+ */
+export function scaleForFiles(profile: StoreProfile, files: number): number {
+  const spec = PROFILES[profile];
+  const fixed =
+    (spec.binaries?.count ?? 0) +
+    spec.tempFiles +
+    spec.text.reduce((sum, category) => sum + (category.extraNames?.length ?? 0), 0);
+  const scalable = spec.text.reduce((sum, category) => sum + category.count, 0);
+  return Math.max(files - fixed, 1) / Math.max(scalable, 1);
+}
+
 function resolveOptions(options: GenerateOptions): Required<GenerateOptions> {
   const { profile, scale = 1, seed = 1 } = options;
   if (!STORE_PROFILES.includes(profile)) {

@@ -2,9 +2,10 @@
 // Works on Oxios-made backups too (no index): their totals are counted by walking the tree.
 
 import { resolve } from 'node:path';
+import { throwIfAborted } from '../core/errors.js';
 import { requirePath, signalOption } from '../core/options.js';
 import { walk } from '../core/walk.js';
-import { RESERVED_ROOT_NAMES, readManifest, type SkippedCounts } from '../format/manifest.js';
+import { formatOf, RESERVED_ROOT_NAMES, readManifest, type SkippedCounts } from '../format/manifest.js';
 
 export interface InspectOptions {
   /** The backup directory (the one holding manifest.json). */
@@ -21,6 +22,8 @@ export interface InspectResult {
   appVersion: string;
   /** `statesnap` with its version, or null for a backup made by Oxios itself. */
   tool: { name: string; version: string } | null;
+  /** The format of statesnap's index and manifest extras (docs/format.md), or null for an Oxios backup. */
+  format: number | null;
   sections: Array<{ name: string; entry_count: number }>;
   files: number;
   dirs: number;
@@ -38,6 +41,8 @@ export interface InspectResult {
 export async function inspect(options: InspectOptions): Promise<InspectResult> {
   const backupDir = resolve(requirePath('backup', options.backup));
   const signal = signalOption(options.signal);
+  // An aborted signal stops every operation the same way, even one that would only read a manifest.
+  throwIfAborted(signal, backupDir);
   const manifest = readManifest(backupDir);
   const extras = manifest.statesnap;
   const base = {
@@ -52,6 +57,7 @@ export async function inspect(options: InspectOptions): Promise<InspectResult> {
     return {
       ...base,
       tool: { name: extras.tool, version: extras.tool_version },
+      format: formatOf(extras),
       ...extras.totals,
       totalsFrom: 'manifest',
       hashAlgorithm: extras.hash_algorithm,
@@ -81,6 +87,7 @@ export async function inspect(options: InspectOptions): Promise<InspectResult> {
   return {
     ...base,
     tool: null,
+    format: null,
     ...totals,
     totalsFrom: 'walk',
     hashAlgorithm: null,

@@ -7,6 +7,7 @@ import {
   closeSync,
   fsyncSync,
   linkSync,
+  lstatSync,
   openSync,
   readFileSync,
   renameSync,
@@ -19,7 +20,17 @@ import { z } from 'zod';
 import { describeCause, StatesnapError, systemErrorCode } from '../core/errors.js';
 import { Flusher } from '../core/flush.js';
 import { entryExists, removeTree } from '../core/fs-tree.js';
-import { findStaleSiblings, isAlive, siblingPath } from '../core/siblings.js';
+import {
+  describeOwner,
+  formatOwner,
+  legacyOwnerState,
+  type OwnerState,
+  ownerState,
+  parseOwner,
+  thisProcess,
+} from '../core/owner.js';
+import { findSiblings, fixedSiblingPath, isSiblingName, siblingPath } from '../core/siblings.js';
+import { pauseAt } from '../core/test-hooks.js';
 import type { WarningLog } from '../core/warnings.js';
 import { formatZodIssues } from '../format/manifest.js';
 
@@ -43,35 +54,42 @@ export interface RecoveryAction {
   path: string;
 }
 
-const JournalOwner = {
-  tool: z.literal('statesnap'),
-  version: z.literal(1),
-  pid: z.number().int().positive(),
-};
+// Who holds the target, as owner.ts writes it: a pid is reused after a reboot or in a new container.
+const owned = { tool: z.literal('statesnap'), version: z.literal(2), owner: z.string() };
+/** Names, not paths: a journal can only ever point at siblings of its target. */
+const swapFields = { staging: z.string(), rollback: z.string(), keep: z.boolean() };
 
 const JournalSchema = z.union([
-  z.strictObject({
-    ...JournalOwner,
-    /** Names, not paths: a journal can only ever point at siblings of its target. */
-    staging: z.string(),
-    rollback: z.string(),
-    keep: z.boolean(),
-  }),
+  z.strictObject({ ...owned, ...swapFields }),
   // A restore that holds the target with no swap to finish if it dies: a merge (each file is old or new), or
   // a replace still building its staging tree (debris, removed with the other stale siblings).
-  z.strictObject({ ...JournalOwner, holds: z.enum(['merge', 'replace']) }),
+  z.strictObject({ ...owned, holds: z.enum(['merge', 'replace']) }),
+  // statesnap 0.1 named the owner of a swap by its pid alone.
+  z.strictObject({
+    tool: z.literal('statesnap'),
+    version: z.literal(1),
+    pid: z.number().int().positive(),
+    ...swapFields,
+  }),
 ]);
 
 type Journal = z.infer<typeof JournalSchema>;
 
 function journalPath(target: string): string {
-  return `${target}.restore-journal`;
+  return fixedSiblingPath(target, '.restore-journal');
 }
 
 /** `<target>.pre-restore-<UTC timestamp>`, unique beside the target. */
 export function rollbackPathFor(target: string, now = new Date()): string {
-  const base = `${target}.pre-restore-${now.toISOString().replace(/[:]/g, '-')}`;
-  return entryExists(base) ? `${base}-${process.pid}` : base;
+  const stamp = now.toISOString().replace(/[:]/g, '-');
+  const path = fixedSiblingPath(target, `.pre-restore-${stamp}`);
+  return entryExists(path) ? fixedSiblingPath(target, `.pre-restore-${stamp}-${process.pid}`) : path;
+}
+
+/** Whether the restore that wrote a journal may still run, and who it is, for messages. */
+export interface JournalOwner {
+  state: OwnerState;
+  text: string;
 }
 
 function recoveryNeeded(target: string, message: string, cause?: unknown): StatesnapError {
@@ -81,7 +99,7 @@ function recoveryNeeded(target: string, message: string, cause?: unknown): State
   });
 }
 
-function readJournal(target: string): { plan: SwapPlan | null; pid: number } | null {
+function readJournal(target: string): { plan: SwapPlan | null; owner: JournalOwner } | null {
   const path = journalPath(target);
   let text: string;
   try {
@@ -105,13 +123,25 @@ function readJournal(target: string): { plan: SwapPlan | null; pid: number } | n
     throw recoveryNeeded(target, `restore journal ${path} is invalid (${formatZodIssues(parsed.error)})`);
   }
   const journal = parsed.data;
-  if ('holds' in journal) return { pid: journal.pid, plan: null };
-  const name = basename(target);
-  for (const [sibling, prefix] of [
-    [journal.staging, `${name}.staging-`],
-    [journal.rollback, `${name}.pre-restore-`],
+  let owner: JournalOwner;
+  if (journal.version === 2) {
+    const recorded = parseOwner(journal.owner);
+    if (recorded === null) {
+      throw recoveryNeeded(target, `restore journal ${path} is invalid (owner: not an owner record)`);
+    }
+    owner = { state: ownerState(recorded), text: describeOwner(recorded) };
+  } else {
+    owner = {
+      state: legacyOwnerState(journal.pid, lstatSync(path).mtimeMs),
+      text: `pid ${journal.pid} (recorded by an older statesnap)`,
+    };
+  }
+  if ('holds' in journal) return { owner, plan: null };
+  for (const [sibling, suffix] of [
+    [journal.staging, '.staging-'],
+    [journal.rollback, '.pre-restore-'],
   ] as const) {
-    if (!sibling.startsWith(prefix) || sibling.includes('/') || sibling.includes('\0')) {
+    if (!isSiblingName(target, sibling, suffix)) {
       throw recoveryNeeded(
         target,
         `restore journal ${path} names ${JSON.stringify(sibling)}, not a sibling of the target`,
@@ -120,7 +150,7 @@ function readJournal(target: string): { plan: SwapPlan | null; pid: number } | n
   }
   const dir = dirname(target);
   return {
-    pid: journal.pid,
+    owner,
     plan: {
       target,
       staging: join(dir, journal.staging),
@@ -130,12 +160,35 @@ function readJournal(target: string): { plan: SwapPlan | null; pid: number } | n
   };
 }
 
-function busy(target: string, pid: number): StatesnapError {
-  return new StatesnapError(
-    'ERR_TARGET_BUSY',
-    `target ${target} is being restored by another statesnap process (pid ${pid})`,
-    { path: target },
-  );
+function busy(target: string, owner: JournalOwner | null): StatesnapError {
+  const recover = `statesnap recover ${target}`;
+  const message =
+    owner === null
+      ? `target ${target} is being restored by another statesnap process; wait for it to finish`
+      : owner.state === 'running'
+        ? `target ${target} is being restored by another statesnap process, ${owner.text}; wait for it to ` +
+          `finish, or stop it and run \`${recover}\``
+        : `target ${target} may be being restored by statesnap ${owner.text}, which cannot be checked from ` +
+          `here; if no statesnap process is restoring it, run \`statesnap recover --break-lock ${target}\``;
+  return new StatesnapError('ERR_TARGET_BUSY', message, { path: target });
+}
+
+/**
+ * Refuses (ERR_TARGET_BUSY) to touch `target` while the restore that owns its journal may still run: when it
+ * runs, or when it cannot be judged from here (another container or machine) unless `breakLock` says a person
+ * knows it does not. Returns when the owner is gone.
+ */
+export function refuseLiveOwner(target: string, owner: JournalOwner, breakLock: boolean): void {
+  if (owner.state === 'running' || (owner.state === 'unknown' && !breakLock)) throw busy(target, owner);
+}
+
+/** The owner of the journal another run holds, or null if it cannot be read (it may have just finished). */
+function journalOwnerIfReadable(target: string): JournalOwner | null {
+  try {
+    return readJournal(target)?.owner ?? null;
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -160,7 +213,7 @@ function writeJournal(
     }
     place(temp, path);
   } catch (error) {
-    if (systemErrorCode(error) === 'EEXIST') throw busy(target, readJournal(target)?.pid ?? 0);
+    if (systemErrorCode(error) === 'EEXIST') throw busy(target, journalOwnerIfReadable(target));
     throw new StatesnapError(
       'ERR_TARGET_WRITE',
       `cannot write restore journal ${path}: ${describeCause(error)}`,
@@ -170,7 +223,11 @@ function writeJournal(
       },
     );
   } finally {
-    rmSync(temp, { force: true });
+    try {
+      unlinkSync(temp);
+    } catch {
+      // Gone already, or left for the next run, which removes a dead run's journal temp file.
+    }
   }
 }
 
@@ -184,7 +241,12 @@ export class TargetLock {
 
   constructor(target: string, mode: 'merge' | 'replace', sync: boolean) {
     this.#target = target;
-    const journal: Journal = { tool: 'statesnap', version: 1, pid: process.pid, holds: mode };
+    const journal: Journal = {
+      tool: 'statesnap',
+      version: 2,
+      owner: formatOwner(thisProcess()),
+      holds: mode,
+    };
     writeJournal(target, journal, linkSync, sync);
   }
 
@@ -223,9 +285,11 @@ function advance(
         );
       }
       renameSync(plan.target, plan.rollback);
+      pauseAt?.('target-moved-aside');
     }
     renameSync(plan.staging, plan.target);
     syncDirectory(dir);
+    pauseAt?.('staging-moved-in');
     actions.push({ action: 'swapped-in', path: plan.target });
   } else if (!entryExists(plan.target) && entryExists(plan.rollback)) {
     // The staging tree is gone (removed by hand) before it was swapped in: the old state is what is left.
@@ -269,8 +333,8 @@ export function swapIn(
     lock.handOver(
       {
         tool: 'statesnap',
-        version: 1,
-        pid: process.pid,
+        version: 2,
+        owner: formatOwner(thisProcess()),
         staging: basename(plan.staging),
         rollback: basename(plan.rollback),
         keep: plan.keep,
@@ -279,9 +343,10 @@ export function swapIn(
     );
     syncDirectory(dirname(plan.target));
   } catch (error) {
-    removeTree(plan.staging);
+    removeOwnStaging(plan.staging);
     throw error;
   }
+  pauseAt?.('journal-written');
   try {
     return advance(plan, syncDirectory, [], warnings);
   } catch (error) {
@@ -304,7 +369,7 @@ export function swapIn(
         error,
       );
     }
-    removeTree(plan.staging);
+    removeOwnStaging(plan.staging);
     throw new StatesnapError(
       'ERR_TARGET_WRITE',
       `cannot swap the restored tree into ${plan.target}: ${describeCause(error)}`,
@@ -313,24 +378,72 @@ export function swapIn(
   }
 }
 
+/** Whether a restore of `target` was killed after writing its journal (the next restore finishes it first). */
+export function interruptedRestoreOf(target: string): boolean {
+  return entryExists(journalPath(target));
+}
+
+/**
+ * Removes this run's staging tree on its failure path. The error that failed the run is the one to report: a
+ * tree that cannot be removed now is a dead run's staging tree to the next restore or recover, which removes it.
+ */
+export function removeOwnStaging(staging: string): void {
+  try {
+    removeTree(staging);
+  } catch {}
+}
+
+export interface RecoverTargetOptions {
+  sync: boolean;
+  warnings: WarningLog;
+  /** A person says the owner of the journal and of the staging trees, which cannot be judged from here, is gone. */
+  breakLock: boolean;
+}
+
+/** Removes the staging trees and journal temp files of runs that are gone; reports the ones it must keep. */
+function removeLeftovers(target: string, options: RecoverTargetOptions, actions: RecoveryAction[]): void {
+  for (const sibling of findSiblings(target, ['staging', 'journal'])) {
+    if (sibling.owner === 'running') continue;
+    if (sibling.owner === 'unknown' && !options.breakLock) {
+      options.warnings.add(
+        sibling.path,
+        'leftover-kept',
+        `kept: left by statesnap ${sibling.ownerText}, which cannot be checked from here; if no statesnap ` +
+          `process is restoring ${target}, run \`statesnap recover --break-lock ${target}\``,
+      );
+      continue;
+    }
+    try {
+      removeTree(sibling.path);
+      actions.push({ action: 'removed-stale', path: sibling.path });
+    } catch (error) {
+      options.warnings.add(
+        sibling.path,
+        'leftover-kept',
+        `cannot remove what a killed restore left: ${describeCause(error)}`,
+      );
+    }
+  }
+}
+
 /**
  * What a killed restore left beside `target`: a journalled swap is finished (the staging tree it names is
  * complete and flushed, so it is swapped in; without it the rollback copy is put back), and staging trees
- * and journal temp files whose owner died are removed. Rollback copies are kept: they are the user's.
+ * and journal temp files whose owner is gone are removed. Rollback copies are kept: they are the user's.
  */
-export function recoverTarget(target: string, sync: boolean, warnings: WarningLog): RecoveryAction[] {
+export function recoverTarget(target: string, options: RecoverTargetOptions): RecoveryAction[] {
   const actions: RecoveryAction[] = [];
   const journal = readJournal(target);
   if (journal) {
-    if (isAlive(journal.pid)) throw busy(target, journal.pid);
+    refuseLiveOwner(target, journal.owner, options.breakLock);
     if (journal.plan === null) {
       // Its owner died holding the target, with nothing to finish: the lock is free again.
       rmSync(journalPath(target), { force: true });
       actions.push({ action: 'removed-stale', path: journalPath(target) });
     } else {
-      const flusher = new Flusher(dirname(target), sync);
+      const flusher = new Flusher(dirname(target), options.sync);
       try {
-        advance(journal.plan, (dir) => flusher.syncDirectory(dir), actions, warnings);
+        advance(journal.plan, (dir) => flusher.syncDirectory(dir), actions, options.warnings);
       } catch (error) {
         if (error instanceof StatesnapError) throw error;
         throw recoveryNeeded(
@@ -341,9 +454,6 @@ export function recoverTarget(target: string, sync: boolean, warnings: WarningLo
       }
     }
   }
-  for (const sibling of findStaleSiblings(target, ['staging', 'journal'])) {
-    removeTree(sibling.path);
-    actions.push({ action: 'removed-stale', path: sibling.path });
-  }
+  removeLeftovers(target, options, actions);
   return actions;
 }

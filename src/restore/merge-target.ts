@@ -10,11 +10,17 @@ import { Flusher } from '../core/flush.js';
 import { applyDirectoryAttributes, makeDirectoryWithin } from '../core/fs-tree.js';
 import { CAN_LOCATE_FDS } from '../core/paths.js';
 import type { FileFailed } from '../core/pipeline.js';
-import type { FileOp, ReadSpec, TaskResult, WorkerTask } from '../core/protocol.js';
+import { type FileOp, fsPath, type ReadSpec, type TaskResult, type WorkerTask } from '../core/protocol.js';
 import { RoomNeeded } from '../core/room.js';
 import type { PlannedDir } from '../core/walk.js';
 import { TargetLock } from './journal.js';
-import { fileWriteFailed, type RestoreTarget, targetInvalid, targetWriteError } from './restore-target.js';
+import {
+  type AttributeRules,
+  fileWriteFailed,
+  type RestoreTarget,
+  targetInvalid,
+  targetWriteError,
+} from './restore-target.js';
 
 // Linux's PATH_MAX: a longer path cannot be opened, so a merge that would need one is refused up front.
 const PATH_MAX = 4096;
@@ -39,21 +45,30 @@ export class MergeTarget implements RestoreTarget {
   readonly #threads: number;
   readonly #flusher: Flusher;
   readonly #room: RoomNeeded;
-  readonly #lock: TargetLock;
   /** Every directory of the backup by relative path, as checked in the target. */
   readonly #planned = new Map<string, TargetDir>();
   /** The directories to create, parents first. */
   readonly #toCreate: string[] = [];
   readonly #dirs: PlannedDir[] = [];
   #largestFile = 0;
+  readonly #rules: AttributeRules;
+  readonly #lock: TargetLock | null;
 
-  constructor(target: string, options: { sync: boolean; threads: number }) {
+  /**
+   * Takes the target's lock, unless `checkOnly`: a dry run makes every check (planDir, planFile, checkPlan)
+   * and writes nothing, the lock included.
+   */
+  constructor(
+    target: string,
+    options: { sync: boolean; threads: number; checkOnly?: boolean } & AttributeRules,
+  ) {
     this.#target = target;
+    this.#rules = { owners: options.owners, modeMask: options.modeMask };
     this.#confineTo = CAN_LOCATE_FDS ? target : null;
     this.#threads = options.threads;
     this.#flusher = new Flusher(target, options.sync);
     this.#room = new RoomNeeded(target);
-    this.#lock = new TargetLock(target, 'merge', options.sync);
+    this.#lock = options.checkOnly ? null : new TargetLock(target, 'merge', options.sync);
   }
 
   #checkPathLength(path: string): void {
@@ -67,7 +82,7 @@ export class MergeTarget implements RestoreTarget {
     const path = join(this.#target, rel);
     this.#checkPathLength(path);
     try {
-      return lstatSync(path, { throwIfNoEntry: false });
+      return lstatSync(fsPath(path), { throwIfNoEntry: false });
     } catch (error) {
       throw (
         this.#nameRefused(path, error) ??
@@ -93,7 +108,7 @@ export class MergeTarget implements RestoreTarget {
     const path = join(this.#target, rel);
     this.#checkPathLength(path);
     try {
-      lstatSync(join(this.#target, anchor, basename(rel)), { throwIfNoEntry: false });
+      lstatSync(fsPath(join(this.#target, anchor, basename(rel))), { throwIfNoEntry: false });
     } catch (error) {
       const refused = this.#nameRefused(path, error);
       if (refused) throw refused;
@@ -174,7 +189,7 @@ export class MergeTarget implements RestoreTarget {
       if (!dir.receivesWrites) continue;
       try {
         // Says EROFS for a read-only filesystem even to root.
-        accessSync(path, constants.W_OK | constants.X_OK);
+        accessSync(fsPath(path), constants.W_OK | constants.X_OK);
       } catch (error) {
         throw targetWriteError(path, error);
       }
@@ -201,7 +216,12 @@ export class MergeTarget implements RestoreTarget {
   }
 
   task(files: FileOp[], from: ReadSpec): WorkerTask {
-    const to = { root: this.#target, confineTo: this.#confineTo, writeMode: 'replace' } as const;
+    const to = {
+      root: this.#target,
+      confineTo: this.#confineTo,
+      writeMode: 'replace',
+      ...this.#rules,
+    } as const;
     return { kind: 'copy', files, from, to };
   }
 
@@ -214,12 +234,12 @@ export class MergeTarget implements RestoreTarget {
   }
 
   async finish(): Promise<void> {
-    applyDirectoryAttributes(this.#target, this.#dirs, this.#confineTo);
+    applyDirectoryAttributes(this.#target, this.#dirs, { confineTo: this.#confineTo, ...this.#rules });
     await this.#flusher.finish();
   }
 
   commit(): null {
-    this.#lock.release();
+    this.#lock?.release();
     return null;
   }
 
@@ -229,6 +249,6 @@ export class MergeTarget implements RestoreTarget {
 
   async abandon(): Promise<void> {
     await this.#flusher.settle();
-    this.#lock.release();
+    this.#lock?.release();
   }
 }

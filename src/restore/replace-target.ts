@@ -4,17 +4,23 @@
 
 import { mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { throwIfAborted } from '../core/errors.js';
+import { assert, throwIfAborted } from '../core/errors.js';
 import { Flusher } from '../core/flush.js';
-import { applyDirectoryAttributes, entryExists, removeTree } from '../core/fs-tree.js';
+import { applyDirectoryAttributes, entryExists } from '../core/fs-tree.js';
 import type { FileFailed } from '../core/pipeline.js';
-import type { FileOp, ReadSpec, TaskResult, WorkerTask } from '../core/protocol.js';
+import { type FileOp, fsPath, type ReadSpec, type TaskResult, type WorkerTask } from '../core/protocol.js';
 import { RoomNeeded } from '../core/room.js';
 import { siblingPath } from '../core/siblings.js';
+import { pauseAt } from '../core/test-hooks.js';
 import type { PlannedDir } from '../core/walk.js';
 import type { WarningLog } from '../core/warnings.js';
-import { rollbackPathFor, swapIn, TargetLock } from './journal.js';
-import { fileWriteFailed, type RestoreTarget, targetWriteError } from './restore-target.js';
+import { removeOwnStaging, rollbackPathFor, swapIn, TargetLock } from './journal.js';
+import {
+  type AttributeRules,
+  fileWriteFailed,
+  type RestoreTarget,
+  targetWriteError,
+} from './restore-target.js';
 
 /**
  * Whether names that differ only by case are the same file in `dir` (macOS, Windows shares, ext4 casefold).
@@ -30,12 +36,14 @@ function isCaseInsensitive(dir: string): boolean {
   }
 }
 
-export interface ReplaceOptions {
+export interface ReplaceOptions extends AttributeRules {
   /** Keep the previous target as the rollback copy. */
   keep: boolean;
   sync: boolean;
   /** The caller's signal: the last chance to stop is before the swap. */
   signal: AbortSignal;
+  /** Only plan and check (a dry run): the target's lock is not taken, nothing is written. */
+  checkOnly?: boolean;
 }
 
 export class ReplaceTarget implements RestoreTarget {
@@ -48,7 +56,7 @@ export class ReplaceTarget implements RestoreTarget {
   readonly #dirs: PlannedDir[] = [];
   // The staging tree is written while the old target stays: it needs room of its own, beside the target.
   readonly #room: RoomNeeded;
-  readonly #lock: TargetLock;
+  readonly #lock: TargetLock | null;
   #caseInsensitive = true;
   // From the swap on, the journal owns the staging tree: a failure there leaves it for recovery.
   #swapping = false;
@@ -60,7 +68,7 @@ export class ReplaceTarget implements RestoreTarget {
     this.#warnings = warnings;
     this.#flusher = new Flusher(this.#staging, options.sync);
     this.#room = new RoomNeeded(dirname(target));
-    this.#lock = new TargetLock(target, 'replace', options.sync);
+    this.#lock = options.checkOnly ? null : new TargetLock(target, 'replace', options.sync);
   }
 
   get refuseCaseCollisions(): boolean {
@@ -86,12 +94,13 @@ export class ReplaceTarget implements RestoreTarget {
       throw targetWriteError(this.#staging, error);
     }
     this.#caseInsensitive = isCaseInsensitive(this.#staging);
+    pauseAt?.('staging-created');
   }
 
   dir(dir: PlannedDir): void {
     if (dir.rel !== '') {
       try {
-        mkdirSync(join(this.#staging, dir.rel), { mode: 0o700 });
+        mkdirSync(fsPath(join(this.#staging, dir.rel)), { mode: 0o700 });
       } catch (error) {
         throw targetWriteError(join(this.#target, dir.rel), error);
       }
@@ -101,7 +110,9 @@ export class ReplaceTarget implements RestoreTarget {
 
   task(files: FileOp[], from: ReadSpec): WorkerTask {
     // The staging tree is ours (mode 0700, fresh name): nothing can be swapped inside it.
-    return { kind: 'copy', files, from, to: { root: this.#staging, confineTo: null, writeMode: 'create' } };
+    const { owners, modeMask } = this.#options;
+    const to = { root: this.#staging, confineTo: null, writeMode: 'create', owners, modeMask } as const;
+    return { kind: 'copy', files, from, to };
   }
 
   written(result: TaskResult): void {
@@ -113,13 +124,16 @@ export class ReplaceTarget implements RestoreTarget {
   }
 
   async finish(): Promise<void> {
-    applyDirectoryAttributes(this.#staging, this.#dirs);
+    const { owners, modeMask } = this.#options;
+    applyDirectoryAttributes(this.#staging, this.#dirs, { owners, modeMask });
     await this.#flusher.finish();
+    pauseAt?.('staging-flushed');
     // The last moment a Ctrl-C can still stop the restore: the swap itself is not interrupted.
     throwIfAborted(this.#options.signal, this.#target);
   }
 
   commit(): string | null {
+    assert(this.#lock !== null, 'a checking-only target is never committed');
     this.#swapping = true;
     return swapIn(
       {
@@ -142,8 +156,8 @@ export class ReplaceTarget implements RestoreTarget {
   async abandon(): Promise<void> {
     if (!this.#swapping) {
       await this.#flusher.settle();
-      removeTree(this.#staging);
+      removeOwnStaging(this.#staging);
     }
-    this.#lock.release();
+    this.#lock?.release();
   }
 }

@@ -6,8 +6,11 @@
 import { join } from 'node:path';
 import { describeCause, StatesnapError } from '../core/errors.js';
 import type { Destination, FileFailed } from '../core/pipeline.js';
-import type { FileOp } from '../core/protocol.js';
+import type { FileOp, WriteSpec } from '../core/protocol.js';
 import type { PlannedDir } from '../core/walk.js';
+
+/** What restored files and directories get besides content: owners (a restore as root) and which mode bits. */
+export type AttributeRules = Pick<WriteSpec, 'owners' | 'modeMask'>;
 
 export interface RestoreTarget extends Destination {
   /** A merge cannot be undone: every backup file is checked (a pass of its own) before the first write. */

@@ -4,7 +4,7 @@
 import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { assert, StatesnapError } from '../core/errors.js';
-import type { RestoreProgress } from '../core/progress.js';
+import type { ProgressReport, RestoreProgress } from '../core/progress.js';
 import type { FileOp, SkippedKind } from '../core/protocol.js';
 import type { PlannedDir } from '../core/walk.js';
 import { WARNING_LIST_LIMIT, type WarningLog } from '../core/warnings.js';
@@ -54,7 +54,9 @@ export interface ScanOptions {
   target: Pick<RestoreTarget, 'planDir' | 'planFile'>;
   signal: AbortSignal;
   warnings: WarningLog;
-  onProgress: (progress: RestoreProgress) => void;
+  onProgress: (progress: ProgressReport<RestoreProgress>) => void;
+  /** Sees every file of the backup as it is checked. @default none */
+  observeFile?: (file: FileOp) => void;
 }
 
 export async function scanBackup(reader: BackupReader, options: ScanOptions): Promise<Scan> {
@@ -68,6 +70,7 @@ export async function scanBackup(reader: BackupReader, options: ScanOptions): Pr
       filesTotal: totals?.files ?? scan.files,
       bytesTotal: totals?.bytes ?? scan.bytes,
       totalKnown: totals !== undefined,
+      estimate: null,
     });
   report();
   const source = reader.source({ refuseCaseCollisions: options.refuseCaseCollisions, hashes: false });
@@ -81,6 +84,7 @@ export async function scanBackup(reader: BackupReader, options: ScanOptions): Pr
         options.target.planFile(op, dataBytes(reader.root, op));
         scan.files++;
         scan.bytes += op.size;
+        options.observeFile?.(op);
         if (scan.files % CHECKING_PROGRESS_EVERY === 0) report();
         return undefined;
       },

@@ -101,11 +101,12 @@ export function decideChange(
 
 /**
  * mtimes compare to the microsecond: Node sets timestamps through libuv, which keeps microseconds, so a store
- * restored by statesnap (or any Node tool) carries each mtime truncated to its microsecond. Nothing real is
- * lost: a write after a backup that found the file non-racy moves its mtime by at least the racy margin.
+ * restored by statesnap (or any Node tool) carries each mtime truncated to its microsecond, rounded down in
+ * time order (before 1970 too, where BigInt division would round towards 1970). Nothing real is lost: a write
+ * after a backup that found the file non-racy moves its mtime by at least the racy margin.
  */
 function microseconds(ns: bigint): bigint {
-  return ns / 1000n;
+  return ns / 1000n - (ns % 1000n < 0n ? 1n : 0n);
 }
 
 /**

@@ -8,16 +8,16 @@ import { Command } from 'clipanion';
 import { generateStore } from '../../demo/generator.js';
 import { backup, inspect, StatesnapError } from '../../index.js';
 import { BaseCommand } from '../base-command.js';
-import { optionalPathArgument } from '../options.js';
+import { optionalPathArgument, progressFlag } from '../options.js';
 import { countOf, describeWarnings, formatNumber, PROGRAM, shellQuote } from '../text.js';
 import { describeBackup } from './backup.js';
 import { describeInspect } from './inspect.js';
 
-function prepareDemoDir(root: string | undefined): string {
-  if (root === undefined) return mkdtempSync(join(tmpdir(), 'statesnap-demo-'));
+/** `root`, created if missing; refused unless empty, so nothing of the user's is mixed with what is generated. */
+export function prepareEmptyDir(root: string): string {
   mkdirSync(root, { recursive: true });
   if (readdirSync(root).length > 0) {
-    throw new StatesnapError('ERR_INVALID_OPTION', `demo directory ${root} is not empty`, { path: root });
+    throw new StatesnapError('ERR_INVALID_OPTION', `directory ${root} is not empty`, { path: root });
   }
   return root;
 }
@@ -52,9 +52,11 @@ export class DemoCommand extends BaseCommand {
   });
 
   dir = optionalPathArgument('dir');
+  progress = progressFlag();
 
   protected async run(): Promise<number> {
-    const root = prepareDemoDir(this.dir);
+    const root =
+      this.dir === undefined ? mkdtempSync(join(tmpdir(), 'statesnap-demo-')) : prepareEmptyDir(this.dir);
     const say = (text: string) => {
       if (!this.json && !this.quiet) this.context.stdout.write(`${text}\n`);
     };
@@ -63,12 +65,13 @@ export class DemoCommand extends BaseCommand {
       `generated ${generated.root}: ${countOf(generated.files, 'file')} (${formatNumber(generated.tempFiles)} of them ` +
         `in-flight temp files), ${countOf(generated.symlinks, 'symlink')}, ${countOf(generated.dirs, 'dir')}`,
     );
-    const progress = this.progressLine();
+    const progress = this.progressLine(this.progress);
     const backupResult = await backup({
       source: generated.root,
       dest: join(root, 'backup'),
       signal: this.interrupt.signal,
-      onWarning: this.reportWarning(progress),
+      onProgress: progress.listener(),
+      onWarning: this.reportWarning(),
     });
     say(describeBackup(backupResult));
     const inspectResult = await inspect({ backup: backupResult.dest, signal: this.interrupt.signal });

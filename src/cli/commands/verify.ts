@@ -3,7 +3,7 @@
 import { Command } from 'clipanion';
 import { type VerifyResult, verify } from '../../index.js';
 import { BaseCommand } from '../base-command.js';
-import { pathArgument, threadsOption } from '../options.js';
+import { pathArgument, progressFlag, threadsOption } from '../options.js';
 import { formatBytes } from '../progress-line.js';
 import { countOf, formatCounts, formatNumber } from '../text.js';
 
@@ -52,24 +52,16 @@ export class VerifyCommand extends BaseCommand {
 
   backup = pathArgument('backup');
   threads = threadsOption();
+  progress = progressFlag();
 
   protected async run(): Promise<number> {
-    const progress = this.progressLine();
+    const progress = this.progressLine(this.progress);
     const result = await verify({
       backup: this.backup,
       threads: this.threads,
       signal: this.interrupt.signal,
-      onProgress: (p) =>
-        progress.update({
-          label: 'verifying',
-          filesDone: p.filesDone,
-          bytesDone: p.bytesDone,
-          filesTotal: p.filesTotal,
-          bytesTotal: p.bytesTotal,
-          totalKnown: p.totalKnown,
-        }),
+      onProgress: progress.listener(),
     });
-    progress.clear();
     return this.printResult(result, () => describeVerify(result), result.ok ? undefined : verdict(result));
   }
 }

@@ -469,7 +469,11 @@ describe('an interrupted restore', () => {
     // Stopped after its first batch of files (of several), signalled, then let go on: mid-copy for certain.
     const running = startPausedCli(['restore', '--threads', '1', backupDir, target], ['copying']);
     await running.reached('copying');
-    expect(restoreSiblings(target)).toEqual([expect.stringMatching(/^target\.staging-/)]);
+    // The journal is the target's lock for the whole run.
+    expect(restoreSiblings(target)).toEqual([
+      'target.restore-journal',
+      expect.stringMatching(/^target\.staging-/),
+    ]);
     running.child.kill('SIGINT');
     running.resume();
     const run = await running.done;

@@ -6,6 +6,7 @@
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { formatOwner, thisProcess } from '../dist/src/core/owner.js';
 import { generateStore } from '../dist/src/demo/generator.js';
 import { backup, recover, restore } from '../dist/src/index.js';
 import { startCli, waitFor } from './helpers/backup.js';
@@ -125,19 +126,20 @@ describe('concurrent restores of one target', () => {
 });
 
 describe('the lock of a merge', () => {
-  async function heldBy(pid: number) {
+  /** A target whose lock journal names `owner` (a token as owner.ts writes it) as the merge holding it. */
+  async function heldBy(owner: string) {
     const root = tempDir();
     const target = join(root, 'target');
     await createTree(target, LIVE);
     await createTree(join(root, 'store'), { seeds: { 'a.json': file('from the backup') } });
     await backup({ source: join(root, 'store'), dest: join(root, 'backup') });
     const journal = `${target}.restore-journal`;
-    writeFileSync(journal, `${JSON.stringify({ tool: 'statesnap', version: 1, pid, holds: 'merge' })}\n`);
+    writeFileSync(journal, `${JSON.stringify({ tool: 'statesnap', version: 2, owner, holds: 'merge' })}\n`);
     return { root, target, backupDir: join(root, 'backup'), journal };
   }
 
   it('held by a live process: restore and recover refuse (ERR_TARGET_BUSY), nothing touched', async () => {
-    const { root, target, backupDir } = await heldBy(process.pid);
+    const { root, target, backupDir } = await heldBy(formatOwner(thisProcess()));
     const before = fingerprint(root);
     for (const mode of ['merge', 'replace'] as const) {
       await expect(restore({ backup: backupDir, target, mode })).rejects.toMatchObject({
@@ -166,7 +168,7 @@ describe('the lock of a merge', () => {
   });
 
   it('left by a merge that was killed: the next restore frees it and merges', async () => {
-    const { target, backupDir, journal } = await heldBy(deadPid());
+    const { target, backupDir, journal } = await heldBy(formatOwner({ ...thisProcess(), pid: deadPid() }));
     const result = await restore({ backup: backupDir, target, mode: 'merge' });
     expect(result.recovered).toEqual([{ action: 'removed-stale', path: journal }]);
     expect(readdirSync(join(target, 'seeds')).sort()).toEqual(['a.json', 'own.json']);

@@ -20,6 +20,7 @@ export type { Warning, WarningSummary } from './core/warnings.js';
 export { type Manifest, OXIOS_CATEGORIES } from './format/manifest.js';
 export type { BackupKind } from './read/backup-reader.js';
 export { type InspectOptions, type InspectResult, inspect } from './read/inspect.js';
+export type { ManifestNote, ManifestNoteKind } from './read/manifest-notes.js';
 export { type VerifyOptions, type VerifyProblem, type VerifyResult, verify } from './read/verify.js';
 export type { RecoveryAction } from './restore/journal.js';
 export { type RecoverOptions, type RecoverResult, recover } from './restore/recover.js';

@@ -2,12 +2,13 @@
 // never followed nor copied but listed as skipped; the Oxios `sections` rule; excludes. Real trees on disk,
 // the real worker pool.
 
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, linkSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManifestSchema } from '../dist/src/format/manifest.js';
-import { backup } from '../dist/src/index.js';
+import { backup, restore } from '../dist/src/index.js';
 import { expectBackupConsistent, type IndexLine, readManifestJson } from './helpers/backup.js';
 import {
   cleanup,
@@ -257,6 +258,38 @@ describe('manifest sections (the Oxios list_category rule)', () => {
     expectBackupConsistent(join(root, 'out'));
   });
 
+  it('leave out what --exclude leaves out (a file, a glob, a whole folder), so inspect never claims content the backup lacks', async () => {
+    const root = tempDir();
+    const source = join(root, 'src');
+    await createTree(source, {
+      seeds: { 'a.json': file('a'), 'b.json': file('b') },
+      memory: {
+        facts: { 'f1.json': file('1'), 'f2.json': file('2'), 'f3.json': file('3') },
+        episodes: { 'e1.md': file('1'), 'e2.md': file('2') },
+        knowledge: { 'k.md': file('k') },
+      },
+    });
+    const dest = join(root, 'out');
+    const run = await runCli([
+      'backup',
+      '--json',
+      '--no-sync',
+      ...['--exclude', 'memory/episodes/**', '--exclude', 'memory/facts/f2.json'],
+      ...['--exclude', 'memory/knowledge'], // a folder left out whole: nothing in it is counted
+      source,
+      dest,
+    ]);
+    expect(run.exitCode).toBe(0);
+    const sections = [
+      { name: 'seeds', entry_count: 2 },
+      { name: 'memory/facts', entry_count: 2 },
+    ];
+    expect(JSON.parse(run.stdout).sections).toEqual(sections);
+    expect(readManifestJson(dest).sections).toEqual(sections);
+    const inspected = await runCli(['inspect', '--json', dest]);
+    expect(JSON.parse(inspected.stdout)).toMatchObject({ sections, notes: [] });
+  });
+
   it('refuses a category that would count entries outside the source', async () => {
     const root = tempDir();
     await createTree(join(root, 'src'), { seeds: { 'a.json': file('a') } });
@@ -341,5 +374,60 @@ describe('excludes', () => {
     );
     expect(readFileSync(join(dest, 'root.json.1234.0a1b.tmp'), 'utf8')).toBe('temp');
     expect(JSON.parse(run.stdout).skipped.excluded).toBe(0);
+  });
+});
+
+/** The names of `path`'s extended attributes (Node has no xattr API; Python does), or null where unavailable. */
+function xattrs(path: string, set?: string): string[] | null {
+  const code = set
+    ? `import os, sys; os.setxattr(sys.argv[1], ${JSON.stringify(set)}, b"v"); print("\\n".join(os.listxattr(sys.argv[1])))`
+    : 'import os, sys; print("\\n".join(os.listxattr(sys.argv[1])))';
+  const run = spawnSync('python3', ['-c', code, path], { encoding: 'utf8' });
+  return run.status === 0 ? run.stdout.split('\n').filter(Boolean) : null;
+}
+
+describe('what the README says a backup does not keep', () => {
+  /** Backs `source` up and restores it; returns both trees. */
+  async function backupAndRestore(root: string, source: string): Promise<string[]> {
+    const dest = join(root, 'backup');
+    await backup({ source, dest, sync: false });
+    const target = join(root, 'restored');
+    await restore({ backup: dest, target, sync: false });
+    return [dest, target];
+  }
+
+  it('says so', () => {
+    const readme = readFileSync(resolve(import.meta.dirname, '../README.md'), 'utf8');
+    const start = readme.indexOf('### What is not kept');
+    expect(start).toBeGreaterThan(0);
+    const section = readme.slice(start, readme.indexOf('\n## ', start));
+    for (const limit of ['Hard links', 'Extended attributes', 'POSIX ACLs', 'SELinux labels']) {
+      expect(section).toContain(limit);
+    }
+  });
+
+  it('hard links in the source become separate files, in the backup and on restore', async () => {
+    const root = tempDir();
+    const source = join(root, 'src');
+    await createTree(source, { seeds: { 'a.json': file('{"linked":1}') } });
+    linkSync(join(source, 'seeds/a.json'), join(source, 'seeds/b.json'));
+    for (const tree of await backupAndRestore(root, source)) {
+      const [a, b] = ['a.json', 'b.json'].map((name) => lstatSync(join(tree, 'seeds', name)));
+      expect([a!.nlink, b!.nlink]).toEqual([1, 1]);
+      expect(a!.ino).not.toBe(b!.ino);
+      expect(readFileSync(join(tree, 'seeds/b.json'), 'utf8')).toBe('{"linked":1}');
+    }
+  });
+
+  it('extended attributes (the home of ACLs and SELinux labels) are not kept', async (ctx) => {
+    const root = tempDir();
+    const source = join(root, 'src');
+    await createTree(source, { seeds: { 'a.json': file('{}') } });
+    const set = xattrs(join(source, 'seeds/a.json'), 'user.statesnap-test');
+    if (!set?.includes('user.statesnap-test'))
+      return ctx.skip('no python3, or no user xattrs on this filesystem');
+    for (const tree of await backupAndRestore(root, source)) {
+      expect(xattrs(join(tree, 'seeds/a.json'))).toEqual([]);
+    }
   });
 });

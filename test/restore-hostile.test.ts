@@ -121,14 +121,24 @@ describe('hostile index entries are refused before anything is created (ERR_INDE
     });
   }
 
-  it('a manifest section that climbs out (ERR_MANIFEST_INVALID), CLI exit 1', async () => {
-    const { root, backupDir, target } = await arena();
-    writeHandBackup(backupDir, [good], { sections: [{ name: '../outside', entry_count: 1 }] });
-    const before = fingerprintTree(root);
-    const run = await runCli(['restore', backupDir, target]);
-    expect(run).toMatchObject({ exitCode: 1, stdout: '' });
-    expect(run.stderr).toContain('[ERR_MANIFEST_INVALID]');
-    expect(fingerprintTree(root)).toEqual(before);
+  it('a manifest section that climbs out is a note, never a path: nothing outside is read or counted', async () => {
+    const { root, backupDir, target, outside } = await arena();
+    writeHandBackup(backupDir, [seedsDir, good], {
+      sections: [{ name: '../outside/mem', entry_count: 1 }],
+    });
+    const outsideBefore = fingerprintTree(outside);
+    for (const mode of MODES) {
+      const run = await runCli(['restore', '--json', '--mode', mode, backupDir, target]);
+      expect(run.exitCode, run.stderr).toBe(0);
+      expect(JSON.parse(run.stdout).notes).toEqual([
+        expect.objectContaining({ note: 'section-name', path: join(backupDir, 'manifest.json') }),
+      ]);
+      expect(readFileSync(join(target, 'seeds/ok.json'), 'utf8')).toBe('{}');
+    }
+    expect(fingerprintTree(outside)).toEqual(outsideBefore);
+    expect(readdirSync(root).sort()).toEqual(
+      ['backup', 'outside', 'target', ...restoreSiblings(target)].sort(),
+    );
   });
 
   it('case collisions: refused in merge mode, restored side by side on a case-sensitive filesystem (replace)', async () => {

@@ -222,10 +222,10 @@ describe('the target', () => {
     const { backupDir } = await madeBackup(root);
     const before = fingerprintTree(root);
     await expect(restore({ backup: backupDir, target: join(backupDir, 'memory') })).rejects.toMatchObject({
-      code: 'ERR_DEST_OVERLAPS_SOURCE',
+      code: 'ERR_TARGET_OVERLAPS_BACKUP',
     });
     await expect(restore({ backup: backupDir, target: root })).rejects.toMatchObject({
-      code: 'ERR_DEST_OVERLAPS_SOURCE',
+      code: 'ERR_TARGET_OVERLAPS_BACKUP',
     });
     expect(fingerprintTree(root)).toEqual(before);
   });
@@ -379,18 +379,20 @@ describe('backups made by Oxios (tree + manifest.json, no index)', () => {
     expect(fingerprintTree(target, { mtimes: false })).toEqual(expected);
   });
 
-  it('a section with fewer entries than it declares is refused before the target changes', async () => {
+  it('a section with fewer entries than it declares is restored, with a note (Oxios restores it too)', async () => {
     const root = tempDir();
     const backupDir = await oxiosBackup(root);
     unlinkSync(join(backupDir, 'memory/facts/f1.json'));
     const target = join(root, 'target');
-    await createTree(target, { 'live.json': file('live') });
-    const before = fingerprintTree(target);
-    await expect(restore({ backup: backupDir, target })).rejects.toMatchObject({
-      code: 'ERR_BACKUP_CORRUPT',
-    });
-    expect(fingerprintTree(target)).toEqual(before);
-    expect(restoreSiblings(target)).toEqual([]);
+    const result = await restore({ backup: backupDir, target });
+    expect(result.notes).toEqual([
+      {
+        path: join(backupDir, 'memory/facts'),
+        note: 'section-count',
+        message: 'section "memory/facts" declares 3 entries; the backup holds 2',
+      },
+    ]);
+    expect(existsSync(join(target, 'memory/facts/f2.json'))).toBe(true);
   });
 
   it('verify reads every file and says hashes were unavailable', async () => {

@@ -33,7 +33,14 @@ import type {
   WorkerRequest,
   WorkerTask,
 } from '../src/core/protocol.js';
-import { clampTimestampNs, formatMode, fsPath, SETID_BITS, utimeSeconds } from '../src/core/protocol.js';
+import {
+  clampTimestampNs,
+  formatMode,
+  fsPath,
+  OUT_OF_RESOURCES,
+  SETID_BITS,
+  utimeSeconds,
+} from '../src/core/protocol.js';
 
 // Files up to this size are read in one call into a reused buffer and hashed in one shot: measured here,
 // read+write costs about half the kernel time of copyFileSync for small files, and crypto.hash() on a whole
@@ -55,12 +62,17 @@ const OPEN_DEST = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | co
 let tempCounter = 0;
 
 class FileFailure extends Error {
+  readonly problem: FileProblem;
+
   constructor(
-    readonly problem: FileProblem,
+    problem: FileProblem,
     message: string,
     readonly plain: PlainError | undefined = undefined,
   ) {
     super(message);
+    // Out of descriptors or memory: the process's problem, never the file's (nor the destination's).
+    const code = plain?.code;
+    this.problem = code !== undefined && OUT_OF_RESOURCES.has(code) ? 'no-resources' : problem;
   }
 }
 
@@ -456,17 +468,12 @@ function hashOne(task: HashTask, op: FileOp, stop: Int32Array): FileOutcome {
     } finally {
       closeSync(fd);
     }
-  } catch (error) {
-    if (error instanceof RunStopped) throw error;
-    if (!(error instanceof FileFailure)) {
-      return {
-        ok: false,
-        rel: op.rel,
-        problem: 'unreadable',
-        message: (error as Error).message,
-        cause: toPlainError(error),
-      };
-    }
+  } catch (caught) {
+    if (caught instanceof RunStopped) throw caught;
+    const error =
+      caught instanceof FileFailure
+        ? caught
+        : new FileFailure('unreadable', (caught as Error).message, toPlainError(caught));
     return { ok: false, rel: op.rel, problem: error.problem, message: error.message, cause: error.plain };
   }
 }
@@ -489,8 +496,9 @@ export default function runTask({ task, stop }: WorkerRequest): TaskResult {
       const outcome = operation(task, op, stop);
       outcomes.push(outcome);
       if (outcome.ok) bytes += outcome.size;
-      // A destination that cannot be written (ENOSPC, EROFS, EIO) dooms the whole run: stop the batch early.
-      if (!outcome.ok && outcome.problem === 'dest-failed') break;
+      // A destination that cannot be written (ENOSPC, EROFS, EIO), or a process out of descriptors, dooms
+      // the whole run: stop the batch early.
+      if (!outcome.ok && (outcome.problem === 'dest-failed' || outcome.problem === 'no-resources')) break;
     }
   } catch (error) {
     if (!(error instanceof RunStopped)) throw error;

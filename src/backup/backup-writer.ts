@@ -4,7 +4,14 @@
 
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { assert, describeCause, isStatesnapError, StatesnapError, systemErrorCode } from '../core/errors.js';
+import {
+  assert,
+  describeCause,
+  isStatesnapError,
+  isSystemErrorUnder,
+  outOfResourcesAt,
+  StatesnapError,
+} from '../core/errors.js';
 import { Flusher } from '../core/flush.js';
 import { applyDirectoryAttributes, entryExists, removeTree } from '../core/fs-tree.js';
 import { shellQuote } from '../core/paths.js';
@@ -50,10 +57,13 @@ export interface LocalTreeOptions {
 
 function destWriteError(path: string, error: unknown): StatesnapError {
   if (isStatesnapError(error)) return error;
-  return new StatesnapError('ERR_DEST_WRITE', `cannot write backup ${path}: ${describeCause(error)}`, {
-    path,
-    cause: error,
-  });
+  return (
+    outOfResourcesAt(path, error) ??
+    new StatesnapError('ERR_DEST_WRITE', `cannot write backup ${path}: ${describeCause(error)}`, {
+      path,
+      cause: error,
+    })
+  );
 }
 
 function notReplaceable(dest: string, reason: string): StatesnapError {
@@ -135,8 +145,12 @@ export class LocalTreeWriter implements BackupWriter {
    * statesnap published there, and starts the partial tree with its index. A failure here leaves nothing behind.
    */
   static open(dest: string, options: LocalTreeOptions): LocalTreeWriter {
-    cleanBackupSiblings(dest, options.warnings);
-    checkDestination(dest, options);
+    try {
+      cleanBackupSiblings(dest, options.warnings);
+      checkDestination(dest, options);
+    } catch (error) {
+      throw destWriteError(dest, error);
+    }
     const partial = siblingPath(dest, 'partial');
     try {
       mkdirSync(partial, { mode: 0o700 });
@@ -146,7 +160,7 @@ export class LocalTreeWriter implements BackupWriter {
       return writer;
     } catch (error) {
       removeTree(partial);
-      throw destWriteError(partial, error);
+      throw destWriteError(options.given, error); // the cause names the partial tree
     }
   }
 
@@ -299,9 +313,11 @@ export class LocalTreeWriter implements BackupWriter {
     } catch {}
   }
 
-  // Anything not already explained is an I/O failure on our side of the copy (index, manifest, rename).
+  // An I/O failure on our side of the copy (the partial tree, its index and manifest, the rename) is a write
+  // failure of the backup; anything else was explained where it happened.
   explain(error: unknown): unknown {
-    return systemErrorCode(error) ? destWriteError(this.location, error) : error;
+    const ours = isSystemErrorUnder(error, [this.#partial, this.location]);
+    return ours ? destWriteError(this.location, error) : error;
   }
 
   async abandon(): Promise<void> {

@@ -57,7 +57,10 @@ export interface BackupOptions extends RunOptions<BackupProgress> {
   include?: string[];
   /** Whether `DEFAULT_EXCLUDES` (`**\/*.tmp`) apply. @default true */
   defaultExcludes?: boolean;
-  /** Categories whose entries are counted into the manifest's `sections`. @default the Oxios categories */
+  /**
+   * Categories whose entries are counted into the manifest's `sections`, as Oxios counts them, less the
+   * entries `exclude` leaves out. @default the Oxios categories
+   */
   categories?: string[];
   /** Value of the manifest's `oxios_version`. @default the statesnap version */
   appVersion?: string;
@@ -279,6 +282,13 @@ function manifestOf(
   };
 }
 
+/** The manifest's sections for the store at `root`: Oxios' counts less what the excludes leave out. */
+function sectionsOf(root: string, opts: ResolvedBackupOptions): Manifest['sections'] {
+  return computeSections(root, opts.categories, (rel, isDirectory) =>
+    opts.excludes.isExcluded(rel, isDirectory),
+  );
+}
+
 /** What a backup and its dry run report alike, from what the pass counted. */
 function summaryOf(
   run: Run,
@@ -349,7 +359,7 @@ async function planBackup(
   started: number,
 ): Promise<BackupPlan> {
   const replacesExisting = checkDestination(paths.write, { force: opts.force, given: opts.dest });
-  const sections = computeSections(paths.read, opts.categories);
+  const sections = sectionsOf(paths.read, opts);
   const tally = await run.survey({
     source: planSource(paths.read, opts),
     policy: fileErrorPolicy(paths.read, opts.onFileError),
@@ -385,7 +395,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult | Bac
     // One instant for both: the start a later snapshot's racy check compares source timestamps with.
     const startedAt = Date.now();
     const createdAt = new Date(startedAt).toISOString();
-    const sections = computeSections(source, opts.categories);
+    const sections = sectionsOf(source, opts);
     const tally = await copySource(run, opts, source, writer, report);
     report(progressOf('finishing', tally, null));
     const index = writer.sealIndex();

@@ -37,6 +37,7 @@ export function planSource(root: string, options: PlanOptions): EntrySource {
       walk(
         root,
         {
+          tree: 'source',
           isExcluded: (rel, isDirectory) => excludes.excludes(rel, isDirectory),
           reservedRootNames: RESERVED_ROOT_NAMES,
           signal,

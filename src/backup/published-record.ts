@@ -16,8 +16,8 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { z } from 'zod';
 import { describeCause, systemErrorCode } from '../core/errors.js';
+import { z } from '../core/zod.js';
 import { META_DIR } from '../format/manifest.js';
 
 export const PUBLISHED_FILE = `${META_DIR}/published.json`;

@@ -142,10 +142,17 @@ export abstract class BaseCommand extends Command {
       } else if (isStatesnapError(caught)) {
         error = caught;
       } else {
-        // A bug: the stack goes with the report, and --json still gets its one document.
-        this.context.stderr.write(`statesnap: ${(caught as Error)?.stack ?? String(caught)}\n`);
+        // A bug. It still gets one line (and --json its one document); the stack trace only when asked for,
+        // to go with the report.
+        if (process.env.STATESNAP_DEBUG) {
+          this.context.stderr.write(`statesnap: ${(caught as Error)?.stack ?? String(caught)}\n`);
+        }
         const message = (caught as Error)?.message ?? String(caught);
-        error = new StatesnapError('ERR_INTERNAL', `internal error: ${message}`, { cause: caught });
+        error = new StatesnapError(
+          'ERR_INTERNAL',
+          `internal error (a bug: please report it with the output of STATESNAP_DEBUG=1): ${message}`,
+          { cause: caught },
+        );
       }
       return reportFailure(this.context, {
         command: this.path[0],

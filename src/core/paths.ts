@@ -1,7 +1,7 @@
 // Where an operation's two trees are, checked before any I/O: real paths resolved once, and a tree that is
 // written refused when it overlaps the tree that is read. And how a path is written in a printed command.
 
-import { type BigIntStats, existsSync, mkdirSync, realpathSync, statSync } from 'node:fs';
+import { type BigIntStats, existsSync, lstatSync, mkdirSync, realpathSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { describeCause, type ErrorCode, StatesnapError, systemErrorCode } from './errors.js';
 
@@ -23,18 +23,28 @@ function* ancestors(path: string): Generator<string> {
   }
 }
 
-/** How an operation's messages name the tree it reads and the one it writes. */
+/** How an operation names the tree it reads and the one it writes, and the codes that blame each. */
 export interface PathRoles {
   read: string;
   write: string;
-  /** The code for a written path whose parent directory cannot be resolved. */
-  unusableParent: ErrorCode;
+  /** The code for a written path that cannot be used (its parent missing, not a directory, not searchable). */
+  unusable: ErrorCode;
+  /** The code for a written tree that overlaps the tree that is read (a usage error). */
+  overlap: ErrorCode;
 }
 
 export const SOURCE_AND_DESTINATION: PathRoles = {
   read: 'source',
   write: 'destination',
-  unusableParent: 'ERR_DEST_WRITE',
+  unusable: 'ERR_DEST_WRITE',
+  overlap: 'ERR_DEST_OVERLAPS_SOURCE',
+};
+
+export const BACKUP_AND_TARGET: PathRoles = {
+  read: 'backup',
+  write: 'target',
+  unusable: 'ERR_TARGET_INVALID',
+  overlap: 'ERR_TARGET_OVERLAPS_BACKUP',
 };
 
 interface WritePath {
@@ -44,16 +54,16 @@ interface WritePath {
   missingParents: string[];
 }
 
-function unusableParent(path: string, roles: Pick<PathRoles, 'write' | 'unusableParent'>, error: unknown) {
+function parentUnusable(path: string, roles: Pick<PathRoles, 'write' | 'unusable'>, error: unknown) {
   return new StatesnapError(
-    roles.unusableParent,
+    roles.unusable,
     `cannot use ${roles.write} ${path}: its parent directory is not usable (${describeCause(error)})`,
     { path, cause: error },
   );
 }
 
 /** Where `path` will be written, and which of its parent directories are missing. */
-function locateWritePath(path: string, roles: Pick<PathRoles, 'write' | 'unusableParent'>): WritePath {
+function locateWritePath(path: string, roles: Pick<PathRoles, 'write' | 'unusable'>): WritePath {
   const absolute = resolve(path);
   const missing: string[] = [];
   for (let parent = dirname(absolute); ; parent = dirname(parent)) {
@@ -69,43 +79,61 @@ function locateWritePath(path: string, roles: Pick<PathRoles, 'write' | 'unusabl
       };
     } catch (error) {
       if (systemErrorCode(error) !== 'ENOENT' || dirname(parent) === parent)
-        throw unusableParent(path, roles, error);
+        throw parentUnusable(path, roles, error);
       missing.unshift(parent);
     }
   }
 }
 
-/** A path to write, as statesnap uses it: absolute, its parent's symlinks resolved, the name itself kept. */
-export function resolveWritePath(path: string, roles: Pick<PathRoles, 'write' | 'unusableParent'>): string {
+/**
+ * A path to write, as statesnap uses it: absolute, its parent's symlinks resolved, the name itself kept. Its
+ * parent must be a directory and the path must be reachable (`lstat` answers), so what cannot be used is
+ * refused here, naming the path, before any run starts.
+ */
+export function resolveWritePath(path: string, roles: Pick<PathRoles, 'write' | 'unusable'>): string {
   const located = locateWritePath(path, roles);
   if (located.missingParents.length > 0) throw missingParent(path, located.missingParents, roles);
+  refuseUnreachable(located.write, path, roles);
   return located.write;
+}
+
+/** Refuses a path to write that `lstat` cannot answer for (EACCES on a parent, ELOOP, ENAMETOOLONG, ...). */
+function refuseUnreachable(
+  written: string,
+  path: string,
+  roles: Pick<PathRoles, 'write' | 'unusable'>,
+): void {
+  try {
+    lstatSync(written, { throwIfNoEntry: false });
+  } catch (error) {
+    throw new StatesnapError(roles.unusable, `cannot use ${roles.write} ${path}: ${describeCause(error)}`, {
+      path,
+      cause: error,
+    });
+  }
 }
 
 function missingParent(
   path: string,
   missing: readonly string[],
-  roles: Pick<PathRoles, 'write' | 'unusableParent'>,
+  roles: Pick<PathRoles, 'write' | 'unusable'>,
 ) {
   return new StatesnapError(
-    roles.unusableParent,
+    roles.unusable,
     `cannot use ${roles.write} ${path}: its parent directory ${missing.at(-1)} does not exist (use --mkpath to create it)`,
     { path },
   );
 }
 
 /** Makes the directories `resolvePaths` found missing (`--mkpath`), outermost first. */
-export function makeParents(
-  missingParents: readonly string[],
-  roles: Pick<PathRoles, 'unusableParent'>,
-): void {
+export function makeParents(missingParents: readonly string[], roles: Pick<PathRoles, 'unusable'>): void {
   const innermost = missingParents.at(-1);
   if (innermost === undefined) return;
   try {
     mkdirSync(innermost, { recursive: true });
   } catch (error) {
     throw new StatesnapError(
-      roles.unusableParent,
+      roles.unusable,
       `cannot create the parent directory ${innermost}: ${describeCause(error)}`,
       { path: innermost, cause: error },
     );
@@ -152,8 +180,9 @@ export function resolvePaths(
   }
   const { write: writeReal, missingParents } = locateWritePath(write, roles);
   if (missingParents.length > 0 && !options.mkpath) throw missingParent(write, missingParents, roles);
+  if (missingParents.length === 0) refuseUnreachable(writeReal, write, roles);
   const overlap = (how: string) =>
-    new StatesnapError('ERR_DEST_OVERLAPS_SOURCE', `${roles.write} ${write} ${how} ${roles.read} ${read}`, {
+    new StatesnapError(roles.overlap, `${roles.write} ${write} ${how} ${roles.read} ${read}`, {
       path: write,
     });
   if (writeReal === readReal) throw overlap('is the same directory as');

@@ -3,7 +3,7 @@
 // one failure path. A pass streams an entry source into a destination in batches, with backpressure, and sends
 // every per-item problem through one error policy that says warn or abort (restic's archiver ErrorFunc).
 
-import { abortError, assert, throwIfAborted } from './errors.js';
+import { abortError, assert, systemLimitError, throwIfAborted } from './errors.js';
 import { BatchDispatcher, threadLimit, WorkerPool } from './pool.js';
 import type {
   FileOp,
@@ -11,6 +11,7 @@ import type {
   FileProblem,
   PlainError,
   ReadSpec,
+  RunFailure,
   TaskResult,
   WorkerTask,
 } from './protocol.js';
@@ -51,7 +52,7 @@ export interface Destination {
 /** A per-item problem: found while listing the source (`walk`), or by a worker reading a file (`read`). */
 export type ItemProblem = { rel: string; message: string } & (
   | { stage: 'walk'; problem: WalkProblem; cause: undefined }
-  | { stage: 'read'; problem: Exclude<FileProblem, 'dest-failed'>; cause: PlainError | undefined }
+  | { stage: 'read'; problem: Exclude<FileProblem, RunFailure>; cause: PlainError | undefined }
 );
 
 /** Decides a per-item problem: a warning to record and go on, or the error that fails the run. */
@@ -132,6 +133,7 @@ export class Run {
   readonly #adopted: Destination[] = [];
   // Started by the first pass: an operation refused before any file moves never starts worker threads.
   #pool: WorkerPool | null = null;
+  #poolClosed = false;
 
   constructor(options: PipelineOptions) {
     this.signal = options.signal;
@@ -223,12 +225,21 @@ export class Run {
       return await body(this);
     } catch (error) {
       // Every pass has let its in-flight batches settle before it threw: nothing writes into what is removed.
+      // The worker threads go first: they hold descriptors, and a run that failed for want of them (EMFILE)
+      // must still be able to clean up.
+      await this.#closePool();
       for (const destination of [...this.#adopted].reverse()) await destination.abandon();
       if (this.signal.aborted) throw abortError(this.signal, this.#path);
       throw this.#adopted.at(-1)?.explain(error) ?? error;
     } finally {
-      await this.#pool?.close();
+      await this.#closePool();
     }
+  }
+
+  async #closePool(): Promise<void> {
+    if (this.#poolClosed) return;
+    this.#poolClosed = true;
+    await this.#pool?.close();
   }
 }
 
@@ -293,6 +304,9 @@ class PassFlow {
       } else if (outcome.problem === 'dest-failed') {
         assert(destination !== null, `a read-only pass reported a failed write of ${outcome.rel}`);
         this.#fail(destination.writeFailed(outcome));
+      } else if (outcome.problem === 'no-resources') {
+        const path = `${this.#pass.source.read.root}/${outcome.rel}`;
+        this.#fail(systemLimitError(path, outcome.message, outcome.cause));
       } else {
         const { rel, problem, message, cause } = outcome;
         this.#decide({ rel, problem, message, cause, stage: 'read' });

@@ -105,7 +105,11 @@ export interface WorkerRequest {
   stop: Int32Array;
 }
 
-/** Why a file was not copied (or did not verify). Everything but `dest-failed` is a per-file problem. */
+/**
+ * Why a file was not copied (or did not verify). `dest-failed` (the destination cannot be written) and
+ * `no-resources` (the process ran out of open files or memory: EMFILE, ENFILE, ENOMEM, which is no file's
+ * fault) fail the whole run; the others are per-file problems.
+ */
 export type FileProblem =
   | 'vanished'
   | 'changed'
@@ -114,7 +118,14 @@ export type FileProblem =
   | 'unreadable'
   | 'corrupt'
   | 'mode'
-  | 'dest-failed';
+  | 'dest-failed'
+  | 'no-resources';
+
+/** The problems that fail a whole run rather than one file. */
+export type RunFailure = Extract<FileProblem, 'dest-failed' | 'no-resources'>;
+
+/** The errno codes that say the process ran out of a resource rather than that a path is at fault. */
+export const OUT_OF_RESOURCES: ReadonlySet<string> = new Set(['EMFILE', 'ENFILE', 'ENOMEM']);
 
 export type FileOutcome =
   | {
@@ -144,7 +155,7 @@ export type FileOutcome =
 /** What every task kind returns; a kind may add fields (a pack task: the pack's bytes, moved, not copied). */
 export interface TaskResult {
   /**
-   * One per file, in the batch's order. A batch stops early after a `dest-failed`, and when the run stops
+   * One per file, in the batch's order. A batch stops early after a `RunFailure`, and when the run stops
    * (the stop flag), without an outcome for the file it was working on.
    */
   outcomes: FileOutcome[];

@@ -14,7 +14,14 @@ import {
   readdirSync,
   readlinkSync,
 } from 'node:fs';
-import { abortError, assert, describeCause, StatesnapError, systemErrorCode } from './errors.js';
+import {
+  abortError,
+  assert,
+  describeCause,
+  outOfResourcesAt,
+  StatesnapError,
+  systemErrorCode,
+} from './errors.js';
 import { CAN_LOCATE_FDS } from './paths.js';
 import {
   clampTimestampNs,
@@ -51,6 +58,8 @@ export interface EntrySink {
 }
 
 export interface WalkOptions {
+  /** What the walked tree is, for the error that says it cannot be read. */
+  tree: 'source' | 'backup';
   /** Whether the entry at this relative POSIX path is left out (a directory: with everything below it). */
   isExcluded: (rel: string, isDirectory: boolean) => boolean;
   /** Names directly under the root that belong to statesnap's own backup layout. */
@@ -98,7 +107,10 @@ function yieldToEventLoop(): Promise<void> {
 const OPEN_ROOT = constants.O_RDONLY | constants.O_DIRECTORY;
 const OPEN_DIR = OPEN_ROOT | constants.O_NOFOLLOW;
 
-function walkProblemOf(error: unknown): WalkProblem {
+/** A listing error as the entry's problem; running out of descriptors or memory fails the walk instead. */
+function walkProblemOf(error: unknown, path: string): WalkProblem {
+  const outOfResources = outOfResourcesAt(path, error);
+  if (outOfResources) throw outOfResources;
   const code = systemErrorCode(error);
   return code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP' ? 'vanished' : 'unreadable';
 }
@@ -168,7 +180,7 @@ function visitStatted(
       stats = lstatSync(fsPath(`${dir.base}/${name}`), { bigint: true });
     }
   } catch (error) {
-    sink.problem(rel, walkProblemOf(error), describeCause(error));
+    sink.problem(rel, walkProblemOf(error, `${dir.path}/${name}`), describeCause(error));
     return undefined;
   }
   const kind = kindOf(stats); // the entry may have been swapped since readdir
@@ -191,7 +203,13 @@ function visitStatted(
  * represented in a portable index (a backslash in the name) are reported, not copied.
  */
 export async function walk(root: string, options: WalkOptions, sink: EntrySink): Promise<void> {
-  const rootStats = lstatSync(fsPath(root), { bigint: true });
+  const unreadable = (error: unknown) => treeUnreadable(options.tree, root, error);
+  let rootStats: BigIntStats;
+  try {
+    rootStats = lstatSync(fsPath(root), { bigint: true });
+  } catch (error) {
+    throw unreadable(error); // vanished since the caller checked it
+  }
   sink.dir(plannedDir('', rootStats));
   const pending: string[] = [''];
   let within = '';
@@ -202,13 +220,13 @@ export async function walk(root: string, options: WalkOptions, sink: EntrySink):
     try {
       fd = openSync(fsPath(dirRel === '' ? root : `${root}/${dirRel}`), dirRel === '' ? OPEN_ROOT : OPEN_DIR);
     } catch (error) {
-      if (dirRel === '') throw sourceUnreadable(root, error);
+      if (dirRel === '') throw unreadable(error);
       const code = systemErrorCode(error);
       const message =
         code === 'ELOOP' || code === 'ENOTDIR'
           ? 'is no longer a directory (replaced by a symlink or a file); not followed'
           : describeCause(error);
-      sink.problem(dirRel, walkProblemOf(error), message);
+      sink.problem(dirRel, walkProblemOf(error, `${root}/${dirRel}`), message);
       continue;
     }
     try {
@@ -231,8 +249,8 @@ export async function walk(root: string, options: WalkOptions, sink: EntrySink):
       try {
         listing = listDirectory(base);
       } catch (error) {
-        if (dirRel === '') throw sourceUnreadable(root, error);
-        sink.problem(dirRel, walkProblemOf(error), describeCause(error));
+        if (dirRel === '') throw unreadable(error);
+        sink.problem(dirRel, walkProblemOf(error, `${root}/${dirRel}`), describeCause(error));
         continue;
       }
       const listed: ListedDir = { rel: dirRel, path, base };
@@ -254,9 +272,14 @@ export async function walk(root: string, options: WalkOptions, sink: EntrySink):
   }
 }
 
-function sourceUnreadable(root: string, error: unknown): StatesnapError {
-  return new StatesnapError('ERR_SOURCE_UNREADABLE', `cannot read source ${root}: ${describeCause(error)}`, {
-    path: root,
-    cause: error,
-  });
+/** The error for a tree whose root cannot be read: the source of a backup, or a backup being read. */
+export function treeUnreadable(tree: WalkOptions['tree'], root: string, error: unknown): StatesnapError {
+  return (
+    outOfResourcesAt(root, error) ??
+    new StatesnapError(
+      tree === 'source' ? 'ERR_SOURCE_UNREADABLE' : 'ERR_FILE_UNREADABLE',
+      `cannot read ${tree} ${root}: ${describeCause(error)}`,
+      { path: root, cause: error },
+    )
+  );
 }

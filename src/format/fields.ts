@@ -2,8 +2,8 @@
 // each bounded to what a filesystem can hold and a restore can apply, so an absurd value in a hostile backup is
 // refused while the backup is read, never found half-way through a restore.
 
-import { z } from 'zod';
 import { TIMESTAMP_LIMIT_NS } from '../core/protocol.js';
+import { z } from '../core/zod.js';
 
 /** Permission bits: `st_mode & 0o7777`. */
 export const mode = z.number().int().min(0).max(0o7777);

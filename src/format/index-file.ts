@@ -7,10 +7,10 @@ import { isUtf8 } from 'node:buffer';
 import { createHash, type Hash } from 'node:crypto';
 import { closeSync, constants, createReadStream, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { z } from 'zod';
-import { describeCause, StatesnapError } from '../core/errors.js';
+import { describeCause, outOfResourcesAt, StatesnapError } from '../core/errors.js';
 import { CAN_LOCATE_FDS } from '../core/paths.js';
 import { nameFromBytes, pathBytes } from '../core/protocol.js';
+import { z } from '../core/zod.js';
 import { inode, mode, ownerId, timestampNs } from './fields.js';
 import {
   formatZodIssues,
@@ -326,7 +326,7 @@ export async function* readIndex(
     }
   } catch (error) {
     if (error instanceof StatesnapError) throw error;
-    throw invalid(`cannot be read: ${describeCause(error)}`, error);
+    throw outOfResourcesAt(path, error) ?? invalid(`cannot be read: ${describeCause(error)}`, error);
   } finally {
     stream.destroy();
   }

@@ -3,9 +3,9 @@
 // restore our backups; everything statesnap adds lives under the `statesnap` key, which Oxios' reader ignores.
 
 import { join } from 'node:path';
-import { z } from 'zod';
 import { describeCause, StatesnapError } from '../core/errors.js';
 import type { SkipKind } from '../core/walk.js';
+import { z } from '../core/zod.js';
 import { mode, ownerId, timestampNs } from './fields.js';
 import { type MetadataErrors, readMetadataFile } from './metadata-file.js';
 
@@ -65,8 +65,14 @@ export const relativePath = z.string().superRefine((path, ctx) => {
 const count = z.number().int().nonnegative();
 export const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits');
 
-// A section names a category folder inside the store: Oxios joins it to its base path, so it must not climb out.
-const SectionSchema = z.object({ name: relativePath, entry_count: count });
+// Oxios' own fields are read as leniently as Oxios' serde reader reads them (a String, a u32, a usize), so every
+// backup Oxios restores is readable here: an empty or odd `created_at`, a section name that is not a folder of
+// the store, or a count beyond 2^53 is information about the backup (read/manifest-notes.ts), never a refusal.
+// No section name is ever used to build a path before it passes unsafeRelativePathReason.
+const SectionSchema = z.object({
+  name: z.string(),
+  entry_count: z.number().refine((n) => Number.isInteger(n) && n >= 0, 'must be an integer >= 0'),
+});
 
 const SkippedCountsSchema = z.object({
   symlink: count,
@@ -115,7 +121,7 @@ const StatesnapExtrasSchema = z
 
 export const ManifestSchema = z.looseObject({
   version: z.literal(SUPPORTED_MANIFEST_VERSION),
-  created_at: z.string().min(1),
+  created_at: z.string(),
   oxios_version: z.string(),
   sections: z.array(SectionSchema),
   statesnap: StatesnapExtrasSchema.optional(),

@@ -3,7 +3,7 @@
 // bound, so a hostile backup can neither hang nor exhaust whoever reads it.
 
 import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
-import { describeCause, type StatesnapError, systemErrorCode } from '../core/errors.js';
+import { describeCause, outOfResourcesAt, type StatesnapError, systemErrorCode } from '../core/errors.js';
 
 const OPEN_METADATA = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 
@@ -34,7 +34,7 @@ export function openMetadataFile(path: string, errors: MetadataErrors): number {
     if (code === 'ELOOP') throw errors.refused('is a symlink, which is never followed', error);
     // A socket, or a device without a driver: there is nothing a backup could have put there.
     if (code === 'ENXIO') throw errors.refused('is not a regular file', error);
-    throw errors.unreadable(describeCause(error), error);
+    throw outOfResourcesAt(path, error) ?? errors.unreadable(describeCause(error), error);
   }
   try {
     const stats = fstatSync(fd);

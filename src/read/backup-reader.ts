@@ -3,12 +3,11 @@
 // backup (a plain tree + manifest.json, walked without following links). Object storage will be a third kind.
 
 import { type BigIntStats, lstatSync, realpathSync } from 'node:fs';
-import { join } from 'node:path';
-import { abortError, describeCause, StatesnapError } from '../core/errors.js';
+import { abortError, describeCause, outOfResourcesAt, StatesnapError } from '../core/errors.js';
 import { CAN_LOCATE_FDS } from '../core/paths.js';
 import type { EntrySource } from '../core/pipeline.js';
 import type { ReadSpec } from '../core/protocol.js';
-import { type EntrySink, type PlannedDir, walk } from '../core/walk.js';
+import { type EntrySink, type PlannedDir, treeUnreadable, walk } from '../core/walk.js';
 import { readIndex } from '../format/index-file.js';
 import {
   formatOf,
@@ -18,7 +17,6 @@ import {
   readManifest,
   type StatesnapExtras,
 } from '../format/manifest.js';
-import { countCategoryEntries } from '../format/sections.js';
 
 export type BackupKind = 'statesnap' | 'oxios';
 
@@ -107,7 +105,15 @@ class IndexedBackup extends LocalBackup {
     // The root's own attributes are not in the index: a format-2 manifest records them; before that, the
     // backup's root directory has them (the backup gave it the source root's mode and mtime).
     const { extras, format } = this;
-    sink.dir(extras.root ? recordedDir('', extras.root) : rootDir(lstatSync(this.root, { bigint: true })));
+    let rootStats: BigIntStats | null = null;
+    if (!extras.root) {
+      try {
+        rootStats = lstatSync(this.root, { bigint: true });
+      } catch (error) {
+        throw treeUnreadable('backup', this.root, error);
+      }
+    }
+    sink.dir(rootStats === null ? recordedDir('', extras.root!) : rootDir(rootStats));
     for await (const entry of readIndex(this.root, { format, ...extras.index }, options)) {
       if (signal.aborted) throw abortError(signal, this.root);
       if (entry.type === 'dir') {
@@ -139,7 +145,7 @@ class OxiosTree extends LocalBackup {
   protected async entries(sink: EntrySink, _options: ReadOptions, signal: AbortSignal): Promise<void> {
     await walk(
       this.root,
-      { isExcluded: () => false, reservedRootNames: RESERVED_ROOT_NAMES, signal },
+      { tree: 'backup', isExcluded: () => false, reservedRootNames: RESERVED_ROOT_NAMES, signal },
       {
         // Oxios keeps no owners: whoever restores its backup owns the result, directories as files.
         dir: ({ uid: _uid, gid: _gid, ...dir }) => sink.dir(dir),
@@ -160,33 +166,17 @@ export function openBackup(path: string): BackupReader {
   try {
     root = realpathSync(path);
   } catch (error) {
-    throw new StatesnapError('ERR_MANIFEST_MISSING', `cannot read backup ${path}: ${describeCause(error)}`, {
-      path,
-      cause: error,
-    });
+    throw (
+      outOfResourcesAt(path, error) ??
+      new StatesnapError('ERR_MANIFEST_MISSING', `cannot read backup ${path}: ${describeCause(error)}`, {
+        path,
+        cause: error,
+      })
+    );
   }
   return manifest.statesnap
     ? new IndexedBackup(root, manifest, manifest.statesnap)
     : new OxiosTree(root, manifest);
-}
-
-/**
- * Oxios backups have no index: the manifest's sections are all there is to check the tree against. A section
- * whose folder holds fewer entries than it declares (counted as Oxios' list_category counts them) has lost
- * files. More entries are not a problem: Oxios counts before it copies a live store.
- */
-export function sectionProblems(reader: BackupReader): Array<{ path: string; message: string }> {
-  const problems: Array<{ path: string; message: string }> = [];
-  for (const section of reader.manifest.sections) {
-    const found = countCategoryEntries(reader.root, section.name);
-    if (found < section.entry_count) {
-      problems.push({
-        path: join(reader.root, section.name),
-        message: `section ${section.name} declares ${section.entry_count} entries, ${found} found`,
-      });
-    }
-  }
-  return problems;
 }
 
 /** How a manifest's totals differ from what its index lists, or null when they agree. */

@@ -6,6 +6,7 @@ import { throwIfAborted } from '../core/errors.js';
 import { requirePath, signalOption } from '../core/options.js';
 import { walk } from '../core/walk.js';
 import { formatOf, RESERVED_ROOT_NAMES, readManifest, type SkippedCounts } from '../format/manifest.js';
+import { type ManifestNote, manifestNotes } from './manifest-notes.js';
 
 export interface InspectOptions {
   /** The backup directory (the one holding manifest.json). */
@@ -34,6 +35,11 @@ export interface InspectResult {
   indexEntries: number | null;
   skipped: SkippedCounts | null;
   warnings: { count: number; byProblem: Record<string, number> } | null;
+  /**
+   * What the manifest says that does not stop a restore: section counts that differ from the tree (Oxios
+   * counts symlinks it does not copy), a section name that is not a folder, an empty or odd created_at.
+   */
+  notes: ManifestNote[];
   /** Always 0: a backup that cannot be inspected is an error. Every command's result carries one. */
   exitCode: 0;
 }
@@ -52,6 +58,7 @@ export async function inspect(options: InspectOptions): Promise<InspectResult> {
     createdAt: manifest.created_at,
     appVersion: manifest.oxios_version,
     sections: manifest.sections,
+    notes: manifestNotes(backupDir, manifest),
   };
   if (extras) {
     return {
@@ -70,7 +77,7 @@ export async function inspect(options: InspectOptions): Promise<InspectResult> {
   const totals = { files: 0, dirs: 0, bytes: 0 };
   await walk(
     backupDir,
-    { isExcluded: () => false, reservedRootNames: RESERVED_ROOT_NAMES, signal },
+    { tree: 'backup', isExcluded: () => false, reservedRootNames: RESERVED_ROOT_NAMES, signal },
     {
       dir: (dir) => {
         if (dir.rel !== '') totals.dirs++;

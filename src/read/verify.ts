@@ -15,17 +15,12 @@ import {
   type Tally,
 } from '../core/pipeline.js';
 import { type ProgressReport, progressReporter, type VerifyProgress } from '../core/progress.js';
-import { type FileProblem, formatMode, HASH_ALGORITHM } from '../core/protocol.js';
+import { type FileProblem, formatMode, HASH_ALGORITHM, type RunFailure } from '../core/protocol.js';
 import { walk } from '../core/walk.js';
 import type { Warning, WarningLog, WarningSummary } from '../core/warnings.js';
 import { INDEX_FILE, MANIFEST_FILE, RESERVED_ROOT_NAMES } from '../format/manifest.js';
-import {
-  type BackupKind,
-  type BackupReader,
-  openBackup,
-  sectionProblems,
-  totalsMismatch,
-} from './backup-reader.js';
+import { type BackupKind, type BackupReader, openBackup, totalsMismatch } from './backup-reader.js';
+import { type ManifestNote, manifestNotes } from './manifest-notes.js';
 
 /**
  * What is wrong with one path of a backup (the `problem` of each entry in `problems.list`). `mode`: its
@@ -61,6 +56,11 @@ export interface VerifyResult {
   /** True when everything matched. */
   ok: boolean;
   problems: WarningSummary;
+  /**
+   * What the manifest says that is not a problem (Oxios' restore accepts it): section counts that differ
+   * from the tree, a section name that is not a folder, an odd created_at.
+   */
+  notes: ManifestNote[];
   /** The worker threads the run started: at most the `threads` option, and only as many as its batches kept busy. */
   threads: number;
   durationMs: number;
@@ -68,7 +68,7 @@ export interface VerifyResult {
   exitCode: 0 | 1;
 }
 
-const PROBLEM_OF: Record<Exclude<FileProblem, 'dest-failed'>, VerifyProblem> = {
+const PROBLEM_OF: Record<Exclude<FileProblem, RunFailure>, VerifyProblem> = {
   vanished: 'missing',
   corrupt: 'corrupt',
   changed: 'corrupt',
@@ -157,7 +157,7 @@ async function walkTree(
   report();
   await walk(
     reader.root,
-    { isExcluded: () => false, reservedRootNames: RESERVED_ROOT_NAMES, signal },
+    { tree: 'backup', isExcluded: () => false, reservedRootNames: RESERVED_ROOT_NAMES, signal },
     {
       dir: (dir) => {
         entries.set(dir.rel, dir.mode);
@@ -237,11 +237,7 @@ export async function verify(options: VerifyOptions): Promise<VerifyResult> {
     }
     const tally = newTally();
     if (reader?.extras) await checkIndexed(run, reader, tally, report);
-    else if (reader) {
-      // An Oxios backup has no index: section entry counts against the tree, and every file read in full.
-      for (const missing of sectionProblems(reader)) problems.add(missing.path, 'missing', missing.message);
-      await readEveryFile(run, reader, tally, report, undefined);
-    }
+    else if (reader) await readEveryFile(run, reader, tally, report, undefined); // Oxios: no index
     const ok = problems.count === 0;
     return {
       command: 'verify',
@@ -256,6 +252,7 @@ export async function verify(options: VerifyOptions): Promise<VerifyResult> {
       skippedEntries: tally.skipped,
       ok,
       problems: problems.summary(),
+      notes: reader ? manifestNotes(reader.root, reader.manifest) : [],
       threads: run.threadsStarted,
       durationMs: Math.round(performance.now() - started),
       exitCode: ok ? 0 : 1,

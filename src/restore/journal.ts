@@ -16,8 +16,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { z } from 'zod';
-import { describeCause, StatesnapError, systemErrorCode } from '../core/errors.js';
+import { describeCause, outOfResourcesAt, StatesnapError, systemErrorCode } from '../core/errors.js';
 import { Flusher } from '../core/flush.js';
 import { entryExists, removeTree } from '../core/fs-tree.js';
 import {
@@ -32,6 +31,7 @@ import {
 import { findSiblings, fixedSiblingPath, isSiblingName, siblingPath } from '../core/siblings.js';
 import { pauseAt } from '../core/test-hooks.js';
 import type { WarningLog } from '../core/warnings.js';
+import { z } from '../core/zod.js';
 import { formatZodIssues } from '../format/manifest.js';
 
 interface SwapPlan {
@@ -99,14 +99,27 @@ function recoveryNeeded(target: string, message: string, cause?: unknown): State
   });
 }
 
+// `recover` reads the same journal: where the journal itself is the trouble, the message says what to do about
+// it first, or `recover` would only say the same again.
+const NOT_A_JOURNAL = 'move it away if it is not a statesnap journal';
+
 function readJournal(target: string): { plan: SwapPlan | null; owner: JournalOwner } | null {
   const path = journalPath(target);
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
-    if (systemErrorCode(error) === 'ENOENT') return null;
-    throw recoveryNeeded(target, `cannot read restore journal ${path}: ${describeCause(error)}`, error);
+    const code = systemErrorCode(error);
+    if (code === 'ENOENT') return null;
+    const outOfResources = outOfResourcesAt(path, error);
+    if (outOfResources) throw outOfResources;
+    const remedy =
+      code === 'EACCES' || code === 'EPERM' ? 'switch to the user who ran that restore' : NOT_A_JOURNAL;
+    throw recoveryNeeded(
+      target,
+      `cannot read restore journal ${path} (${describeCause(error)}): ${remedy}`,
+      error,
+    );
   }
   let data: unknown;
   try {
@@ -114,20 +127,26 @@ function readJournal(target: string): { plan: SwapPlan | null; owner: JournalOwn
   } catch (error) {
     throw recoveryNeeded(
       target,
-      `restore journal ${path} is not valid JSON (${describeCause(error)})`,
+      `restore journal ${path} is not valid JSON (${describeCause(error)}): ${NOT_A_JOURNAL}`,
       error,
     );
   }
   const parsed = JournalSchema.safeParse(data);
   if (!parsed.success) {
-    throw recoveryNeeded(target, `restore journal ${path} is invalid (${formatZodIssues(parsed.error)})`);
+    throw recoveryNeeded(
+      target,
+      `restore journal ${path} is invalid (${formatZodIssues(parsed.error)}): ${NOT_A_JOURNAL}`,
+    );
   }
   const journal = parsed.data;
   let owner: JournalOwner;
   if (journal.version === 2) {
     const recorded = parseOwner(journal.owner);
     if (recorded === null) {
-      throw recoveryNeeded(target, `restore journal ${path} is invalid (owner: not an owner record)`);
+      throw recoveryNeeded(
+        target,
+        `restore journal ${path} is invalid (owner: not an owner record): ${NOT_A_JOURNAL}`,
+      );
     }
     owner = { state: ownerState(recorded), text: describeOwner(recorded) };
   } else {

@@ -16,6 +16,7 @@ import type { PlannedDir } from '../core/walk.js';
 import { TargetLock } from './journal.js';
 import {
   type AttributeRules,
+  explainTargetError,
   fileWriteFailed,
   type RestoreTarget,
   targetInvalid,
@@ -244,7 +245,7 @@ export class MergeTarget implements RestoreTarget {
   }
 
   explain(error: unknown): unknown {
-    return targetWriteError(this.#target, error);
+    return explainTargetError(error, this.#target, [this.#target]);
   }
 
   async abandon(): Promise<void> {

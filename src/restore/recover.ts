@@ -3,7 +3,7 @@
 
 import { throwIfAborted } from '../core/errors.js';
 import { booleanOption, requirePath, resolveRunOptions } from '../core/options.js';
-import { resolveWritePath } from '../core/paths.js';
+import { BACKUP_AND_TARGET, resolveWritePath } from '../core/paths.js';
 import { type Warning, WarningLog, type WarningSummary } from '../core/warnings.js';
 import { type RecoveryAction, recoverTarget } from './journal.js';
 
@@ -42,7 +42,7 @@ export async function recover(options: RecoverOptions): Promise<RecoverResult> {
   const { sync, signal, onWarning } = resolveRunOptions(options);
   const breakLock = booleanOption('breakLock', options.breakLock, false);
   throwIfAborted(signal, given);
-  const target = resolveWritePath(given, { write: 'target', unusableParent: 'ERR_TARGET_INVALID' });
+  const target = resolveWritePath(given, BACKUP_AND_TARGET);
   const warnings = new WarningLog(onWarning);
   const actions = recoverTarget(target, { sync, warnings, breakLock });
   return {

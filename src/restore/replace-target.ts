@@ -17,6 +17,7 @@ import type { WarningLog } from '../core/warnings.js';
 import { removeOwnStaging, rollbackPathFor, swapIn, TargetLock } from './journal.js';
 import {
   type AttributeRules,
+  explainTargetError,
   fileWriteFailed,
   type RestoreTarget,
   targetWriteError,
@@ -91,7 +92,7 @@ export class ReplaceTarget implements RestoreTarget {
     try {
       mkdirSync(this.#staging, { mode: 0o700 });
     } catch (error) {
-      throw targetWriteError(this.#staging, error);
+      throw targetWriteError(this.#target, error); // the cause names the staging tree
     }
     this.#caseInsensitive = isCaseInsensitive(this.#staging);
     pauseAt?.('staging-created');
@@ -150,7 +151,7 @@ export class ReplaceTarget implements RestoreTarget {
   }
 
   explain(error: unknown): unknown {
-    return targetWriteError(this.#staging, error);
+    return explainTargetError(error, this.#target, [this.#staging, this.#target]);
   }
 
   async abandon(): Promise<void> {

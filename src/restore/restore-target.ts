@@ -4,7 +4,7 @@
 // (replace-target.ts) and merge mode (merge-target.ts) are its two implementations.
 
 import { join } from 'node:path';
-import { describeCause, StatesnapError } from '../core/errors.js';
+import { describeCause, isSystemErrorUnder, outOfResourcesAt, StatesnapError } from '../core/errors.js';
 import type { Destination, FileFailed } from '../core/pipeline.js';
 import type { FileOp, WriteSpec } from '../core/protocol.js';
 import type { PlannedDir } from '../core/walk.js';
@@ -39,10 +39,21 @@ export function targetInvalid(target: string, message: string): StatesnapError {
 
 export function targetWriteError(path: string, error: unknown): StatesnapError {
   if (error instanceof StatesnapError) return error;
-  return new StatesnapError('ERR_TARGET_WRITE', `cannot write ${path}: ${describeCause(error)}`, {
-    path,
-    cause: error,
-  });
+  return (
+    outOfResourcesAt(path, error) ??
+    new StatesnapError('ERR_TARGET_WRITE', `cannot write ${path}: ${describeCause(error)}`, {
+      path,
+      cause: error,
+    })
+  );
+}
+
+/**
+ * A target's `explain`: a system error on the trees it writes (`roots`) is a write failure there; anything
+ * else (a bug, an error on the backup's side) was explained where it happened and stays as it is.
+ */
+export function explainTargetError(error: unknown, path: string, roots: readonly string[]): unknown {
+  return isSystemErrorUnder(error, roots) ? targetWriteError(path, error) : error;
 }
 
 /** The error that stops a restore for a file the workers could not write (ENOSPC, EROFS, …). */

@@ -12,13 +12,14 @@ import {
   requirePath,
   resolveRunOptions,
 } from '../core/options.js';
-import { makeParents, type ResolvedPaths, resolvePaths, SOURCE_AND_DESTINATION } from '../core/paths.js';
+import { BACKUP_AND_TARGET, makeParents, type ResolvedPaths, resolvePaths } from '../core/paths.js';
 import { type ErrorPolicy, newTally, type Run, runPipeline } from '../core/pipeline.js';
 import { type ProgressReport, progressReporter, type RestoreProgress } from '../core/progress.js';
-import { type FileProblem, SETID_BITS } from '../core/protocol.js';
+import { type FileProblem, type RunFailure, SETID_BITS } from '../core/protocol.js';
 import { pauseAt } from '../core/test-hooks.js';
 import type { Warning, WarningSummary } from '../core/warnings.js';
-import { type BackupKind, type BackupReader, openBackup, sectionProblems } from '../read/backup-reader.js';
+import { type BackupKind, type BackupReader, openBackup } from '../read/backup-reader.js';
+import { type ManifestNote, manifestNotes } from '../read/manifest-notes.js';
 import type { RecoveryAction } from './journal.js';
 import { interruptedRestoreOf, recoverTarget } from './journal.js';
 import { MergeTarget } from './merge-target.js';
@@ -90,6 +91,8 @@ interface RestoreSummary {
   /** Directories made for `target` (`mkpath`), outermost first; in a dry run, the ones that would be. */
   createdParents: string[];
   warnings: WarningSummary;
+  /** What the backup's manifest says that did not stop the restore (e.g. a section count that differs). */
+  notes: ManifestNote[];
   durationMs: number;
   /** 0, or 3 when there were warnings. */
   exitCode: 0 | 3;
@@ -170,8 +173,12 @@ function inspectTarget(target: string, mode: RestoreMode): boolean {
   return true;
 }
 
-/** Refuses a backup that declares nothing (unless allowed) and an Oxios backup missing section entries. */
-function refuseIncomplete(reader: BackupReader, allowEmpty: boolean): void {
+/**
+ * Refuses a backup that declares nothing (unless allowed). What else an Oxios manifest says (section counts,
+ * names, created_at) is a note, never a refusal: Oxios' own restore refuses only a version other than 1, an
+ * unreadable manifest and empty sections.
+ */
+function refuseEmpty(reader: BackupReader, allowEmpty: boolean): void {
   const empty = reader.extras ? reader.extras.totals.files === 0 : reader.manifest.sections.length === 0;
   if (empty && !allowEmpty) {
     const what = reader.extras ? 'holds no files' : 'declares no sections';
@@ -181,13 +188,9 @@ function refuseIncomplete(reader: BackupReader, allowEmpty: boolean): void {
       { path: reader.root },
     );
   }
-  if (!reader.extras) {
-    const missing = sectionProblems(reader);
-    if (missing.length > 0) throw backupCorrupt(missing[0]!.path, `is incomplete: ${missing[0]!.message}`);
-  }
 }
 
-const PROBLEM_WORDS: Record<Exclude<FileProblem, 'dest-failed'>, string> = {
+const PROBLEM_WORDS: Record<Exclude<FileProblem, RunFailure>, string> = {
   vanished: 'is missing',
   changed: 'changed while it was read',
   'not-regular': 'is not a regular file',
@@ -276,7 +279,7 @@ async function planRestore(
   const recoversFirst = interruptedRestoreOf(target);
   const targetExists = paths.missingParents.length === 0 && inspectTarget(target, opts.mode);
   const merge = opts.mode === 'merge' && targetExists;
-  refuseIncomplete(reader, opts.allowEmpty);
+  refuseEmpty(reader, opts.allowEmpty);
   let filesReplaced = 0;
   // The checks of the run itself, without its lock; a target whose parent is still to be made has no
   // filesystem to check yet.
@@ -317,6 +320,7 @@ async function planRestore(
     filesReplaced,
     recoversFirst,
     warnings: run.warnings.summary(),
+    notes: manifestNotes(reader.root, reader.manifest),
     durationMs: Math.round(performance.now() - started),
     exitCode: run.warnings.count > 0 ? 3 : 0,
   };
@@ -331,18 +335,18 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult | 
   const opts = resolveRestoreOptions(options);
   throwIfAborted(opts.signal, opts.target);
   const reader = openBackup(opts.backup);
-  const paths = resolvePaths(reader.root, opts.target, SOURCE_AND_DESTINATION, { mkpath: opts.mkpath });
+  const paths = resolvePaths(reader.root, opts.target, BACKUP_AND_TARGET, { mkpath: opts.mkpath });
   const target = paths.write;
   const report = progressReporter('restore', started, opts.onProgress);
   return runPipeline({ ...opts, path: target }, async (run) => {
     if (opts.dryRun) return planRestore(run, reader, paths, opts, report, started);
-    makeParents(paths.missingParents, SOURCE_AND_DESTINATION);
+    makeParents(paths.missingParents, BACKUP_AND_TARGET);
     // A restore of this target that was killed is finished (or undone) before anything else looks at it.
     const recovered = recoverTarget(target, { sync: opts.sync, warnings: run.warnings, breakLock: false });
     const targetExisted = inspectTarget(target, opts.mode);
     // Merging into nothing is a replace: there is nothing to keep, and the replace path is atomic.
     const merge = opts.mode === 'merge' && targetExisted;
-    refuseIncomplete(reader, opts.allowEmpty);
+    refuseEmpty(reader, opts.allowEmpty);
     const rules = { ...opts, ...attributeRules(reader, opts) };
     // Holds the target's lock from here on: no other restore checks or writes the target meanwhile.
     const into = run.adopt(
@@ -382,6 +386,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult | 
       ownersRestored: rules.owners,
       recovered,
       warnings: run.warnings.summary(),
+      notes: manifestNotes(reader.root, reader.manifest),
       threads: run.threadsStarted,
       synced: opts.sync,
       durationMs: Math.round(performance.now() - started),

@@ -476,6 +476,19 @@ function collect(
   return { child, done };
 }
 
+/**
+ * Runs `file` (a wrapper such as `setpriv … node`, or `sh -c 'ulimit …; exec "$@"'`) in the CLI's
+ * environment and collects its output like runCli.
+ */
+export function runProgram(file: string, args: readonly string[], options: CliOptions = {}): Promise<CliRun> {
+  const child = spawn(file, args, {
+    cwd: options.cwd,
+    env: cliEnv(options.env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return collect(child, options.timeoutMs).done;
+}
+
 /** Runs the real built `statesnap` binary. */
 export function runCli(args: readonly string[], options: CliOptions = {}): Promise<CliRun> {
   return startCli(args, options).done;

@@ -24,11 +24,11 @@ import {
   threadsOption,
 } from '../options.js';
 import { formatBytes } from '../progress-line.js';
-import { countOf, describeWarnings, formatCounts, formatNumber, shellQuote } from '../text.js';
+import { countOf, describeWarnings, formatCounts, formatNumber, oneLine, shellQuote } from '../text.js';
 
 /** `seeds 63, memory/facts 1,802` */
 export function describeSections(sections: ReadonlyArray<{ name: string; entry_count: number }>): string {
-  return sections.map((s) => `${s.name} ${formatNumber(s.entry_count)}`).join(', ') || 'none';
+  return sections.map((s) => `${oneLine(s.name)} ${formatNumber(s.entry_count)}`).join(', ') || 'none';
 }
 
 function describePlan(plan: BackupPlan): string {

@@ -5,7 +5,7 @@ import { type InspectResult, inspect } from '../../index.js';
 import { BaseCommand } from '../base-command.js';
 import { pathArgument } from '../options.js';
 import { formatBytes } from '../progress-line.js';
-import { countOf, formatCounts } from '../text.js';
+import { countOf, describeNotes, formatCounts } from '../text.js';
 import { describeSections } from './backup.js';
 
 export function describeInspect(result: InspectResult): string {
@@ -26,6 +26,7 @@ export function describeInspect(result: InspectResult): string {
       `  warnings    ${result.warnings.count === 0 ? 'none' : `${countOf(result.warnings.count, 'warning')} (${kinds})`}`,
     );
   }
+  lines.push(...describeNotes(result.notes, '  note        '));
   return lines.join('\n');
 }
 

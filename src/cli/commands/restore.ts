@@ -5,7 +5,7 @@ import { type RestorePlan, type RestoreResult, restore } from '../../index.js';
 import { BaseCommand } from '../base-command.js';
 import { choiceOption, flag, negatableFlag, pathArgument, progressFlag, threadsOption } from '../options.js';
 import { formatBytes } from '../progress-line.js';
-import { countOf, describeWarnings, formatCounts } from '../text.js';
+import { countOf, describeNotes, describeWarnings, formatCounts } from '../text.js';
 import { describeRecoveryActions } from './recover.js';
 
 function describePlan(plan: RestorePlan): string {
@@ -54,6 +54,7 @@ export function describeRestore(result: RestoreResult | RestorePlan): string {
     lines.push(`not restored (recorded as skipped): ${formatCounts(result.skipped.byKind)}`);
   }
   if (result.recovered.length > 0) lines.push(describeRecoveryActions(result.recovered));
+  lines.push(...describeNotes(result.notes));
   const warnings = describeWarnings(result.warnings);
   if (warnings) lines.push(warnings);
   return lines.join('\n');
@@ -65,9 +66,10 @@ export class RestoreCommand extends BaseCommand {
     description: 'Restore a backup into a state directory',
     details: `
       Validates the backup's manifest and index and, before the target changes, every file's size and sha256.
-      Backups made by Oxios (a plain tree with manifest.json, no index) restore too, checked by manifest shape,
-      section entry counts and file presence only. The backup's own \`manifest.json\` and \`.statesnap/\` are never
-      restored; symlinks and special files are never followed or recreated.
+      Backups made by Oxios (a plain tree with manifest.json, no index) restore whenever Oxios' own restore
+      would: a section count that differs from the tree (Oxios counts symlinks it does not copy) is printed as
+      a note, never a refusal; their files have no hashes to check. The backup's own \`manifest.json\` and
+      \`.statesnap/\` are never restored; symlinks and special files are never followed or recreated.
 
       Replace mode (default): the restored tree is built and flushed in a staging directory beside \`target\`, then
       swapped in with two renames recorded in a journal (\`<target>.restore-journal\`); the previous target is kept

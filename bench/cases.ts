@@ -15,7 +15,7 @@ import {
   nodeCp,
   rsyncA,
   sequentialCopy,
-  syncAll,
+  syncFilesystemOf,
   tarPipe,
   which,
 } from './baselines.js';
@@ -226,7 +226,7 @@ async function buildCase(id: CaseId): Promise<BenchCase | string> {
         needs(['cp', 'sync']) ??
         plainCase(id, 'cp -a + sync', 'copy', async (source, dest) => {
           await cpA(source, dest);
-          await syncAll();
+          await syncFilesystemOf(dest);
         })
       );
     case 'rsync-a':

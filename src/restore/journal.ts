@@ -32,7 +32,7 @@ import { findSiblings, fixedSiblingPath, isSiblingName, siblingPath } from '../c
 import { pauseAt } from '../core/test-hooks.js';
 import type { WarningLog } from '../core/warnings.js';
 import { z } from '../core/zod.js';
-import { formatZodIssues } from '../format/manifest.js';
+import { formatZodIssues } from '../format/manifest-schema.js';
 
 interface SwapPlan {
   target: string;

@@ -19,7 +19,7 @@ import {
   rsyncA,
   rsyncLinkDest,
   sequentialCopy,
-  syncAll,
+  syncFilesystemOf,
   tarPipe,
   which,
 } from './baselines.js';
@@ -178,7 +178,7 @@ function linkCase(
       if (options.subject) await runStatesnap(['backup', iteration.source, previous, '--no-sync']);
       else await cpA(iteration.source, previous);
       if (options.changeOnePercent) await replaceOnePercent(iteration.source);
-      await syncAll();
+      await syncFilesystemOf(iteration.source);
     },
     run: link,
   };
@@ -284,7 +284,7 @@ async function buildCase(id: CaseId): Promise<BenchCase | string> {
         needs(['cp', 'sync']) ??
         plainCase(id, 'cp -a + sync', 'copy', async (source, dest) => {
           await cpA(source, dest);
-          await syncAll();
+          await syncFilesystemOf(dest);
         })
       );
     case 'rsync-a':
@@ -317,7 +317,7 @@ async function buildCase(id: CaseId): Promise<BenchCase | string> {
           { subject: false, changeOnePercent: false },
           async (iteration) => {
             await rsyncLinkDest(previousOf(iteration), iteration.source, iteration.dest);
-            await syncAll();
+            await syncFilesystemOf(iteration.dest);
             return undefined;
           },
         )
@@ -327,7 +327,7 @@ async function buildCase(id: CaseId): Promise<BenchCase | string> {
         needs(['cp', 'sync']) ??
         linkCase(id, 'cp -al + sync', { subject: false, changeOnePercent: false }, async (iteration) => {
           await cpAl(previousOf(iteration), iteration.dest);
-          await syncAll();
+          await syncFilesystemOf(iteration.dest);
           return undefined;
         })
       );

@@ -101,11 +101,14 @@ function toPlainError(error: unknown): PlainError {
   return { code: e.code, message: e.message, syscall: e.syscall, path };
 }
 
-/** Where the kernel says an open fd really lives, so a parent directory swapped for a symlink is caught. */
+/**
+ * Where the kernel says an open fd really lives, so a parent directory swapped for a symlink is caught. A
+ * directory may be `root` itself.
+ */
 function assertConfined(fd: number, root: string | null, what: string): void {
   if (root === null) return;
   const actual = readlinkSync(`/proc/self/fd/${fd}`);
-  if (!actual.startsWith(root === '/' ? '/' : `${root}/`)) {
+  if (actual !== root && !actual.startsWith(root === '/' ? '/' : `${root}/`)) {
     throw new FileFailure(
       'escaped',
       `${what} resolved outside ${root} (to ${actual}): a path component was swapped`,
@@ -185,7 +188,10 @@ interface OpenDest {
   open: boolean;
   /** The file this open created: the destination itself, or a temp file beside it (`replace`). */
   createdPath: string;
-  tempPath: string | null;
+  /** Where the temp file is renamed to (`replace`), or null when the destination was created in place. */
+  finalPath: string | null;
+  /** The destination's directory, held open while a confined write goes through it (closed: null). */
+  dirFd: number | null;
   /** The umask left the wanted mode intact, so no fchmod is needed. */
   modeSet: boolean;
   /** The source is sparse: blocks of zeros are left as holes, and the size is set at the end. */
@@ -194,37 +200,62 @@ interface OpenDest {
   position: number;
 }
 
-/** Opens a destination for writing; `replace` goes through a temp file beside it so nothing is ever torn. */
-function openDest(task: CopySpec, destPath: string, mode: number, sparse: boolean): OpenDest {
-  const tempPath =
-    task.to.writeMode === 'replace'
-      ? join(
-          dirname(destPath),
-          `.${basename(destPath)}.statesnap-${process.pid}-${threadId}-${tempCounter++}.tmp`,
-        )
-      : null;
+// O_NOFOLLOW on a directory refuses only a symlink as its last component; the kernel's path of the opened
+// descriptor tells whether an earlier one was swapped.
+const OPEN_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+
+/**
+ * Opens the directory a confined write goes into and checks where it really is. The file is then created
+ * and renamed through `/proc/self/fd/<n>/` (the opened directory itself, as openat/renameat would), so a
+ * directory swapped for a symlink afterwards never makes anything appear outside the target.
+ */
+function openDestDir(path: string, confineTo: string): number {
   let fd: number;
   try {
-    fd = openSync(fsPath(tempPath ?? destPath), OPEN_DEST, mode);
+    fd = openSync(fsPath(path), OPEN_DIR);
   } catch (error) {
-    throw new FileFailure('dest-failed', `cannot create: ${(error as Error).message}`, toPlainError(error));
+    throw new FileFailure(
+      'dest-failed',
+      `cannot open directory ${path}: ${(error as Error).message}`,
+      toPlainError(error),
+    );
   }
   try {
-    assertConfined(fd, task.to.confineTo, 'destination');
+    assertConfined(fd, confineTo, `directory ${path}`);
   } catch (error) {
     closeSync(fd);
-    unlinkSync(fsPath(tempPath ?? destPath));
     throw error instanceof FileFailure ? new FileFailure('dest-failed', error.message) : error;
   }
-  return {
-    fd,
-    open: true,
-    createdPath: tempPath ?? destPath,
-    tempPath,
-    modeSet: (mode & ~umask) === mode,
-    sparse,
-    position: 0,
-  };
+  return fd;
+}
+
+/** A `replace` write's temp file: short and of bounded length, so it fits wherever the final name fits. */
+function tempName(): string {
+  return `.statesnap-${process.pid}-${threadId}-${tempCounter++}.tmp`;
+}
+
+/** Opens a destination for writing; `replace` goes through a temp file beside it so nothing is ever torn. */
+function openDest(task: CopySpec, destPath: string, mode: number, sparse: boolean): OpenDest {
+  const { confineTo, writeMode } = task.to;
+  const dirFd = confineTo === null ? null : openDestDir(dirname(destPath), confineTo);
+  let createdPath = destPath;
+  let finalPath: string | null = null;
+  if (dirFd !== null || writeMode === 'replace') {
+    const dir = dirFd === null ? dirname(destPath) : `/proc/self/fd/${dirFd}`;
+    finalPath = `${dir}/${basename(destPath)}`;
+    createdPath = writeMode === 'replace' ? `${dir}/${tempName()}` : finalPath;
+    if (createdPath === finalPath) finalPath = null;
+  }
+  try {
+    const fd = openSync(fsPath(createdPath), OPEN_DEST, mode);
+    const modeSet = (mode & ~umask) === mode;
+    return { fd, open: true, createdPath, finalPath, dirFd, modeSet, sparse, position: 0 };
+  } catch (error) {
+    if (dirFd !== null) closeSync(dirFd);
+    // The main thread names the destination; a `/proc/self/fd/<n>/…` path in the message would only confuse.
+    const message = (error as Error).message.replace(/, open '.*'$/, '');
+    throw new FileFailure('dest-failed', `cannot create: ${message}`, toPlainError(error));
+  }
 }
 
 function isZeroBlock(data: Buffer, start: number, end: number): boolean {
@@ -300,7 +331,7 @@ function transfer(
     }
     const after = fstatSync(fd, { bigint: true });
     if (!sameContentState(stat, after)) throw new FileFailure('changed', 'was modified while it was read');
-    finishDest(task, dest, destPath, op, attributes);
+    finishDest(task, dest, op, attributes);
     dest = null;
     return { stat, attributes, hash: digest };
   } catch (error) {
@@ -310,13 +341,7 @@ function transfer(
   }
 }
 
-function finishDest(
-  task: CopySpec,
-  dest: OpenDest,
-  destPath: string,
-  op: FileOp,
-  attributes: CopyAttributes,
-): void {
+function finishDest(task: CopySpec, dest: OpenDest, op: FileOp, attributes: CopyAttributes): void {
   // Holes at the end were never written: the size is set here.
   if (dest.sparse) ftruncateSync(dest.fd, dest.position);
   // Owner first: a change of owner clears setuid/setgid, so a mode holding them is set again after it.
@@ -325,7 +350,8 @@ function finishDest(
   if (!dest.modeSet || (chown && (attributes.mode & SETID_BITS) !== 0)) fchmodSync(dest.fd, attributes.mode);
   futimesSync(dest.fd, utimeSeconds(attributes.atimeNs), utimeSeconds(attributes.mtimeNs));
   closeDest(dest);
-  if (dest.tempPath) renameSync(fsPath(dest.tempPath), fsPath(destPath));
+  if (dest.finalPath) renameSync(fsPath(dest.createdPath), fsPath(dest.finalPath));
+  releaseDir(dest);
 }
 
 /**
@@ -338,6 +364,14 @@ function closeDest(dest: OpenDest): void {
   closeSync(dest.fd);
 }
 
+/** Closes the directory a confined write went through, once. */
+function releaseDir(dest: OpenDest): void {
+  if (dest.dirFd === null) return;
+  const fd = dest.dirFd;
+  dest.dirFd = null;
+  closeSync(fd);
+}
+
 function abandonDest(dest: OpenDest): void {
   try {
     if (dest.open) closeDest(dest);
@@ -345,6 +379,7 @@ function abandonDest(dest: OpenDest): void {
   try {
     unlinkSync(fsPath(dest.createdPath));
   } catch {}
+  releaseDir(dest);
 }
 
 function copyOne(task: CopySpec, op: FileOp, stop: Int32Array): FileOutcome {

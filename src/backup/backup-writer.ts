@@ -23,7 +23,8 @@ import { findSiblings, siblingPath } from '../core/siblings.js';
 import { pauseAt } from '../core/test-hooks.js';
 import type { PlannedDir, SkipKind } from '../core/walk.js';
 import type { WarningLog } from '../core/warnings.js';
-import { IndexWriter, type RecordedEntry } from '../format/index-file.js';
+import { IndexWriter } from '../format/index-file.js';
+import type { RecordedEntry } from '../format/index-reader.js';
 import {
   INDEX_FILE,
   type IndexRecord,

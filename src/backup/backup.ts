@@ -41,7 +41,7 @@ import {
 import { computeSections } from '../format/sections.js';
 import { checkDestination, LocalTreeWriter, type WriteCounts } from './backup-writer.js';
 import { DEFAULT_RACY_MARGIN_NS } from './change-rule.js';
-import { type JoinCounts, type LinkSource, linkingSource, openLinkSource } from './link-source.js';
+import type { JoinCounts, LinkSource } from './link-source.js';
 import { countFiles, DEFAULT_EXCLUDES, planSource } from './planner.js';
 
 export interface BackupOptions extends RunOptions<BackupProgress> {
@@ -388,21 +388,23 @@ async function copySource(
       : undefined;
   try {
     const planned = planSource(source, opts);
+    // The previous backup's index is read with the schema: loaded only by a backup that links.
+    const entries = link
+      ? (await import('./link-source.js')).linkingSource(
+          planned,
+          link,
+          {
+            previousStartNs: link.startedAtNs,
+            racyMarginNs: DEFAULT_RACY_MARGIN_NS,
+            ignoreInode: opts.ignoreInode,
+            ignoreCtime: opts.ignoreCtime,
+            checksum: opts.checksum,
+          },
+          into.joined,
+        )
+      : planned;
     return await run.pass({
-      source: link
-        ? linkingSource(
-            planned,
-            link,
-            {
-              previousStartNs: link.startedAtNs,
-              racyMarginNs: DEFAULT_RACY_MARGIN_NS,
-              ignoreInode: opts.ignoreInode,
-              ignoreCtime: opts.ignoreCtime,
-              checksum: opts.checksum,
-            },
-            into.joined,
-          )
-        : planned,
+      source: entries,
       destination: writer,
       policy: fileErrorPolicy(source, opts.onFileError),
       onProgress: (tally) => {
@@ -449,7 +451,10 @@ export async function backup(options: BackupOptions): Promise<BackupResult | Bac
   return runPipeline({ ...opts, path: opts.source }, async (run) => {
     if (opts.dryRun) return planBackup(run, opts, paths, started);
     makeParents(paths.missingParents, SOURCE_AND_DESTINATION);
-    const link = opts.linkDest === null ? null : openLinkSource(opts.linkDest, { source, dest });
+    const link =
+      opts.linkDest === null
+        ? null
+        : (await import('./link-source.js')).openLinkSource(opts.linkDest, { source, dest });
     const writer = run.adopt(
       LocalTreeWriter.open(dest, {
         force: opts.force,

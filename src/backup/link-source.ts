@@ -10,7 +10,7 @@ import { isWithin } from '../core/paths.js';
 import type { EntrySource } from '../core/pipeline.js';
 import { clampTimestampNs, type FileOp } from '../core/protocol.js';
 import { walk } from '../core/walk.js';
-import { readIndex } from '../format/index-file.js';
+import { readIndex } from '../format/index-reader.js';
 import { formatOf, RESERVED_ROOT_NAMES, type StatesnapExtras } from '../format/manifest.js';
 import { openBackup } from '../read/backup-reader.js';
 import { type ChangeRuleOptions, decideChange, type PreviousEntry } from './change-rule.js';

@@ -45,6 +45,8 @@ const registry = {
   ERR_TARGET_WRITE: ExitCode.failed,
   ERR_RECOVERY_NEEDED: ExitCode.failed,
   ERR_TARGET_BUSY: ExitCode.failed,
+  /** The target's filesystem lacks the room (bytes or inodes) a restore needs; checked before the first write. */
+  ERR_TARGET_NO_SPACE: ExitCode.failed,
   ERR_BENCH_REGRESSION: ExitCode.failed,
   /** The process ran out of open files, threads or memory: no path is at fault; a limit or --threads is. */
   ERR_SYSTEM_LIMIT: ExitCode.failed,

@@ -8,15 +8,15 @@ import { CAN_LOCATE_FDS } from '../core/paths.js';
 import type { EntrySource } from '../core/pipeline.js';
 import type { ReadSpec } from '../core/protocol.js';
 import { type EntrySink, type PlannedDir, treeUnreadable, walk } from '../core/walk.js';
-import { readIndex } from '../format/index-file.js';
+import { readIndex } from '../format/index-reader.js';
 import {
   formatOf,
   type IndexFormat,
   type Manifest,
   RESERVED_ROOT_NAMES,
-  readManifest,
   type StatesnapExtras,
 } from '../format/manifest.js';
+import { readManifest } from '../format/manifest-schema.js';
 
 export type BackupKind = 'statesnap' | 'oxios';
 

@@ -5,7 +5,7 @@ import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:chil
 import { lstatSync, readdirSync, readFileSync, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { expect } from 'vitest';
-import { ManifestSchema } from '../../dist/src/format/manifest.js';
+import { ManifestSchema } from '../../dist/src/format/manifest-schema.js';
 import { type CliRun, fingerprintTree, isoMicros, pathKey, sha256 } from './tree.js';
 
 export { type RunningCli, sha256, sha256File, startCli } from './tree.js';

@@ -2,15 +2,9 @@
 
 import { readFileSync } from 'node:fs';
 import { Command } from 'clipanion';
-import { describeCause } from '../../core/errors.js';
-import {
-  type BackupPlan,
-  type BackupResult,
-  backup,
-  DEFAULT_EXCLUDES,
-  parsePatternFile,
-  StatesnapError,
-} from '../../index.js';
+import { describeCause, StatesnapError } from '../../core/errors.js';
+import { DEFAULT_EXCLUDES, parsePatternFile } from '../../core/excludes.js';
+import type { BackupPlan, BackupResult } from '../../index.js';
 import { BaseCommand } from '../base-command.js';
 import {
   choiceOption,
@@ -212,6 +206,7 @@ export class BackupCommand extends BaseCommand {
 
   protected async run(): Promise<number> {
     const progress = this.progressLine(this.progress);
+    const { backup } = await import('../../backup/backup.js');
     const result = await backup({
       source: this.source,
       dest: this.dest,

@@ -1,7 +1,7 @@
 // `statesnap verify <backup>`: argument parsing and output only; the work is the library's verify().
 
 import { Command } from 'clipanion';
-import { type VerifyResult, verify } from '../../index.js';
+import type { VerifyResult } from '../../index.js';
 import { BaseCommand } from '../base-command.js';
 import { pathArgument, progressFlag, threadsOption } from '../options.js';
 import { formatBytes } from '../progress-line.js';
@@ -58,6 +58,7 @@ export class VerifyCommand extends BaseCommand {
 
   protected async run(): Promise<number> {
     const progress = this.progressLine(this.progress);
+    const { verify } = await import('../../read/verify.js');
     const result = await verify({
       backup: this.backup,
       threads: this.threads,

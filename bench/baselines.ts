@@ -86,6 +86,16 @@ export function rsyncA(source: string, dest: string): Promise<void> {
   return run('rsync', ['-a', `${source}/`, `${dest}/`]);
 }
 
+/** rsync's incremental copy: files unchanged since `previous` (same size and mtime) become hard links to it. */
+export function rsyncLinkDest(previous: string, source: string, dest: string): Promise<void> {
+  return run('rsync', ['-a', `--link-dest=${previous}`, `${source}/`, `${dest}/`]);
+}
+
+/** The one-thread link farm: every file of `previous` hard-linked, the source not even looked at. */
+export function cpAl(previous: string, dest: string): Promise<void> {
+  return run('cp', ['-al', previous, dest]);
+}
+
 /** `tar -C src -cf - . | tar -C dst -xf -`, the pipe joined at the fd level so no byte passes through Node. */
 export async function tarPipe(source: string, dest: string): Promise<void> {
   await fsp.mkdir(dest);

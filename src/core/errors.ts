@@ -27,6 +27,8 @@ const registry = {
   /** `--force` met something at the destination that is not the backup statesnap published there. */
   ERR_DEST_NOT_REPLACEABLE: ExitCode.failed,
   ERR_DEST_WRITE: ExitCode.failed,
+  /** `--link-dest` names no complete backup, overlaps a tree of the run, or lies on another filesystem. */
+  ERR_LINK_DEST_INVALID: ExitCode.failed,
   ERR_FILE_UNREADABLE: ExitCode.failed,
   ERR_ABORTED: ExitCode.interrupted,
   /** The CLI received SIGTERM: the run stopped and cleaned up as for ERR_ABORTED. */

@@ -8,6 +8,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { closeSync, constants, createReadStream, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { describeCause, outOfResourcesAt, StatesnapError } from '../core/errors.js';
+import { compareEntryPaths, orderedPath, type RelativePath } from '../core/index-order.js';
 import { CAN_LOCATE_FDS } from '../core/paths.js';
 import { nameFromBytes } from '../core/protocol.js';
 import { z } from '../core/zod.js';
@@ -91,6 +92,56 @@ export interface IndexExpectation {
   format: IndexFormat;
   entries: number;
   sha256: string;
+  /** The manifest says the entries are in canonical order (`index_order`): checked, in O(1) memory per line. */
+  order?: 'canonical' | undefined;
+}
+
+/**
+ * Checks that paths arrive as an index lists them: every parent directory listed before its contents, no
+ * path twice. In canonical order, that is strictly increasing paths whose block's directory was listed and
+ * not yet opened: memory bounded by the directories waiting for their block, not by the entries.
+ */
+class PathChecker {
+  readonly #canonical: boolean;
+  readonly #seen = new Set<string>();
+  readonly #dirs = new Set<string>();
+  #last: RelativePath | undefined;
+  #block: string | undefined;
+
+  constructor(canonical: boolean) {
+    this.#canonical = canonical;
+  }
+
+  /** Why `path` cannot come next, or null. */
+  problem(path: string, type: IndexEntry['type']): string | null {
+    const parent = path.slice(0, Math.max(0, path.lastIndexOf('/')));
+    const quoted = JSON.stringify(path);
+    if (this.#canonical) {
+      const ordered = orderedPath(path);
+      if (this.#last !== undefined && compareEntryPaths(this.#last, ordered) >= 0) {
+        return `${quoted} does not follow ${describePath(this.#last)} in canonical order`;
+      }
+      this.#last = ordered;
+      if (parent !== this.#block) {
+        if (parent !== '' && !this.#dirs.delete(parent)) {
+          return `the parent of ${quoted} is not a directory listed before it`;
+        }
+        this.#block = parent;
+      }
+    } else {
+      if (this.#seen.has(path)) return `duplicate path ${quoted}`;
+      this.#seen.add(path);
+      if (parent !== '' && !this.#dirs.has(parent)) {
+        return `the parent of ${quoted} is not a directory listed before it`;
+      }
+    }
+    if (type === 'dir') this.#dirs.add(path);
+    return null;
+  }
+}
+
+function describePath(path: RelativePath): string {
+  return JSON.stringify(typeof path === 'string' ? path : Buffer.from(path).toString('latin1'));
 }
 
 /**
@@ -211,8 +262,7 @@ export async function* readIndex(
   });
   const schema = LINE_SCHEMAS[expected.format];
   const hash = createHash('sha256');
-  const seen = new Set<string>();
-  const dirs = new Set<string>();
+  const paths = new PathChecker(expected.order === 'canonical');
   const seenFolded = options.refuseCaseCollisions ? new Map<string, string>() : null;
   const stream = createReadStream('', { fd, highWaterMark: READ_CHUNK_BYTES });
   const lines = splitLines(stream, hash, INDEX_LINE_LIMIT, (n) =>
@@ -242,20 +292,12 @@ export async function* readIndex(
       delete line.path_b64;
       line.path = located;
       const entry = line as IndexEntry;
-      if (seen.has(entry.path))
-        throw invalid(`line ${lineNumber}: duplicate path ${JSON.stringify(entry.path)}`);
-      seen.add(entry.path);
       const slash = entry.path.indexOf('/');
       if (RESERVED_ROOT_NAMES.has(slash === -1 ? entry.path : entry.path.slice(0, slash))) {
         throw invalid(`line ${lineNumber}: path ${JSON.stringify(entry.path)} names the backup's own files`);
       }
-      const parent = entry.path.slice(0, Math.max(0, entry.path.lastIndexOf('/')));
-      if (parent !== '' && !dirs.has(parent)) {
-        throw invalid(
-          `line ${lineNumber}: the parent of ${JSON.stringify(entry.path)} is not a directory listed before it`,
-        );
-      }
-      if (entry.type === 'dir') dirs.add(entry.path);
+      const problem = paths.problem(entry.path, entry.type);
+      if (problem !== null) throw invalid(`line ${lineNumber}: ${problem}`);
       if (seenFolded) {
         const folded = entry.path.toLowerCase();
         const other = seenFolded.get(folded);

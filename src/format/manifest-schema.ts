@@ -71,6 +71,27 @@ const StatesnapExtrasSchema = z
     root: RootRecordSchema.optional(),
     /** Format 2: when the backup started reading the source (wall clock, ns): what a snapshot's racy check needs. */
     started_at_ns: timestampNs.optional(),
+    /**
+     * The index lists its entries in canonical order (directory blocks in preorder, names by bytes), which
+     * lets a later `--link-dest` backup join it with its walk; absent in older backups.
+     */
+    index_order: z.literal('canonical').optional(),
+    /** The backup unchanged files were hard-linked from (`--link-dest`), or null. */
+    link_source: z.object({ path: z.string(), manifest_created_at: z.string() }).nullable().optional(),
+    /** How the files got into this backup: linked, copied, and the decisions on the way. */
+    counts: z
+      .object({
+        linked: count,
+        copied: count,
+        hashed: count,
+        hash_matched: count,
+        link_fallbacks: z.record(z.string(), count),
+        check_mismatches: count,
+        removed_since_link_source: count,
+      })
+      .optional(),
+    /** Bytes of the copied files: what this backup added to the disk besides directories and the index. */
+    bytes_new: count.optional(),
   })
   .superRefine((extras, ctx) => {
     if (extras.format !== 2) return;

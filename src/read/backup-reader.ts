@@ -114,7 +114,11 @@ class IndexedBackup extends LocalBackup {
       }
     }
     sink.dir(rootStats === null ? recordedDir('', extras.root!) : rootDir(rootStats));
-    for await (const entry of readIndex(this.root, { format, ...extras.index }, options)) {
+    for await (const entry of readIndex(
+      this.root,
+      { format, ...extras.index, order: extras.index_order },
+      options,
+    )) {
       if (signal.aborted) throw abortError(signal, this.root);
       if (entry.type === 'dir') {
         sink.dir(recordedDir(entry.path, entry));

@@ -24,6 +24,8 @@ export interface IndexLine {
   gid?: number;
   sha256?: string;
   skipped?: boolean;
+  /** The file is a hard link into the backup's link source. */
+  linked?: boolean;
 }
 
 /** An index line's path as the fingerprint names it (`pathKey`). */

@@ -1,4 +1,5 @@
-// The public API of statesnap: a thin facade over the private modules. The CLI is built on exactly this.
+// The public API of statesnap: a thin facade over the private modules. The CLI calls the same functions, each
+// loaded from its module when its command runs, so a command loads only what it uses.
 // Names are only ever added: a renamed one stays as a deprecated alias.
 
 import type { BackupProgress } from './core/progress.js';

@@ -294,6 +294,30 @@ describe('--force replaces only a backup statesnap made at that path', () => {
     await expectRefused(root, source, dest);
   });
 
+  it('a published backup whose record was edited (a key added, a field not digits, not an object): refused', async () => {
+    const root = tempDir();
+    const source = await smallStore(root);
+    const dest = join(root, 'backup');
+    await backup({ source, dest, sync: false });
+    const recordFile = join(dest, '.statesnap', 'published.json');
+    const record = JSON.parse(readFileSync(recordFile, 'utf8')) as Record<string, string>;
+    const edits = [
+      { ...record, extra: 'x' },
+      { ...record, ino: `${record.ino}a` },
+      { ...record, birthtime_ns: Number(record.birthtime_ns) },
+      { path: record.path, ino: record.ino },
+      [record],
+      null,
+    ];
+    for (const edited of edits) {
+      writeFileSync(recordFile, JSON.stringify(edited));
+      expect(await expectRefused(root, source, dest), JSON.stringify(edited)).toContain('is not a record');
+    }
+    // The record as written is accepted again: the refusals above were the edits'.
+    writeFileSync(recordFile, JSON.stringify(record));
+    expect((await backup({ source, dest, force: true, sync: false })).replacedExisting).toBe(true);
+  });
+
   it('a symlink to a backup statesnap made: refused (the link is not the backup)', async () => {
     const root = tempDir();
     const source = await smallStore(root);

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, linkSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ManifestSchema } from '../dist/src/format/manifest.js';
+import { ManifestSchema } from '../dist/src/format/manifest-schema.js';
 import { backup, restore } from '../dist/src/index.js';
 import { expectBackupConsistent, type IndexLine, readManifestJson } from './helpers/backup.js';
 import {

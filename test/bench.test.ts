@@ -1,7 +1,7 @@
 // Benchmark plumbing, never its timings: a tiny run end to end (JSON shape, markdown, SVG, store reuse, the
 // CLI command), `--compare` exit codes on hand-made result files, and the chart's XML.
 
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -185,6 +185,101 @@ describe('bench suite end to end (timings not asserted)', () => {
     expect(run.stderr).toContain('ERR_INVALID_OPTION');
     expect(existsSync(outDir)).toBe(false);
   });
+});
+
+/** Why this machine cannot make the suite's fresh ext4 (it needs root, Linux and the tools), or null. */
+function scratchUnavailable(): string | null {
+  if (process.platform !== 'linux' || process.getuid?.() !== 0) return 'needs root on Linux';
+  const missing = ['mkfs.ext4', 'losetup'].filter((tool) => spawnSync('which', [tool]).status !== 0);
+  if (missing.length > 0) return `${missing.join(', ')} not installed`;
+  return existsSync('/dev/loop-control') ? null : 'no loop devices';
+}
+
+const noScratch = scratchUnavailable();
+
+/** The mount point and image a run announced on stderr. */
+function announcedScratch(stderr: string): { dir: string; image: string } {
+  const match = /measuring on a fresh ext4 at (\S+) \(sparse image (\S+) of/.exec(stderr);
+  expect(match, stderr).not.toBeNull();
+  return { dir: match![1]!, image: match![2]! };
+}
+
+function isMounted(dir: string): boolean {
+  return readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .some((line) => line.split(' ')[1] === dir);
+}
+
+describe.skipIf(noScratch !== null)(`a fresh ext4 by default as root (${noScratch ?? 'available'})`, () => {
+  const demoRun = (outDir: string) => [
+    '--profile',
+    'demo',
+    '--scale',
+    '0.05',
+    '--iterations',
+    '1',
+    '--cases',
+    'cp-a,statesnap-no-sync',
+    '--out',
+    outDir,
+  ];
+
+  it('measures on a journaled ext4 made for the run, records it, and removes it after', () => {
+    const outDir = join(tempDir(), 'results');
+    const run = runBench([...demoRun(outDir), '--json']);
+    expect(run.exitCode, run.stderr).toBe(0);
+    const result = JSON.parse(run.stdout) as BenchResult;
+    expect(result.machine.filesystem).toMatchObject({ type: 'ext4', journal: true });
+    expect(result.machine.scratch?.inodes).toBeGreaterThan(result.store.files + result.store.dirs);
+    const scratch = announcedScratch(run.stderr);
+    expect(result.store.path.startsWith(`${scratch.dir}/`)).toBe(true);
+    const [markdown] = readdirSync(outDir).filter((name) => name.endsWith('.md'));
+    expect(readFileSync(join(outDir, markdown!), 'utf8')).toContain(
+      'ext4 (rw,relatime) with a journal, made fresh for this run on a loop-mounted sparse image',
+    );
+    expect(isMounted(scratch.dir)).toBe(false);
+    expect(existsSync(scratch.image)).toBe(false);
+  });
+
+  it('removes it when a case fails', () => {
+    // A `cp` that fails, found first on PATH.
+    const bin = tempDir();
+    writeFileSync(join(bin, 'cp'), '#!/bin/sh\necho "cp: broken on purpose" >&2\nexit 1\n', { mode: 0o755 });
+    const run = runBench(demoRun(join(tempDir(), 'results')), { PATH: `${bin}:${process.env.PATH}` });
+    expect(run.exitCode).not.toBe(0);
+    expect(run.stderr).toContain('broken on purpose');
+    const scratch = announcedScratch(run.stderr);
+    expect(isMounted(scratch.dir)).toBe(false);
+    expect(existsSync(scratch.image)).toBe(false);
+  });
+
+  it('removes it on Ctrl-C in the middle of a case: exit 130, no stack trace', async () => {
+    const pauseFile = join(tempDir(), 'paused');
+    const child = spawn(process.execPath, [CLI, 'bench', ...demoRun(join(tempDir(), 'results'))], {
+      detached: true,
+      env: { ...process.env, STATESNAP_TEST_PAUSE_AT: 'copying', STATESNAP_TEST_PAUSE_FILE: pauseFile },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk;
+    });
+    const exited = new Promise<number | null>((resolveExit) => child.on('close', resolveExit));
+    // The statesnap case stops itself mid-copy, its destination on the fresh ext4.
+    while (!existsSync(pauseFile) || readFileSync(pauseFile, 'utf8') === '') {
+      await new Promise((resolveLater) => setTimeout(resolveLater, 50));
+    }
+    const pausedPid = Number(readFileSync(pauseFile, 'utf8').trim().split(' ')[2]);
+    // What a terminal's Ctrl-C does: SIGINT to the whole process group, the stopped case included.
+    process.kill(-child.pid!, 'SIGINT');
+    process.kill(pausedPid, 'SIGCONT');
+    expect(await exited).toBe(130);
+    expect(stderr).toContain('[ERR_ABORTED]');
+    expect(stderr).not.toMatch(/\n\s+at /);
+    const scratch = announcedScratch(stderr);
+    expect(isMounted(scratch.dir)).toBe(false);
+    expect(existsSync(scratch.image)).toBe(false);
+  }, 60_000);
 });
 
 describe('--compare', () => {

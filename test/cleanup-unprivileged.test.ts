@@ -114,9 +114,11 @@ describe('leftovers with read-only folders, as an unprivileged user', () => {
 
     const recovered = await runCliUnprivileged(['recover', '--json', target]);
     expect(recovered.exitCode, recovered.stderr).toBe(0);
-    expect(JSON.parse(recovered.stdout).actions).toEqual([
-      { action: 'removed-stale', path: join(root, left!) },
-    ]);
+    // The killed run's lock (its journal) goes too; nothing else is done.
+    const { actions } = JSON.parse(recovered.stdout);
+    expect(actions).toContainEqual({ action: 'removed-stale', path: join(root, left!) });
+    expect(actions).toContainEqual({ action: 'removed-stale', path: `${target}.restore-journal` });
+    for (const action of actions) expect(action.action).toBe('removed-stale');
     expect(restoreSiblings(target)).toEqual([]);
     const restored = await runCliUnprivileged(['restore', '--no-sync', backupDir, target]);
     expect(restored.exitCode, restored.stderr).toBe(0);

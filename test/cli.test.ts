@@ -110,7 +110,7 @@ describe('help', () => {
     }
     expect(restore).not.toMatch(/^ {2}--(verify|keep|sync)\s/m);
     expect(await options('recover')).toContain('--no-sync');
-    expect(await options('bench')).toContain('--profile <oxios|tiny-files|large-files|demo>');
+    expect(await options('bench')).toContain('--profile <oxios|oxios-small|tiny-files|large-files|demo>');
   });
 
   it('prints commands as `npx statesnap` when started through npx, so they run as printed', async () => {
@@ -198,7 +198,7 @@ describe('usage errors: exit 2, one line saying what was expected, a hint to --h
     [
       ['bench', '--profile', 'huge'],
       VALUE,
-      '--profile expects one of oxios, tiny-files, large-files, demo, got huge',
+      '--profile expects one of oxios, oxios-small, tiny-files, large-files, demo, got huge',
     ],
     [['bench', '--scale', '0'], VALUE, '--scale expects a number > 0, got 0'],
     [['bench', '--seed', '-3'], VALUE, '--seed expects an integer >= 0, got -3'],

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type GeneratedStore, generateStore } from '../dist/src/demo/generator.js';
+import { type GeneratedStore, generateStore, storeBounds } from '../dist/src/demo/generator.js';
 import {
   cleanup,
   type EntryPrint,
@@ -156,6 +156,31 @@ describe('generateStore', () => {
     expect(gzipSync(markdown).length).toBeGreaterThan(markdown.length / 5);
     const index = fs.readFileSync(path.join(root, 'memory/knowledge/index-00.bin'));
     expect(gzipSync(index).length).toBeGreaterThan(index.length * 0.99);
+  });
+
+  it('oxios-small: the Oxios categories with files of at most 40 KiB, and four equal index files', async () => {
+    const root = tempRoot();
+    const store = await generateStore(root, { profile: 'oxios-small', scale: 0.02 });
+    const print = fingerprintTree(root);
+    expectCategory(print, 'seeds', '.json', 12, 1 * KiB, 16 * KiB);
+    expectCategory(print, 'memory/conversations', '.md', 16, 4 * KiB, 40 * KiB);
+    expectCategory(print, 'memory/facts', '.json', 400, 64, 2 * KiB);
+    expectCategory(print, 'memory/knowledge', '.md', 6, 8 * KiB, 40 * KiB);
+    const indexSize = Math.round(24 * MiB * 0.02);
+    expectCategory(print, 'memory/knowledge', '.bin', 4, indexSize, indexSize);
+    expect(tempFiles(print)).toHaveLength(20);
+    expectTotals(store, root, print);
+  });
+
+  it('storeBounds: never less than what the generator writes', async () => {
+    for (const profile of ['oxios-small', 'demo', 'tiny-files'] as const) {
+      const root = tempRoot();
+      const scale = profile === 'tiny-files' ? 0.002 : 0.02;
+      const store = await generateStore(root, { profile, scale });
+      const bounds = storeBounds({ profile, scale });
+      expect(bounds.entries, profile).toBeGreaterThanOrEqual(store.files + store.dirs + store.symlinks);
+      expect(bounds.bytes, profile).toBeGreaterThanOrEqual(store.bytes);
+    }
   });
 
   it('tiny-files: 64 B–1 KiB JSON files in shard folders of at most 1,000', async () => {

@@ -5,19 +5,22 @@
 
 import { randomBytes } from 'node:crypto';
 import {
+  closeSync,
   existsSync,
   mkdirSync,
+  openSync,
   readdirSync,
   readFileSync,
   symlinkSync,
   unlinkSync,
   writeFileSync,
+  writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { generateStore } from '../dist/src/demo/generator.js';
-import { backup, restore, verify } from '../dist/src/index.js';
-import { tryMount, unmountAll } from './helpers/backup.js';
+import { backup, type RestoreProgress, restore, verify } from '../dist/src/index.js';
+import { expectOneLineError, tryMount, unmountAll } from './helpers/backup.js';
 import { startPausedCli } from './helpers/pause.js';
 import {
   type HandEntry,
@@ -321,13 +324,16 @@ describe('failures while writing leave the target as it was and no staging behin
     return backupDir;
   }
 
-  /** A 4 MB backup, and a live target on a tmpfs of `size` of its own (skipped where mounting is not allowed). */
-  async function onSmallTmpfs(ctx: TestContext, size: string) {
+  /**
+   * A 4 MB backup (40 files), and a live target on a tmpfs of its own mounted with `options` (`size=2m`,
+   * `nr_inodes=…`); skipped where mounting is not allowed.
+   */
+  async function onSmallTmpfs(ctx: TestContext, options: string) {
     const root = tempDir();
     const backupDir = await bigBackup(root);
     const mnt = join(root, 'mnt');
     mkdirSync(mnt);
-    if (!tryMount(['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs'], mnt)) {
+    if (!tryMount(['-t', 'tmpfs', '-o', options, 'tmpfs'], mnt)) {
       ctx.skip('cannot mount a tmpfs here (not root?)');
     }
     const target = join(mnt, 'target');
@@ -335,22 +341,69 @@ describe('failures while writing leave the target as it was and no staging behin
     return { backupDir, mnt, target };
   }
 
-  it('ENOSPC on a full tmpfs: replace mode fails, target untouched, staging removed', async (ctx) => {
-    const { backupDir, mnt, target } = await onSmallTmpfs(ctx, '2m');
+  /**
+   * Fills the filesystem of `dir` once the restore starts copying (its room was checked and found enough
+   * before): the copy then fails midway with ENOSPC, as when another program fills the disk meanwhile.
+   */
+  function fillWhenCopying(dir: string): (progress: RestoreProgress) => void {
+    let filled = false;
+    return (progress) => {
+      if (progress.phase !== 'copying' || filled) return;
+      filled = true;
+      const fd = openSync(join(dir, 'filler'), 'w');
+      try {
+        for (const chunk = Buffer.alloc(256 * 1024); ; ) writeSync(fd, chunk);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
+      } finally {
+        closeSync(fd);
+      }
+    };
+  }
+
+  it('the staging tree does not fit: refused up front (ERR_TARGET_NO_SPACE), target untouched, nothing left', async (ctx) => {
+    const { backupDir, mnt, target } = await onSmallTmpfs(ctx, 'size=2m');
     const before = fingerprintTree(target);
     const run = await runCli(['restore', backupDir, target]);
-    expect(run).toMatchObject({ exitCode: 1, stdout: '' });
-    expect(run.stderr).toContain('[ERR_TARGET_WRITE]');
-    expect(run.stderr).toMatch(/ENOSPC|no space/);
+    expect(run.exitCode).toBe(1);
+    expectOneLineError(run, 'ERR_TARGET_NO_SPACE');
+    expect(run.stderr).toContain(mnt);
     expect(fingerprintTree(target)).toEqual(before);
     expect(readdirSync(mnt)).toEqual(['target']);
   });
 
-  it('ENOSPC in merge mode: every file is whole (old or new), no temp file is left', async (ctx) => {
-    const { backupDir, mnt, target } = await onSmallTmpfs(ctx, '2m');
-    await expect(restore({ backup: backupDir, target, mode: 'merge' })).rejects.toMatchObject({
-      code: 'ERR_TARGET_WRITE',
-    });
+  it('not enough inodes, or not enough room for what a merge adds: refused up front, both modes', async (ctx) => {
+    for (const options of ['size=64m,nr_inodes=40', 'size=3m']) {
+      const { backupDir, mnt, target } = await onSmallTmpfs(ctx, options);
+      const before = fingerprintTree(target);
+      for (const mode of MODES) {
+        await expect(
+          restore({ backup: backupDir, target, mode }),
+          `${mode}, ${options}`,
+        ).rejects.toMatchObject({
+          code: 'ERR_TARGET_NO_SPACE',
+          path: mode === 'merge' ? target : mnt,
+        });
+      }
+      expect(fingerprintTree(target)).toEqual(before);
+      expect(readdirSync(mnt)).toEqual(['target']);
+      unmountAll();
+    }
+  });
+
+  it('ENOSPC midway (the disk filled meanwhile): replace mode fails, target untouched, staging removed', async (ctx) => {
+    const { backupDir, mnt, target } = await onSmallTmpfs(ctx, 'size=16m');
+    const before = fingerprintTree(target);
+    const failed = restore({ backup: backupDir, target, onProgress: fillWhenCopying(mnt) });
+    await expect(failed).rejects.toMatchObject({ code: 'ERR_TARGET_WRITE', message: /ENOSPC|no space/ });
+    expect(fingerprintTree(target)).toEqual(before);
+    expect(readdirSync(mnt).sort()).toEqual(['filler', 'target']);
+  });
+
+  it('ENOSPC midway in merge mode: every file is whole (old or new), no temp file is left', async (ctx) => {
+    const { backupDir, mnt, target } = await onSmallTmpfs(ctx, 'size=16m');
+    const failed = restore({ backup: backupDir, target, mode: 'merge', onProgress: fillWhenCopying(mnt) });
+    await expect(failed).rejects.toMatchObject({ code: 'ERR_TARGET_WRITE' });
     expect(readFileSync(join(target, 'live.json'), 'utf8')).toBe('live');
     for (const name of readdirSync(join(target, 'seeds'))) {
       expect(name).toMatch(/^f-\d+\.json$/);
@@ -359,11 +412,11 @@ describe('failures while writing leave the target as it was and no staging behin
       if (name === 'f-1.json' && content.toString() === 'old f-1') continue;
       expect(content.equals(original), `${name} is whole`).toBe(true);
     }
-    expect(readdirSync(mnt)).toEqual(['target']);
+    expect(readdirSync(mnt).sort()).toEqual(['filler', 'target']);
   });
 
   it('a read-only filesystem (EROFS): refused cleanly, target untouched', async (ctx) => {
-    const { backupDir, mnt, target } = await onSmallTmpfs(ctx, '8m');
+    const { backupDir, mnt, target } = await onSmallTmpfs(ctx, 'size=8m');
     if (!tryMount(['-o', 'remount,ro'], mnt)) ctx.skip('cannot remount read-only here');
     const before = fingerprintTree(target);
     for (const mode of MODES) {
@@ -426,7 +479,11 @@ describe('an interrupted restore', () => {
     // Stopped after its first batch of files (of several), signalled, then let go on: mid-copy for certain.
     const running = startPausedCli(['restore', '--threads', '1', backupDir, target], ['copying']);
     await running.reached('copying');
-    expect(restoreSiblings(target)).toEqual([expect.stringMatching(/^target\.staging-/)]);
+    // The journal is the target's lock for the whole run.
+    expect(restoreSiblings(target)).toEqual([
+      'target.restore-journal',
+      expect.stringMatching(/^target\.staging-/),
+    ]);
     running.child.kill('SIGINT');
     running.resume();
     const run = await running.done;

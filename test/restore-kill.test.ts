@@ -297,7 +297,7 @@ interface SwapView {
   /** The staging tree, the rollback copy and the journal beside the target, where they exist. */
   staging?: string;
   rollback?: string;
-  journal?: { staging: string; rollback: string; keep: boolean };
+  journal?: { staging: string; rollback: string; keep: boolean; holds?: 'merge' | 'replace' };
 }
 
 /** What lies beside `target` mid-restore. */
@@ -377,11 +377,18 @@ describe('kill -9 of a real restore at each of its points', () => {
     point,
     atPause(target, view) {
       expect(fingerprintTree(target)).toEqual(fixture.prints.A);
-      expect(view).toEqual({ staging: expect.any(String) });
+      // The journal is the target's lock from the first check on; it names no swap yet.
+      expect(view).toEqual({
+        staging: expect.any(String),
+        journal: { tool: 'statesnap', version: 2, owner: expect.any(String), holds: 'replace' },
+      });
       check(fingerprintTree(view.staging!));
     },
     recovered: 'A',
-    actions: (_target, view) => [{ action: 'removed-stale', path: view.staging! }],
+    actions: (target, view) => [
+      { action: 'removed-stale', path: `${target}.restore-journal` },
+      { action: 'removed-stale', path: view.staging! },
+    ],
   });
   const points: Record<string, KillPoint> = {
     'staging-created: an empty staging tree beside the untouched target': beforeTheJournal(

@@ -20,16 +20,14 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { utimeSeconds } from '../dist/src/core/protocol.js';
 import {
   type ChangeRuleOptions,
   DEFAULT_RACY_MARGIN_NS,
   decideChange,
-  LINK_FALLBACK_CODES,
-  linkedFileMismatch,
   type PreviousEntry,
   type SourceIdentity,
-} from '../dist/src/snapshot/change-rule.js';
+} from '../dist/src/backup/change-rule.js';
+import { LINK_FALLBACK_CODES, linkedFileMismatch, utimeSeconds } from '../dist/src/core/protocol.js';
 import { cleanup, tempDir } from './helpers/tree.js';
 
 afterEach(cleanup);

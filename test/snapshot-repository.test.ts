@@ -71,6 +71,9 @@ describe('snapshot repository (CLI)', () => {
       JSON.parse(readFileSync(join(repo, second.document.id, 'manifest.json'), 'utf8')).statesnap.snapshot,
     ).toEqual({ id: second.document.id });
     expect(readlinkSync(join(repo, 'latest'))).toBe(second.document.id);
+    expect(statSync(join(repo, second.document.id, 'seeds/a.md')).ino).toBe(
+      statSync(join(repo, first.document.id, 'seeds/a.md')).ino,
+    );
     expect(readdirSync(repo).filter((name) => name.startsWith('.partial-'))).toEqual([]);
 
     const listed = await cli(['list', '--json', repo]);
@@ -79,8 +82,19 @@ describe('snapshot repository (CLI)', () => {
       first.document.id,
       second.document.id,
     ]);
+    expect(listed.document.snapshots[0]).toMatchObject({
+      files: 42,
+      state: 'complete',
+      copied: 42,
+      linked: 0,
+    });
+    // The second links every file from the first: the store did not change.
     const row = listed.document.snapshots[1];
-    expect(row).toMatchObject({ files: 42, state: 'complete', copied: 42, linked: 0 });
+    expect(row).toMatchObject({ files: 42, state: 'complete', copied: 0, linked: 42, bytesNew: 0 });
+    expect(second.document.linkSource).toMatchObject({ id: first.document.id });
+    const full = await cli(['snapshot', '--json', '--full', store, repo]);
+    expect(full.document.linkSource).toBeNull();
+    expect(full.document.counts).toMatchObject({ linked: 0, copied: 42 });
     expect(row.localTime).toMatch(/^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} [+-]\d{2}:\d{2}$/);
     expect(listed.document.foreign).toEqual([]);
 
@@ -89,7 +103,7 @@ describe('snapshot repository (CLI)', () => {
     symlinkSync(first.document.id, join(repo, 'latest'));
     const verified = await cli(['verify', '--json', join(repo, 'latest')]);
     expect(verified.exitCode, verified.stderr).toBe(0);
-    expect(verified.document.backup).toBe(join(repo, second.document.id));
+    expect(verified.document.backup).toBe(join(repo, full.document.id));
   }, 60_000);
 
   it('refuses a non-empty directory that is not a repository, and writes nothing into it', async () => {

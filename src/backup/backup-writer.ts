@@ -1,6 +1,7 @@
 // Where a backup is written. `BackupWriter` is the seam the pipeline writes a backup through; `LocalTreeWriter`
 // builds a plain directory tree under a temporary sibling name and publishes it with one rename once every
-// file, the index and the manifest (last) are written and flushed. Object storage will be a second writer.
+// file, the index and the manifest (last) are written and flushed; the index lists the entries in canonical
+// order whatever order the workers finish in. Object storage will be a second writer.
 
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -14,7 +15,8 @@ import {
 } from '../core/errors.js';
 import { Flusher } from '../core/flush.js';
 import { applyDirectoryAttributes, entryExists, removeTree } from '../core/fs-tree.js';
-import { shellQuote } from '../core/paths.js';
+import { ReorderBuffer } from '../core/index-order.js';
+import { CAN_LOCATE_FDS, shellQuote } from '../core/paths.js';
 import type { Destination, FileFailed, FileWritten } from '../core/pipeline.js';
 import { type FileOp, fsPath, type ReadSpec, type TaskResult, type WorkerTask } from '../core/protocol.js';
 import { findSiblings, siblingPath } from '../core/siblings.js';
@@ -22,6 +24,7 @@ import { pauseAt } from '../core/test-hooks.js';
 import type { PlannedDir, SkipKind } from '../core/walk.js';
 import type { WarningLog } from '../core/warnings.js';
 import { IndexWriter } from '../format/index-file.js';
+import type { RecordedEntry } from '../format/index-reader.js';
 import {
   INDEX_FILE,
   type IndexRecord,
@@ -58,6 +61,24 @@ export interface LocalTreeOptions {
    * lock). @default a new sibling of the location, owned by this process
    */
   partial?: string;
+  /** The previous backup (its real path) that files with a link plan are hard-linked from; null: none. */
+  linkFrom: string | null;
+}
+
+/** How the files of a backup got there, as the manifest's `counts` records them. */
+export interface WriteCounts {
+  linked: number;
+  copied: number;
+  /** Files read and hashed to decide whether to link (racy, no identity recorded, `checksum`). */
+  hashed: number;
+  /** Of those, the ones linked because their hash matched. */
+  hashMatched: number;
+  /** Links that failed in an expected way (by errno) and became copies. */
+  linkFallbacks: Record<string, number>;
+  /** Links undone because the previous backup's file was not the one its index describes. */
+  checkMismatches: number;
+  /** Bytes of the copied files: what this backup added to the disk besides directories and the index. */
+  bytesNew: number;
 }
 
 function destWriteError(path: string, error: unknown): StatesnapError {
@@ -142,8 +163,22 @@ export class LocalTreeWriter implements BackupWriter {
   readonly #warnings: WarningLog;
   readonly #index: IndexWriter;
   readonly #flusher: Flusher;
+  readonly #linkFrom: string | null;
   // Directory modes and mtimes are applied after their contents, at commit.
   readonly #dirs: PlannedDir[] = [];
+  // Index lines in the source's (canonical) order: a file's place is reserved when it is planned and filled
+  // when its worker is done (or emptied when it could not be read).
+  readonly #order: ReorderBuffer<RecordedEntry | null>;
+  readonly #tickets = new Map<string, number>();
+  readonly counts: WriteCounts = {
+    linked: 0,
+    copied: 0,
+    hashed: 0,
+    hashMatched: 0,
+    linkFallbacks: {},
+    checkMismatches: 0,
+    bytesNew: 0,
+  };
 
   /**
    * Cleans what killed runs left beside `dest`, refuses an existing `dest` unless `force` and it is a backup
@@ -176,6 +211,10 @@ export class LocalTreeWriter implements BackupWriter {
     this.#warnings = options.warnings;
     this.#index = index;
     this.#flusher = new Flusher(partial, options.sync);
+    this.#linkFrom = options.linkFrom;
+    this.#order = new ReorderBuffer((entry) => {
+      if (entry !== null) index.add(entry);
+    });
   }
 
   dir(dir: PlannedDir): void {
@@ -185,7 +224,7 @@ export class LocalTreeWriter implements BackupWriter {
       } catch (error) {
         throw destWriteError(join(this.location, dir.rel), error);
       }
-      this.#index.add({ path: dir.rel, type: 'dir', ...attributesOf(dir) });
+      this.#order.push({ path: dir.rel, type: 'dir', ...attributesOf(dir) });
     }
     this.#dirs.push(dir);
   }
@@ -205,11 +244,28 @@ export class LocalTreeWriter implements BackupWriter {
       owners: false,
       modeMask: 0o7777,
     } as const;
-    return { kind: 'copy', files, from, to };
+    if (this.#linkFrom === null) return { kind: 'copy', files, from, to };
+    return { kind: 'link', files, from, to, linkFrom: { root: this.#linkFrom, confined: CAN_LOCATE_FDS } };
+  }
+
+  file(op: FileOp): void {
+    this.#tickets.set(op.rel, this.#order.reserve());
+  }
+
+  #fill(rel: string, entry: RecordedEntry | null): void {
+    const ticket = this.#tickets.get(rel);
+    assert(ticket !== undefined, `a worker reported ${rel}, which was not planned`);
+    this.#tickets.delete(rel);
+    this.#order.fill(ticket, entry);
+  }
+
+  fileLost(file: FileFailed): void {
+    this.#fill(file.rel, null);
   }
 
   fileDone(file: FileWritten): void {
-    this.#index.add({
+    this.#count(file);
+    this.#fill(file.rel, {
       path: file.rel,
       type: 'file',
       size: file.size,
@@ -220,12 +276,38 @@ export class LocalTreeWriter implements BackupWriter {
       uid: file.uid,
       gid: file.gid,
       sha256: file.hash,
+      ...(file.link?.linked ? { linked: true as const } : {}),
     });
+  }
+
+  #count(file: FileWritten): void {
+    const { counts } = this;
+    const { link } = file;
+    if (link?.hashed) counts.hashed++;
+    if (link?.linked) {
+      counts.linked++;
+      if (link.hashed) counts.hashMatched++;
+      return;
+    }
+    counts.copied++;
+    counts.bytesNew += file.size;
+    if (link?.fallback !== undefined) {
+      counts.linkFallbacks[link.fallback] = (counts.linkFallbacks[link.fallback] ?? 0) + 1;
+    }
+    if (link?.mismatch !== undefined) {
+      counts.checkMismatches++;
+      this.#warnings.add(
+        join(this.#linkFrom ?? '', file.rel),
+        'link-source-mismatch',
+        `the link source's file is not the one its index describes (${link.mismatch}); copied instead`,
+      );
+    }
   }
 
   skipped(rel: string, kind: SkipKind): void {
     // Excluded and reserved paths are not part of the store's backup; links and special files are listed.
-    if (kind !== 'excluded' && kind !== 'reserved') this.#index.add({ path: rel, type: kind, skipped: true });
+    if (kind !== 'excluded' && kind !== 'reserved')
+      this.#order.push({ path: rel, type: kind, skipped: true });
   }
 
   written(result: TaskResult): void {
@@ -241,6 +323,7 @@ export class LocalTreeWriter implements BackupWriter {
   }
 
   sealIndex(): IndexRecord {
+    this.#order.close();
     return { path: INDEX_FILE, ...this.#index.close() };
   }
 

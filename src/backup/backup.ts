@@ -39,7 +39,9 @@ import {
   unsafeRelativePathReason,
 } from '../format/manifest.js';
 import { computeSections } from '../format/sections.js';
-import { checkDestination, LocalTreeWriter } from './backup-writer.js';
+import { checkDestination, LocalTreeWriter, type WriteCounts } from './backup-writer.js';
+import { DEFAULT_RACY_MARGIN_NS } from './change-rule.js';
+import type { JoinCounts, LinkSource } from './link-source.js';
 import { countFiles, DEFAULT_EXCLUDES, planSource } from './planner.js';
 
 export interface BackupOptions extends RunOptions<BackupProgress> {
@@ -80,6 +82,19 @@ export interface BackupOptions extends RunOptions<BackupProgress> {
    * Without it, and with an `onProgress`, the source's names are counted alongside the copy. @default none
    */
   estimate?: { files: number; bytes: number };
+  /**
+   * A previous backup to hard-link unchanged files from (rsync's `--link-dest`): a file whose type, size,
+   * mode, mtime, inode and ctime equal what the previous backup's index recorded is linked, not copied; the
+   * new backup is complete on its own. Must be a complete backup on the same filesystem as `dest`.
+   * @default none (every file is copied)
+   */
+  linkDest?: string;
+  /** Leave inode numbers out of the change rule (the store was restored or moved). @default false */
+  ignoreInode?: boolean;
+  /** Leave ctimes out of the change rule (the store was restored or moved). @default false */
+  ignoreCtime?: boolean;
+  /** Read and hash every same-size same-mode file, and link it only on an equal hash. @default false */
+  checksum?: boolean;
   /** Only plan: report what would be copied, skipped and replaced; write nothing. @default false */
   dryRun?: boolean;
   /** Create the missing parent directories of `dest`; otherwise a missing parent is an error. @default false */
@@ -104,6 +119,10 @@ interface ResolvedBackupOptions extends ResolvedRunOptions<BackupProgress> {
   force: boolean;
   changedRetries: number;
   onFileError: 'warn' | 'abort';
+  linkDest: string | null;
+  ignoreInode: boolean;
+  ignoreCtime: boolean;
+  checksum: boolean;
 }
 
 /** What a backup and its dry run both report. */
@@ -151,6 +170,12 @@ export interface BackupResult extends BackupSummary {
   threads: number;
   synced: boolean;
   replacedExisting: boolean;
+  /** The backup unchanged files were linked from (`linkDest`), or null. */
+  linkSource: { path: string; createdAt: string } | null;
+  /** How the files got here (all copied without `linkDest`). */
+  counts: Omit<WriteCounts, 'bytesNew'> & JoinCounts;
+  /** Bytes of the copied files: what this backup added to the disk besides directories and the index. */
+  bytesNew: number;
 }
 
 function estimateOption(value: unknown): { files: number; bytes: number } | null {
@@ -176,6 +201,7 @@ function resolveBackupOptions(options: BackupOptions): ResolvedBackupOptions {
       defaults: defaultExcludes ? DEFAULT_EXCLUDES : [],
     }),
     estimate,
+    // With a link source, its totals are the estimate when the caller gives none.
     countForEstimate: estimate === null && options.onProgress !== undefined,
     dryRun: booleanOption('dryRun', options.dryRun, false),
     mkpath: booleanOption('mkpath', options.mkpath, false),
@@ -185,6 +211,10 @@ function resolveBackupOptions(options: BackupOptions): ResolvedBackupOptions {
     force: booleanOption('force', options.force, false),
     changedRetries: integerOption('changedRetries', options.changedRetries, 3, 0, 100),
     onFileError: choiceOption('onFileError', options.onFileError, ['warn', 'abort'] as const, 'warn'),
+    linkDest: options.linkDest === undefined ? null : requirePath('linkDest', options.linkDest),
+    ignoreInode: booleanOption('ignoreInode', options.ignoreInode, false),
+    ignoreCtime: booleanOption('ignoreCtime', options.ignoreCtime, false),
+    checksum: booleanOption('checksum', options.checksum, false),
   };
 }
 
@@ -268,8 +298,12 @@ function manifestOf(
     totals: { files: number; dirs: number; bytes: number };
     skipped: SkippedCounts;
     warnings: WarningSummary;
+    link: LinkSource | null;
+    counts: BackupResult['counts'];
+    bytesNew: number;
   },
 ): Manifest {
+  const { counts } = made;
   const { warnings } = made;
   return {
     version: 1,
@@ -289,6 +323,18 @@ function manifestOf(
       root: made.root,
       started_at_ns: made.startedAtNs.toString(),
       ...(made.snapshot && { snapshot: { id: made.snapshot.id } }),
+      index_order: 'canonical',
+      link_source: made.link && { path: made.link.root, manifest_created_at: made.link.createdAt },
+      counts: {
+        linked: counts.linked,
+        copied: counts.copied,
+        hashed: counts.hashed,
+        hash_matched: counts.hashMatched,
+        link_fallbacks: counts.linkFallbacks,
+        check_mismatches: counts.checkMismatches,
+        removed_since_link_source: counts.removedSinceLinkSource,
+      },
+      bytes_new: made.bytesNew,
     },
   };
 }
@@ -336,19 +382,40 @@ async function copySource(
   run: Run,
   opts: ResolvedBackupOptions,
   source: string,
-  writer: LocalTreeWriter,
+  into: { writer: LocalTreeWriter; link: LinkSource | null; joined: JoinCounts },
   report: (progress: ProgressReport<BackupProgress>) => void,
 ): Promise<Tally> {
-  let expected: Expected | null = opts.estimate && { from: 'given', ...opts.estimate };
+  const { writer, link } = into;
+  const given = opts.estimate ?? link?.totals ?? null;
+  let expected: Expected | null = given && { from: 'given', ...given };
   const stopCounting = new AbortController();
-  const counting = opts.countForEstimate
-    ? countFiles(source, opts.excludes, AbortSignal.any([run.signal, stopCounting.signal])).then((files) => {
-        if (files !== null) expected = { from: 'counted', files, bytes: null };
-      })
-    : undefined;
+  const counting =
+    opts.countForEstimate && expected === null
+      ? countFiles(source, opts.excludes, AbortSignal.any([run.signal, stopCounting.signal])).then(
+          (files) => {
+            if (files !== null) expected = { from: 'counted', files, bytes: null };
+          },
+        )
+      : undefined;
   try {
+    const planned = planSource(source, opts);
+    // The previous backup's index is read with the schema: loaded only by a backup that links.
+    const entries = link
+      ? (await import('./link-source.js')).linkingSource(
+          planned,
+          link,
+          {
+            previousStartNs: link.startedAtNs,
+            racyMarginNs: DEFAULT_RACY_MARGIN_NS,
+            ignoreInode: opts.ignoreInode,
+            ignoreCtime: opts.ignoreCtime,
+            checksum: opts.checksum,
+          },
+          into.joined,
+        )
+      : planned;
     return await run.pass({
-      source: planSource(source, opts),
+      source: entries,
       destination: writer,
       policy: fileErrorPolicy(source, opts.onFileError),
       onProgress: (tally) => {
@@ -410,28 +477,39 @@ async function makeBackup(
   return runPipeline({ ...opts, path: opts.source }, async (run) => {
     if (opts.dryRun) return planBackup(run, opts, paths, started);
     makeParents(paths.missingParents, SOURCE_AND_DESTINATION);
+    const link =
+      opts.linkDest === null
+        ? null
+        : (await import('./link-source.js')).openLinkSource(opts.linkDest, { source, dest });
     const writer = run.adopt(
       LocalTreeWriter.open(dest, {
         force: opts.force,
         sync: opts.sync,
         given: opts.dest,
+        linkFrom: link?.root ?? null,
         warnings: run.warnings,
         ...(placement && { partial: placement.partial }),
       }),
     );
+    const joined: JoinCounts = { removedSinceLinkSource: 0 };
     // One instant for both: the start a later snapshot's racy check compares source timestamps with.
     const startedAt = Date.now();
     const createdAt = new Date(startedAt).toISOString();
     const sections = sectionsOf(source, opts);
-    const tally = await copySource(run, opts, source, writer, report);
+    const tally = await copySource(run, opts, source, { writer, link, joined }, report);
     report(progressOf('finishing', tally, null));
     const index = writer.sealIndex();
     const root = writer.rootRecord();
     pauseAt?.('index-sealed');
     const summary = summaryOf(run, opts, paths, { tally, sections, started });
     const { files, dirs, bytes, skipped, warnings } = summary;
+    const { bytesNew, ...written } = writer.counts;
+    const counts = { ...written, ...joined };
     const manifest = manifestOf(opts, {
       snapshot: placement,
+      link,
+      counts,
+      bytesNew,
       createdAt,
       startedAtNs: BigInt(startedAt) * 1_000_000n,
       sections,
@@ -452,6 +530,9 @@ async function makeBackup(
       threads: run.threadsStarted,
       synced: opts.sync,
       replacedExisting,
+      linkSource: link && { path: link.root, createdAt: link.createdAt },
+      counts,
+      bytesNew,
       // Measured after the commit: the flush and rename are part of the run.
       durationMs: Math.round(performance.now() - started),
     };

@@ -9,8 +9,7 @@ import type { EntrySource } from '../core/pipeline.js';
 import { walk } from '../core/walk.js';
 import { RESERVED_ROOT_NAMES } from '../format/manifest.js';
 
-/** The in-flight temp files of an Oxios store (`<name>.<pid>.<uuid>.tmp`) are never worth backing up. */
-export const DEFAULT_EXCLUDES: readonly string[] = ['**/*.tmp'];
+export { DEFAULT_EXCLUDES } from '../core/excludes.js';
 
 export interface PlanOptions {
   /** What is left out: the user's patterns and the defaults. */

@@ -17,17 +17,31 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { describeCause, systemErrorCode } from '../core/errors.js';
-import { z } from '../core/zod.js';
 import { META_DIR } from '../format/manifest.js';
 
 export const PUBLISHED_FILE = `${META_DIR}/published.json`;
 
-const PublishedRecordSchema = z.strictObject({
-  path: z.string(),
-  ino: z.string().regex(/^\d+$/),
-  birthtime_ns: z.string().regex(/^\d+$/),
-});
-type PublishedRecord = z.infer<typeof PublishedRecordSchema>;
+interface PublishedRecord {
+  path: string;
+  /** Decimal digits. */
+  ino: string;
+  birthtime_ns: string;
+}
+
+const DIGITS = /^\d+$/;
+
+/**
+ * `data` if it is exactly a record (these three strings, no other key), else null. Checked by hand: every
+ * backup loads this module, and the schema library would add a sixth to a small backup's start-up.
+ */
+function asRecord(data: unknown): PublishedRecord | null {
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return null;
+  const { path, ino, birthtime_ns: birthtime, ...others } = data as Record<string, unknown>;
+  if (Object.keys(others).length > 0 || typeof path !== 'string') return null;
+  if (typeof ino !== 'string' || !DIGITS.test(ino)) return null;
+  if (typeof birthtime !== 'string' || !DIGITS.test(birthtime)) return null;
+  return { path, ino, birthtime_ns: birthtime };
+}
 
 // Far more than a record takes; a bigger file is not one.
 const RECORD_MAX_BYTES = 4096;
@@ -61,8 +75,8 @@ function readPublishedRecord(dir: string): PublishedRecord | string {
     if (!stats.isFile() || stats.size > RECORD_MAX_BYTES) return `its record ${path} is not a record`;
     const buffer = Buffer.alloc(stats.size);
     const length = readSync(fd, buffer, 0, stats.size, 0);
-    const parsed = PublishedRecordSchema.safeParse(JSON.parse(buffer.toString('utf8', 0, length)));
-    return parsed.success ? parsed.data : `its record ${path} is not a record`;
+    const record = asRecord(JSON.parse(buffer.toString('utf8', 0, length)));
+    return record ?? `its record ${path} is not a record`;
   } catch (error) {
     return `its record ${path} cannot be read (${describeCause(error)})`;
   } finally {

@@ -3,7 +3,8 @@
 // stderr the errors, one line each, with a stable exit code (clipanion would print them on stdout, exit 1).
 
 import { Command } from 'clipanion';
-import { ExitCode, isStatesnapError, StatesnapError, type Warning } from '../index.js';
+import { ExitCode, isStatesnapError, StatesnapError } from '../core/errors.js';
+import type { Warning } from '../index.js';
 import { flag } from './options.js';
 import { ProgressLine, progressMode } from './progress-line.js';
 import { oneLine } from './text.js';

@@ -8,11 +8,12 @@ import { reportFailure } from './base-command.js';
 import { CompletionCommand } from './commands/completion.js';
 import { HelpCommand } from './commands/help.js';
 import { renderCommandHelp, renderOverview } from './help.js';
-import { COMMANDS } from './registry.js';
+import { loadCommandsFor } from './registry.js';
 import { PROGRAM } from './text.js';
 import { explainUsageError, wantsJson } from './usage-error.js';
 
-const LISTED: readonly CommandClass[] = [...COMMANDS, HelpCommand, CompletionCommand];
+const args = process.argv.slice(2);
+const LISTED: readonly CommandClass[] = [...(await loadCommandsFor(args)), HelpCommand, CompletionCommand];
 
 /** clipanion, with its help pages (`--help`, `-h`, no command) replaced by statesnap's own. */
 class StatesnapCli extends Cli {
@@ -25,7 +26,6 @@ class StatesnapCli extends Cli {
 const cli = new StatesnapCli({ binaryLabel: 'statesnap', binaryName: PROGRAM, binaryVersion: TOOL_VERSION });
 for (const command of [...LISTED, Builtins.VersionCommand]) cli.register(command);
 
-const args = process.argv.slice(2);
 const context = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr };
 let command: Command | undefined;
 try {

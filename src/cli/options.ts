@@ -5,7 +5,7 @@
 import { resolve } from 'node:path';
 import { type CommandClass, Option } from 'clipanion';
 import * as t from 'typanion';
-import { StatesnapError } from '../index.js';
+import { StatesnapError } from '../core/errors.js';
 
 /** What help shows for one option, and what a usage error needs to explain a mistake with it. */
 export interface OptionDoc {

@@ -2,14 +2,9 @@
 // and the progress display, declared once and handed to the library as one options object.
 
 import { readFileSync } from 'node:fs';
-import { describeCause } from '../core/errors.js';
-import {
-  type BackupOptions,
-  DEFAULT_EXCLUDES,
-  parsePatternFile,
-  StatesnapError,
-  type UnmatchedPattern,
-} from '../index.js';
+import { describeCause, StatesnapError } from '../core/errors.js';
+import { DEFAULT_EXCLUDES, parsePatternFile } from '../core/excludes.js';
+import type { BackupOptions, UnmatchedPattern } from '../index.js';
 import { BaseCommand } from './base-command.js';
 import {
   choiceOption,

@@ -27,6 +27,8 @@ const registry = {
   /** `--force` met something at the destination that is not the backup statesnap published there. */
   ERR_DEST_NOT_REPLACEABLE: ExitCode.failed,
   ERR_DEST_WRITE: ExitCode.failed,
+  /** `--link-dest` names no complete backup, overlaps a tree of the run, or lies on another filesystem. */
+  ERR_LINK_DEST_INVALID: ExitCode.failed,
   ERR_FILE_UNREADABLE: ExitCode.failed,
   ERR_ABORTED: ExitCode.interrupted,
   /** The CLI received SIGTERM: the run stopped and cleaned up as for ERR_ABORTED. */
@@ -43,6 +45,8 @@ const registry = {
   ERR_TARGET_WRITE: ExitCode.failed,
   ERR_RECOVERY_NEEDED: ExitCode.failed,
   ERR_TARGET_BUSY: ExitCode.failed,
+  /** The target's filesystem lacks the room (bytes or inodes) a restore needs; checked before the first write. */
+  ERR_TARGET_NO_SPACE: ExitCode.failed,
   ERR_BENCH_REGRESSION: ExitCode.failed,
   /** A path given as a snapshot repository is not one (and cannot become one: not empty, not a directory). */
   ERR_REPO_INVALID: ExitCode.failed,

@@ -4,6 +4,9 @@
 import picomatch from 'picomatch';
 import { StatesnapError } from './errors.js';
 
+/** The in-flight temp files of an Oxios store (`<name>.<pid>.<uuid>.tmp`) are never worth backing up. */
+export const DEFAULT_EXCLUDES: readonly string[] = ['**/*.tmp'];
+
 /** The patterns of one backup, as the user gave them. */
 export interface ExcludePatterns {
   /** Paths to leave out; a pattern starting with `!` re-includes (as in .gitignore), like `include`. */

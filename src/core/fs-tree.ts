@@ -1,5 +1,6 @@
-// Helpers for the trees statesnap makes and changes: whether an entry exists, removing a tree, and giving
-// directories their recorded attributes after their contents are written.
+// Helpers for the trees statesnap makes and changes: whether an entry exists, removing a tree, creating
+// directories inside a live tree without leaving it, and giving directories their recorded attributes after
+// their contents are written.
 
 import {
   chmodSync,
@@ -10,6 +11,7 @@ import {
   fstatSync,
   futimesSync,
   lstatSync,
+  mkdirSync,
   openSync,
   readdirSync,
   readlinkSync,
@@ -24,7 +26,7 @@ import type { PlannedDir } from './walk.js';
 
 /** Whether anything is at `path`, a dangling symlink included (existsSync follows symlinks and says no). */
 export function entryExists(path: string): boolean {
-  return lstatSync(path, { throwIfNoEntry: false }) !== undefined;
+  return lstatSync(fsPath(path), { throwIfNoEntry: false }) !== undefined;
 }
 
 function depth(rel: string): number {
@@ -45,6 +47,45 @@ export interface DirectoryAttributeOptions extends Partial<Pick<WriteSpec, 'owne
 }
 
 /**
+ * Opens directory `path` without following a symlink as its last component and, with `confineTo` (a real
+ * path), refuses one that resolves outside it: an earlier component swapped for a symlink. What is then done
+ * through the descriptor concerns that one directory, wherever the path points meanwhile.
+ */
+function openDirectoryWithin(path: string, confineTo: string | null): number {
+  const fd = openSync(fsPath(path), OPEN_DIR);
+  if (confineTo === null) return fd;
+  const actual = readlinkSync(`/proc/self/fd/${fd}`);
+  if (actual !== confineTo && !actual.startsWith(`${confineTo}/`)) {
+    closeSync(fd);
+    throw new Error(`${path} resolves outside ${confineTo} (to ${actual}): a path component was swapped`);
+  }
+  return fd;
+}
+
+/**
+ * Creates directory `name` in `parent`. With `confineTo`, through the parent's confined descriptor
+ * (`/proc/self/fd/<n>/<name>` resolves in the opened directory itself, as mkdirat would), so a parent swapped
+ * for a symlink never makes a directory appear outside `confineTo`.
+ */
+export function makeDirectoryWithin(
+  parent: string,
+  name: string,
+  mode: number,
+  confineTo: string | null,
+): void {
+  if (confineTo === null) {
+    mkdirSync(fsPath(join(parent, name)), { mode });
+    return;
+  }
+  const fd = openDirectoryWithin(parent, confineTo);
+  try {
+    mkdirSync(fsPath(`/proc/self/fd/${fd}/${name}`), { mode });
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
  * Gives every directory its recorded mode and mtime (and, with `owners`, its recorded owner), deepest first:
  * writing into a directory changes its mtime, and a read-only mode set too early would stop its contents from
  * being written (Node's fs.cp does the same in mkDirAndCopy). With `confineTo` (a real path), a directory that
@@ -58,17 +99,8 @@ export function applyDirectoryAttributes(
   const { confineTo = null, owners = false, modeMask = 0o7777 } = options;
   const ordered = [...dirs].sort((a, b) => depth(b.rel) - depth(a.rel));
   for (const dir of ordered) {
-    const path = dir.rel === '' ? root : join(root, dir.rel);
-    const fd = openSync(fsPath(path), OPEN_DIR);
+    const fd = openDirectoryWithin(dir.rel === '' ? root : join(root, dir.rel), confineTo);
     try {
-      if (confineTo !== null) {
-        const actual = readlinkSync(`/proc/self/fd/${fd}`);
-        if (actual !== confineTo && !actual.startsWith(`${confineTo}/`)) {
-          throw new Error(
-            `${path} resolves outside ${confineTo} (to ${actual}): a path component was swapped`,
-          );
-        }
-      }
       // Owner before mode: a change of owner may clear setgid.
       if (owners && dir.uid !== undefined && dir.gid !== undefined) fchownSync(fd, dir.uid, dir.gid);
       fchmodSync(fd, dir.mode & modeMask);
@@ -174,6 +206,6 @@ function removeEntry(handle: string | Buffer, shown: string, isDirectory: boolea
  * that stops it (EPERM for an immutable file, EBUSY for a mount point, ...), naming the path.
  */
 export function removeTree(path: string): void {
-  const stats = lstatSync(path, { throwIfNoEntry: false });
-  if (stats !== undefined) removeEntry(path, path, stats.isDirectory());
+  const stats = lstatSync(fsPath(path), { throwIfNoEntry: false });
+  if (stats !== undefined) removeEntry(fsPath(path), path, stats.isDirectory());
 }

@@ -8,7 +8,7 @@ import { describeCause, type ErrorCode, StatesnapError, systemErrorCode } from '
 /** Whether the kernel tells where an open descriptor lives (/proc/self/fd, Linux): the containment checks need it. */
 export const CAN_LOCATE_FDS = existsSync('/proc/self/fd');
 
-function isWithin(parent: string, child: string): boolean {
+export function isWithin(parent: string, child: string): boolean {
   return child === parent || child.startsWith(parent.endsWith(sep) ? parent : parent + sep);
 }
 

@@ -35,8 +35,12 @@ export interface Destination {
   dir(dir: PlannedDir): void;
   /** The worker task that writes one batch of the source's files. */
   task(files: FileOp[], from: ReadSpec): WorkerTask;
+  /** A file of the source, in the source's order, before it goes to the workers. */
+  file?(op: FileOp): void;
   /** A file the workers wrote, in completion order. */
   fileDone?(file: FileWritten): void;
+  /** A file the workers could not read (a warning, not a failure): it has no place in what is written. */
+  fileLost?(file: FileFailed): void;
   /** An entry the source does not copy (a symlink, a FIFO, an excluded path, …). */
   skipped?(rel: string, kind: SkipKind): void;
   /** After each batch: what the workers wrote (a flusher starts writeback from here). */
@@ -310,6 +314,7 @@ class PassFlow {
       } else {
         const { rel, problem, message, cause } = outcome;
         this.#decide({ rel, problem, message, cause, stage: 'read' });
+        destination?.fileLost?.(outcome);
       }
     }
     destination?.written(result);
@@ -329,6 +334,7 @@ class PassFlow {
       file: (op) => {
         tally.filesPlanned++;
         tally.bytesPlanned += op.size;
+        destination?.file?.(op);
         observe?.file?.(op);
         return dispatch(op);
       },

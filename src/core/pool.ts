@@ -3,6 +3,7 @@
 // workers between files when the run stops, and hands each batch's outcomes back in completion order.
 
 import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { Piscina } from 'piscina';
 import { abortError, describeCause, isOutOfResources, systemLimitError } from './errors.js';
@@ -14,9 +15,27 @@ const WORKER_FILE = new URL('../../workers/file-worker.js', import.meta.url).hre
 // path intermittently aborts the whole process (seen in ~1 of 10 test runs: "Assertion failed:
 // facade->InstantiateModule(...)" in ModuleWrap::CreateRequiredModuleFacade). With require(esm) off inside
 // the workers, require() throws ERR_REQUIRE_ESM, which piscina catches and falls back to import().
-const WORKER_EXEC_ARGV = (process.features as { require_module?: boolean }).require_module
-  ? [...process.execArgv, '--no-experimental-require-module']
-  : process.execArgv;
+const REQUIRE_ESM_OFF = (process.features as { require_module?: boolean }).require_module
+  ? ['--no-experimental-require-module']
+  : [];
+
+/**
+ * The Node options the workers start with. They inherit this process's (so `--cpu-prof`, `--inspect` or
+ * `--conditions` reach them too) when Node takes every one of them for a worker: it refuses V8 and
+ * process-wide options (`--trace-gc`, `--max-old-space-size`, ...), which apply to the whole process from the
+ * main thread anyway, and then the workers get none of them. Asking Node costs a thread, only when there are
+ * options at all.
+ */
+function workerExecArgv(): string[] {
+  if (process.execArgv.length === 0) return REQUIRE_ESM_OFF;
+  const inherited = [...process.execArgv, ...REQUIRE_ESM_OFF];
+  try {
+    void new Worker('', { eval: true, execArgv: inherited }).terminate();
+    return inherited;
+  } catch {
+    return REQUIRE_ESM_OFF;
+  }
+}
 
 // A postMessage round trip costs more than copying a 1 KiB file, so files travel in batches; 256 files per
 // batch was the measured sweet spot (docs/performance.md).
@@ -55,7 +74,7 @@ export class WorkerPool {
   constructor(maxThreads: number) {
     this.#piscina = new Piscina({
       filename: WORKER_FILE,
-      execArgv: WORKER_EXEC_ARGV,
+      execArgv: workerExecArgv(),
       minThreads: 0,
       maxThreads,
       concurrentTasksPerWorker: 1,

@@ -29,6 +29,21 @@ export interface FileOp {
   gid?: number;
   /** Expected content hash (restore, verify): a mismatch is reported as `corrupt`. */
   hash?: string;
+  /** A backup with a link source: the file may be hard-linked from the previous backup instead of copied. */
+  link?: LinkPlan;
+}
+
+/** How a file the change rule found (possibly) unchanged is taken from the previous backup. */
+export interface LinkPlan {
+  /** `link`: linked without reading it; `hash-then-link`: read and hashed, linked only on an equal hash. */
+  action: 'link' | 'hash-then-link';
+  /** What the previous backup's file must be (checked on the new link): its recorded size and permission bits. */
+  size: number;
+  mode: number;
+  /** The previous index's content hash; undefined when it records none (the previous file is hashed then). */
+  sha256: string | undefined;
+  /** The source file as the walk's lstat saw it: what the index records about a file linked unread. */
+  source: { mtimeNs: string; ctimeNs: string; ino: string; uid: number; gid: number };
 }
 
 /** Where workers read a batch's files, and what they may trust about them. */
@@ -88,10 +103,23 @@ export interface HashTask {
 }
 
 /**
+ * Copy each file, except those with a `link` plan: hard-link them from the previous backup at `linkFrom` (its
+ * real path) when the plan holds, else copy them.
+ */
+export interface LinkTask extends Omit<CopyTask, 'kind'> {
+  kind: 'link';
+  linkFrom: {
+    root: string;
+    /** Check each directory linked from is exactly where the previous backup has it (null: the OS cannot tell). */
+    confined: boolean;
+  };
+}
+
+/**
  * A batch of per-file operations of one kind. A new kind (a hard link to a previous backup's copy, a pack of
  * files for object storage) is a new member here and a new entry in the worker's table; the pool carries any.
  */
-export type WorkerTask = CopyTask | HashTask;
+export type WorkerTask = CopyTask | HashTask | LinkTask;
 
 /**
  * What the pool posts to a worker: the task, and the run's stop flag, an Int32Array over a SharedArrayBuffer
@@ -142,6 +170,8 @@ export type FileOutcome =
       ctimeNs: string;
       /** The path held a different file than planned (renamed over); the new one was copied. */
       replaced: boolean;
+      /** What became of a file with a link plan. */
+      link?: LinkOutcome;
     }
   | {
       ok: false;
@@ -152,6 +182,17 @@ export type FileOutcome =
       cause: PlainError | undefined;
     };
 
+export interface LinkOutcome {
+  /** Hard-linked from the previous backup (else copied). */
+  linked: boolean;
+  /** The source was read and hashed to decide. */
+  hashed: boolean;
+  /** The errno of a `link()` that failed in one of the `LINK_FALLBACK_CODES` ways; the file was copied. */
+  fallback?: string;
+  /** Why the previous backup's file was not the one its index describes; the link was undone, the file copied. */
+  mismatch?: string;
+}
+
 /** What every task kind returns; a kind may add fields (a pack task: the pack's bytes, moved, not copied). */
 export interface TaskResult {
   /**
@@ -159,8 +200,47 @@ export interface TaskResult {
    * (the stop flag), without an outcome for the file it was working on.
    */
   outcomes: FileOutcome[];
-  /** Bytes of the files done. */
+  /** Bytes of file data written (a hard link writes none). */
   bytes: number;
+}
+
+/**
+ * The `link()` failures after which the file is copied instead (and counted, not warned about): the inode
+ * has reached the filesystem's link limit (EMLINK: 65,000 on ext4), the previous backup is on another
+ * filesystem (EXDEV), the filesystem or its protections refuse hard links (EPERM, ENOTSUP/EOPNOTSUPP), or
+ * the previous file vanished (ENOENT).
+ */
+export const LINK_FALLBACK_CODES: ReadonlySet<string> = new Set([
+  'EMLINK',
+  'EXDEV',
+  'EPERM',
+  'ENOTSUP',
+  'EOPNOTSUPP',
+  'ENOENT',
+]);
+
+/** What the lstat of a freshly made link says about the inode it shares with the previous backup. */
+export interface LinkedFileStat {
+  isFile: boolean;
+  size: number;
+  /** Permission bits. */
+  mode: number;
+}
+
+/**
+ * Why the file a new link points to is not the one the previous index describes, or null if it is. The
+ * check runs on the new link, after `link()`: whatever was linked is exactly what is checked, with no window
+ * for the previous file to be swapped in between (`link()` never follows a symlink at its source, so a
+ * symlink planted in the previous backup arrives here as a non-file).
+ */
+export function linkedFileMismatch(
+  linked: LinkedFileStat,
+  previous: { size?: number; mode?: number },
+): 'not-a-file' | 'size-differs' | 'mode-differs' | null {
+  if (!linked.isFile) return 'not-a-file';
+  if (linked.size !== previous.size) return 'size-differs';
+  if (linked.mode !== previous.mode) return 'mode-differs';
+  return null;
 }
 
 export const HASH_ALGORITHM = 'sha256';

@@ -1,5 +1,5 @@
-// Walks a tree with lstat, never following a symlink, and reports every entry in order (a directory before
-// its contents): backup plans its copy with it, and verify, inspect and the Oxios backup reader list trees with it.
+// Walks a tree with lstat, never following a symlink, and reports every entry in canonical order (index-order.ts:
+// a directory before its contents, each directory's entries by name, directories in preorder): backup plans its copy with it, and verify, inspect and the Oxios backup reader list trees with it.
 // Names that are not valid UTF-8 are kept byte for byte (protocol.ts says how such paths travel as strings).
 // Synchronous readdir/lstat in bounded slices: an awaited fs.promises.lstat costs ~60 µs per entry, a
 // synchronous one ~5 µs (docs/performance.md); the walk yields to the event loop between slices.
@@ -22,6 +22,7 @@ import {
   StatesnapError,
   systemErrorCode,
 } from './errors.js';
+import { compareNames, orderedPath } from './index-order.js';
 import { CAN_LOCATE_FDS } from './paths.js';
 import {
   clampTimestampNs,
@@ -51,8 +52,11 @@ export type SkipKind = SkippedKind | 'excluded' | 'reserved';
 /** Receives a tree's entries in order: a directory before anything inside it. */
 export interface EntrySink {
   dir(dir: PlannedDir): void;
-  /** May return a promise to apply backpressure: the stream waits for it. */
-  file(op: FileOp): undefined | Promise<void>;
+  /**
+   * May return a promise to apply backpressure: the stream waits for it. A walk passes the lstat it planned
+   * the file from (what a snapshot's change rule compares).
+   */
+  file(op: FileOp, stats?: BigIntStats): undefined | Promise<void>;
   skip(rel: string, kind: SkipKind): void;
   problem(rel: string, problem: WalkProblem, message: string): void;
 }
@@ -193,7 +197,8 @@ function visitStatted(
     sink.dir(plannedDir(rel, stats));
     return rel;
   }
-  if (kind === 'file') return sink.file({ rel, size: Number(stats.size), dev: stats.dev, ino: stats.ino });
+  if (kind === 'file')
+    return sink.file({ rel, size: Number(stats.size), dev: stats.dev, ino: stats.ino }, stats);
   sink.skip(rel, kind);
   return undefined;
 }
@@ -255,10 +260,11 @@ export async function walk(root: string, options: WalkOptions, sink: EntrySink):
       }
       const listed: ListedDir = { rel: dirRel, path, base };
       const { entries, names } = listing;
-      for (let i = 0; i < entries.length; i++) {
+      const subdirectories: string[] = [];
+      for (const i of canonicalOrder(entries, names)) {
         const entry = entries[i]!;
         const next = visit(entry, names?.[i] ?? (entry.name as string), listed, options, sink);
-        if (typeof next === 'string') pending.push(next);
+        if (typeof next === 'string') subdirectories.push(next);
         else if (next) await next;
         if (++sinceYield >= ENTRIES_PER_SLICE) {
           sinceYield = 0;
@@ -266,10 +272,28 @@ export async function walk(root: string, options: WalkOptions, sink: EntrySink):
           if (options.signal.aborted) throw abortError(options.signal, root);
         }
       }
+      // Popped in name order: directory blocks follow in preorder, as the canonical order has them.
+      for (let i = subdirectories.length - 1; i >= 0; i--) pending.push(subdirectories[i]!);
     } finally {
       closeSync(fd);
     }
   }
+}
+
+/**
+ * The positions of a directory's entries in canonical order (by the names' bytes). Linux's readdir, as Node
+ * returns it, is already in that order (libuv sorts with strcmp): that costs one linear check; anything else
+ * is sorted, so the order never depends on libuv.
+ */
+function canonicalOrder(entries: Dirent[] | Dirent<Buffer>[], names: string[] | null): number[] {
+  const keys = entries.map((entry, i) => orderedPath(names?.[i] ?? (entry.name as string)));
+  const positions = keys.map((_, i) => i);
+  for (let i = 1; i < keys.length; i++) {
+    if (compareNames(keys[i - 1]!, keys[i]!) >= 0) {
+      return positions.sort((a, b) => compareNames(keys[a]!, keys[b]!));
+    }
+  }
+  return positions;
 }
 
 /** The error for a tree whose root cannot be read: the source of a backup, or a backup being read. */

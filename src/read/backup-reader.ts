@@ -8,15 +8,15 @@ import { CAN_LOCATE_FDS } from '../core/paths.js';
 import type { EntrySource } from '../core/pipeline.js';
 import type { ReadSpec } from '../core/protocol.js';
 import { type EntrySink, type PlannedDir, treeUnreadable, walk } from '../core/walk.js';
-import { readIndex } from '../format/index-file.js';
+import { readIndex } from '../format/index-reader.js';
 import {
   formatOf,
   type IndexFormat,
   type Manifest,
   RESERVED_ROOT_NAMES,
-  readManifest,
   type StatesnapExtras,
 } from '../format/manifest.js';
+import { readManifest } from '../format/manifest-schema.js';
 
 export type BackupKind = 'statesnap' | 'oxios';
 
@@ -114,7 +114,11 @@ class IndexedBackup extends LocalBackup {
       }
     }
     sink.dir(rootStats === null ? recordedDir('', extras.root!) : rootDir(rootStats));
-    for await (const entry of readIndex(this.root, { format, ...extras.index }, options)) {
+    for await (const entry of readIndex(
+      this.root,
+      { format, ...extras.index, order: extras.index_order },
+      options,
+    )) {
       if (signal.aborted) throw abortError(signal, this.root);
       if (entry.type === 'dir') {
         sink.dir(recordedDir(entry.path, entry));

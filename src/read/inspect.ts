@@ -5,7 +5,8 @@ import { resolve } from 'node:path';
 import { throwIfAborted } from '../core/errors.js';
 import { requirePath, signalOption } from '../core/options.js';
 import { walk } from '../core/walk.js';
-import { formatOf, RESERVED_ROOT_NAMES, readManifest, type SkippedCounts } from '../format/manifest.js';
+import { formatOf, RESERVED_ROOT_NAMES, type SkippedCounts } from '../format/manifest.js';
+import { readManifest } from '../format/manifest-schema.js';
 import { type ManifestNote, manifestNotes } from './manifest-notes.js';
 
 export interface InspectOptions {

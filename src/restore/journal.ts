@@ -1,6 +1,7 @@
-// The last step of a replace restore and its recovery: a journal written (and flushed) beside the target names
-// the staging tree and the rollback copy, then two renames swap them in (target → rollback, staging → target).
-// A run killed anywhere in between is finished from the journal by the next restore or `statesnap recover`.
+// The per-target lock every restore holds, and the last step of a replace restore and its recovery. The lock is
+// the journal beside the target, created with link() (which fails if one exists); for the swap it is rewritten
+// to name the staging tree and the rollback copy, then two renames swap them in (target → rollback, staging →
+// target). A run killed anywhere in between is finished from the journal by the next restore or `recover`.
 
 import {
   closeSync,
@@ -10,6 +11,7 @@ import {
   openSync,
   readFileSync,
   renameSync,
+  rmSync,
   unlinkSync,
   writeSync,
 } from 'node:fs';
@@ -30,7 +32,7 @@ import { findSiblings, fixedSiblingPath, isSiblingName, siblingPath } from '../c
 import { pauseAt } from '../core/test-hooks.js';
 import type { WarningLog } from '../core/warnings.js';
 import { z } from '../core/zod.js';
-import { formatZodIssues } from '../format/manifest.js';
+import { formatZodIssues } from '../format/manifest-schema.js';
 
 interface SwapPlan {
   target: string;
@@ -52,20 +54,26 @@ export interface RecoveryAction {
   path: string;
 }
 
-const swapFields = {
-  tool: z.literal('statesnap'),
-  /** Names, not paths: a journal can only ever point at siblings of its target. */
-  staging: z.string(),
-  rollback: z.string(),
-  keep: z.boolean(),
-};
+// Who holds the target, as owner.ts writes it: a pid is reused after a reboot or in a new container.
+const owned = { tool: z.literal('statesnap'), version: z.literal(2), owner: z.string() };
+/** Names, not paths: a journal can only ever point at siblings of its target. */
+const swapFields = { staging: z.string(), rollback: z.string(), keep: z.boolean() };
 
-const JournalSchema = z.discriminatedUnion('version', [
-  // Who owns the swap, as owner.ts writes it: a pid is reused after a reboot or in a new container.
-  z.strictObject({ ...swapFields, version: z.literal(2), owner: z.string() }),
-  // statesnap 0.1 named the owner by its pid alone.
-  z.strictObject({ ...swapFields, version: z.literal(1), pid: z.number().int().positive() }),
+const JournalSchema = z.union([
+  z.strictObject({ ...owned, ...swapFields }),
+  // A restore that holds the target with no swap to finish if it dies: a merge (each file is old or new), or
+  // a replace still building its staging tree (debris, removed with the other stale siblings).
+  z.strictObject({ ...owned, holds: z.enum(['merge', 'replace']) }),
+  // statesnap 0.1 named the owner of a swap by its pid alone.
+  z.strictObject({
+    tool: z.literal('statesnap'),
+    version: z.literal(1),
+    pid: z.number().int().positive(),
+    ...swapFields,
+  }),
 ]);
+
+type Journal = z.infer<typeof JournalSchema>;
 
 function journalPath(target: string): string {
   return fixedSiblingPath(target, '.restore-journal');
@@ -95,7 +103,7 @@ function recoveryNeeded(target: string, message: string, cause?: unknown): State
 // it first, or `recover` would only say the same again.
 const NOT_A_JOURNAL = 'move it away if it is not a statesnap journal';
 
-function readJournal(target: string): { plan: SwapPlan; owner: JournalOwner } | null {
+function readJournal(target: string): { plan: SwapPlan | null; owner: JournalOwner } | null {
   const path = journalPath(target);
   let text: string;
   try {
@@ -131,17 +139,6 @@ function readJournal(target: string): { plan: SwapPlan; owner: JournalOwner } | 
     );
   }
   const journal = parsed.data;
-  for (const [sibling, suffix] of [
-    [journal.staging, '.staging-'],
-    [journal.rollback, '.pre-restore-'],
-  ] as const) {
-    if (!isSiblingName(target, sibling, suffix)) {
-      throw recoveryNeeded(
-        target,
-        `restore journal ${path} names ${JSON.stringify(sibling)}, not a sibling of the target`,
-      );
-    }
-  }
   let owner: JournalOwner;
   if (journal.version === 2) {
     const recorded = parseOwner(journal.owner);
@@ -157,6 +154,18 @@ function readJournal(target: string): { plan: SwapPlan; owner: JournalOwner } | 
       state: legacyOwnerState(journal.pid, lstatSync(path).mtimeMs),
       text: `pid ${journal.pid} (recorded by an older statesnap)`,
     };
+  }
+  if ('holds' in journal) return { owner, plan: null };
+  for (const [sibling, suffix] of [
+    [journal.staging, '.staging-'],
+    [journal.rollback, '.pre-restore-'],
+  ] as const) {
+    if (!isSiblingName(target, sibling, suffix)) {
+      throw recoveryNeeded(
+        target,
+        `restore journal ${path} names ${JSON.stringify(sibling)}, not a sibling of the target`,
+      );
+    }
   }
   const dir = dirname(target);
   return {
@@ -202,20 +211,17 @@ function journalOwnerIfReadable(target: string): JournalOwner | null {
 }
 
 /**
- * Writes the journal under a temporary name, flushes it and hard-links it into place: the journal is either
- * absent or complete, and the link fails if another restore of the same target holds one.
+ * Writes `journal` under a temporary name, flushes it and moves it into place with `place`: the journal is
+ * either absent or complete. `link` fails if another restore of the same target holds one (ERR_TARGET_BUSY).
  */
-function writeJournal(plan: SwapPlan, sync: boolean, syncDirectory: (dir: string) => void): void {
-  const path = journalPath(plan.target);
-  const temp = siblingPath(plan.target, 'journal');
-  const journal: z.infer<typeof JournalSchema> = {
-    tool: 'statesnap',
-    version: 2,
-    owner: formatOwner(thisProcess()),
-    staging: basename(plan.staging),
-    rollback: basename(plan.rollback),
-    keep: plan.keep,
-  };
+function writeJournal(
+  target: string,
+  journal: Journal,
+  place: (temp: string, path: string) => void,
+  sync: boolean,
+): void {
+  const path = journalPath(target);
+  const temp = siblingPath(target, 'journal');
   try {
     const fd = openSync(temp, 'wx', 0o600);
     try {
@@ -224,9 +230,9 @@ function writeJournal(plan: SwapPlan, sync: boolean, syncDirectory: (dir: string
     } finally {
       closeSync(fd);
     }
-    linkSync(temp, path);
+    place(temp, path);
   } catch (error) {
-    if (systemErrorCode(error) === 'EEXIST') throw busy(plan.target, journalOwnerIfReadable(plan.target));
+    if (systemErrorCode(error) === 'EEXIST') throw busy(target, journalOwnerIfReadable(target));
     throw new StatesnapError(
       'ERR_TARGET_WRITE',
       `cannot write restore journal ${path}: ${describeCause(error)}`,
@@ -242,7 +248,39 @@ function writeJournal(plan: SwapPlan, sync: boolean, syncDirectory: (dir: string
       // Gone already, or left for the next run, which removes a dead run's journal temp file.
     }
   }
-  syncDirectory(dirname(path));
+}
+
+/**
+ * The lock a restore holds on its target from its first check to its end, so that no other restore checks or
+ * writes the target meanwhile: a journal that says which mode holds it. A replace hands it to its swap.
+ */
+export class TargetLock {
+  readonly #target: string;
+  #held = true;
+
+  constructor(target: string, mode: 'merge' | 'replace', sync: boolean) {
+    this.#target = target;
+    const journal: Journal = {
+      tool: 'statesnap',
+      version: 2,
+      owner: formatOwner(thisProcess()),
+      holds: mode,
+    };
+    writeJournal(target, journal, linkSync, sync);
+  }
+
+  /** Rewrites the held journal in place (an atomic rename over it): the lock is never free meanwhile. */
+  handOver(journal: Journal, sync: boolean): void {
+    writeJournal(this.#target, journal, renameSync, sync);
+    this.#held = false;
+  }
+
+  /** Frees the target, unless the journal now belongs to a swap (which removes it when it is done). */
+  release(): void {
+    if (!this.#held) return;
+    this.#held = false;
+    rmSync(journalPath(this.#target), { force: true });
+  }
 }
 
 /**
@@ -305,12 +343,24 @@ function advance(
  */
 export function swapIn(
   plan: SwapPlan,
+  lock: TargetLock,
   sync: boolean,
   syncDirectory: (dir: string) => void,
   warnings: WarningLog,
 ): string | null {
   try {
-    writeJournal(plan, sync, syncDirectory);
+    lock.handOver(
+      {
+        tool: 'statesnap',
+        version: 2,
+        owner: formatOwner(thisProcess()),
+        staging: basename(plan.staging),
+        rollback: basename(plan.rollback),
+        keep: plan.keep,
+      },
+      sync,
+    );
+    syncDirectory(dirname(plan.target));
   } catch (error) {
     removeOwnStaging(plan.staging);
     throw error;
@@ -405,16 +455,22 @@ export function recoverTarget(target: string, options: RecoverTargetOptions): Re
   const journal = readJournal(target);
   if (journal) {
     refuseLiveOwner(target, journal.owner, options.breakLock);
-    const flusher = new Flusher(dirname(target), options.sync);
-    try {
-      advance(journal.plan, (dir) => flusher.syncDirectory(dir), actions, options.warnings);
-    } catch (error) {
-      if (error instanceof StatesnapError) throw error;
-      throw recoveryNeeded(
-        target,
-        `cannot finish the interrupted restore of ${target}: ${describeCause(error)}`,
-        error,
-      );
+    if (journal.plan === null) {
+      // Its owner died holding the target, with nothing to finish: the lock is free again.
+      rmSync(journalPath(target), { force: true });
+      actions.push({ action: 'removed-stale', path: journalPath(target) });
+    } else {
+      const flusher = new Flusher(dirname(target), options.sync);
+      try {
+        advance(journal.plan, (dir) => flusher.syncDirectory(dir), actions, options.warnings);
+      } catch (error) {
+        if (error instanceof StatesnapError) throw error;
+        throw recoveryNeeded(
+          target,
+          `cannot finish the interrupted restore of ${target}: ${describeCause(error)}`,
+          error,
+        );
+      }
     }
   }
   removeLeftovers(target, options, actions);

@@ -1,18 +1,20 @@
 // Replace mode: the restored tree is built in a fresh staging directory beside the target (same filesystem),
-// flushed, and swapped in by the journal (journal.ts); the previous target is kept as a rollback copy.
+// once the filesystem is known to have room for it, then flushed and swapped in by the journal (journal.ts);
+// the previous target is kept as a rollback copy.
 
 import { mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { throwIfAborted } from '../core/errors.js';
+import { basename, dirname, join } from 'node:path';
+import { assert, throwIfAborted } from '../core/errors.js';
 import { Flusher } from '../core/flush.js';
 import { applyDirectoryAttributes, entryExists } from '../core/fs-tree.js';
 import type { FileFailed } from '../core/pipeline.js';
 import { type FileOp, fsPath, type ReadSpec, type TaskResult, type WorkerTask } from '../core/protocol.js';
+import { RoomNeeded } from '../core/room.js';
 import { siblingPath } from '../core/siblings.js';
 import { pauseAt } from '../core/test-hooks.js';
 import type { PlannedDir } from '../core/walk.js';
 import type { WarningLog } from '../core/warnings.js';
-import { removeOwnStaging, rollbackPathFor, swapIn } from './journal.js';
+import { removeOwnStaging, rollbackPathFor, swapIn, TargetLock } from './journal.js';
 import {
   type AttributeRules,
   explainTargetError,
@@ -41,6 +43,8 @@ export interface ReplaceOptions extends AttributeRules {
   sync: boolean;
   /** The caller's signal: the last chance to stop is before the swap. */
   signal: AbortSignal;
+  /** Only plan and check (a dry run): the target's lock is not taken, nothing is written. */
+  checkOnly?: boolean;
 }
 
 export class ReplaceTarget implements RestoreTarget {
@@ -51,6 +55,9 @@ export class ReplaceTarget implements RestoreTarget {
   readonly #warnings: WarningLog;
   readonly #flusher: Flusher;
   readonly #dirs: PlannedDir[] = [];
+  // The staging tree is written while the old target stays: it needs room of its own, beside the target.
+  readonly #room: RoomNeeded;
+  readonly #lock: TargetLock | null;
   #caseInsensitive = true;
   // From the swap on, the journal owns the staging tree: a failure there leaves it for recovery.
   #swapping = false;
@@ -61,10 +68,24 @@ export class ReplaceTarget implements RestoreTarget {
     this.#options = options;
     this.#warnings = warnings;
     this.#flusher = new Flusher(this.#staging, options.sync);
+    this.#room = new RoomNeeded(dirname(target));
+    this.#lock = options.checkOnly ? null : new TargetLock(target, 'replace', options.sync);
   }
 
   get refuseCaseCollisions(): boolean {
     return this.#caseInsensitive;
+  }
+
+  planDir(dir: PlannedDir): void {
+    this.#room.addDirectory(basename(dir.rel === '' ? this.#staging : dir.rel));
+  }
+
+  planFile(op: FileOp, dataBytes: number): void {
+    this.#room.addFile(basename(op.rel), dataBytes);
+  }
+
+  checkPlan(): void {
+    this.#room.ensure(`restore ${this.#target} (the new tree is built beside the old one)`);
   }
 
   prepare(): void {
@@ -113,6 +134,7 @@ export class ReplaceTarget implements RestoreTarget {
   }
 
   commit(): string | null {
+    assert(this.#lock !== null, 'a checking-only target is never committed');
     this.#swapping = true;
     return swapIn(
       {
@@ -121,6 +143,7 @@ export class ReplaceTarget implements RestoreTarget {
         rollback: rollbackPathFor(this.#target),
         keep: this.#options.keep,
       },
+      this.#lock,
       this.#options.sync,
       (dir) => this.#flusher.syncDirectory(dir),
       this.#warnings,
@@ -132,8 +155,10 @@ export class ReplaceTarget implements RestoreTarget {
   }
 
   async abandon(): Promise<void> {
-    if (this.#swapping) return;
-    await this.#flusher.settle();
-    removeOwnStaging(this.#staging);
+    if (!this.#swapping) {
+      await this.#flusher.settle();
+      removeOwnStaging(this.#staging);
+    }
+    this.#lock?.release();
   }
 }

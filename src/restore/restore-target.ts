@@ -1,11 +1,13 @@
-// The RestoreTarget seam: where a restore writes. A target is a pipeline destination that is prepared before the
+// The RestoreTarget seam: where a restore writes. A target holds the target's lock from its creation to its end,
+// sees every entry of the backup before the first write and refuses what it cannot take, is prepared before the
 // first write, finished after the last, and committed to make the restored state live. Replace mode
 // (replace-target.ts) and merge mode (merge-target.ts) are its two implementations.
 
 import { join } from 'node:path';
 import { describeCause, isSystemErrorUnder, outOfResourcesAt, StatesnapError } from '../core/errors.js';
 import type { Destination, FileFailed } from '../core/pipeline.js';
-import type { WriteSpec } from '../core/protocol.js';
+import type { FileOp, WriteSpec } from '../core/protocol.js';
+import type { PlannedDir } from '../core/walk.js';
 
 /** What restored files and directories get besides content: owners (a restore as root) and which mode bits. */
 export type AttributeRules = Pick<WriteSpec, 'owners' | 'modeMask'>;
@@ -15,6 +17,12 @@ export interface RestoreTarget extends Destination {
   readonly checkFirst: boolean;
   /** Backup paths that differ only by case are refused: the target's filesystem would make them one file. */
   readonly refuseCaseCollisions: boolean;
+  /** A directory of the backup (parents first, '' is the root), as its first read lists it; nothing written yet. */
+  planDir(dir: PlannedDir): void;
+  /** A file of the backup, as its first read lists it; `dataBytes` of it take room (less when sparse). */
+  planFile(op: FileOp, dataBytes: number): void;
+  /** After the first read, before the first write: refuses what the target cannot take (room, conflicts). */
+  checkPlan(): void;
   /** The first write: makes the directories the files go into. */
   prepare(): void;
   /** After the last file: directory attributes, then a flush. */

@@ -22,9 +22,9 @@ import { type BackupKind, type BackupReader, openBackup } from '../read/backup-r
 import { type ManifestNote, manifestNotes } from '../read/manifest-notes.js';
 import type { RecoveryAction } from './journal.js';
 import { interruptedRestoreOf, recoverTarget } from './journal.js';
-import { checkSkeleton, MergeTarget } from './merge-target.js';
+import { MergeTarget } from './merge-target.js';
 import { ReplaceTarget } from './replace-target.js';
-import { type RestoreTarget, targetInvalid } from './restore-target.js';
+import { type AttributeRules, type RestoreTarget, targetInvalid } from './restore-target.js';
 import { backupCorrupt, type Scan, type SkippedEntries, scanBackup } from './scan.js';
 
 export type RestoreMode = 'replace' | 'merge';
@@ -259,6 +259,13 @@ function isFileAt(path: string): boolean {
   }
 }
 
+/** What restored entries get besides content. */
+function attributeRules(reader: BackupReader, opts: ResolvedRestoreOptions): AttributeRules {
+  // As tar and rsync do as root: the recorded numeric owners. Anyone else cannot give files away.
+  const owners = process.geteuid?.() === 0 && reader.format !== null && reader.format >= 2;
+  return { owners, modeMask: opts.keepSetid ? 0o7777 : 0o7777 & ~SETID_BITS };
+}
+
 /** A dry run: every check a restore makes before it writes, and what it would write and replace. */
 async function planRestore(
   run: Run,
@@ -274,18 +281,28 @@ async function planRestore(
   const merge = opts.mode === 'merge' && targetExists;
   refuseEmpty(reader, opts.allowEmpty);
   let filesReplaced = 0;
+  // The checks of the run itself, without its lock; a target whose parent is still to be made has no
+  // filesystem to check yet.
+  const rules = { ...opts, ...attributeRules(reader, opts), checkOnly: true };
+  const check =
+    paths.missingParents.length > 0
+      ? null
+      : merge
+        ? new MergeTarget(target, rules)
+        : new ReplaceTarget(target, rules, run.warnings);
   const scan = await scanBackup(reader, {
     ...opts,
     onProgress: report,
     refuseCaseCollisions: merge,
     warnings: run.warnings,
+    target: check ?? { planDir() {}, planFile() {} },
     observeFile: targetExists
       ? (file) => {
           if (isFileAt(join(target, file.rel))) filesReplaced++;
         }
       : undefined,
   });
-  if (merge) checkSkeleton(target, scan.dirs);
+  check?.checkPlan();
   return {
     command: 'restore',
     dryRun: true,
@@ -330,6 +347,11 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult | 
     // Merging into nothing is a replace: there is nothing to keep, and the replace path is atomic.
     const merge = opts.mode === 'merge' && targetExisted;
     refuseEmpty(reader, opts.allowEmpty);
+    const rules = { ...opts, ...attributeRules(reader, opts) };
+    // Holds the target's lock from here on: no other restore checks or writes the target meanwhile.
+    const into = run.adopt(
+      merge ? new MergeTarget(target, rules) : new ReplaceTarget(target, rules, run.warnings),
+    );
     // A merge writes into existing directories whose case behaviour cannot be probed without writing into the
     // live target: case collisions are refused there; replace mode probes its fresh staging directory instead.
     const scan = await scanBackup(reader, {
@@ -337,14 +359,9 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult | 
       onProgress: report,
       refuseCaseCollisions: merge,
       warnings: run.warnings,
+      target: into,
     });
-    // As tar and rsync do as root: the recorded numeric owners. Anyone else cannot give files away.
-    const owners = process.geteuid?.() === 0 && reader.format !== null && reader.format >= 2;
-    const modeMask = opts.keepSetid ? 0o7777 : 0o7777 & ~SETID_BITS;
-    const rules = { ...opts, owners, modeMask };
-    const into = run.adopt(
-      merge ? new MergeTarget(target, scan.dirs, rules) : new ReplaceTarget(target, rules, run.warnings),
-    );
+    into.checkPlan();
     if (into.checkFirst) await restorePass(run, reader, scan, opts, 'verifying', null, report);
     into.prepare();
     await restorePass(run, reader, scan, opts, 'copying', into, report);
@@ -366,7 +383,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult | 
       rollback,
       createdTarget: !targetExisted,
       createdParents: paths.missingParents,
-      ownersRestored: owners,
+      ownersRestored: rules.owners,
       recovered,
       warnings: run.warnings.summary(),
       notes: manifestNotes(reader.root, reader.manifest),

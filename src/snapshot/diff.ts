@@ -6,17 +6,17 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, lstatSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { DEFAULT_RACY_MARGIN_NS, decideChange, type PreviousEntry } from '../backup/change-rule.js';
 import { DEFAULT_EXCLUDES, planSource } from '../backup/planner.js';
 import { describeCause, StatesnapError, throwIfAborted } from '../core/errors.js';
 import { ExcludeRules } from '../core/excludes.js';
+import { compareEntryPaths } from '../core/index-order.js';
 import { requirePath, signalOption, stringListOption } from '../core/options.js';
 import { fsPath } from '../core/protocol.js';
 import type { SkipKind } from '../core/walk.js';
-import { type IndexEntry, readIndex } from '../format/index-file.js';
+import { type IndexEntry, readIndex } from '../format/index-reader.js';
 import { MANIFEST_FILE, OXIOS_CATEGORIES } from '../format/manifest.js';
 import { type BackupReader, openBackup } from '../read/backup-reader.js';
-import { DEFAULT_RACY_MARGIN_NS, decideChange, type PreviousEntry } from './change-rule.js';
-import { compareEntryPaths } from './index-order.js';
 import { resolveBackupPath } from './repository.js';
 
 export interface DiffOptions {

@@ -19,7 +19,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { describeCause, StatesnapError, systemErrorCode } from '../core/errors.js';
 import { syncDirectory } from '../core/flush.js';
 import { removeTree } from '../core/fs-tree.js';
-import { type Manifest, readManifest } from '../format/manifest.js';
+import { type Manifest, readManifest } from '../format/manifest-schema.js';
 import {
   classifyRepositoryEntry,
   compareSnapshotIds,

@@ -5,7 +5,14 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type BackupOptions, type BackupResult, backupSnapshot } from '../backup/backup.js';
 import { StatesnapError } from '../core/errors.js';
-import { clockOption, integerOption, invalidOption, requirePath, signalOption } from '../core/options.js';
+import {
+  booleanOption,
+  clockOption,
+  integerOption,
+  invalidOption,
+  requirePath,
+  signalOption,
+} from '../core/options.js';
 import { type PathRoles, resolvePaths } from '../core/paths.js';
 import { type HookOutcome, runHook } from './hooks.js';
 import { withRepositoryLock } from './lock.js';
@@ -13,9 +20,14 @@ import { type CompleteSnapshot, openRepository, readRepository, updateLatestLink
 import { idsInUse, inProgressName, newSnapshotId } from './snapshot-id.js';
 
 export interface SnapshotOptions
-  extends Omit<BackupOptions, 'dest' | 'force' | 'dryRun' | 'mkpath' | 'estimate'> {
+  extends Omit<BackupOptions, 'dest' | 'force' | 'dryRun' | 'mkpath' | 'estimate' | 'linkDest'> {
   /** The repository: made one if it is missing or an empty directory; any other directory is refused. */
   repository: string;
+  /**
+   * Copy every file, instead of hard-linking the ones unchanged since the newest complete snapshot (what
+   * `backup --link-dest` does). @default false
+   */
+  full?: boolean;
   /** How long to wait for another snapshot or prune of the repository to finish, in ms. @default 0 */
   waitForLockMs?: number;
   /** The clock the snapshot's id is taken from. @default the system clock */
@@ -37,12 +49,12 @@ export interface SnapshotOptions
 }
 
 /** A snapshot as a backup reports it, plus where it is in its repository. */
-export interface SnapshotResult extends Omit<BackupResult, 'command'> {
+export interface SnapshotResult extends Omit<BackupResult, 'command' | 'linkSource'> {
   command: 'snapshot';
   repository: string;
   id: string;
-  /** The snapshot's unchanged files were linked from this one; null for a full copy. */
-  linkSource: { id: string; path: string } | null;
+  /** The snapshot unchanged files were linked from (the newest complete one); null for a full copy. */
+  linkSource: { id: string; path: string; createdAt: string } | null;
   /** What killed snapshots and prunes had left in the repository, removed before this one started. */
   removedLeftovers: string[];
   /** The hooks that ran, in order, with how they ended. */
@@ -105,7 +117,9 @@ function estimateFrom(previous: CompleteSnapshot | undefined): BackupOptions['es
 
 /** Makes a new snapshot of `options.source` in `options.repository`. */
 export async function snapshot(options: SnapshotOptions): Promise<SnapshotResult> {
-  const { repository, waitForLockMs, now, execBefore, execAfter, execTimeoutMs, ...backupOptions } = options;
+  const { repository, full, waitForLockMs, now, execBefore, execAfter, execTimeoutMs, ...backupOptions } =
+    options;
+  const fullCopy = booleanOption('full', full, false);
   const hooks = {
     before: commandOption('execBefore', execBefore),
     after: commandOption('execAfter', execAfter),
@@ -134,7 +148,13 @@ export async function snapshot(options: SnapshotOptions): Promise<SnapshotResult
         if (!outcome.ok) throw hookFailed(outcome);
       }
       made = await backupSnapshot(
-        { ...backupOptions, dest: join(repo, id), dryRun: false, estimate: estimateFrom(previous) },
+        {
+          ...backupOptions,
+          dest: join(repo, id),
+          dryRun: false,
+          linkDest: fullCopy ? undefined : previous?.path,
+          estimate: estimateFrom(previous),
+        },
         { partial: join(repo, inProgressName(id)), id },
       );
     } catch (error) {
@@ -147,13 +167,13 @@ export async function snapshot(options: SnapshotOptions): Promise<SnapshotResult
     if (hooks.after !== undefined) {
       ran.push(await runHook(hooks.after, { ...env, STATESNAP_STATUS: 'success' }, hooks.timeoutMs));
     }
-    const { command: _, ...result } = made;
+    const { command: _, linkSource, ...result } = made;
     const hookFailures = ran.some((outcome) => !outcome.ok);
     return {
       command: 'snapshot',
       repository: repo,
       id,
-      linkSource: null,
+      linkSource: linkSource && previous ? { id: previous.id, ...linkSource } : null,
       removedLeftovers,
       ...result,
       hooks: ran,

@@ -5,7 +5,7 @@ import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:chil
 import { lstatSync, readdirSync, readFileSync, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { expect } from 'vitest';
-import { ManifestSchema } from '../../dist/src/format/manifest.js';
+import { ManifestSchema } from '../../dist/src/format/manifest-schema.js';
 import { type CliRun, fingerprintTree, isoMicros, pathKey, sha256 } from './tree.js';
 
 export { type RunningCli, sha256, sha256File, startCli } from './tree.js';
@@ -24,6 +24,8 @@ export interface IndexLine {
   gid?: number;
   sha256?: string;
   skipped?: boolean;
+  /** The file is a hard link into the backup's link source. */
+  linked?: boolean;
 }
 
 /** An index line's path as the fingerprint names it (`pathKey`). */

@@ -2,11 +2,11 @@
 // same declarations the parser and the help pages read, so it offers exactly the commands and options that exist.
 
 import { Command, type CommandClass } from 'clipanion';
-import { StatesnapError } from '../../index.js';
+import { StatesnapError } from '../../core/errors.js';
 import { reportFailure } from '../base-command.js';
 import { commandName } from '../help.js';
 import { commandDocs, optionalArgument } from '../options.js';
-import { COMMANDS } from '../registry.js';
+import { loadCommands } from '../registry.js';
 
 /** Placeholders whose values are paths: the shell completes file names for them. */
 const PATH_PLACEHOLDERS = new Set(['<file>', '<dir>', '<path>']);
@@ -75,7 +75,7 @@ export class CompletionCommand extends Command {
         json: false,
       });
     }
-    this.context.stdout.write(bashScript(COMMANDS));
+    this.context.stdout.write(bashScript(await loadCommands()));
     return 0;
   }
 }

@@ -5,8 +5,7 @@ import { mkdirSync, mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'clipanion';
-import { generateStore } from '../../demo/generator.js';
-import { backup, inspect, StatesnapError } from '../../index.js';
+import { StatesnapError } from '../../core/errors.js';
 import { BaseCommand } from '../base-command.js';
 import { optionalPathArgument, progressFlag } from '../options.js';
 import { countOf, describeWarnings, formatNumber, PROGRAM, shellQuote } from '../text.js';
@@ -60,6 +59,11 @@ export class DemoCommand extends BaseCommand {
     const say = (text: string) => {
       if (!this.json && !this.quiet) this.context.stdout.write(`${text}\n`);
     };
+    const [{ generateStore }, { backup }, { inspect }] = await Promise.all([
+      import('../../demo/generator.js'),
+      import('../../backup/backup.js'),
+      import('../../read/inspect.js'),
+    ]);
     const generated = await generateStore(join(root, 'store'), { profile: 'demo' });
     say(
       `generated ${generated.root}: ${countOf(generated.files, 'file')} (${formatNumber(generated.tempFiles)} of them ` +

@@ -2,8 +2,9 @@
 // benchmark) of a chosen profile and size, for trying statesnap on a store as large as the user's.
 
 import { Command } from 'clipanion';
-import { type GeneratedStore, generateStore, STORE_PROFILES, scaleForFiles } from '../../demo/generator.js';
-import { StatesnapError } from '../../index.js';
+import { StatesnapError } from '../../core/errors.js';
+import type { GeneratedStore } from '../../demo/generator.js';
+import { STORE_PROFILES } from '../../demo/profiles.js';
 import { BaseCommand } from '../base-command.js';
 import { choiceOption, integerOption, pathArgument, positiveNumberOption } from '../options.js';
 import { formatBytes } from '../progress-line.js';
@@ -56,6 +57,7 @@ export class GenerateCommand extends BaseCommand {
       );
     }
     const started = performance.now();
+    const { generateStore, scaleForFiles } = await import('../../demo/generator.js');
     const scale = this.files === undefined ? (this.scale ?? 1) : scaleForFiles(this.profile, this.files);
     const seed = this.seed ?? 1;
     const store = await generateStore(prepareEmptyDir(this.dir), { profile: this.profile, scale, seed });

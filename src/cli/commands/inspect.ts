@@ -1,7 +1,8 @@
 // `statesnap inspect <backup>`: what a backup holds, for statesnap- and Oxios-made backups alike.
 
 import { Command } from 'clipanion';
-import { type InspectResult, inspect, resolveBackupPath } from '../../index.js';
+import type { InspectResult } from '../../index.js';
+import { backupPath } from '../backup-path.js';
 import { BaseCommand } from '../base-command.js';
 import { pathArgument } from '../options.js';
 import { formatBytes } from '../progress-line.js';
@@ -50,7 +51,8 @@ export class InspectCommand extends BaseCommand {
   backup = pathArgument('backup');
 
   protected async run(): Promise<number> {
-    const result = await inspect({ backup: resolveBackupPath(this.backup), signal: this.interrupt.signal });
+    const { inspect } = await import('../../read/inspect.js');
+    const result = await inspect({ backup: await backupPath(this.backup), signal: this.interrupt.signal });
     return this.printResult(result, () => describeInspect(result));
   }
 }

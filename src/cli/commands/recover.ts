@@ -1,7 +1,7 @@
 // `statesnap recover <target>`: finishes or undoes what a killed restore left beside a target.
 
 import { Command } from 'clipanion';
-import { type RecoverResult, type RecoveryAction, recover } from '../../index.js';
+import type { RecoverResult, RecoveryAction } from '../../index.js';
 import { BaseCommand } from '../base-command.js';
 import { flag, negatableFlag, pathArgument } from '../options.js';
 import { describeWarnings } from '../text.js';
@@ -57,6 +57,7 @@ export class RecoverCommand extends BaseCommand {
   );
 
   protected async run(): Promise<number> {
+    const { recover } = await import('../../restore/recover.js');
     const result = await recover({
       target: this.target,
       sync: this.sync,

@@ -1,7 +1,8 @@
 // `statesnap restore <backup> <target>`: argument parsing and output only; the work is the library's restore().
 
 import { Command } from 'clipanion';
-import { type RestorePlan, type RestoreResult, resolveBackupPath, restore } from '../../index.js';
+import type { RestorePlan, RestoreResult } from '../../index.js';
+import { backupPath } from '../backup-path.js';
 import { BaseCommand } from '../base-command.js';
 import { choiceOption, flag, negatableFlag, pathArgument, progressFlag, threadsOption } from '../options.js';
 import { formatBytes } from '../progress-line.js';
@@ -144,8 +145,9 @@ export class RestoreCommand extends BaseCommand {
 
   protected async run(): Promise<number> {
     const progress = this.progressLine(this.progress);
+    const { restore } = await import('../../restore/restore.js');
     const result = await restore({
-      backup: resolveBackupPath(this.backup),
+      backup: await backupPath(this.backup),
       target: this.target,
       mode: this.mode,
       verify: this.verify,

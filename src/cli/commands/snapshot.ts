@@ -2,7 +2,7 @@
 
 import { Command } from 'clipanion';
 import { type SnapshotResult, snapshot } from '../../index.js';
-import { durationOption, lockWaitOption, pathArgument, textOption } from '../options.js';
+import { durationOption, flag, lockWaitOption, pathArgument, textOption } from '../options.js';
 import { formatBytes } from '../progress-line.js';
 import { SourceCommand } from '../source-options.js';
 import { countOf, describeWarnings } from '../text.js';
@@ -40,7 +40,9 @@ export class SnapshotCommand extends SourceCommand {
       which the next snapshot or prune removes. \`snapshot\` and \`prune\` take the repository's lock: a second
       one fails with ERR_REPO_BUSY, or waits with \`--wait\`. A lock whose process is gone is removed.
 
-      Options for what to copy are those of \`statesnap backup\`.
+      Files unchanged since the newest complete snapshot are hard-linked from it, as \`backup --link-dest\` does
+      (\`--ignore-inode\`, \`--ignore-ctime\`, \`--checksum\` as there); \`--full\` copies every file. Options for
+      what to copy are those of \`statesnap backup\`.
 
       Hooks: \`--exec-before\` runs (with \`/bin/sh -c\`, its output on stderr) once the lock is taken and the id
       chosen, before the store is read; if it fails or times out the snapshot stops (ERR_HOOK_FAILED) before
@@ -71,6 +73,16 @@ export class SnapshotCommand extends SourceCommand {
 
   source = pathArgument('source');
   repository = pathArgument('repo');
+  ignoreInode = flag(
+    '--ignore-inode',
+    'Leave inode numbers out of the change rule (the store was restored or moved)',
+  );
+  ignoreCtime = flag(
+    '--ignore-ctime',
+    'Leave ctimes out of the change rule (the store was restored or moved)',
+  );
+  checksum = flag('--checksum', 'Hash every file that could be linked; link on equal hashes');
+  full = flag('--full', 'Copy every file instead of linking the unchanged ones from the newest snapshot');
   wait = lockWaitOption();
   execBefore = textOption(
     '--exec-before',
@@ -92,6 +104,10 @@ export class SnapshotCommand extends SourceCommand {
     const result = await snapshot({
       ...this.sourceOptions(progress),
       repository: this.repository,
+      full: this.full,
+      ignoreInode: this.ignoreInode,
+      ignoreCtime: this.ignoreCtime,
+      checksum: this.checksum,
       waitForLockMs: this.wait,
       execBefore: this.execBefore,
       execAfter: this.execAfter,

@@ -1,7 +1,8 @@
 // `statesnap verify <backup>`: argument parsing and output only; the work is the library's verify().
 
 import { Command } from 'clipanion';
-import { resolveBackupPath, type VerifyResult, verify } from '../../index.js';
+import type { VerifyResult } from '../../index.js';
+import { backupPath } from '../backup-path.js';
 import { BaseCommand } from '../base-command.js';
 import { pathArgument, progressFlag, threadsOption } from '../options.js';
 import { formatBytes } from '../progress-line.js';
@@ -58,8 +59,9 @@ export class VerifyCommand extends BaseCommand {
 
   protected async run(): Promise<number> {
     const progress = this.progressLine(this.progress);
+    const { verify } = await import('../../read/verify.js');
     const result = await verify({
-      backup: resolveBackupPath(this.backup),
+      backup: await backupPath(this.backup),
       threads: this.threads,
       signal: this.interrupt.signal,
       onProgress: progress.listener(),

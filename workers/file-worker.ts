@@ -10,6 +10,7 @@ import {
   constants,
   fchmodSync,
   fstatSync,
+  ftruncateSync,
   futimesSync,
   openSync,
   readlinkSync,
@@ -28,6 +29,7 @@ import type {
   HashTask,
   PlainError,
   TaskResult,
+  WorkerRequest,
   WorkerTask,
 } from '../src/core/protocol.js';
 import { utimeSeconds } from '../src/core/protocol.js';
@@ -39,6 +41,10 @@ const WHOLE_FILE_LIMIT = 1 << 20;
 const CHUNK_SIZE = 1 << 20;
 // One extra byte so a file that grew while being read is noticed without a second stat.
 const buffer = Buffer.allocUnsafe(WHOLE_FILE_LIMIT + 1);
+// In the copy of a sparse file, a block of zeros becomes a hole: 4 KiB is the block (and page) size of the
+// common Linux filesystems, the smallest hole most of them can make.
+const HOLE_BLOCK = 4096;
+const ZERO_BLOCK = Buffer.alloc(HOLE_BLOCK);
 
 // O_NONBLOCK: a file swapped for a FIFO between planning and opening must not hang the worker on open().
 const OPEN_SOURCE = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
@@ -55,6 +61,13 @@ class FileFailure extends Error {
   ) {
     super(message);
   }
+}
+
+/** The main thread raised the stop flag: ends the batch, never becomes a file's outcome. */
+class RunStopped extends Error {}
+
+function throwIfStopped(stop: Int32Array): void {
+  if (Atomics.load(stop, 0) !== 0) throw new RunStopped('the run is stopping');
 }
 
 function toPlainError(error: unknown): PlainError {
@@ -128,22 +141,30 @@ function readWhole(fd: number, size: number): number {
   }
 }
 
-function writeAll(fd: number, data: Buffer, length: number): void {
+function writeAll(fd: number, data: Buffer, offset: number, length: number, position: number): void {
   let written = 0;
-  while (written < length) written += writeSync(fd, data, written, length - written);
+  while (written < length) {
+    written += writeSync(fd, data, offset + written, length - written, position + written);
+  }
 }
 
 interface OpenDest {
   fd: number;
+  /** False from the moment the descriptor is handed to close(): it is never closed twice (see closeDest). */
+  open: boolean;
   /** The file this open created: the destination itself, or a temp file beside it (`replace`). */
   createdPath: string;
   tempPath: string | null;
   /** The umask left the wanted mode intact, so no fchmod is needed. */
   modeSet: boolean;
+  /** The source is sparse: blocks of zeros are left as holes, and the size is set at the end. */
+  sparse: boolean;
+  /** Where the next bytes go. */
+  position: number;
 }
 
 /** Opens a destination for writing; `replace` goes through a temp file beside it so nothing is ever torn. */
-function openDest(task: CopyTask, destPath: string, mode: number): OpenDest {
+function openDest(task: CopyTask, destPath: string, mode: number, sparse: boolean): OpenDest {
   const tempPath =
     task.to.writeMode === 'replace'
       ? join(
@@ -164,7 +185,37 @@ function openDest(task: CopyTask, destPath: string, mode: number): OpenDest {
     unlinkSync(tempPath ?? destPath);
     throw error instanceof FileFailure ? new FileFailure('dest-failed', error.message) : error;
   }
-  return { fd, createdPath: tempPath ?? destPath, tempPath, modeSet: (mode & ~umask) === mode };
+  return {
+    fd,
+    open: true,
+    createdPath: tempPath ?? destPath,
+    tempPath,
+    modeSet: (mode & ~umask) === mode,
+    sparse,
+    position: 0,
+  };
+}
+
+function isZeroBlock(data: Buffer, start: number, end: number): boolean {
+  return data.compare(ZERO_BLOCK, 0, end - start, start, end) === 0;
+}
+
+/** Appends `data[0, length)` to the copy; in a sparse copy, whole blocks of zeros are skipped as holes. */
+function writeContent(dest: OpenDest, data: Buffer, length: number): void {
+  if (!dest.sparse) {
+    writeAll(dest.fd, data, 0, length, dest.position);
+  } else {
+    // `pending` is where the run of data blocks not yet written starts.
+    let pending = 0;
+    for (let block = 0; block < length; block += HOLE_BLOCK) {
+      const end = Math.min(block + HOLE_BLOCK, length);
+      if (!isZeroBlock(data, block, end)) continue;
+      if (pending < block) writeAll(dest.fd, data, pending, block - pending, dest.position + pending);
+      pending = end;
+    }
+    if (pending < length) writeAll(dest.fd, data, pending, length - pending, dest.position + pending);
+  }
+  dest.position += length;
 }
 
 function destFailure(error: unknown): FileFailure {
@@ -181,10 +232,14 @@ function transfer(
   fd: number,
   destPath: string,
   op: FileOp,
+  stop: Int32Array,
 ): { stat: BigIntStats; attributes: CopyAttributes; hash: string } {
   const stat = fstatSync(fd, { bigint: true });
   if (!stat.isFile()) throw new FileFailure('not-regular', 'is no longer a regular file');
   const size = Number(stat.size);
+  // Fewer blocks than bytes: the file has holes (Node has no SEEK_DATA to find them). A fully allocated file,
+  // zeros included, is copied as it is.
+  const sparse = stat.blocks * 512n < stat.size;
   if (task.from.expectSize && size !== op.size) {
     throw new FileFailure('corrupt', `size is ${size} bytes, the index says ${op.size}`);
   }
@@ -200,18 +255,19 @@ function transfer(
       if (op.hash !== undefined && digest !== op.hash) {
         throw new FileFailure('corrupt', `content hash ${digest} does not match the index (${op.hash})`);
       }
-      dest = openDest(task, destPath, attributes.mode);
-      writeAll(dest.fd, content, length);
+      dest = openDest(task, destPath, attributes.mode, sparse);
+      writeContent(dest, content, length);
     } else {
-      dest = openDest(task, destPath, attributes.mode);
+      dest = openDest(task, destPath, attributes.mode, sparse);
       const hasher = createHash('sha256');
       let total = 0;
       for (;;) {
+        throwIfStopped(stop);
         const n = readSource(fd, 0, CHUNK_SIZE);
         if (n === 0) break;
         total += n;
         hasher.update(buffer.subarray(0, n));
-        writeAll(dest.fd, buffer, n);
+        writeContent(dest, buffer, n);
       }
       if (total !== size) throw new FileFailure('changed', 'size changed while it was read');
       digest = hasher.digest('hex');
@@ -226,28 +282,40 @@ function transfer(
     return { stat, attributes, hash: digest };
   } catch (error) {
     if (dest) abandonDest(dest);
-    if (error instanceof FileFailure) throw error;
+    if (error instanceof FileFailure || error instanceof RunStopped) throw error;
     throw destFailure(error);
   }
 }
 
 function finishDest(dest: OpenDest, destPath: string, attributes: CopyAttributes): void {
+  // Holes at the end were never written: the size is set here.
+  if (dest.sparse) ftruncateSync(dest.fd, dest.position);
   if (!dest.modeSet) fchmodSync(dest.fd, attributes.mode);
   futimesSync(dest.fd, utimeSeconds(attributes.atimeNs), utimeSeconds(attributes.mtimeNs));
-  closeSync(dest.fd);
+  closeDest(dest);
   if (dest.tempPath) renameSync(dest.tempPath, destPath);
+}
+
+/**
+ * Closes the destination's descriptor exactly once, even when close() itself fails (Linux releases the
+ * descriptor anyway): every thread of the process shares one descriptor table, so a second close() of the
+ * same number could close a file another worker has just opened.
+ */
+function closeDest(dest: OpenDest): void {
+  dest.open = false;
+  closeSync(dest.fd);
 }
 
 function abandonDest(dest: OpenDest): void {
   try {
-    closeSync(dest.fd);
+    if (dest.open) closeDest(dest);
   } catch {}
   try {
     unlinkSync(dest.createdPath);
   } catch {}
 }
 
-function copyOne(task: CopyTask, op: FileOp): FileOutcome {
+function copyOne(task: CopyTask, op: FileOp, stop: Int32Array): FileOutcome {
   // Plain concatenation: `rel` is already a validated relative path, and path.join's normalising costs
   // measurable time per file.
   const sourcePath = `${task.from.root}/${op.rel}`;
@@ -257,7 +325,7 @@ function copyOne(task: CopyTask, op: FileOp): FileOutcome {
       const fd = openSource(sourcePath);
       try {
         assertConfined(fd, task.from.confineTo, 'source');
-        const { stat, attributes, hash: digest } = transfer(task, fd, destPath, op);
+        const { stat, attributes, hash: digest } = transfer(task, fd, destPath, op, stop);
         return {
           ok: true,
           rel: op.rel,
@@ -278,7 +346,7 @@ function copyOne(task: CopyTask, op: FileOp): FileOutcome {
   }
 }
 
-function hashOne(task: HashTask, op: FileOp): FileOutcome {
+function hashOne(task: HashTask, op: FileOp, stop: Int32Array): FileOutcome {
   try {
     const fd = openSource(join(task.from.root, op.rel));
     try {
@@ -294,6 +362,7 @@ function hashOne(task: HashTask, op: FileOp): FileOutcome {
       const hasher = createHash('sha256');
       let total = 0;
       for (;;) {
+        throwIfStopped(stop);
         const n = readSync(fd, buffer, 0, CHUNK_SIZE, null);
         if (n === 0) break;
         total += n;
@@ -309,6 +378,7 @@ function hashOne(task: HashTask, op: FileOp): FileOutcome {
       closeSync(fd);
     }
   } catch (error) {
+    if (error instanceof RunStopped) throw error;
     if (!(error instanceof FileFailure)) {
       return {
         ok: false,
@@ -322,21 +392,29 @@ function hashOne(task: HashTask, op: FileOp): FileOutcome {
   }
 }
 
-/** The operation of each task kind, applied to every file of a batch. */
-const OPERATIONS: {
-  [Kind in WorkerTask['kind']]: (task: Extract<WorkerTask, { kind: Kind }>, op: FileOp) => FileOutcome;
-} = { copy: copyOne, hash: hashOne };
+type Operation<T extends WorkerTask> = (task: T, op: FileOp, stop: Int32Array) => FileOutcome;
 
-export default function runTask(task: WorkerTask): TaskResult {
-  const operation = OPERATIONS[task.kind] as (task: WorkerTask, op: FileOp) => FileOutcome;
+/** The operation of each task kind, applied to every file of a batch. */
+const OPERATIONS: { [Kind in WorkerTask['kind']]: Operation<Extract<WorkerTask, { kind: Kind }>> } = {
+  copy: copyOne,
+  hash: hashOne,
+};
+
+export default function runTask({ task, stop }: WorkerRequest): TaskResult {
+  const operation = OPERATIONS[task.kind] as Operation<WorkerTask>;
   const outcomes: FileOutcome[] = [];
   let bytes = 0;
-  for (const op of task.files) {
-    const outcome = operation(task, op);
-    outcomes.push(outcome);
-    if (outcome.ok) bytes += outcome.size;
-    // A destination that cannot be written (ENOSPC, EROFS, EIO) dooms the whole run: stop the batch early.
-    if (!outcome.ok && outcome.problem === 'dest-failed') break;
+  try {
+    for (const op of task.files) {
+      throwIfStopped(stop);
+      const outcome = operation(task, op, stop);
+      outcomes.push(outcome);
+      if (outcome.ok) bytes += outcome.size;
+      // A destination that cannot be written (ENOSPC, EROFS, EIO) dooms the whole run: stop the batch early.
+      if (!outcome.ok && outcome.problem === 'dest-failed') break;
+    }
+  } catch (error) {
+    if (!(error instanceof RunStopped)) throw error;
   }
   return { outcomes, bytes };
 }

@@ -92,6 +92,7 @@ export interface BackupResult {
   sections: Array<{ name: string; entry_count: number }>;
   hashAlgorithm: typeof HASH_ALGORITHM;
   index: IndexRecord;
+  /** The worker threads the run started: at most the `threads` option, and only as many as its batches kept busy. */
   threads: number;
   synced: boolean;
   replacedExisting: boolean;
@@ -219,7 +220,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult> {
       sections,
       hashAlgorithm: HASH_ALGORITHM,
       index,
-      threads: opts.threads,
+      threads: run.threadsStarted,
       synced: opts.sync,
       replacedExisting,
       exitCode: warnings.count > 0 ? 3 : 0,

@@ -1,4 +1,4 @@
-// What every statesnap command shares: --json and --quiet, SIGINT handling, and one way to report a result
+// What every statesnap command shares: --json and --quiet, SIGINT and SIGTERM handling, and one way to report a result
 // or a failure: stdout holds only the result (exactly one JSON document with --json, also on failure),
 // stderr the errors, one line each, with a stable exit code (clipanion would print them on stdout, exit 1).
 
@@ -42,6 +42,13 @@ export function reportFailure(
   return error.exitCode;
 }
 
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM'] as const;
+type StopSignal = (typeof STOP_SIGNALS)[number];
+const STOP_EXIT_CODES: Record<StopSignal, number> = {
+  SIGINT: ExitCode.interrupted,
+  SIGTERM: ExitCode.terminated,
+};
+
 export abstract class BaseCommand extends Command {
   json = flag('--json', 'Print exactly one JSON document on stdout, also when the command fails', {
     common: true,
@@ -50,7 +57,10 @@ export abstract class BaseCommand extends Command {
     common: true,
   });
 
-  /** Aborted on the first SIGINT; the operation cleans up and the command exits with 130. */
+  /**
+   * Aborted on the first SIGINT or SIGTERM; the operation cleans up and the command exits with 130 (SIGINT)
+   * or 143 (SIGTERM).
+   */
   protected readonly interrupt = new AbortController();
 
   /** Set once the result is printed, so that a later failure does not print a second JSON document. */
@@ -91,18 +101,24 @@ export abstract class BaseCommand extends Command {
   }
 
   async execute(): Promise<number> {
-    let interrupts = 0;
-    const onSigint = () => {
-      // A second Ctrl-C means "now": skip the cleanup the first one started.
-      if (++interrupts > 1) process.exit(ExitCode.interrupted);
-      this.interrupt.abort(new Error('SIGINT'));
+    let stoppedBy: StopSignal | null = null;
+    const onSignal = (signal: StopSignal) => {
+      // A second signal means "now": skip the cleanup the first one started.
+      if (stoppedBy !== null) process.exit(STOP_EXIT_CODES[signal]);
+      stoppedBy = signal;
+      this.interrupt.abort(new Error(signal));
     };
-    process.on('SIGINT', onSigint);
+    for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
     try {
       return await this.run();
     } catch (caught) {
       let error: StatesnapError;
-      if (isStatesnapError(caught)) {
+      if (isStatesnapError(caught, 'ERR_ABORTED') && stoppedBy === 'SIGTERM') {
+        error = new StatesnapError('ERR_TERMINATED', 'operation terminated (SIGTERM)', {
+          path: caught.path,
+          cause: caught,
+        });
+      } else if (isStatesnapError(caught)) {
         error = caught;
       } else {
         // A bug: the stack goes with the report, and --json still gets its one document.
@@ -116,7 +132,7 @@ export abstract class BaseCommand extends Command {
         json: this.json && !this.#printed,
       });
     } finally {
-      process.off('SIGINT', onSigint);
+      for (const signal of STOP_SIGNALS) process.off(signal, onSignal);
     }
   }
 }

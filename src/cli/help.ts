@@ -129,7 +129,8 @@ export function renderOverview(commandClasses: readonly CommandClass[], version:
     `Commands:\n${commands}`,
     `Options of every command:\n${common}`,
     examplesSection(OVERVIEW_EXAMPLES),
-    `Exit codes: 0 ok, 1 failed, 2 usage error, 3 completed with warnings, 130 interrupted.\n` +
+    `Exit codes: 0 ok, 1 failed, 2 usage error, 3 completed with warnings,\n` +
+      `130 interrupted (SIGINT), 143 terminated (SIGTERM).\n` +
       `Run '${PROGRAM} help <command>' for the options and examples of a command.`,
   ].join('\n\n')}\n`;
 }

@@ -262,5 +262,9 @@ export function optionalArgument(name: string) {
 
 /** Worker threads, the same option for every command that runs the worker pool. */
 export function threadsOption() {
-  return integerOption('--threads', 1, 'Worker threads (default: the number of cores, at most 16)');
+  return integerOption(
+    '--threads',
+    1,
+    'Most worker threads (default: the cores, at most 16); started as batches need them, at most 4 per core',
+  );
 }

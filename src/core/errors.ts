@@ -7,7 +7,10 @@ export const ExitCode = {
   failed: 1,
   usage: 2,
   completedWithWarnings: 3,
+  /** SIGINT (Ctrl-C) or an aborted signal: 128 + 2, as a shell reports a process SIGINT killed. */
   interrupted: 130,
+  /** SIGTERM: 128 + 15. */
+  terminated: 143,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
@@ -20,6 +23,8 @@ const registry = {
   ERR_DEST_WRITE: ExitCode.failed,
   ERR_FILE_UNREADABLE: ExitCode.failed,
   ERR_ABORTED: ExitCode.interrupted,
+  /** The CLI received SIGTERM: the run stopped and cleaned up as for ERR_ABORTED. */
+  ERR_TERMINATED: ExitCode.terminated,
   ERR_MANIFEST_MISSING: ExitCode.failed,
   ERR_MANIFEST_INVALID: ExitCode.failed,
   ERR_MANIFEST_VERSION: ExitCode.failed,

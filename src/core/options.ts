@@ -76,7 +76,11 @@ function defaultThreads(): number {
 
 /** The options backup, restore, verify and recover share. */
 export interface RunOptions<Progress> {
-  /** Worker threads. @default os.availableParallelism() (at most 16) */
+  /**
+   * The most worker threads the run may use. A run starts a thread only when a batch of files finds every
+   * thread busy, and never more than 4 per core (the result's `threads` says how many it started).
+   * @default os.availableParallelism() (at most 16)
+   */
   threads?: number;
   /** Flush what is written to stable storage before it becomes visible. @default true */
   sync?: boolean;

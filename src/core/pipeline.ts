@@ -4,7 +4,7 @@
 // every per-item problem through one error policy that says warn or abort (restic's archiver ErrorFunc).
 
 import { abortError, assert, throwIfAborted } from './errors.js';
-import { BatchDispatcher, WorkerPool } from './pool.js';
+import { BatchDispatcher, threadLimit, WorkerPool } from './pool.js';
 import type {
   FileOp,
   FileOutcome,
@@ -111,6 +111,7 @@ export interface Pass {
 }
 
 export interface PipelineOptions {
+  /** The most worker threads the run may use; it starts them only as batches need them (see threadLimit). */
   threads: number;
   /** The caller's signal: when it fires, the run stops and throws ERR_ABORTED. */
   signal: AbortSignal;
@@ -133,7 +134,7 @@ export class Run {
   constructor(options: PipelineOptions) {
     this.signal = options.signal;
     this.warnings = new WarningLog(options.onWarning);
-    this.#threads = options.threads;
+    this.#threads = threadLimit(options.threads);
     this.#path = options.path;
   }
 
@@ -141,6 +142,11 @@ export class Run {
   adopt<D extends Destination>(destination: D): D {
     this.#adopted.push(destination);
     return destination;
+  }
+
+  /** The worker threads the run has started: no more than its batches could keep busy. */
+  get threadsStarted(): number {
+    return this.#pool?.threadsStarted ?? 0;
   }
 
   throwIfAborted(): void {

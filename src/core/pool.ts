@@ -1,10 +1,12 @@
 // Drives the piscina pool of file workers: groups planned files into batches, keeps the amount of work in
-// flight bounded (p-limit plus a wait on the producer), and hands each batch's outcomes back in completion order.
+// flight bounded (p-limit plus a wait on the producer), starts threads only as batches need them, stops the
+// workers between files when the run stops, and hands each batch's outcomes back in completion order.
 
+import { availableParallelism } from 'node:os';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { Piscina } from 'piscina';
 import { abortError } from './errors.js';
-import type { FileOp, TaskResult, WorkerTask } from './protocol.js';
+import type { FileOp, TaskResult, WorkerRequest, WorkerTask } from './protocol.js';
 
 const WORKER_FILE = new URL('../../workers/file-worker.js', import.meta.url).href;
 
@@ -23,22 +25,48 @@ const BATCH_MAX_BYTES = 8 * 1024 * 1024;
 // A file this large is a task of its own and is sent as soon as it is seen, so it does not finish last.
 const LARGE_FILE_BYTES = 4 * 1024 * 1024;
 
-export class WorkerPool {
-  readonly #piscina: Piscina<WorkerTask, TaskResult>;
+// Workers do synchronous I/O, so a thread beyond the cores helps only while others wait on the disk or the
+// network; each costs ~5 MB (an idle isolate and its buffers: 256 threads took 1.2 GB to copy 10 files).
+const MAX_THREADS_PER_CORE = 4;
 
-  constructor(threads: number) {
+/** The most threads a run may start: the caller's `threads`, but never more than the machine can keep busy. */
+export function threadLimit(requested: number): number {
+  return Math.max(1, Math.min(requested, availableParallelism() * MAX_THREADS_PER_CORE));
+}
+
+export class WorkerPool {
+  readonly #piscina: Piscina<WorkerRequest, TaskResult>;
+  #peakThreads = 0;
+
+  /** Starts no thread yet: piscina starts one for each batch that finds every thread busy, up to `maxThreads`. */
+  constructor(maxThreads: number) {
     this.#piscina = new Piscina({
       filename: WORKER_FILE,
       execArgv: WORKER_EXEC_ARGV,
-      minThreads: threads,
-      maxThreads: threads,
+      minThreads: 0,
+      maxThreads,
       concurrentTasksPerWorker: 1,
-      idleTimeout: 1_000,
+      // The pool lives for one run: an idle thread is kept for the next batch rather than restarted.
+      idleTimeout: Number.POSITIVE_INFINITY,
     });
+    this.#piscina.on('workerCreate', () => this.#countThreads());
   }
 
-  run(task: WorkerTask): Promise<TaskResult> {
-    return this.#piscina.run(task);
+  /** How many worker threads the pool has started (none is stopped before the pool closes). */
+  get threadsStarted(): number {
+    return this.#peakThreads;
+  }
+
+  // piscina starts threads inside run() (counted here, starting or not) and when a thread frees up with
+  // tasks still queued (counted once that one is ready).
+  #countThreads(): void {
+    this.#peakThreads = Math.max(this.#peakThreads, this.#piscina.threads.length);
+  }
+
+  run(task: WorkerTask, stop: Int32Array): Promise<TaskResult> {
+    const result = this.#piscina.run({ task, stop });
+    this.#countThreads();
+    return result;
   }
 
   async close(): Promise<void> {
@@ -64,6 +92,8 @@ export class BatchDispatcher {
   readonly #options: BatchDispatcherOptions;
   readonly #limit: LimitFunction;
   readonly #running = new Set<Promise<void>>();
+  // Raised (element 0 set) when `signal` fires: the workers see it between files and chunks.
+  readonly #stop = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
   #batch: FileOp[] = [];
   #batchBytes = 0;
   #failure: unknown;
@@ -73,6 +103,9 @@ export class BatchDispatcher {
     this.#options = options;
     // Two batches per thread in flight: one running, one already posted, so no worker waits on the main thread.
     this.#limit = pLimit(options.threads * 2);
+    const raiseStop = () => Atomics.store(this.#stop, 0, 1);
+    if (options.signal.aborted) raiseStop();
+    else options.signal.addEventListener('abort', raiseStop, { once: true });
   }
 
   add(file: FileOp): undefined | Promise<void> {
@@ -108,10 +141,10 @@ export class BatchDispatcher {
     const { pool, signal, makeTask, onResult } = this.#options;
     const run = this.#limit(async () => {
       if (signal.aborted) throw abortError(signal);
-      // A running batch is never cut short: piscina would terminate its worker while it may still be writing
-      // into a tree the caller is about to remove (or leave a temp file in a merge target). A batch is bounded
-      // (BATCH_MAX_FILES / BATCH_MAX_BYTES / one large file), so letting it finish costs milliseconds.
-      onResult(await pool.run(makeTask(files)));
+      // A running batch is stopped by its own worker (the stop flag), which removes the file it was writing:
+      // piscina's abort would terminate the thread, leaking its descriptors and leaving a file half-written in
+      // a tree the caller is about to remove (or a temp file in a merge target).
+      onResult(await pool.run(makeTask(files), this.#stop));
     }).catch((error: unknown) => {
       if (!this.#hasFailed) {
         this.#hasFailed = true;

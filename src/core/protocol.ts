@@ -1,7 +1,7 @@
 // The plain-data protocol between the main thread and the file workers, and the entry kinds both sides name.
-// Only strings, numbers, bigints, arrays and plain objects cross the thread boundary: an Error posted from a
-// worker arrives without its `code`, `syscall` and `path`, and Stats without their methods, so failures travel
-// as `PlainError`.
+// Only strings, numbers, bigints, arrays and plain objects cross the thread boundary (plus the one shared stop
+// flag): an Error posted from a worker arrives without its `code`, `syscall` and `path`, and Stats without their
+// methods, so failures travel as `PlainError`.
 
 export type EntryKind = 'file' | 'dir' | 'symlink' | 'fifo' | 'socket' | 'char-device' | 'block-device';
 export type SkippedKind = Exclude<EntryKind, 'file' | 'dir'>;
@@ -75,6 +75,18 @@ export interface HashTask {
  */
 export type WorkerTask = CopyTask | HashTask;
 
+/**
+ * What the pool posts to a worker: the task, and the run's stop flag, an Int32Array over a SharedArrayBuffer
+ * (shared, not copied, by postMessage) whose element 0 the main thread sets to non-zero when the run stops.
+ * The worker checks it between files and between chunks of a large file, removes the file it was writing and
+ * returns early: a worker thread is never terminated mid-task, since every thread of the process shares one
+ * descriptor table and a terminated thread's open descriptors would leak.
+ */
+export interface WorkerRequest {
+  task: WorkerTask;
+  stop: Int32Array;
+}
+
 /** Why a file was not copied (or did not verify). Everything but `dest-failed` is a per-file problem. */
 export type FileProblem =
   | 'vanished'
@@ -107,7 +119,10 @@ export type FileOutcome =
 
 /** What every task kind returns; a kind may add fields (a pack task: the pack's bytes, moved, not copied). */
 export interface TaskResult {
-  /** One per file, in the batch's order; a batch stops early after a `dest-failed`. */
+  /**
+   * One per file, in the batch's order. A batch stops early after a `dest-failed`, and when the run stops
+   * (the stop flag), without an outcome for the file it was working on.
+   */
   outcomes: FileOutcome[];
   /** Bytes of the files done. */
   bytes: number;

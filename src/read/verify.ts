@@ -58,6 +58,7 @@ export interface VerifyResult {
   /** True when everything matched. */
   ok: boolean;
   problems: WarningSummary;
+  /** The worker threads the run started: at most the `threads` option, and only as many as its batches kept busy. */
   threads: number;
   durationMs: number;
   /** 0 when everything matched, 1 otherwise. */
@@ -222,7 +223,7 @@ export async function verify(options: VerifyOptions): Promise<VerifyResult> {
       skippedEntries: tally.skipped,
       ok,
       problems: problems.summary(),
-      threads: opts.threads,
+      threads: run.threadsStarted,
       durationMs: Math.round(performance.now() - started),
       exitCode: ok ? 0 : 1,
     };

@@ -86,6 +86,7 @@ export interface RestoreResult {
   /** What was recovered first from an earlier restore of this target that was killed. */
   recovered: RecoveryAction[];
   warnings: WarningSummary;
+  /** The worker threads the run started: at most the `threads` option, and only as many as its batches kept busy. */
   threads: number;
   synced: boolean;
   durationMs: number;
@@ -236,7 +237,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
       createdTarget: !targetExisted,
       recovered,
       warnings: run.warnings.summary(),
-      threads: opts.threads,
+      threads: run.threadsStarted,
       synced: opts.sync,
       durationMs: Math.round(performance.now() - started),
       exitCode: run.warnings.count > 0 ? 3 : 0,

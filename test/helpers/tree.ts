@@ -157,6 +157,8 @@ export interface RunningCli {
 
 export interface CliOptions {
   cwd?: string;
+  /** Options for node itself, before the CLI's path (e.g. `--import <preload>`). */
+  nodeArgs?: readonly string[];
   timeoutMs?: number;
   /** Added to the environment; an `undefined` value removes a variable. */
   env?: Record<string, string | undefined>;
@@ -172,7 +174,7 @@ export function cliEnv(extra: Record<string, string | undefined> = {}): NodeJS.P
 
 /** Starts the real built `statesnap` binary without waiting for it, so a test can signal it mid-run. */
 export function startCli(args: readonly string[], options: CliOptions = {}): RunningCli {
-  const child = spawn(process.execPath, [CLI, ...args], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), CLI, ...args], {
     cwd: options.cwd,
     env: cliEnv(options.env),
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -49,7 +49,8 @@ export class BackupCommand extends BaseCommand {
       and the manifest are written and flushed: an interrupted run never leaves a \`dest\` that looks complete.
 
       Exit codes: 0 ok, 1 failed (no backup made), 2 usage error, 3 completed with warnings (files that
-      vanished, changed while read or could not be read), 130 interrupted.
+      vanished, changed while read or could not be read), 130 interrupted (SIGINT),
+      143 terminated (SIGTERM).
     `,
     examples: [
       ['Back up the demo store into a new backup', '$0 backup ./demo/store ./demo/backup-2'],

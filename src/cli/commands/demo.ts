@@ -42,7 +42,8 @@ export class DemoCommand extends BaseCommand {
       \`dir\` must be empty or missing; without it, a new temporary directory is used. Nothing outside it is
       touched.
 
-      Exit codes: 0 ok, 1 failed, 2 usage error (\`dir\` not empty), 130 interrupted.
+      Exit codes: 0 ok, 1 failed, 2 usage error (\`dir\` not empty), 130 interrupted (SIGINT), 143 terminated
+      (SIGTERM).
     `,
     examples: [
       ['Run the demo in a new temporary directory', '$0 demo'],

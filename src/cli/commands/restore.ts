@@ -51,7 +51,8 @@ export class RestoreCommand extends BaseCommand {
       where the backup has a directory is refused, never written through; nothing is written outside the target.
       A merge that fails midway leaves every file either old or new, but not all of them new.
 
-      Exit codes: 0 ok, 1 failed (target unchanged), 2 usage error, 3 completed with warnings, 130 interrupted.
+      Exit codes: 0 ok, 1 failed (target unchanged), 2 usage error, 3 completed with warnings, 130 interrupted (SIGINT),
+      143 terminated (SIGTERM).
     `,
     examples: [
       ['Restore into a new directory', '$0 restore ./demo/backup ./demo/restored'],

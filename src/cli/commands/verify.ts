@@ -42,7 +42,7 @@ export class VerifyCommand extends BaseCommand {
       and every file is read in full, and the output says hashes were unavailable.
 
       Exit codes: 0 everything matched, 1 problems found (listed on stdout; \`--json\` for machines), 2 usage error,
-      130 interrupted.
+      130 interrupted (SIGINT), 143 terminated (SIGTERM).
     `,
     examples: [
       ['Verify a backup', '$0 verify ./demo/backup'],

@@ -11,7 +11,13 @@ import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vit
 import { MIN_PART_BYTES, S3Storage } from '../dist/src/s3/client.js';
 import { parseS3Location } from '../dist/src/s3/location.js';
 import { IN_CI, requireDependency } from './helpers/dependencies.js';
-import { LOCAL_S3_SCRIPT, privateRgwUnavailable, s3Unavailable, visibleParts } from './helpers/s3.js';
+import {
+  LOCAL_S3_SCRIPT,
+  privateRgwUnavailable,
+  rejectionOf,
+  s3Unavailable,
+  visibleParts,
+} from './helpers/s3.js';
 import { cleanup, tempDir } from './helpers/tree.js';
 
 // Only where the S3 suite runs at all (an endpoint is configured, as in CI): a developer without one gets the
@@ -88,15 +94,6 @@ function privateIt(name: string, run: (ctx: TestContext) => Promise<void>): void
   }, 120_000);
 }
 
-async function failureOf(promise: Promise<unknown>): Promise<Error & { code?: string; cause?: unknown }> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as Error & { code?: string };
-  }
-  throw new Error('expected the request to fail');
-}
-
 describe('a server that stops answering', () => {
   privateIt(
     'fails the request after the idle timeout and its retries, instead of waiting forever',
@@ -106,7 +103,7 @@ describe('a server that stops answering', () => {
       process.kill(pid, 'SIGSTOP');
       const began = performance.now();
       try {
-        const error = await failureOf(storage.putObject('frozen.bin', randomBytes(1024)));
+        const error = await rejectionOf(storage.putObject('frozen.bin', randomBytes(1024)));
         const seconds = (performance.now() - began) / 1000;
         expect(error.code).toBe('ERR_S3_UNREACHABLE');
         expect(error.message).toMatch(
@@ -134,7 +131,7 @@ describe('a server killed mid-upload', () => {
       yield* parts;
     }
     let killedAfterPart = 0;
-    const error = await failureOf(
+    const error = await rejectionOf(
       storage.putMultipart('big/file.bin', produce(), {
         onPartDone: (partNumber) => {
           if (killedAfterPart !== 0) return;

@@ -25,6 +25,7 @@ import { requireDependency } from './helpers/dependencies.js';
 import {
   adminClient,
   createBucket,
+  rejectionOf,
   removeBucket,
   s3Unavailable,
   uniqueBucketName,
@@ -62,15 +63,6 @@ function s3it(name: string, run: (ctx: TestContext) => Promise<void>, timeout?: 
 
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
 
-async function errorOf(promise: Promise<unknown>): Promise<Error & { code?: string; cause?: unknown }> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as Error & { code?: string };
-  }
-  throw new Error('expected the operation to fail');
-}
-
 describe('requests RGW 16 takes', () => {
   s3it(
     "a streamed PUT gets 411 with the SDK's default checksums and succeeds with statesnap's settings",
@@ -95,7 +87,7 @@ describe('requests RGW 16 takes', () => {
       });
       const ours = new S3Client(sdkClientConfig({ ...settings, region: settings.region ?? 'us-east-1' }));
       try {
-        const refused = await errorOf(put(defaults, 'repo/streamed-default'));
+        const refused = await rejectionOf(put(defaults, 'repo/streamed-default'));
         expect(refused.name).toBe('MissingContentLength');
         expect((refused as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode).toBe(411);
         await put(ours, 'repo/streamed-ours');
@@ -123,16 +115,18 @@ describe('requests RGW 16 takes', () => {
 
   s3it('refuses a range the object is too short for as corrupt, naming the object', async () => {
     await storage.putObject('objects/short.bin', randomBytes(1000));
-    const past = await errorOf(storage.getRange('objects/short.bin', 990, 20));
+    const past = await rejectionOf(storage.getRange('objects/short.bin', 990, 20));
     expect(past.code).toBe('ERR_BACKUP_CORRUPT');
     expect(past.message).toContain(`s3://${bucket}/repo/objects/short.bin`);
-    expect((await errorOf(storage.getRange('objects/short.bin', 1000, 1))).code).toBe('ERR_BACKUP_CORRUPT');
-    expect((await errorOf(storage.getRange('objects/nothing.bin', 0, 1))).code).toBe('ERR_S3_NOT_FOUND');
+    expect((await rejectionOf(storage.getRange('objects/short.bin', 1000, 1))).code).toBe(
+      'ERR_BACKUP_CORRUPT',
+    );
+    expect((await rejectionOf(storage.getRange('objects/nothing.bin', 0, 1))).code).toBe('ERR_S3_NOT_FOUND');
   });
 
   s3it('writes a commit marker once: a second put-if-absent is refused and the first stays', async () => {
     await storage.putObject('snapshots/one/manifest.json', Buffer.from('first'), { ifAbsent: true });
-    const second = await errorOf(
+    const second = await rejectionOf(
       storage.putObject('snapshots/one/manifest.json', Buffer.from('second'), { ifAbsent: true }),
     );
     expect(second.code).toBe('ERR_S3_EXISTS');
@@ -156,7 +150,7 @@ describe('requests RGW 16 takes', () => {
 
   s3it('has the server check a known payload hash: a wrong one stores nothing', async () => {
     const body = randomBytes(4096);
-    const wrong = await errorOf(
+    const wrong = await rejectionOf(
       storage.putObject('objects/hashed.bin', body, { sha256: sha256(randomBytes(8)) }),
     );
     expect(wrong.code).toBe('ERR_S3_REQUEST');
@@ -212,7 +206,7 @@ describe('multipart uploads', () => {
       yield randomBytes(MIN_PART_BYTES);
       throw new Error('source went away');
     }
-    const error = await errorOf(storage.putMultipart('large/failed.bin', failing()));
+    const error = await rejectionOf(storage.putMultipart('large/failed.bin', failing()));
     expect(error.message).toBe('source went away');
     expect(await storage.headObject('large/failed.bin')).toBeNull();
     const client = adminClient();
@@ -311,7 +305,7 @@ describe('failures', () => {
       else process.env[name] = value;
     }
     try {
-      return await errorOf(S3Storage.open(parseS3Location(location)));
+      return await rejectionOf(S3Storage.open(parseS3Location(location)));
     } finally {
       process.env = saved;
     }

@@ -84,3 +84,15 @@ export function visibleParts(error: unknown): string {
   const e = error as { message?: unknown; stack?: unknown; cause?: unknown; path?: unknown };
   return [String(e.message), String(e.stack), JSON.stringify(e.cause ?? null), String(e.path)].join('\n');
 }
+
+/** The error a promise rejects with; a promise that fulfils fails the test. */
+export async function rejectionOf(
+  promise: Promise<unknown>,
+): Promise<Error & { code?: string; cause?: unknown }> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as Error & { code?: string; cause?: unknown };
+  }
+  throw new Error('expected the operation to fail');
+}

@@ -161,6 +161,34 @@ describe('TarWriter and readTar', () => {
     );
   });
 
+  it('reads what GNU tar writes in pax format: names, sizes, sub-second mtimes, directories and content', () => {
+    const dir = tempDir();
+    const source = join(dir, 'src');
+    mkdirSync(join(source, 'memory', longSegment.split('/')[0]!), { recursive: true });
+    const files = new Map([
+      ['memory/a.json', content(700, 1)],
+      [`memory/${longSegment}`, content(3, 2)],
+    ]);
+    for (const [path, data] of files) writeFileSync(join(source, path), data);
+    const pack = join(dir, 'gnu.tar');
+    const tar = spawnSync('tar', ['--format=pax', '-c', '-f', pack, '-C', source, 'memory'], {
+      encoding: 'utf8',
+    });
+    expect(tar.status).toBe(0);
+    const archive = new Uint8Array(readFileSync(pack));
+    const entries = [...readTar(archive)];
+    const byPath = new Map(
+      entries.map((entry) => [Buffer.from(entry.path).toString().replace(/\/$/, ''), entry]),
+    );
+    expect(byPath.get('memory')?.type).toBe('dir');
+    for (const [path, data] of files) {
+      const entry = byPath.get(path)!;
+      expect(entry).toMatchObject({ type: 'file', size: data.length });
+      expect(entry.mtimeSeconds).toBe(Math.floor(statSync(join(source, path)).mtimeMs / 1000));
+      expect(sha256(archive.subarray(entry.dataOffset, entry.dataOffset + entry.size))).toBe(sha256(data));
+    }
+  });
+
   it('refuses a damaged header, a truncated archive and one without its end blocks', () => {
     const { archive } = buildPack(members.slice(0, 3));
     const flipped = Uint8Array.from(archive);
@@ -168,11 +196,13 @@ describe('TarWriter and readTar', () => {
     expect(() => [...readTar(flipped)]).toThrow(TarFormatError);
     expect(() => [...readTar(archive.subarray(0, TAR_BLOCK + 100))]).toThrow(/runs past the end|end blocks/);
     expect(() => [...readTar(archive.subarray(0, archive.length - TAR_END_BYTES))]).toThrow(/end blocks/);
-    try {
-      [...readTar(flipped)];
-    } catch (error) {
-      expect(error).toMatchObject({ name: 'TarFormatError', offset: 0 });
-    }
+    // The second member's header, damaged: the error says where.
+    const second = Uint8Array.from(archive);
+    const secondHeader = entrySize(members[0]!.header);
+    second[secondHeader + 5]! ^= 0x01;
+    expect(() => [...readTar(second)]).toThrow(
+      expect.objectContaining({ name: 'TarFormatError', offset: secondHeader }),
+    );
   });
 
   it('refuses content whose length differs from its header, and files after finish()', () => {

@@ -86,6 +86,29 @@ describe('backup --dry-run', () => {
     expect(forced.stdout).toContain(`would replace the existing backup at ${dest}`);
   });
 
+  it('refuses a --link-dest the real run would refuse, and accepts a good one', async () => {
+    const root = tempDir();
+    const source = await store(root);
+    const previous = join(root, 'previous');
+    await runCli(['backup', '--no-sync', source, previous]);
+    const dest = join(root, 'out');
+    const refused = await runCli([
+      'backup',
+      '--json',
+      '-n',
+      '--link-dest',
+      join(root, 'nowhere'),
+      source,
+      dest,
+    ]);
+    expect(refused.exitCode).toBe(1);
+    expect(JSON.parse(refused.stdout).error.code).toBe('ERR_LINK_DEST_INVALID');
+    const before = everything(root);
+    const accepted = await runCli(['backup', '-n', '--link-dest', previous, source, dest]);
+    expect(accepted.exitCode, accepted.stderr).toBe(0);
+    expect(everything(root)).toEqual(before);
+  });
+
   it('leaves the debris of a killed run alone (a real run cleans it)', async () => {
     const root = tempDir();
     const source = await store(root);

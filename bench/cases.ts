@@ -2,19 +2,24 @@
 // machine. statesnap cases run the real CLI as child processes, so their peak RSS and CPU time are theirs.
 
 import { spawn } from 'node:child_process';
+import { readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_EXCLUDES, planSource } from '../src/backup/planner.js';
 import { CASE_IDS, type CaseId } from '../src/cli/bench-cases.js';
+import { ExcludeRules } from '../src/core/excludes.js';
 import {
   cpA,
+  cpAl,
   duSb,
   loadFsExtraCopy,
   nodeCp,
   rsyncA,
+  rsyncLinkDest,
   sequentialCopy,
-  syncAll,
+  syncFilesystemOf,
   tarPipe,
   which,
 } from './baselines.js';
@@ -125,6 +130,60 @@ function statesnapBackup(id: CaseId, label: string, flags: string[], makesBackup
   };
 }
 
+/** Where an incremental case finds the previous backup it links from: made untimed in `prepare`. */
+function previousOf(iteration: Iteration): string {
+  return join(iteration.dir, 'previous');
+}
+
+/**
+ * Replaces every hundredth file of `root` (in sorted walk order) the way Oxios writes: the same bytes into a
+ * new file, renamed over the old name. The content stays, the inode and ctime change: a change every
+ * incremental tool must see, which leaves the store the same for the other cases of the round.
+ */
+async function replaceOnePercent(root: string): Promise<void> {
+  let seen = 0;
+  const visit = async (dir: string): Promise<void> => {
+    for (const entry of readdirSync(dir, { withFileTypes: true }).sort((a, b) =>
+      a.name < b.name ? -1 : 1,
+    )) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) await visit(path);
+      else if (entry.isFile() && seen++ % 100 === 0) {
+        writeFileSync(`${path}.bench-replace`, await readFile(path));
+        renameSync(`${path}.bench-replace`, path);
+      }
+    }
+  };
+  await visit(root);
+}
+
+/**
+ * An incremental case: the previous backup made untimed (statesnap's own for statesnap, which needs its
+ * index; `cp -a` for the baselines, which compare timestamps to the nanosecond), optionally 1% of the source
+ * replaced after it, then `link` timed.
+ */
+function linkCase(
+  id: CaseId,
+  label: string,
+  options: { subject: boolean; changeOnePercent: boolean },
+  link: (iteration: Iteration) => Promise<CaseOutput | undefined>,
+): BenchCase {
+  return {
+    id,
+    label,
+    kind: 'copy',
+    subject: options.subject,
+    prepare: async (iteration) => {
+      const previous = previousOf(iteration);
+      if (options.subject) await runStatesnap(['backup', iteration.source, previous, '--no-sync']);
+      else await cpA(iteration.source, previous);
+      if (options.changeOnePercent) await replaceOnePercent(iteration.source);
+      await syncFilesystemOf(iteration.source);
+    },
+    run: link,
+  };
+}
+
 /** A case whose work reports no figures of its own: a baseline tool, or the planner walk. */
 function plainCase(
   id: CaseId,
@@ -148,7 +207,10 @@ function plainCase(
 /** The planner's walk exactly as backup drives it (default excludes, lstat per entry), with a counting sink. */
 async function plannerWalk(source: string): Promise<void> {
   let files = 0;
-  await planSource(source, { exclude: DEFAULT_EXCLUDES, changedRetries: 0 }).entries(
+  await planSource(source, {
+    excludes: new ExcludeRules({ exclude: [], include: [], defaults: DEFAULT_EXCLUDES }),
+    changedRetries: 0,
+  }).entries(
     {
       dir: () => {},
       file: () => {
@@ -222,11 +284,53 @@ async function buildCase(id: CaseId): Promise<BenchCase | string> {
         needs(['cp', 'sync']) ??
         plainCase(id, 'cp -a + sync', 'copy', async (source, dest) => {
           await cpA(source, dest);
-          await syncAll();
+          await syncFilesystemOf(dest);
         })
       );
     case 'rsync-a':
       return needs(['rsync']) ?? plainCase(id, 'rsync -a', 'copy', rsyncA);
+    case 'statesnap-link-dest':
+    case 'statesnap-link-dest-1pct': {
+      const changed = id === 'statesnap-link-dest-1pct';
+      return linkCase(
+        id,
+        `statesnap --link-dest${changed ? ', 1% replaced' : ''}`,
+        { subject: true, changeOnePercent: changed },
+        async (iteration) =>
+          childOutput(
+            await runStatesnap([
+              'backup',
+              '--link-dest',
+              previousOf(iteration),
+              iteration.source,
+              iteration.dest,
+            ]),
+          ),
+      );
+    }
+    case 'rsync-link-dest':
+      return (
+        needs(['rsync', 'sync']) ??
+        linkCase(
+          id,
+          'rsync -a --link-dest + sync',
+          { subject: false, changeOnePercent: false },
+          async (iteration) => {
+            await rsyncLinkDest(previousOf(iteration), iteration.source, iteration.dest);
+            await syncFilesystemOf(iteration.dest);
+            return undefined;
+          },
+        )
+      );
+    case 'cp-al':
+      return (
+        needs(['cp', 'sync']) ??
+        linkCase(id, 'cp -al + sync', { subject: false, changeOnePercent: false }, async (iteration) => {
+          await cpAl(previousOf(iteration), iteration.dest);
+          await syncFilesystemOf(iteration.dest);
+          return undefined;
+        })
+      );
     case 'tar-pipe':
       return needs(['tar']) ?? plainCase(id, 'tar | tar', 'copy', tarPipe);
   }

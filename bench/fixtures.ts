@@ -4,7 +4,6 @@
 
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { StatesnapError } from '../src/core/errors.js';
 import { type GeneratedStore, generateStore, type StoreProfile } from '../src/demo/generator.js';
@@ -14,8 +13,10 @@ export interface FixtureOptions {
   profile: StoreProfile;
   scale: number;
   seed: number;
-  /** The store's directory; default `<tmpdir>/statesnap-bench/<profile>-<scale>-<seed>/store`. */
+  /** The store's directory, named by the user: it must be new, empty or a store this suite generated. */
   storeDir?: string;
+  /** Without `storeDir`, the store is `<baseDir>/statesnap-bench/<profile>-<scale>-<seed>/store`. */
+  baseDir: string;
 }
 
 export interface Fixture {
@@ -35,8 +36,8 @@ interface Marker {
   store: GeneratedStore;
 }
 
-function defaultStoreDir(profile: StoreProfile, scale: number, seed: number): string {
-  return join(tmpdir(), 'statesnap-bench', `${profile}-${scale}-${seed}`, 'store');
+function defaultStoreDir(baseDir: string, profile: StoreProfile, scale: number, seed: number): string {
+  return join(baseDir, 'statesnap-bench', `${profile}-${scale}-${seed}`, 'store');
 }
 
 function generatorFingerprint(): string {
@@ -63,7 +64,7 @@ function isNonEmptyDir(path: string): boolean {
 /** The store for these options: reused when complete, otherwise (re)generated. */
 export async function prepareStore(options: FixtureOptions, onLog: (line: string) => void): Promise<Fixture> {
   const { profile, scale, seed } = options;
-  const root = resolve(options.storeDir ?? defaultStoreDir(profile, scale, seed));
+  const root = resolve(options.storeDir ?? defaultStoreDir(options.baseDir, profile, scale, seed));
   const markerPath = `${root}.complete.json`;
   const workDir = `${root}.runs`;
   const generator = generatorFingerprint();

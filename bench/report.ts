@@ -80,10 +80,19 @@ function describeStore(result: BenchResult): string {
   return `${result.profile} store at scale ${result.scale} (seed ${result.seed}): ${integer.format(store.files)} files, ${(store.bytes / 1e6).toFixed(1)} MB`;
 }
 
+function journalNote(journal: boolean | null | undefined): string {
+  if (journal === true) return ' with a journal';
+  if (journal === false)
+    return ' without a journal (copies there can measure the inode-table scan, not the copier)';
+  return '';
+}
+
 function describeMachine(result: BenchResult): string {
   const { machine } = result;
   const fs = machine.filesystem
-    ? `${machine.filesystem.type}${machine.filesystem.options ? ` (${machine.filesystem.options})` : ''}`
+    ? `${machine.filesystem.type}${machine.filesystem.options ? ` (${machine.filesystem.options})` : ''}` +
+      journalNote(machine.filesystem.journal) +
+      (machine.scratch ? ', made fresh for this run on a loop-mounted sparse image' : '')
     : 'unknown filesystem';
   return (
     `${machine.cpus} × ${machine.cpuModel}, ${(machine.memoryBytes / 2 ** 30).toFixed(1)} GiB RAM, ` +

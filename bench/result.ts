@@ -80,10 +80,25 @@ export interface MachineInfo {
   memoryBytes: number;
   node: string;
   /** Filesystem of the directory holding the store and destinations (findmnt / df -T), when found. */
-  filesystem: { type: string; options: string | null } | null;
+  filesystem: {
+    type: string;
+    options: string | null;
+    /** Whether it keeps a journal; null when that does not apply or could not be told. */
+    journal?: boolean | null;
+  } | null;
+  /** The fresh filesystem the suite made for this run, or null when it ran in a directory it was given. */
+  scratch?: ScratchInfo | null;
   /** 1, 5 and 15 minute load averages when the run started, and when it ended: how busy the machine was. */
   loadAverage: number[];
   loadAverageEnd?: number[];
+}
+
+export interface ScratchInfo {
+  /** A sparse image of this size, made with `mkfs.ext4 -N inodes`, loop-mounted, removed after the run. */
+  sizeBytes: number;
+  inodes: number;
+  /** The loop device used O_DIRECT on the image (its blocks were not cached twice). */
+  directIo: boolean;
 }
 
 export interface BenchResult {

@@ -136,6 +136,11 @@ async function runRound(round: number, options: RoundsOptions): Promise<Map<Case
   });
   try {
     await bench.run();
+  } catch (error) {
+    // A Ctrl-C reaches the whole process group: the case's own process dies of it too and its failure is
+    // only the interruption's echo.
+    if (options.signal.aborted) throw abortError(options.signal, workDir);
+    throw error;
   } finally {
     if (keptBackup !== undefined) await removeTree(keptBackup.dir);
   }

@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CASE_IDS, type CaseId } from '../src/cli/bench-cases.js';
-import { StatesnapError } from '../src/core/errors.js';
+import { StatesnapError, throwIfAborted } from '../src/core/errors.js';
 import { integerOption, invalidOption, TOOL_VERSION } from '../src/core/options.js';
-import { STORE_PROFILES, type StoreProfile } from '../src/demo/generator.js';
+import { STORE_PROFILES, type StoreProfile, storeBounds } from '../src/demo/generator.js';
 import { removeTree } from './baselines.js';
 import { isCaseId, selectCases } from './cases.js';
 import { renderBarChart } from './chart.js';
@@ -17,8 +17,9 @@ import { type Comparison, compareResults, readResultFile } from './compare.js';
 import { gitInfo, loadAverage, machineInfo } from './environment.js';
 import { prepareStore, warmPageCache } from './fixtures.js';
 import { formatMarkdown } from './report.js';
-import { type BenchResult, RESULT_SCHEMA_VERSION } from './result.js';
+import { type BenchResult, RESULT_SCHEMA_VERSION, type ScratchInfo } from './result.js';
 import { runRounds, summarize } from './runner.js';
+import { mountScratch, type ScratchFilesystem, scratchUnavailableReason } from './scratch-fs.js';
 import { evaluateTargets } from './targets.js';
 
 export interface BenchOptions {
@@ -32,8 +33,17 @@ export interface BenchOptions {
   iterations?: number;
   /** Case ids to run (see CASE_IDS). @default all of them */
   cases?: string[];
-  /** Where the store is generated and reused. @default `<tmpdir>/statesnap-bench/<profile>-<scale>-<seed>/store` */
+  /**
+   * Where the store is generated and reused; its destinations go beside it.
+   * @default `<dir>/statesnap-bench/<profile>-<scale>-<seed>/store`
+   */
   storeDir?: string;
+  /**
+   * The directory to measure in (on its filesystem). Without it and `storeDir`, a run as root on Linux makes a
+   * fresh journaled ext4 for the run (a loop-mounted sparse image, removed after); any other run uses the
+   * temporary directory. @default a fresh ext4 as root, else `os.tmpdir()`
+   */
+  dir?: string;
   /** Where results are written. @default `bench/results` in a git checkout, else `<tmpdir>/statesnap-bench/results` */
   outDir?: string;
   /** A result file to compare this run with. @default none */
@@ -52,6 +62,7 @@ interface ResolvedBenchOptions {
   iterations: number;
   cases: CaseId[];
   storeDir: string | undefined;
+  dir: string | undefined;
   outDir: string;
   compare: string | undefined;
   threshold: number;
@@ -97,6 +108,7 @@ function resolveBenchOptions(options: BenchOptions): ResolvedBenchOptions {
     iterations: integerOption('iterations', options.iterations, 3, 1, 1000),
     cases: cases.filter(isCaseId),
     storeDir: options.storeDir,
+    dir: options.dir === undefined ? undefined : resolve(options.dir),
     outDir: resolve(options.outDir ?? defaultOutDir()),
     compare: options.compare,
     threshold: positiveNumber('threshold', options.threshold, DEFAULT_THRESHOLD),
@@ -135,12 +147,20 @@ export async function runBench(options: BenchOptions): Promise<BenchRun> {
       `none of the selected cases can run here: ${skipped.map((s) => `${s.id} (${s.reason})`).join(', ')}`,
     );
   }
-  const fixture = await prepareStore(opts, opts.onLog);
-  const { store } = fixture;
+  const scratch = await measuringFilesystem(opts);
+  let workDir: string | undefined;
   try {
+    const fixture = await prepareStore(
+      { ...opts, baseDir: scratch?.dir ?? opts.dir ?? tmpdir() },
+      opts.onLog,
+    );
+    workDir = fixture.workDir;
+    const { store } = fixture;
+    // Generating a store runs without a pause in which a Ctrl-C could be noticed.
+    throwIfAborted(opts.signal, store.root);
     opts.onLog(`warming the page cache: reading ${store.files} files (${(store.bytes / 1e6).toFixed(1)} MB)`);
     warmPageCache(store.root);
-    const machine = machineInfo(fixture.workDir);
+    const machine = machineInfo(fixture.workDir, scratch && scratchInfo(scratch));
     const samples = await runRounds({
       source: store.root,
       workDir: fixture.workDir,
@@ -184,8 +204,30 @@ export async function runBench(options: BenchOptions): Promise<BenchRun> {
     }
     return { result, files: writeOutputs(result, opts.outDir) };
   } finally {
-    await removeTree(fixture.workDir);
+    if (workDir !== undefined) await removeTree(workDir);
+    await scratch?.release();
   }
+}
+
+/** The fresh ext4 this run measures on, or null when it runs in a directory (named, or the temporary one). */
+async function measuringFilesystem(opts: ResolvedBenchOptions): Promise<ScratchFilesystem | null> {
+  if (opts.storeDir !== undefined || opts.dir !== undefined) return null;
+  const unavailable = scratchUnavailableReason();
+  if (unavailable !== null) {
+    opts.onLog(`measuring in ${tmpdir()}, not on a fresh ext4 (${unavailable}); --dir names another place`);
+    return null;
+  }
+  const scratch = await mountScratch(storeBounds(opts));
+  opts.onLog(
+    `measuring on a fresh ext4 at ${scratch.dir} (sparse image ${scratch.image} of ` +
+      `${(scratch.sizeBytes / 1024 ** 3).toFixed(0)} GiB, ${scratch.inodes} inodes, ${scratch.device}` +
+      `${scratch.directIo ? ' with direct I/O' : ''}); removed after the run`,
+  );
+  return scratch;
+}
+
+function scratchInfo(scratch: ScratchFilesystem): ScratchInfo {
+  return { sizeBytes: scratch.sizeBytes, inodes: scratch.inodes, directIo: scratch.directIo };
 }
 
 function chartOf(result: BenchResult): string {

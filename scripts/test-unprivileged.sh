@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the safety suites as an unprivileged user (uid/gid 65534, no groups, no capabilities): root bypasses
 # the permission checks these suites exist to exercise, so a green root run alone proves little.
-# Runs test/backup-safety, test/restore-hostile, test/restore-kill, every test file whose name contains
-# "unprivileged", and every test titled "...unprivileged..." in the other files. Start it as root, after
+# Runs test/backup-safety, test/restore-hostile, test/restore-kill, test/format-metadata (hostile metadata
+# files), test/restore-owners (owners and setuid bits), every test file whose name contains "unprivileged",
+# and every test titled "...unprivileged..." in the other files. Start it as root, after
 # `npm run build`; extra arguments go to vitest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,8 @@ if [ ! -f dist/src/cli/main.js ]; then
 fi
 
 shopt -s nullglob
-suites=(test/backup-safety.test.ts test/restore-hostile.test.ts test/restore-kill.test.ts test/*unprivileged*.test.ts)
+suites=(test/backup-safety.test.ts test/restore-hostile.test.ts test/restore-kill.test.ts test/format-metadata.test.ts
+  test/restore-owners.test.ts test/*unprivileged*.test.ts)
 titled=()
 for file in test/*.test.ts; do
   case " ${suites[*]} " in *" $file "*) continue ;; esac

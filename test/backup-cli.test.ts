@@ -1,5 +1,6 @@
-// `statesnap backup` as a user and a script see it: the real built binary, its stdout/stderr contract, exit
-// codes, SIGINT, and a manifest that Oxios' restore accepts (PRODUCT.md §2 and §4).
+// `statesnap backup` as a user and a script see it: the real built binary, its stdout/stderr contract (one
+// --json document, one line per warning or error), exit codes, SIGINT, and a manifest.json of the Oxios
+// version-1 shape that Oxios' own restore reads.
 
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,9 +13,9 @@ import {
   readManifestJson,
   sha256,
   siblingsOf,
-  waitFor,
 } from './helpers/backup.js';
-import { cleanup, createTree, dir, file, runCli, startCli, symlink, tempDir } from './helpers/tree.js';
+import { startPausedCli } from './helpers/pause.js';
+import { cleanup, createTree, dir, file, runCli, symlink, tempDir } from './helpers/tree.js';
 
 afterEach(cleanup);
 
@@ -211,18 +212,19 @@ describe('exit codes and errors', () => {
   it('SIGINT stops a running backup: exit 130, one line on stderr, no dest, partial removed', async () => {
     const root = tempDir();
     const source = join(root, 'src');
-    await generateStore(source, { profile: 'oxios', scale: 0.05 });
+    const generated = await generateStore(source, { profile: 'tiny-files', scale: 0.0006 });
     const dest = join(root, 'out');
-    const running = startCli(['backup', '--threads', '1', source, dest]);
-    await waitFor(() => siblingsOf(dest).length > 0, 20_000, 'the partial');
-    await new Promise((resolveDelay) => setTimeout(resolveDelay, 150));
-    const signalled = Date.now();
+    // Stopped after its first batch of files (of several), signalled, then let go on: mid-copy for certain.
+    const running = startPausedCli(['backup', '--threads', '1', source, dest], ['copying']);
+    await running.reached('copying');
+    expect(siblingsOf(dest)).toHaveLength(1);
     running.child.kill('SIGINT');
+    running.resume();
     const run = await running.done;
-    expect(Date.now() - signalled).toBeLessThan(10_000);
     expect(run.exitCode).toBe(130);
     expectOneLineError(run, 'ERR_ABORTED');
     expect(readdirSync(root)).toEqual(['src']);
+    expect(generated.files).toBeGreaterThan(2 * 256);
   });
 });
 

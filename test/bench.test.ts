@@ -1,15 +1,15 @@
 // Benchmark plumbing, never its timings: a tiny run end to end (JSON shape, markdown, SVG, store reuse, the
 // CLI command), `--compare` exit codes on hand-made result files, and the chart's XML.
 
-import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { renderBarChart } from '../dist/bench/chart.js';
 import type { BenchResult } from '../dist/bench/result.js';
-import { CLI, type CliRun, cleanup, runCli, tempDir } from './helpers/tree.js';
+import { CLI, type CliRun, cleanup, cleanupFixtures, fixtureDir, runCli, tempDir } from './helpers/tree.js';
 
-afterAll(cleanup);
+afterEach(cleanup);
 
 /** `statesnap bench`, what the npm scripts run (synchronous: these runs take seconds). */
 function runBench(args: readonly string[], env: NodeJS.ProcessEnv = {}): CliRun {
@@ -62,13 +62,8 @@ function barCount(svg: string): number {
 }
 
 describe('bench suite end to end (timings not asserted)', () => {
-  const root = tempDir('statesnap-bench-test-');
-  const storeDir = join(root, 'store');
-  const outDir = join(root, 'results');
-  const summary = join(root, 'step-summary.md');
-  let result: BenchResult;
   /** The demo store at a small scale, one round: seconds, not minutes. */
-  const tinyRun = (cases: string) => [
+  const tinyRun = (cases: string, storeDir: string, outDir: string) => [
     '--profile',
     'demo',
     '--scale',
@@ -82,22 +77,40 @@ describe('bench suite end to end (timings not asserted)', () => {
     '--out',
     outDir,
   ];
+  // One tiny run, made once: the store it generated is reused by a later run, and what it wrote is read by
+  // the first test. No test changes either.
+  const first = { storeDir: '', outDir: '', summary: '', run: null as CliRun | null };
+  beforeAll(() => {
+    const root = fixtureDir('statesnap-bench-test-');
+    first.storeDir = join(root, 'store');
+    first.outDir = join(root, 'results');
+    first.summary = join(root, 'step-summary.md');
+    first.run = runBench(
+      [...tinyRun('statesnap-no-sync,cp-a,fs-cp', first.storeDir, first.outDir), '--json'],
+      {
+        GITHUB_STEP_SUMMARY: first.summary,
+      },
+    );
+  }, 120_000);
+  afterAll(cleanupFixtures);
+
+  /** The result the first run printed and wrote. */
+  const firstResult = (): BenchResult => {
+    const { exitCode, ...printed } = JSON.parse(first.run!.stdout) as BenchResult & { exitCode: number };
+    expect(exitCode).toBe(0);
+    return printed;
+  };
 
   it('runs a tiny profile and writes JSON, markdown, SVG and the step summary', () => {
-    const run = runBench([...tinyRun('statesnap-no-sync,cp-a,fs-cp'), '--json'], {
-      GITHUB_STEP_SUMMARY: summary,
-    });
+    const run = first.run!;
     expect(run.stderr).not.toContain('error');
     expect(run.exitCode).toBe(0);
-    const { exitCode, ...printed } = JSON.parse(run.stdout) as BenchResult & { exitCode: number };
-    expect(exitCode).toBe(0);
-    result = printed;
+    const result = firstResult();
 
-    const written = readdirSync(outDir).sort();
+    const written = readdirSync(first.outDir).sort();
     expect(written.map((name) => name.replace(/^demo-[\dT:-]+Z/, 'X'))).toEqual(['X.json', 'X.md', 'X.svg']);
-    const base = join(outDir, written[0]!.replace(/\.json$/, ''));
+    const base = join(first.outDir, written[0]!.replace(/\.json$/, ''));
     expect(JSON.parse(readFileSync(`${base}.json`, 'utf8'))).toEqual(result);
-
     expect(result).toMatchObject({
       schemaVersion: 1,
       profile: 'demo',
@@ -139,7 +152,7 @@ describe('bench suite end to end (timings not asserted)', () => {
     );
     expect(markdown).toContain('| statesnap peak RSS ≤ 300 MB (set for the tiny-files profile) |');
     expect(markdown).toContain(`](${written[2]})`);
-    expect(readFileSync(summary, 'utf8')).toContain('### Targets');
+    expect(readFileSync(first.summary, 'utf8')).toContain('### Targets');
 
     const svg = readFileSync(`${base}.svg`, 'utf8');
     expect(checkWellFormedXml(svg).get('svg')).toBe(1);
@@ -147,30 +160,137 @@ describe('bench suite end to end (timings not asserted)', () => {
   });
 
   it('statesnap bench reuses the generated store and prints the table', async () => {
-    const run = await runCli(['bench', ...tinyRun('cp-a,planner-walk,du-sb')]);
+    const outDir = join(tempDir(), 'results');
+    const run = await runCli(['bench', ...tinyRun('cp-a,planner-walk,du-sb', first.storeDir, outDir)]);
     expect(run.exitCode).toBe(0);
     expect(run.stderr).not.toContain('generating');
     expect(run.stdout).toMatch(/^demo store at scale 0\.2/);
+    // The table: a header naming each figure and each baseline, then a row per case.
+    expect(run.stdout).toMatch(/^case +median s +min–max s +files\/s +MB\/s +× cp -a +× du -sb$/m);
+    for (const label of ['cp -a', 'du -sb', 'planner walk']) {
+      expect(run.stdout).toMatch(new RegExp(`^${label} +\\d+\\.\\d\\d +`, 'm'));
+    }
     expect(run.stdout).toContain('planner walk ≤ 2× du -sb');
-    const latest = readdirSync(outDir)
-      .filter((name) => name.endsWith('.json'))
-      .sort()
-      .map((name) => JSON.parse(readFileSync(join(outDir, name), 'utf8')) as BenchResult)
-      .find((r) => r.cases.some((c) => c.id === 'planner-walk'))!;
-    expect(latest.store).toMatchObject({ generated: false, files: result.store.files });
+    const [written] = readdirSync(outDir).filter((name) => name.endsWith('.json'));
+    const latest = JSON.parse(readFileSync(join(outDir, written!), 'utf8')) as BenchResult;
+    expect(latest.store).toMatchObject({ generated: false, files: firstResult().store.files });
     expect(Object.keys(latest.cases.find((c) => c.id === 'planner-walk')!.ratios)).toEqual(['du-sb']);
   });
 
   it('refuses an unknown case before doing anything, with exit 2 and stdout empty', () => {
+    const outDir = join(tempDir(), 'results');
     const run = runBench(['--cases', 'cp-a,nope', '--out', outDir]);
     expect(run).toMatchObject({ exitCode: 2, stdout: '' });
     expect(run.stderr).toContain('`cases` must be');
     expect(run.stderr).toContain('ERR_INVALID_OPTION');
+    expect(existsSync(outDir)).toBe(false);
   });
 });
 
+/** Why this machine cannot make the suite's fresh ext4 (it needs root, Linux and the tools), or null. */
+function scratchUnavailable(): string | null {
+  if (process.platform !== 'linux' || process.getuid?.() !== 0) return 'needs root on Linux';
+  const missing = ['mkfs.ext4', 'losetup'].filter((tool) => spawnSync('which', [tool]).status !== 0);
+  if (missing.length > 0) return `${missing.join(', ')} not installed`;
+  return existsSync('/dev/loop-control') ? null : 'no loop devices';
+}
+
+const noScratch = scratchUnavailable();
+
+/** The mount point and image a run announced on stderr. */
+function announcedScratch(stderr: string): { dir: string; image: string } {
+  const match = /measuring on a fresh ext4 at (\S+) \(sparse image (\S+) of/.exec(stderr);
+  expect(match, stderr).not.toBeNull();
+  return { dir: match![1]!, image: match![2]! };
+}
+
+function isMounted(dir: string): boolean {
+  return readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .some((line) => line.split(' ')[1] === dir);
+}
+
+describe.skipIf(noScratch !== null)(`a fresh ext4 by default as root (${noScratch ?? 'available'})`, () => {
+  const demoRun = (outDir: string) => [
+    '--profile',
+    'demo',
+    '--scale',
+    '0.05',
+    '--iterations',
+    '1',
+    '--cases',
+    'cp-a,statesnap-no-sync',
+    '--out',
+    outDir,
+  ];
+
+  it('measures on a journaled ext4 made for the run, records it, and removes it after', () => {
+    const outDir = join(tempDir(), 'results');
+    const run = runBench([...demoRun(outDir), '--json']);
+    expect(run.exitCode, run.stderr).toBe(0);
+    const result = JSON.parse(run.stdout) as BenchResult;
+    expect(result.machine.filesystem).toMatchObject({ type: 'ext4', journal: true });
+    expect(result.machine.scratch?.inodes).toBeGreaterThan(result.store.files + result.store.dirs);
+    const scratch = announcedScratch(run.stderr);
+    expect(result.store.path.startsWith(`${scratch.dir}/`)).toBe(true);
+    const [markdown] = readdirSync(outDir).filter((name) => name.endsWith('.md'));
+    expect(readFileSync(join(outDir, markdown!), 'utf8')).toContain(
+      'ext4 (rw,relatime) with a journal, made fresh for this run on a loop-mounted sparse image',
+    );
+    expect(isMounted(scratch.dir)).toBe(false);
+    expect(existsSync(scratch.image)).toBe(false);
+  });
+
+  it('removes it when a case fails', () => {
+    // A `cp` that fails, found first on PATH.
+    const bin = tempDir();
+    writeFileSync(join(bin, 'cp'), '#!/bin/sh\necho "cp: broken on purpose" >&2\nexit 1\n', { mode: 0o755 });
+    const run = runBench(demoRun(join(tempDir(), 'results')), { PATH: `${bin}:${process.env.PATH}` });
+    expect(run.exitCode).not.toBe(0);
+    expect(run.stderr).toContain('broken on purpose');
+    const scratch = announcedScratch(run.stderr);
+    expect(isMounted(scratch.dir)).toBe(false);
+    expect(existsSync(scratch.image)).toBe(false);
+  });
+
+  it('removes it on Ctrl-C in the middle of a case: exit 130, no stack trace', async () => {
+    const pauseFile = join(tempDir(), 'paused');
+    const child = spawn(process.execPath, [CLI, 'bench', ...demoRun(join(tempDir(), 'results'))], {
+      detached: true,
+      env: { ...process.env, STATESNAP_TEST_PAUSE_AT: 'copying', STATESNAP_TEST_PAUSE_FILE: pauseFile },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk;
+    });
+    const exited = new Promise<number | null>((resolveExit) => child.on('close', resolveExit));
+    // The statesnap case stops itself mid-copy, its destination on the fresh ext4.
+    while (!existsSync(pauseFile) || readFileSync(pauseFile, 'utf8') === '') {
+      await new Promise((resolveLater) => setTimeout(resolveLater, 50));
+    }
+    const pausedPid = Number(readFileSync(pauseFile, 'utf8').trim().split(' ')[2]);
+    // What a terminal's Ctrl-C does: SIGINT to the whole process group, the stopped case included.
+    process.kill(-child.pid!, 'SIGINT');
+    process.kill(pausedPid, 'SIGCONT');
+    expect(await exited).toBe(130);
+    expect(stderr).toContain('[ERR_ABORTED]');
+    expect(stderr).not.toMatch(/\n\s+at /);
+    const scratch = announcedScratch(stderr);
+    expect(isMounted(scratch.dir)).toBe(false);
+    expect(existsSync(scratch.image)).toBe(false);
+  }, 60_000);
+});
+
 describe('--compare', () => {
-  const root = tempDir('statesnap-bench-compare-');
+  // Result files written by hand; each test writes its own current file beside the shared previous one.
+  let root = '';
+  let previous = '';
+  beforeAll(() => {
+    root = fixtureDir('statesnap-bench-compare-');
+    previous = resultFile('previous.json', 0.6, 1.0);
+  });
+  afterAll(cleanupFixtures);
 
   function resultFile(name: string, noSyncRatio: number, tarRatio: number): string {
     const figures = (median: number) => ({ median, min: median * 0.9, max: median * 1.1 });
@@ -196,8 +316,6 @@ describe('--compare', () => {
     );
     return file;
   }
-
-  const previous = resultFile('previous.json', 0.6, 1.0);
 
   it('exits 0 when statesnap ratios stay within the threshold, even if a baseline moved', () => {
     const current = resultFile('steady.json', 0.66, 1.6);

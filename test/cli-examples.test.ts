@@ -26,8 +26,20 @@ const SKIPPED = new Map<string, string>([
   ],
   ['npx statesnap bench --profile tiny-files --cases statesnap-no-sync', 'generates and copies 1M files'],
   [
-    'npx statesnap bench --compare bench/results/oxios-2026-11-24.summary.json --threshold 0.15',
+    'npx statesnap bench --compare bench/results/oxios-2026-11-30.summary.json --threshold 0.15',
     'runs the full benchmark before comparing',
+  ],
+  [
+    'npx statesnap bench --profile oxios --iterations 3 --cases cp-a,statesnap-no-sync,cp-a-sync,statesnap,statesnap-restore,fs-cp,du-sb,planner-walk',
+    'the full oxios benchmark: about 7 minutes',
+  ],
+  [
+    'npx statesnap bench --profile oxios-small --iterations 5 --cases cp-a,statesnap-no-sync,cp-a-sync,statesnap,fs-cp',
+    'generates a 30k-file store and benchmarks it: minutes',
+  ],
+  [
+    'npx statesnap bench --profile oxios --dir /mnt/ssd/bench',
+    'the full benchmark, in a directory of that machine',
   ],
 ]);
 
@@ -108,8 +120,10 @@ describe('help examples', () => {
     'inspect',
     'recover',
     'demo',
+    'generate',
     'bench',
     'help',
+    'completion',
   ]) {
     it(`${page}: run as printed, in order`, async () => {
       const help = await runCli(page === 'overview' ? ['--help'] : ['help', page]);

@@ -8,6 +8,7 @@ import {
   createTree,
   dir,
   file,
+  fingerprintTree,
   runAsPrinted,
   runCli,
   symlink,
@@ -16,10 +17,15 @@ import {
 
 afterEach(cleanup);
 
-const COMMANDS = ['backup', 'restore', 'verify', 'inspect', 'recover', 'demo', 'bench'];
+const COMMANDS = ['backup', 'restore', 'verify', 'inspect', 'recover', 'demo', 'generate', 'bench'];
 const VERSION = (
   JSON.parse(readFileSync(join(import.meta.dirname, '../package.json'), 'utf8')) as { version: string }
 ).version;
+
+/** 3017 → '3,017', written out here rather than with the formatter under test. */
+function withCommas(count: number): string {
+  return String(count).replace(/\B(?=(\d{3})+$)/g, ',');
+}
 
 function lines(text: string): string[] {
   return text.split('\n').filter((line) => line !== '');
@@ -79,7 +85,7 @@ describe('help', () => {
     const options = async (command: string) => section((await runCli(['help', command])).stdout, 'Options');
     const backup = await options('backup');
     for (const label of [
-      '--exclude <glob>',
+      '--exclude <pattern>',
       '--category <path>',
       '--app-version <version>',
       '--threads <n>',
@@ -104,7 +110,7 @@ describe('help', () => {
     }
     expect(restore).not.toMatch(/^ {2}--(verify|keep|sync)\s/m);
     expect(await options('recover')).toContain('--no-sync');
-    expect(await options('bench')).toContain('--profile <oxios|tiny-files|large-files|demo>');
+    expect(await options('bench')).toContain('--profile <oxios|oxios-small|tiny-files|large-files|demo>');
   });
 
   it('prints commands as `npx statesnap` when started through npx, so they run as printed', async () => {
@@ -141,6 +147,18 @@ describe('help', () => {
     expect(JSON.parse(positive.stdout).synced).toBe(true);
     const negative = await runCli(['backup', '--json', '--no-sync', source, join(root, 'b')]);
     expect(JSON.parse(negative.stdout).synced).toBe(false);
+    const restored = await runCli([
+      'restore',
+      '--json',
+      '--verify',
+      '--keep',
+      '--sync',
+      join(root, 'a'),
+      join(root, 'r'),
+    ]);
+    expect(restored.exitCode, restored.stderr).toBe(0);
+    expect(JSON.parse(restored.stdout)).toMatchObject({ verified: true, synced: true });
+    expect((await runCli(['recover', '--json', '--sync', join(root, 'r')])).exitCode).toBe(0);
   });
 });
 
@@ -170,7 +188,7 @@ describe('usage errors: exit 2, one line saying what was expected, a hint to --h
     [['verify'], USAGE, 'missing argument <backup> (usage: statesnap verify [options] <backup>)'],
     [['inspect', 'a', 'b'], USAGE, 'unexpected argument "b" (usage: statesnap inspect [options] <backup>)'],
     [['backup', '', 'b'], VALUE, '<source> expects a path, got ""'],
-    [['backup', '--exclude', '', 'a', 'b'], VALUE, '--exclude expects a glob, got ""'],
+    [['backup', '--exclude', '', 'a', 'b'], VALUE, '--exclude expects a pattern, got ""'],
     [['restore', '--mode', 'swap', 'a', 'b'], VALUE, '--mode expects replace or merge, got swap'],
     [
       ['backup', '--on-file-error', 'ignore', 'a', 'b'],
@@ -180,7 +198,7 @@ describe('usage errors: exit 2, one line saying what was expected, a hint to --h
     [
       ['bench', '--profile', 'huge'],
       VALUE,
-      '--profile expects one of oxios, tiny-files, large-files, demo, got huge',
+      '--profile expects one of oxios, oxios-small, tiny-files, large-files, demo, got huge',
     ],
     [['bench', '--scale', '0'], VALUE, '--scale expects a number > 0, got 0'],
     [['bench', '--seed', '-3'], VALUE, '--seed expects an integer >= 0, got -3'],
@@ -337,7 +355,7 @@ describe('--json prints exactly one JSON document when a command fails or is ref
   });
 });
 
-/** Every string under a key that names a path on this machine (paths inside a backup are relative to it). */
+/** Every string under a key that names a path of the filesystem (paths inside a backup are relative to it). */
 function machinePaths(value: unknown, key = ''): string[] {
   if (typeof value === 'string')
     return ['source', 'dest', 'backup', 'target', 'root', 'dir', 'rollback', 'path', 'file'].includes(key)
@@ -375,14 +393,26 @@ describe('results', () => {
 });
 
 describe('text output', () => {
-  it('writes every count the same way (3,017 files) and never a wrong plural', async () => {
+  it('writes every count with thousands separators, the same way everywhere, and never a wrong plural', async () => {
     const root = tempDir();
     const run = await runCli(['demo', join(root, 'demo')]);
     expect(run).toMatchObject({ exitCode: 0, stderr: '' });
-    expect(run.stdout).toContain('3,017 files');
-    expect(run.stdout).toContain('4 symlinks');
-    expect(run.stdout).toMatch(/memory\/facts 1,\d{3}/);
-    expect(run.stdout).toMatch(/\(3,\d{3} index entries\)/);
+    // The counts, taken from the store the demo generated.
+    const store = Object.entries(fingerprintTree(join(root, 'demo', 'store'), { mtimes: false }));
+    const count = (keep: (rel: string, kind: string) => boolean) =>
+      store.filter(([rel, entry]) => keep(rel, entry.kind)).length;
+    const files = count((_rel, kind) => kind === 'file');
+    const temps = count((rel, kind) => kind === 'file' && rel.endsWith('.tmp'));
+    const dirs = count((_rel, kind) => kind === 'dir');
+    const symlinks = count((_rel, kind) => kind === 'symlink');
+    const facts = count((rel) => /^memory\/facts\/[^/]+\.(json|md)$/.test(rel));
+    expect(Math.min(files, facts), 'counts large enough to need a separator').toBeGreaterThan(999);
+    expect(symlinks).toBeGreaterThan(1);
+    expect(run.stdout).toContain(`${withCommas(files)} files`);
+    expect(run.stdout).toContain(`${symlinks} symlinks`);
+    expect(run.stdout).toContain(`memory/facts ${withCommas(facts)}`);
+    // The index lists every copied file, every directory and every skipped symlink.
+    expect(run.stdout).toContain(`(${withCommas(files - temps + dirs + symlinks)} index entries)`);
     const withoutDatesAndPaths = run.stdout.replace(/\d{4}-\d\d-\d\dT[\d:.]+Z/g, '').replace(/\/\S+/g, '');
     expect(withoutDatesAndPaths, 'a number of 4+ digits without a separator').not.toMatch(/\d{4}/);
     expect(run.stdout).not.toMatch(/\b1 (files|dirs|symlinks|warnings|problems|threads|entries)\b/);

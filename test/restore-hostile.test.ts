@@ -5,28 +5,41 @@
 
 import { randomBytes } from 'node:crypto';
 import {
+  closeSync,
   existsSync,
   mkdirSync,
+  openSync,
   readdirSync,
   readFileSync,
   symlinkSync,
   unlinkSync,
   writeFileSync,
+  writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it, type TestContext } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { generateStore } from '../dist/src/demo/generator.js';
-import { backup, restore, verify } from '../dist/src/index.js';
-import { startCli, tryMount, unmountAll, waitFor } from './helpers/backup.js';
+import { backup, type RestoreProgress, restore, verify } from '../dist/src/index.js';
+import { expectOneLineError, tryMount, unmountAll } from './helpers/backup.js';
+import { startPausedCli } from './helpers/pause.js';
 import {
-  fingerprint,
   type HandEntry,
   restoreSiblings,
   sha256,
   writeHandBackup,
   writeOxiosManifest,
 } from './helpers/restore.js';
-import { cleanup, createTree, file, runCli, symlink, tempDir } from './helpers/tree.js';
+import {
+  cleanup,
+  cleanupFixtures,
+  createTree,
+  file,
+  fingerprintTree,
+  fixtureDir,
+  runCli,
+  symlink,
+  tempDir,
+} from './helpers/tree.js';
 
 afterEach(() => {
   unmountAll();
@@ -94,13 +107,13 @@ describe('hostile index entries are refused before anything is created (ERR_INDE
     it(name, async () => {
       const { root, backupDir, target } = await arena();
       writeHandBackup(backupDir, entries);
-      const before = fingerprint(root);
+      const before = fingerprintTree(root);
       for (const mode of MODES) {
         await expect(restore({ backup: backupDir, target, mode })).rejects.toMatchObject({
           code: 'ERR_INDEX_INVALID',
         });
       }
-      expect(fingerprint(root)).toEqual(before);
+      expect(fingerprintTree(root)).toEqual(before);
       expect(existsSync('/etc/statesnap-hostile-x')).toBe(false);
       const checked = await verify({ backup: backupDir });
       expect(checked.exitCode).toBe(1);
@@ -108,14 +121,24 @@ describe('hostile index entries are refused before anything is created (ERR_INDE
     });
   }
 
-  it('a manifest section that climbs out (ERR_MANIFEST_INVALID), CLI exit 1', async () => {
-    const { root, backupDir, target } = await arena();
-    writeHandBackup(backupDir, [good], { sections: [{ name: '../outside', entry_count: 1 }] });
-    const before = fingerprint(root);
-    const run = await runCli(['restore', backupDir, target]);
-    expect(run).toMatchObject({ exitCode: 1, stdout: '' });
-    expect(run.stderr).toContain('[ERR_MANIFEST_INVALID]');
-    expect(fingerprint(root)).toEqual(before);
+  it('a manifest section that climbs out is a note, never a path: nothing outside is read or counted', async () => {
+    const { root, backupDir, target, outside } = await arena();
+    writeHandBackup(backupDir, [seedsDir, good], {
+      sections: [{ name: '../outside/mem', entry_count: 1 }],
+    });
+    const outsideBefore = fingerprintTree(outside);
+    for (const mode of MODES) {
+      const run = await runCli(['restore', '--json', '--mode', mode, backupDir, target]);
+      expect(run.exitCode, run.stderr).toBe(0);
+      expect(JSON.parse(run.stdout).notes).toEqual([
+        expect.objectContaining({ note: 'section-name', path: join(backupDir, 'manifest.json') }),
+      ]);
+      expect(readFileSync(join(target, 'seeds/ok.json'), 'utf8')).toBe('{}');
+    }
+    expect(fingerprintTree(outside)).toEqual(outsideBefore);
+    expect(readdirSync(root).sort()).toEqual(
+      ['backup', 'outside', 'target', ...restoreSiblings(target)].sort(),
+    );
   });
 
   it('case collisions: refused in merge mode, restored side by side on a case-sensitive filesystem (replace)', async () => {
@@ -125,11 +148,11 @@ describe('hostile index entries are refused before anything is created (ERR_INDE
       { type: 'file', path: 'seeds/A.json', content: 'upper' },
       { type: 'file', path: 'seeds/a.json', content: 'lower' },
     ]);
-    const before = fingerprint(target);
+    const before = fingerprintTree(target);
     await expect(restore({ backup: backupDir, target, mode: 'merge' })).rejects.toMatchObject({
       code: 'ERR_INDEX_INVALID',
     });
-    expect(fingerprint(target)).toEqual(before);
+    expect(fingerprintTree(target)).toEqual(before);
     await restore({ backup: backupDir, target, keep: false });
     expect(readdirSync(join(target, 'seeds')).sort()).toEqual(['A.json', 'a.json']);
   });
@@ -143,7 +166,7 @@ describe('symlinks planted in a backup are never followed', () => {
       { type: 'file', path: 'seeds/a.json', content: SECRET, onDisk: false },
     ]);
     symlinkSync(join(root, 'outside', 'secret.json'), join(backupDir, 'seeds/a.json'));
-    const before = fingerprint(root);
+    const before = fingerprintTree(root);
     for (const mode of MODES) {
       for (const verifyFiles of [true, false]) {
         await expect(restore({ backup: backupDir, target, mode, verify: verifyFiles })).rejects.toMatchObject(
@@ -154,7 +177,7 @@ describe('symlinks planted in a backup are never followed', () => {
         );
       }
     }
-    expect(fingerprint(root)).toEqual(before);
+    expect(fingerprintTree(root)).toEqual(before);
   });
 
   it('an index directory that is a symlink to an outside folder is refused', async () => {
@@ -164,7 +187,7 @@ describe('symlinks planted in a backup are never followed', () => {
       { type: 'file', path: 'dir/f.json', content: SECRET, onDisk: false },
     ]);
     symlinkSync(join(root, 'outside', 'dir'), join(backupDir, 'dir'));
-    const before = fingerprint(root);
+    const before = fingerprintTree(root);
     for (const mode of MODES) {
       for (const verifyFiles of [true, false]) {
         await expect(restore({ backup: backupDir, target, mode, verify: verifyFiles })).rejects.toMatchObject(
@@ -174,7 +197,7 @@ describe('symlinks planted in a backup are never followed', () => {
         );
       }
     }
-    expect(fingerprint(root)).toEqual(before);
+    expect(fingerprintTree(root)).toEqual(before);
   });
 
   it('a symlink the index does not list is not restored, and verify calls it extra', async () => {
@@ -185,14 +208,14 @@ describe('symlinks planted in a backup are never followed', () => {
     ]);
     symlinkSync(join(outside, 'secret.json'), join(backupDir, 'seeds/evil.json'));
     symlinkSync(join(outside, 'dir'), join(backupDir, 'evil-dir'));
-    const outsideBefore = fingerprint(outside);
+    const outsideBefore = fingerprintTree(outside);
     await restore({ backup: backupDir, target, mode: 'merge' });
     await restore({ backup: backupDir, target: join(root, 'fresh') });
     for (const restored of [target, join(root, 'fresh')]) {
       expect(existsSync(join(restored, 'seeds/evil.json'))).toBe(false);
       expect(existsSync(join(restored, 'evil-dir'))).toBe(false);
     }
-    expect(fingerprint(outside)).toEqual(outsideBefore);
+    expect(fingerprintTree(outside)).toEqual(outsideBefore);
     const checked = await verify({ backup: backupDir });
     expect(checked.problems.list.map((p) => [p.problem, p.path]).sort()).toEqual([
       ['extra', join(backupDir, 'evil-dir')],
@@ -207,7 +230,7 @@ describe('symlinks planted in a backup are never followed', () => {
       memory: symlink(join(outside, 'mem')),
     });
     writeOxiosManifest(backupDir, [{ name: 'seeds', entry_count: 2 }]);
-    const outsideBefore = fingerprint(outside);
+    const outsideBefore = fingerprintTree(outside);
     for (const mode of MODES) {
       const result = await restore({ backup: backupDir, target, mode });
       expect(result.skipped).toMatchObject({ count: 2, byKind: { symlink: 2 } });
@@ -217,8 +240,8 @@ describe('symlinks planted in a backup are never followed', () => {
       expect(existsSync(join(target, 'memory'))).toBe(false);
       expect(readFileSync(join(target, 'seeds/a.json'), 'utf8')).toBe('{"a":1}');
     }
-    expect(fingerprint(outside)).toEqual(outsideBefore);
-    expect(fingerprint(target).join('\n')).not.toContain(sha256(SECRET));
+    expect(fingerprintTree(outside)).toEqual(outsideBefore);
+    expect(Object.values(fingerprintTree(target)).map((entry) => entry.sha256)).not.toContain(sha256(SECRET));
   });
 });
 
@@ -228,17 +251,17 @@ describe('a target holding symlinks (merge mode)', () => {
     await createTree(join(root, 'store'), { memory: { facts: { 'f.json': file('{"new":1}') } } });
     await backup({ source: join(root, 'store'), dest: backupDir });
     symlinkSync(join(outside, 'mem'), join(target, 'memory'));
-    const before = fingerprint(root);
+    const before = fingerprintTree(root);
     const run = await runCli(['restore', '--mode', 'merge', backupDir, target]);
     expect(run).toMatchObject({ exitCode: 1, stdout: '' });
     expect(run.stderr).toContain('[ERR_TARGET_INVALID]');
     expect(run.stderr).toContain(join(target, 'memory'));
-    expect(fingerprint(root)).toEqual(before);
+    expect(fingerprintTree(root)).toEqual(before);
     // Replace mode builds a new tree: the link goes aside with the rest of the old target, outside untouched.
-    const outsideBefore = fingerprint(outside);
+    const outsideBefore = fingerprintTree(outside);
     await restore({ backup: backupDir, target });
     expect(readFileSync(join(target, 'memory/facts/f.json'), 'utf8')).toBe('{"new":1}');
-    expect(fingerprint(outside)).toEqual(outsideBefore);
+    expect(fingerprintTree(outside)).toEqual(outsideBefore);
   });
 
   it('a file symlink pointing outside is replaced by the restored file; its pointee is untouched', async () => {
@@ -249,10 +272,10 @@ describe('a target holding symlinks (merge mode)', () => {
     const planted = join(target, 'seeds', 'a.json');
     unlinkSync(planted);
     symlinkSync(join(outside, 'secret.json'), planted);
-    const outsideBefore = fingerprint(outside);
+    const outsideBefore = fingerprintTree(outside);
     await restore({ backup: backupDir, target, mode: 'merge' });
     expect(readFileSync(planted, 'utf8')).toBe('restored a');
-    expect(fingerprint(outside)).toEqual(outsideBefore);
+    expect(fingerprintTree(outside)).toEqual(outsideBefore);
     expect(readFileSync(join(outside, 'secret.json'), 'utf8')).toBe(SECRET);
   });
 });
@@ -272,7 +295,7 @@ describe('a tampered backup (one byte flipped)', () => {
       const flipped = Buffer.from(bytes);
       flipped[Math.floor(bytes.length / 2)]! ^= 0x01;
       writeFileSync(path, flipped);
-      const before = fingerprint(root);
+      const before = fingerprintTree(root);
       const checked = await runCli(['verify', '--json', backupDir]);
       expect(checked.exitCode).toBe(1);
       const result = JSON.parse(checked.stdout);
@@ -283,7 +306,7 @@ describe('a tampered backup (one byte flipped)', () => {
         expect(run.stderr).toContain('[ERR_BACKUP_CORRUPT]');
         expect(run.stderr).toContain(path);
       }
-      expect(fingerprint(root)).toEqual(before);
+      expect(fingerprintTree(root)).toEqual(before);
       expect(restoreSiblings(target)).toEqual([]);
       writeFileSync(path, bytes);
     }
@@ -301,13 +324,16 @@ describe('failures while writing leave the target as it was and no staging behin
     return backupDir;
   }
 
-  /** A 4 MB backup, and a live target on a tmpfs of `size` of its own (skipped where mounting is not allowed). */
-  async function onSmallTmpfs(ctx: TestContext, size: string) {
+  /**
+   * A 4 MB backup (40 files), and a live target on a tmpfs of its own mounted with `options` (`size=2m`,
+   * `nr_inodes=…`); skipped where mounting is not allowed.
+   */
+  async function onSmallTmpfs(ctx: TestContext, options: string) {
     const root = tempDir();
     const backupDir = await bigBackup(root);
     const mnt = join(root, 'mnt');
     mkdirSync(mnt);
-    if (!tryMount(['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs'], mnt)) {
+    if (!tryMount(['-t', 'tmpfs', '-o', options, 'tmpfs'], mnt)) {
       ctx.skip('cannot mount a tmpfs here (not root?)');
     }
     const target = join(mnt, 'target');
@@ -315,22 +341,69 @@ describe('failures while writing leave the target as it was and no staging behin
     return { backupDir, mnt, target };
   }
 
-  it('ENOSPC on a full tmpfs: replace mode fails, target untouched, staging removed', async (ctx) => {
-    const { backupDir, mnt, target } = await onSmallTmpfs(ctx, '2m');
-    const before = fingerprint(target);
+  /**
+   * Fills the filesystem of `dir` once the restore starts copying (its room was checked and found enough
+   * before): the copy then fails midway with ENOSPC, as when another program fills the disk meanwhile.
+   */
+  function fillWhenCopying(dir: string): (progress: RestoreProgress) => void {
+    let filled = false;
+    return (progress) => {
+      if (progress.phase !== 'copying' || filled) return;
+      filled = true;
+      const fd = openSync(join(dir, 'filler'), 'w');
+      try {
+        for (const chunk = Buffer.alloc(256 * 1024); ; ) writeSync(fd, chunk);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
+      } finally {
+        closeSync(fd);
+      }
+    };
+  }
+
+  it('the staging tree does not fit: refused up front (ERR_TARGET_NO_SPACE), target untouched, nothing left', async (ctx) => {
+    const { backupDir, mnt, target } = await onSmallTmpfs(ctx, 'size=2m');
+    const before = fingerprintTree(target);
     const run = await runCli(['restore', backupDir, target]);
-    expect(run).toMatchObject({ exitCode: 1, stdout: '' });
-    expect(run.stderr).toContain('[ERR_TARGET_WRITE]');
-    expect(run.stderr).toMatch(/ENOSPC|no space/);
-    expect(fingerprint(target)).toEqual(before);
+    expect(run.exitCode).toBe(1);
+    expectOneLineError(run, 'ERR_TARGET_NO_SPACE');
+    expect(run.stderr).toContain(mnt);
+    expect(fingerprintTree(target)).toEqual(before);
     expect(readdirSync(mnt)).toEqual(['target']);
   });
 
-  it('ENOSPC in merge mode: every file is whole (old or new), no temp file is left', async (ctx) => {
-    const { backupDir, mnt, target } = await onSmallTmpfs(ctx, '2m');
-    await expect(restore({ backup: backupDir, target, mode: 'merge' })).rejects.toMatchObject({
-      code: 'ERR_TARGET_WRITE',
-    });
+  it('not enough inodes, or not enough room for what a merge adds: refused up front, both modes', async (ctx) => {
+    for (const options of ['size=64m,nr_inodes=40', 'size=3m']) {
+      const { backupDir, mnt, target } = await onSmallTmpfs(ctx, options);
+      const before = fingerprintTree(target);
+      for (const mode of MODES) {
+        await expect(
+          restore({ backup: backupDir, target, mode }),
+          `${mode}, ${options}`,
+        ).rejects.toMatchObject({
+          code: 'ERR_TARGET_NO_SPACE',
+          path: mode === 'merge' ? target : mnt,
+        });
+      }
+      expect(fingerprintTree(target)).toEqual(before);
+      expect(readdirSync(mnt)).toEqual(['target']);
+      unmountAll();
+    }
+  });
+
+  it('ENOSPC midway (the disk filled meanwhile): replace mode fails, target untouched, staging removed', async (ctx) => {
+    const { backupDir, mnt, target } = await onSmallTmpfs(ctx, 'size=16m');
+    const before = fingerprintTree(target);
+    const failed = restore({ backup: backupDir, target, onProgress: fillWhenCopying(mnt) });
+    await expect(failed).rejects.toMatchObject({ code: 'ERR_TARGET_WRITE', message: /ENOSPC|no space/ });
+    expect(fingerprintTree(target)).toEqual(before);
+    expect(readdirSync(mnt).sort()).toEqual(['filler', 'target']);
+  });
+
+  it('ENOSPC midway in merge mode: every file is whole (old or new), no temp file is left', async (ctx) => {
+    const { backupDir, mnt, target } = await onSmallTmpfs(ctx, 'size=16m');
+    const failed = restore({ backup: backupDir, target, mode: 'merge', onProgress: fillWhenCopying(mnt) });
+    await expect(failed).rejects.toMatchObject({ code: 'ERR_TARGET_WRITE' });
     expect(readFileSync(join(target, 'live.json'), 'utf8')).toBe('live');
     for (const name of readdirSync(join(target, 'seeds'))) {
       expect(name).toMatch(/^f-\d+\.json$/);
@@ -339,73 +412,84 @@ describe('failures while writing leave the target as it was and no staging behin
       if (name === 'f-1.json' && content.toString() === 'old f-1') continue;
       expect(content.equals(original), `${name} is whole`).toBe(true);
     }
-    expect(readdirSync(mnt)).toEqual(['target']);
+    expect(readdirSync(mnt).sort()).toEqual(['filler', 'target']);
   });
 
   it('a read-only filesystem (EROFS): refused cleanly, target untouched', async (ctx) => {
-    const { backupDir, mnt, target } = await onSmallTmpfs(ctx, '8m');
+    const { backupDir, mnt, target } = await onSmallTmpfs(ctx, 'size=8m');
     if (!tryMount(['-o', 'remount,ro'], mnt)) ctx.skip('cannot remount read-only here');
-    const before = fingerprint(target);
+    const before = fingerprintTree(target);
     for (const mode of MODES) {
       await expect(restore({ backup: backupDir, target, mode })).rejects.toMatchObject({
         code: 'ERR_TARGET_WRITE',
       });
     }
-    expect(fingerprint(target)).toEqual(before);
+    expect(fingerprintTree(target)).toEqual(before);
     expect(readdirSync(mnt)).toEqual(['target']);
   });
 });
 
 describe('an interrupted restore', () => {
-  async function oxiosStoreBackup(root: string): Promise<string> {
-    await generateStore(join(root, 'store'), { profile: 'oxios', scale: 0.01 });
-    const backupDir = join(root, 'backup');
-    await backup({ source: join(root, 'store'), dest: backupDir });
-    return backupDir;
-  }
+  // A backup of a store copied in several batches, made once; no test changes it.
+  let backupDir = '';
+  beforeAll(async () => {
+    const root = fixtureDir();
+    const generated = await generateStore(join(root, 'store'), { profile: 'tiny-files', scale: 0.0006 });
+    expect(generated.files).toBeGreaterThan(2 * 256);
+    backupDir = join(root, 'backup');
+    await backup({ source: join(root, 'store'), dest: backupDir, sync: false });
+  }, 60_000);
+  afterAll(cleanupFixtures);
 
-  it('AbortSignal during the copy: ERR_ABORTED, target untouched, staging removed', async () => {
-    const root = tempDir();
-    const backupDir = await oxiosStoreBackup(root);
-    const target = join(root, 'target');
+  it('AbortSignal mid-run (replace: in its copy, merge: in its check): ERR_ABORTED, target untouched, staging removed', async () => {
+    const target = join(tempDir(), 'target');
     await createTree(target, { 'live.json': file('live') });
-    const before = fingerprint(target);
-    for (const mode of MODES) {
+    const before = fingerprintTree(target);
+    for (const [mode, phase] of [
+      ['replace', 'copying'],
+      // Merge mode checks every backup file before it writes anything: that check is what it is stopped in.
+      ['merge', 'verifying'],
+    ] as const) {
       const controller = new AbortController();
+      let abortedIn: string | null = null;
       await expect(
         restore({
           backup: backupDir,
           target,
           mode,
           onProgress: (p) => {
-            if (p.filesDone > 0) controller.abort();
+            if (p.filesDone > 0 && abortedIn === null) {
+              abortedIn = p.phase;
+              controller.abort();
+            }
           },
           signal: controller.signal,
         }),
       ).rejects.toMatchObject({ code: 'ERR_ABORTED' });
-      // Merge mode is stopped in its hash pass, before it writes anything.
-      expect(fingerprint(target)).toEqual(before);
+      expect(abortedIn, mode).toBe(phase);
+      expect(fingerprintTree(target)).toEqual(before);
       expect(restoreSiblings(target)).toEqual([]);
     }
   });
 
-  it('SIGINT (CLI): exit 130, target untouched, staging removed', async () => {
-    const root = tempDir();
-    const backupDir = await oxiosStoreBackup(root);
-    const target = join(root, 'target');
+  it('SIGINT (CLI) during the copy: exit 130, target untouched, staging removed', async () => {
+    const target = join(tempDir(), 'target');
     await createTree(target, { 'live.json': file('live') });
-    const before = fingerprint(target);
-    const running = startCli(['restore', backupDir, target]);
-    await waitFor(
-      () => restoreSiblings(target).some((name) => name.includes('.staging-')),
-      20_000,
-      'staging',
-    );
+    const before = fingerprintTree(target);
+    // Stopped after its first batch of files (of several), signalled, then let go on: mid-copy for certain.
+    const running = startPausedCli(['restore', '--threads', '1', backupDir, target], ['copying']);
+    await running.reached('copying');
+    // The journal is the target's lock for the whole run.
+    expect(restoreSiblings(target)).toEqual([
+      'target.restore-journal',
+      expect.stringMatching(/^target\.staging-/),
+    ]);
     running.child.kill('SIGINT');
+    running.resume();
     const run = await running.done;
     expect(run.exitCode).toBe(130);
     expect(run.stderr).toContain('[ERR_ABORTED]');
-    expect(fingerprint(target)).toEqual(before);
+    expect(fingerprintTree(target)).toEqual(before);
     expect(restoreSiblings(target)).toEqual([]);
   });
 });

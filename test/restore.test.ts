@@ -2,21 +2,11 @@
 // (content, modes, mtimes, empty dirs, awkward names) without the backup's own files; the rollback copy;
 // refusals that leave the target untouched; and backups made by Oxios itself.
 
-import {
-  existsSync,
-  lstatSync,
-  mkdirSync,
-  readFileSync,
-  rmSync,
-  symlinkSync,
-  unlinkSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { backup, restore, verify } from '../dist/src/index.js';
 import {
-  fingerprint,
   oxiosCopyDirRecursive,
   restoreSiblings,
   writeHandBackup,
@@ -27,11 +17,16 @@ import {
   closeSockets,
   createTree,
   dir,
+  entryPrint,
+  expectTree,
   fifo,
   file,
+  filterPrint,
+  fingerprintTree,
   runCli,
   symlink,
   type Tree,
+  type TreePrint,
   tempDir,
 } from './helpers/tree.js';
 
@@ -66,8 +61,8 @@ function storeTree(): Tree {
 }
 
 /** The source as a restore must reproduce it: links and specials are not restored. */
-function expectedFingerprint(source: string): string[] {
-  return fingerprint(source).filter((line) => !line.endsWith(' other'));
+function expectedFingerprint(source: string): TreePrint {
+  return filterPrint(fingerprintTree(source), (_rel, entry) => entry.kind === 'file' || entry.kind === 'dir');
 }
 
 async function madeBackup(root: string): Promise<{ source: string; backupDir: string }> {
@@ -78,19 +73,14 @@ async function madeBackup(root: string): Promise<{ source: string; backupDir: st
   return { source, backupDir };
 }
 
-function rootAttributes(path: string): { mode: number; mtimeMs: number } {
-  const stats = lstatSync(path);
-  return { mode: stats.mode & 0o7777, mtimeMs: Math.floor(stats.mtimeMs) };
-}
-
 describe('round trip: backup → restore', () => {
   it('replace mode into a new target reproduces contents, modes, mtimes, empty dirs and names', async () => {
     const root = tempDir();
     const { source, backupDir } = await madeBackup(root);
     const target = join(root, 'target');
     const result = await restore({ backup: backupDir, target });
-    expect(fingerprint(target)).toEqual(expectedFingerprint(source));
-    expect(rootAttributes(target)).toEqual(rootAttributes(source));
+    expect(fingerprintTree(target)).toEqual(expectedFingerprint(source));
+    expect(entryPrint(target)).toEqual(entryPrint(source));
     expect(existsSync(join(target, 'manifest.json'))).toBe(false);
     expect(existsSync(join(target, '.statesnap'))).toBe(false);
     expect(result).toMatchObject({
@@ -124,14 +114,8 @@ describe('round trip: backup → restore', () => {
     const result = await restore({ backup: backupDir, target, mode: 'merge' });
     expect(result).toMatchObject({ mode: 'merge', rollback: null, createdTarget: false, exitCode: 0 });
     const extras = ['extra.json', 'seeds/only-here.md'];
-    const restored = fingerprint(target).filter(
-      (line) => !extras.some((extra) => line.startsWith(`${extra} `)),
-    );
-    // Directory mtimes of seeds/ (and the root) include the extra files: compare contents and modes exactly,
-    // mtimes of the files only.
-    expect(restored.filter((line) => !line.startsWith('seeds dir'))).toEqual(
-      expectedFingerprint(source).filter((line) => !line.startsWith('seeds dir')),
-    );
+    const restored = filterPrint(fingerprintTree(target), (rel) => !extras.includes(rel));
+    expect(restored).toEqual(expectedFingerprint(source));
     expect(readFileSync(join(target, 'extra.json'), 'utf8')).toBe('mine');
     expect(readFileSync(join(target, 'seeds/only-here.md'), 'utf8')).toBe('keep me');
     expect(existsSync(join(target, 'manifest.json'))).toBe(false);
@@ -145,8 +129,8 @@ describe('round trip: backup → restore', () => {
     const target = join(root, 'target');
     mkdirSync(target);
     await restore({ backup: backupDir, target, mode: 'merge' });
-    expect(fingerprint(target)).toEqual(expectedFingerprint(source));
-    expect(rootAttributes(target)).toEqual(rootAttributes(source));
+    expect(fingerprintTree(target)).toEqual(expectedFingerprint(source));
+    expect(entryPrint(target)).toEqual(entryPrint(source));
   });
 
   it('merge mode into a target that does not exist creates it', async () => {
@@ -155,7 +139,7 @@ describe('round trip: backup → restore', () => {
     const target = join(root, 'target');
     const result = await restore({ backup: backupDir, target, mode: 'merge' });
     expect(result).toMatchObject({ mode: 'merge', createdTarget: true, rollback: null });
-    expect(fingerprint(target)).toEqual(expectedFingerprint(source));
+    expect(fingerprintTree(target)).toEqual(expectedFingerprint(source));
   });
 
   it('--no-verify restores the same tree (sizes still checked)', async () => {
@@ -164,7 +148,17 @@ describe('round trip: backup → restore', () => {
     const target = join(root, 'target');
     const result = await restore({ backup: backupDir, target, verify: false });
     expect(result.verified).toBe(false);
-    expect(fingerprint(target)).toEqual(expectedFingerprint(source));
+    expect(fingerprintTree(target)).toEqual(expectedFingerprint(source));
+    // A backup file one byte longer than its index says is refused even without the hash check.
+    const grown = join(backupDir, 'seeds/b.md');
+    writeFileSync(grown, `${readFileSync(grown, 'utf8')}!`);
+    const elsewhere = join(root, 'elsewhere');
+    await expect(restore({ backup: backupDir, target: elsewhere, verify: false })).rejects.toMatchObject({
+      code: 'ERR_BACKUP_CORRUPT',
+      path: grown,
+    });
+    expect(existsSync(elsewhere)).toBe(false);
+    expect(restoreSiblings(elsewhere)).toEqual([]);
   });
 });
 
@@ -174,11 +168,11 @@ describe('the previous target (replace mode)', () => {
     const { source, backupDir } = await madeBackup(root);
     const target = join(root, 'target');
     await createTree(target, { 'old.json': file('old state'), sub: { 'x.md': file('x') } });
-    const before = fingerprint(target);
+    const before = fingerprintTree(target);
     const result = await restore({ backup: backupDir, target });
     expect(result.rollback).toMatch(/\/target\.pre-restore-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d\.\d{3}Z$/);
-    expect(fingerprint(result.rollback!)).toEqual(before);
-    expect(fingerprint(target)).toEqual(expectedFingerprint(source));
+    expect(fingerprintTree(result.rollback!)).toEqual(before);
+    expect(fingerprintTree(target)).toEqual(expectedFingerprint(source));
     expect(restoreSiblings(target)).toEqual([result.rollback!.slice(root.length + 1)]);
   });
 
@@ -203,13 +197,13 @@ describe('the target', () => {
     await createTree(real, { 'keep.json': file('keep') });
     const target = join(root, 'target');
     symlinkSync(real, target);
-    const before = fingerprint(root);
+    const before = fingerprintTree(root);
     for (const mode of ['replace', 'merge'] as const) {
       await expect(restore({ backup: backupDir, target, mode })).rejects.toMatchObject({
         code: 'ERR_TARGET_INVALID',
       });
     }
-    expect(fingerprint(root)).toEqual(before);
+    expect(fingerprintTree(root)).toEqual(before);
   });
 
   it('a file is refused', async () => {
@@ -226,14 +220,14 @@ describe('the target', () => {
   it('inside the backup, or containing it, is refused', async () => {
     const root = tempDir();
     const { backupDir } = await madeBackup(root);
-    const before = fingerprint(root);
+    const before = fingerprintTree(root);
     await expect(restore({ backup: backupDir, target: join(backupDir, 'memory') })).rejects.toMatchObject({
-      code: 'ERR_DEST_OVERLAPS_SOURCE',
+      code: 'ERR_TARGET_OVERLAPS_BACKUP',
     });
     await expect(restore({ backup: backupDir, target: root })).rejects.toMatchObject({
-      code: 'ERR_DEST_OVERLAPS_SOURCE',
+      code: 'ERR_TARGET_OVERLAPS_BACKUP',
     });
-    expect(fingerprint(root)).toEqual(before);
+    expect(fingerprintTree(root)).toEqual(before);
   });
 });
 
@@ -241,14 +235,14 @@ describe('backups that are refused: exit 1, one error line, target untouched', (
   async function refusedBy(root: string, backupDir: string, code: string, extraArgs: string[] = []) {
     const target = join(root, 'target');
     await createTree(target, { 'live.json': file('live state'), sub: { 'x.md': file('x') } });
-    const before = fingerprint(root);
+    const before = fingerprintTree(root);
     for (const mode of ['replace', 'merge']) {
       const run = await runCli(['restore', '--mode', mode, ...extraArgs, backupDir, target]);
       expect(run).toMatchObject({ exitCode: 1, stdout: '' });
       expect(run.stderr.trimEnd().split('\n')).toHaveLength(1);
       expect(run.stderr).toContain(`[${code}]`);
     }
-    expect(fingerprint(root)).toEqual(before);
+    expect(fingerprintTree(root)).toEqual(before);
     return target;
   }
 
@@ -297,7 +291,7 @@ describe('backups that are refused: exit 1, one error line, target untouched', (
     const target = await refusedBy(root, backupDir, 'ERR_BACKUP_EMPTY');
     const run = await runCli(['restore', '--allow-empty', '--json', backupDir, target]);
     expect(run.exitCode).toBe(0);
-    expect(fingerprint(target, { mtimes: false })).toEqual(['seeds dir 755']);
+    expectTree(target, { seeds: dir({}, { mode: 0o755 }) });
   });
 
   it('an Oxios backup whose sections are empty (Oxios’ own rule)', async () => {
@@ -341,11 +335,11 @@ describe('backups made by Oxios (tree + manifest.json, no index)', () => {
   }
 
   /** What Oxios' restore_backup leaves in `target`, minus its copy of manifest.json. */
-  function oxiosResult(backupDir: string, target: string, reference: string): string[] {
+  function oxiosResult(backupDir: string, target: string, reference: string): TreePrint {
     if (existsSync(target)) oxiosCopyDirRecursive(target, reference);
     oxiosCopyDirRecursive(backupDir, reference);
     rmSync(join(reference, 'manifest.json'));
-    return fingerprint(reference, { mtimes: false });
+    return fingerprintTree(reference, { mtimes: false });
   }
 
   it('replace mode gives what Oxios’ restore_backup gives, minus manifest.json; the symlink is skipped and reported', async () => {
@@ -354,7 +348,7 @@ describe('backups made by Oxios (tree + manifest.json, no index)', () => {
     const target = join(root, 'target');
     const expected = oxiosResult(backupDir, target, join(root, 'reference'));
     const result = await restore({ backup: backupDir, target });
-    expect(fingerprint(target, { mtimes: false })).toEqual(expected);
+    expect(fingerprintTree(target, { mtimes: false })).toEqual(expected);
     expect(result).toMatchObject({
       kind: 'oxios',
       verified: false,
@@ -382,21 +376,23 @@ describe('backups made by Oxios (tree + manifest.json, no index)', () => {
     expect(run.exitCode).toBe(3);
     expect(run.stderr).toContain('stray-link.json');
     expect(JSON.parse(run.stdout)).toMatchObject({ kind: 'oxios', mode: 'merge', exitCode: 3 });
-    expect(fingerprint(target, { mtimes: false })).toEqual(expected);
+    expect(fingerprintTree(target, { mtimes: false })).toEqual(expected);
   });
 
-  it('a section with fewer entries than it declares is refused before the target changes', async () => {
+  it('a section with fewer entries than it declares is restored, with a note (Oxios restores it too)', async () => {
     const root = tempDir();
     const backupDir = await oxiosBackup(root);
     unlinkSync(join(backupDir, 'memory/facts/f1.json'));
     const target = join(root, 'target');
-    await createTree(target, { 'live.json': file('live') });
-    const before = fingerprint(target);
-    await expect(restore({ backup: backupDir, target })).rejects.toMatchObject({
-      code: 'ERR_BACKUP_CORRUPT',
-    });
-    expect(fingerprint(target)).toEqual(before);
-    expect(restoreSiblings(target)).toEqual([]);
+    const result = await restore({ backup: backupDir, target });
+    expect(result.notes).toEqual([
+      {
+        path: join(backupDir, 'memory/facts'),
+        note: 'section-count',
+        message: 'section "memory/facts" declares 3 entries; the backup holds 2',
+      },
+    ]);
+    expect(existsSync(join(target, 'memory/facts/f2.json'))).toBe(true);
   });
 
   it('verify reads every file and says hashes were unavailable', async () => {

@@ -24,11 +24,10 @@ import {
   type ChangeRuleOptions,
   DEFAULT_RACY_MARGIN_NS,
   decideChange,
-  LINK_FALLBACK_CODES,
-  linkedFileMismatch,
   type PreviousEntry,
   type SourceIdentity,
-} from '../dist/src/snapshot/change-rule.js';
+} from '../dist/src/backup/change-rule.js';
+import { LINK_FALLBACK_CODES, linkedFileMismatch, utimeSeconds } from '../dist/src/core/protocol.js';
 import { cleanup, tempDir } from './helpers/tree.js';
 
 afterEach(cleanup);
@@ -257,6 +256,27 @@ describe('decideChange on real changes', () => {
     expect(now.mtimeNs / 1000n).toBe(wholeMicroseconds / 1000n);
     expect(decideChange(now, entry, settled(entry)).reason).toBe('inode-changed');
     expect(decideChange(now, entry, settled(entry, { ignoreInode: true })).reason).toBe('ctime-changed');
+    expect(decideChange(now, entry, settled(entry, { ignoreInode: true, ignoreCtime: true }))).toEqual({
+      action: 'link',
+      reason: 'unchanged',
+    });
+  });
+
+  it('links a restored store from before 1970 too: there the microsecond also rounds down in time order', () => {
+    const dir = tempDir();
+    const original = join(dir, 'fact.json');
+    writeFileSync(original, '{"a":1}');
+    expect(spawnSync('touch', ['-m', '-d', '1960-01-01 00:00:00.123456789 UTC', original]).status).toBe(0);
+    const entry = recorded(original);
+    expect(entry.mtimeNs).toBe(-315619199876543211n);
+    const restored = join(dir, 'restored.json');
+    writeFileSync(restored, readFileSync(original));
+    // As a statesnap restore sets it: -315619199.876543211 s keeps its microsecond rounded down in time order,
+    // -315619199.876544 s (1970 is further), and loses its nanoseconds.
+    utimesSync(restored, utimeSeconds(entry.mtimeNs!), utimeSeconds(entry.mtimeNs!));
+    const now = identity(restored);
+    expect(now.mtimeNs >= -315619199876544000n && now.mtimeNs < -315619199876543000n).toBe(true);
+    expect(now.mtimeNs).not.toBe(entry.mtimeNs);
     expect(decideChange(now, entry, settled(entry, { ignoreInode: true, ignoreCtime: true }))).toEqual({
       action: 'link',
       reason: 'unchanged',

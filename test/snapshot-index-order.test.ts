@@ -16,7 +16,7 @@ import {
   ReorderBuffer,
   SortedCursor,
   sortNames,
-} from '../dist/src/snapshot/index-order.js';
+} from '../dist/src/core/index-order.js';
 import { cleanup, tempDir } from './helpers/tree.js';
 
 afterEach(cleanup);

@@ -149,8 +149,18 @@ describe('a stopped restore or verify of a 16 GiB file', () => {
     const before = fingerprint(target);
     // --no-verify: straight to the copy, without a first pass reading the 16 GiB.
     const running = startCli(['restore', '--mode', mode, '--no-verify', backupDir, target]);
-    // The copy is under way once the file it writes exists (a copy of holes only has no size yet).
-    await copyUnderWay(root, backupDir, 0);
+    // The copy is under way once the file it writes exists (a copy of holes only has no size yet). A merge
+    // writes it under a short temp name that does not name it: the one there once a.json (listed first) is done.
+    const memory = join(target, 'memory');
+    await (mode === 'replace'
+      ? copyUnderWay(root, backupDir, 0)
+      : waitFor(
+          () =>
+            readdirSync(memory).includes('a.json') &&
+            readdirSync(memory).some((name) => name.startsWith('.statesnap-')),
+          60_000,
+          'the copy of the big file',
+        ));
     return { target, before, running };
   }
 

@@ -2,7 +2,7 @@
 // only when a batch finds every thread busy, so a large --threads on a small store costs no memory; the
 // result says how many threads the run started; the library still validates the option.
 
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -88,5 +88,31 @@ describe('--threads is an upper bound', () => {
         code: 'ERR_INVALID_OPTION',
       });
     }
+  });
+});
+
+describe('Node options of the statesnap process', () => {
+  it('ones a worker refuses (V8 and process-wide: --max-old-space-size, --stack-trace-limit) do not stop a run', async () => {
+    const root = tempDir();
+    const source = join(root, 'src');
+    await createTree(source, store(20));
+    const run = await runCli(['backup', '--no-sync', '--threads', '2', source, join(root, 'out')], {
+      nodeArgs: ['--max-old-space-size=512', '--stack-trace-limit=20'],
+    });
+    expect({ exitCode: run.exitCode, stderr: run.stderr }).toEqual({ exitCode: 0, stderr: '' });
+  });
+
+  it('ones a worker takes reach the workers: --cpu-prof writes a profile per thread', async () => {
+    const root = tempDir();
+    const source = join(root, 'src');
+    await createTree(source, store(600));
+    const profiles = join(root, 'profiles');
+    const run = await runCli(['backup', '--no-sync', '--threads', '2', '--json', source, join(root, 'out')], {
+      nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profiles}`],
+    });
+    expect(run.exitCode, run.stderr).toBe(0);
+    const { threads } = JSON.parse(run.stdout);
+    // The main thread's profile, and one per worker thread the run started.
+    expect(readdirSync(profiles).filter((name) => name.endsWith('.cpuprofile'))).toHaveLength(1 + threads);
   });
 });

@@ -128,15 +128,15 @@ describe('verify', () => {
     }
   });
 
-  it('an Oxios backup missing section entries: missing, exit 1; hashes unavailable', async () => {
+  it('an Oxios backup missing section entries: a note, not a problem (Oxios restores it); hashes unavailable', async () => {
     const root = tempDir();
     const backupDir = join(root, 'oxios');
     await createTree(backupDir, { seeds: { 'a.json': file('a'), 'b.json': file('b') } });
     writeOxiosManifest(backupDir, [{ name: 'seeds', entry_count: 3 }]);
     const result = await verify({ backup: backupDir });
-    expect(result).toMatchObject({ kind: 'oxios', hashesChecked: false, files: 2, exitCode: 1 });
-    expect(result.problems.list).toEqual([
-      expect.objectContaining({ problem: 'missing', path: join(backupDir, 'seeds') }),
+    expect(result).toMatchObject({ kind: 'oxios', hashesChecked: false, files: 2, ok: true, exitCode: 0 });
+    expect(result.notes).toEqual([
+      expect.objectContaining({ note: 'section-count', path: join(backupDir, 'seeds') }),
     ]);
   });
 });

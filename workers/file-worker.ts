@@ -1,5 +1,5 @@
 // Runs inside a piscina worker thread: performs one batch of per-file operations the main thread decided
-// (copy or hash), looked up by the task's kind.
+// (copy, hash, or link from a previous backup), looked up by the task's kind.
 // Synchronous fs calls on purpose: async fs would queue every thread on libuv's 4-thread pool, while sync calls
 // let each worker thread really run in parallel (docs/performance.md). Imports only node:* and the protocol.
 
@@ -9,9 +9,12 @@ import {
   closeSync,
   constants,
   fchmodSync,
+  fchownSync,
   fstatSync,
   ftruncateSync,
   futimesSync,
+  linkSync,
+  lstatSync,
   openSync,
   readlinkSync,
   readSync,
@@ -27,12 +30,25 @@ import type {
   FileOutcome,
   FileProblem,
   HashTask,
+  LinkOutcome,
+  LinkPlan,
+  LinkTask,
   PlainError,
   TaskResult,
   WorkerRequest,
   WorkerTask,
 } from '../src/core/protocol.js';
-import { utimeSeconds } from '../src/core/protocol.js';
+import {
+  clampTimestampNs,
+  formatMode,
+  fsPath,
+  LINK_FALLBACK_CODES,
+  linkedFileMismatch,
+  OUT_OF_RESOURCES,
+  pathBytes,
+  SETID_BITS,
+  utimeSeconds,
+} from '../src/core/protocol.js';
 
 // Files up to this size are read in one call into a reused buffer and hashed in one shot: measured here,
 // read+write costs about half the kernel time of copyFileSync for small files, and crypto.hash() on a whole
@@ -53,13 +69,21 @@ const OPEN_DEST = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | co
 
 let tempCounter = 0;
 
+/** What a copy needs of its task: where it reads and where it writes. */
+type CopySpec = Pick<CopyTask, 'from' | 'to'>;
+
 class FileFailure extends Error {
+  readonly problem: FileProblem;
+
   constructor(
-    readonly problem: FileProblem,
+    problem: FileProblem,
     message: string,
     readonly plain: PlainError | undefined = undefined,
   ) {
     super(message);
+    // Out of descriptors or memory: the process's problem, never the file's (nor the destination's).
+    const code = plain?.code;
+    this.problem = code !== undefined && OUT_OF_RESOURCES.has(code) ? 'no-resources' : problem;
   }
 }
 
@@ -72,14 +96,19 @@ function throwIfStopped(stop: Int32Array): void {
 
 function toPlainError(error: unknown): PlainError {
   const e = error as NodeJS.ErrnoException;
-  return { code: e.code, message: e.message, syscall: e.syscall, path: e.path };
+  // A call given a Buffer path (a name that is not UTF-8) reports that Buffer as its path.
+  const path = e.path === undefined ? undefined : String(e.path);
+  return { code: e.code, message: e.message, syscall: e.syscall, path };
 }
 
-/** Where the kernel says an open fd really lives, so a parent directory swapped for a symlink is caught. */
+/**
+ * Where the kernel says an open fd really lives, so a parent directory swapped for a symlink is caught. A
+ * directory may be `root` itself.
+ */
 function assertConfined(fd: number, root: string | null, what: string): void {
   if (root === null) return;
   const actual = readlinkSync(`/proc/self/fd/${fd}`);
-  if (!actual.startsWith(root === '/' ? '/' : `${root}/`)) {
+  if (actual !== root && !actual.startsWith(root === '/' ? '/' : `${root}/`)) {
     throw new FileFailure(
       'escaped',
       `${what} resolved outside ${root} (to ${actual}): a path component was swapped`,
@@ -89,7 +118,7 @@ function assertConfined(fd: number, root: string | null, what: string): void {
 
 function openSource(path: string): number {
   try {
-    return openSync(path, OPEN_SOURCE);
+    return openSync(fsPath(path), OPEN_SOURCE);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR')
@@ -111,12 +140,17 @@ interface CopyAttributes {
   atimeNs: bigint;
 }
 
-function attributesFor(task: CopyTask, stat: BigIntStats, op: FileOp): CopyAttributes {
+function attributesFor(task: CopySpec, stat: BigIntStats, op: FileOp): CopyAttributes {
+  const { modeMask } = task.to;
   if (task.from.attributesFrom === 'op' && op.mtimeNs !== undefined) {
     const mtimeNs = BigInt(op.mtimeNs);
-    return { mode: (op.mode ?? 0o644) & 0o7777, mtimeNs, atimeNs: mtimeNs };
+    return { mode: (op.mode ?? 0o644) & modeMask, mtimeNs, atimeNs: mtimeNs };
   }
-  return { mode: Number(stat.mode) & 0o7777, mtimeNs: stat.mtimeNs, atimeNs: stat.atimeNs };
+  return {
+    mode: Number(stat.mode) & modeMask,
+    mtimeNs: clampTimestampNs(stat.mtimeNs),
+    atimeNs: clampTimestampNs(stat.atimeNs),
+  };
 }
 
 // A new file created with the wanted mode needs no fchmod unless the umask strips some of its bits:
@@ -154,7 +188,10 @@ interface OpenDest {
   open: boolean;
   /** The file this open created: the destination itself, or a temp file beside it (`replace`). */
   createdPath: string;
-  tempPath: string | null;
+  /** Where the temp file is renamed to (`replace`), or null when the destination was created in place. */
+  finalPath: string | null;
+  /** The destination's directory, held open while a confined write goes through it (closed: null). */
+  dirFd: number | null;
   /** The umask left the wanted mode intact, so no fchmod is needed. */
   modeSet: boolean;
   /** The source is sparse: blocks of zeros are left as holes, and the size is set at the end. */
@@ -163,37 +200,62 @@ interface OpenDest {
   position: number;
 }
 
-/** Opens a destination for writing; `replace` goes through a temp file beside it so nothing is ever torn. */
-function openDest(task: CopyTask, destPath: string, mode: number, sparse: boolean): OpenDest {
-  const tempPath =
-    task.to.writeMode === 'replace'
-      ? join(
-          dirname(destPath),
-          `.${basename(destPath)}.statesnap-${process.pid}-${threadId}-${tempCounter++}.tmp`,
-        )
-      : null;
+// O_NOFOLLOW on a directory refuses only a symlink as its last component; the kernel's path of the opened
+// descriptor tells whether an earlier one was swapped.
+const OPEN_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+
+/**
+ * Opens the directory a confined write goes into and checks where it really is. The file is then created
+ * and renamed through `/proc/self/fd/<n>/` (the opened directory itself, as openat/renameat would), so a
+ * directory swapped for a symlink afterwards never makes anything appear outside the target.
+ */
+function openDestDir(path: string, confineTo: string): number {
   let fd: number;
   try {
-    fd = openSync(tempPath ?? destPath, OPEN_DEST, mode);
+    fd = openSync(fsPath(path), OPEN_DIR);
   } catch (error) {
-    throw new FileFailure('dest-failed', `cannot create: ${(error as Error).message}`, toPlainError(error));
+    throw new FileFailure(
+      'dest-failed',
+      `cannot open directory ${path}: ${(error as Error).message}`,
+      toPlainError(error),
+    );
   }
   try {
-    assertConfined(fd, task.to.confineTo, 'destination');
+    assertConfined(fd, confineTo, `directory ${path}`);
   } catch (error) {
     closeSync(fd);
-    unlinkSync(tempPath ?? destPath);
     throw error instanceof FileFailure ? new FileFailure('dest-failed', error.message) : error;
   }
-  return {
-    fd,
-    open: true,
-    createdPath: tempPath ?? destPath,
-    tempPath,
-    modeSet: (mode & ~umask) === mode,
-    sparse,
-    position: 0,
-  };
+  return fd;
+}
+
+/** A `replace` write's temp file: short and of bounded length, so it fits wherever the final name fits. */
+function tempName(): string {
+  return `.statesnap-${process.pid}-${threadId}-${tempCounter++}.tmp`;
+}
+
+/** Opens a destination for writing; `replace` goes through a temp file beside it so nothing is ever torn. */
+function openDest(task: CopySpec, destPath: string, mode: number, sparse: boolean): OpenDest {
+  const { confineTo, writeMode } = task.to;
+  const dirFd = confineTo === null ? null : openDestDir(dirname(destPath), confineTo);
+  let createdPath = destPath;
+  let finalPath: string | null = null;
+  if (dirFd !== null || writeMode === 'replace') {
+    const dir = dirFd === null ? dirname(destPath) : `/proc/self/fd/${dirFd}`;
+    finalPath = `${dir}/${basename(destPath)}`;
+    createdPath = writeMode === 'replace' ? `${dir}/${tempName()}` : finalPath;
+    if (createdPath === finalPath) finalPath = null;
+  }
+  try {
+    const fd = openSync(fsPath(createdPath), OPEN_DEST, mode);
+    const modeSet = (mode & ~umask) === mode;
+    return { fd, open: true, createdPath, finalPath, dirFd, modeSet, sparse, position: 0 };
+  } catch (error) {
+    if (dirFd !== null) closeSync(dirFd);
+    // The main thread names the destination; a `/proc/self/fd/<n>/…` path in the message would only confuse.
+    const message = (error as Error).message.replace(/, open '.*'$/, '');
+    throw new FileFailure('dest-failed', `cannot create: ${message}`, toPlainError(error));
+  }
 }
 
 function isZeroBlock(data: Buffer, start: number, end: number): boolean {
@@ -228,7 +290,7 @@ function destFailure(error: unknown): FileFailure {
  * when the file's size, mtime or ctime moved while it was read. Returns the source stat and content hash.
  */
 function transfer(
-  task: CopyTask,
+  task: CopySpec,
   fd: number,
   destPath: string,
   op: FileOp,
@@ -258,26 +320,18 @@ function transfer(
       dest = openDest(task, destPath, attributes.mode, sparse);
       writeContent(dest, content, length);
     } else {
-      dest = openDest(task, destPath, attributes.mode, sparse);
-      const hasher = createHash('sha256');
-      let total = 0;
-      for (;;) {
-        throwIfStopped(stop);
-        const n = readSource(fd, 0, CHUNK_SIZE);
-        if (n === 0) break;
-        total += n;
-        hasher.update(buffer.subarray(0, n));
-        writeContent(dest, buffer, n);
-      }
-      if (total !== size) throw new FileFailure('changed', 'size changed while it was read');
-      digest = hasher.digest('hex');
+      const opened = openDest(task, destPath, attributes.mode, sparse);
+      dest = opened;
+      const read = readAll(fd, stop, (n) => writeContent(opened, buffer, n));
+      if (read.total !== size) throw new FileFailure('changed', 'size changed while it was read');
+      digest = read.digest;
       if (op.hash !== undefined && digest !== op.hash) {
         throw new FileFailure('corrupt', `content hash ${digest} does not match the index (${op.hash})`);
       }
     }
     const after = fstatSync(fd, { bigint: true });
     if (!sameContentState(stat, after)) throw new FileFailure('changed', 'was modified while it was read');
-    finishDest(dest, destPath, attributes);
+    finishDest(task, dest, op, attributes);
     dest = null;
     return { stat, attributes, hash: digest };
   } catch (error) {
@@ -287,13 +341,17 @@ function transfer(
   }
 }
 
-function finishDest(dest: OpenDest, destPath: string, attributes: CopyAttributes): void {
+function finishDest(task: CopySpec, dest: OpenDest, op: FileOp, attributes: CopyAttributes): void {
   // Holes at the end were never written: the size is set here.
   if (dest.sparse) ftruncateSync(dest.fd, dest.position);
-  if (!dest.modeSet) fchmodSync(dest.fd, attributes.mode);
+  // Owner first: a change of owner clears setuid/setgid, so a mode holding them is set again after it.
+  const chown = task.to.owners && op.uid !== undefined && op.gid !== undefined;
+  if (chown) fchownSync(dest.fd, op.uid!, op.gid!);
+  if (!dest.modeSet || (chown && (attributes.mode & SETID_BITS) !== 0)) fchmodSync(dest.fd, attributes.mode);
   futimesSync(dest.fd, utimeSeconds(attributes.atimeNs), utimeSeconds(attributes.mtimeNs));
   closeDest(dest);
-  if (dest.tempPath) renameSync(dest.tempPath, destPath);
+  if (dest.finalPath) renameSync(fsPath(dest.createdPath), fsPath(dest.finalPath));
+  releaseDir(dest);
 }
 
 /**
@@ -306,16 +364,25 @@ function closeDest(dest: OpenDest): void {
   closeSync(dest.fd);
 }
 
+/** Closes the directory a confined write went through, once. */
+function releaseDir(dest: OpenDest): void {
+  if (dest.dirFd === null) return;
+  const fd = dest.dirFd;
+  dest.dirFd = null;
+  closeSync(fd);
+}
+
 function abandonDest(dest: OpenDest): void {
   try {
     if (dest.open) closeDest(dest);
   } catch {}
   try {
-    unlinkSync(dest.createdPath);
+    unlinkSync(fsPath(dest.createdPath));
   } catch {}
+  releaseDir(dest);
 }
 
-function copyOne(task: CopyTask, op: FileOp, stop: Int32Array): FileOutcome {
+function copyOne(task: CopySpec, op: FileOp, stop: Int32Array): FileOutcome {
   // Plain concatenation: `rel` is already a validated relative path, and path.join's normalising costs
   // measurable time per file.
   const sourcePath = `${task.from.root}/${op.rel}`;
@@ -333,6 +400,7 @@ function copyOne(task: CopyTask, op: FileOp, stop: Int32Array): FileOutcome {
           mode: attributes.mode,
           mtimeNs: attributes.mtimeNs.toString(),
           hash: digest,
+          ...identityOf(stat),
           replaced: op.ino !== undefined && (stat.ino !== op.ino || stat.dev !== op.dev),
         };
       } finally {
@@ -346,6 +414,47 @@ function copyOne(task: CopyTask, op: FileOp, stop: Int32Array): FileOutcome {
   }
 }
 
+/** What an index records about the opened file besides its content: owner, inode and ctime. */
+function identityOf(stat: BigIntStats): { uid: number; gid: number; ino: string; ctimeNs: string } {
+  return {
+    uid: Number(stat.uid),
+    gid: Number(stat.gid),
+    ino: stat.ino.toString(),
+    ctimeNs: clampTimestampNs(stat.ctimeNs).toString(),
+  };
+}
+
+/**
+ * Reads an open file to its end in chunks (into the shared buffer), hashing each and handing its length to
+ * `onChunk` before the next read; returns the hash and how many bytes there were.
+ */
+function readAll(
+  fd: number,
+  stop: Int32Array,
+  onChunk?: (length: number) => void,
+): { digest: string; total: number } {
+  const hasher = createHash('sha256');
+  let total = 0;
+  for (;;) {
+    throwIfStopped(stop);
+    const n = readSource(fd, 0, CHUNK_SIZE);
+    if (n === 0) break;
+    total += n;
+    hasher.update(buffer.subarray(0, n));
+    onChunk?.(n);
+  }
+  return { digest: hasher.digest('hex'), total };
+}
+
+function readHash(fd: number, op: FileOp, size: number, stop: Int32Array): string {
+  const { digest, total } = readAll(fd, stop);
+  if (total !== size) throw new FileFailure('corrupt', `read ${total} bytes, the index says ${op.size}`);
+  if (op.hash !== undefined && digest !== op.hash) {
+    throw new FileFailure('corrupt', `content hash ${digest} does not match the index (${op.hash})`);
+  }
+  return digest;
+}
+
 function hashOne(task: HashTask, op: FileOp, stop: Int32Array): FileOutcome {
   try {
     const fd = openSource(join(task.from.root, op.rel));
@@ -356,40 +465,231 @@ function hashOne(task: HashTask, op: FileOp, stop: Int32Array): FileOutcome {
       const size = Number(stat.size);
       if (size !== op.size)
         throw new FileFailure('corrupt', `size is ${size} bytes, the index says ${op.size}`);
+      const digest = task.readContent ? readHash(fd, op, size, stop) : '';
       const mode = Number(stat.mode) & 0o7777;
+      if (task.compareMode && op.mode !== undefined && mode !== op.mode) {
+        throw new FileFailure('mode', `mode is ${formatMode(mode)}, the index says ${formatMode(op.mode)}`);
+      }
       const mtimeNs = stat.mtimeNs.toString();
-      if (!task.readContent) return { ok: true, rel: op.rel, size, mode, mtimeNs, hash: '', replaced: false };
-      const hasher = createHash('sha256');
-      let total = 0;
-      for (;;) {
-        throwIfStopped(stop);
-        const n = readSync(fd, buffer, 0, CHUNK_SIZE, null);
-        if (n === 0) break;
-        total += n;
-        hasher.update(buffer.subarray(0, n));
-      }
-      if (total !== size) throw new FileFailure('corrupt', `read ${total} bytes, the index says ${op.size}`);
-      const digest = hasher.digest('hex');
-      if (op.hash !== undefined && digest !== op.hash) {
-        throw new FileFailure('corrupt', `content hash ${digest} does not match the index (${op.hash})`);
-      }
-      return { ok: true, rel: op.rel, size, mode, mtimeNs, hash: digest, replaced: false };
+      return {
+        ok: true,
+        rel: op.rel,
+        size,
+        mode,
+        mtimeNs,
+        hash: digest,
+        ...identityOf(stat),
+        replaced: false,
+      };
     } finally {
       closeSync(fd);
     }
-  } catch (error) {
-    if (error instanceof RunStopped) throw error;
-    if (!(error instanceof FileFailure)) {
-      return {
-        ok: false,
-        rel: op.rel,
-        problem: 'unreadable',
-        message: (error as Error).message,
-        cause: toPlainError(error),
-      };
-    }
+  } catch (caught) {
+    if (caught instanceof RunStopped) throw caught;
+    const error =
+      caught instanceof FileFailure
+        ? caught
+        : new FileFailure('unreadable', (caught as Error).message, toPlainError(caught));
     return { ok: false, rel: op.rel, problem: error.problem, message: error.message, cause: error.plain };
   }
+}
+
+/** A previous backup's directory held open while a batch links from it (a batch's files share few directories). */
+let previousDirectory: { rel: string; fd: number; path: string } | null = null;
+
+function closePreviousDirectory(): void {
+  if (previousDirectory === null) return;
+  const { fd } = previousDirectory;
+  previousDirectory = null;
+  closeSync(fd);
+}
+
+/**
+ * The previous backup's directory `rel` as a path to link from. Where the OS can tell, it is opened without
+ * following a symlink and must be exactly where the previous backup has it: a directory swapped for a
+ * symlink (or moved) can never make the run link a file from elsewhere. Null: that directory is gone.
+ */
+function previousDirectoryPath(task: LinkTask, rel: string): string | null {
+  const { root, confined } = task.linkFrom;
+  const path = rel === '' ? root : `${root}/${rel}`;
+  if (!confined) return path;
+  if (previousDirectory?.rel === rel) return previousDirectory.path;
+  closePreviousDirectory();
+  let fd: number;
+  try {
+    fd = openSync(fsPath(path), constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return null;
+    if (code === 'ELOOP' || code === 'ENOTDIR') throw new FileFailure('escaped', 'is no longer a directory');
+    throw error;
+  }
+  previousDirectory = { rel, fd, path: `/proc/self/fd/${fd}` };
+  if (!readlinkSync(previousDirectory.path, { encoding: 'buffer' }).equals(pathBytes(path))) {
+    throw new FileFailure('escaped', 'resolves elsewhere: a path component was swapped');
+  }
+  return previousDirectory.path;
+}
+
+function splitRel(rel: string): { dir: string; name: string } {
+  const slash = rel.lastIndexOf('/');
+  return slash === -1 ? { dir: '', name: rel } : { dir: rel.slice(0, slash), name: rel.slice(slash + 1) };
+}
+
+/**
+ * Hard-links `op`'s file from the previous backup, then checks the new link (never the name linked from:
+ * whatever was linked is exactly what is checked). Returns null when linked, or why the file must be copied.
+ */
+function linkFromPrevious(
+  task: LinkTask,
+  op: FileOp,
+  plan: LinkPlan,
+): Omit<LinkOutcome, 'linked' | 'hashed'> | null {
+  const { dir, name } = splitRel(op.rel);
+  const target = `${task.to.root}/${op.rel}`;
+  try {
+    const from = previousDirectoryPath(task, dir);
+    if (from === null) return { fallback: 'ENOENT' };
+    linkSync(fsPath(`${from}/${name}`), fsPath(target));
+  } catch (error) {
+    if (error instanceof FileFailure) return { mismatch: 'escaped' };
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== undefined && LINK_FALLBACK_CODES.has(code)) return { fallback: code };
+    throw new FileFailure('dest-failed', `cannot link: ${(error as Error).message}`, toPlainError(error));
+  }
+  const stat = lstatSync(fsPath(target));
+  const mismatch = linkedFileMismatch(
+    { isFile: stat.isFile(), size: stat.size, mode: stat.mode & 0o7777 },
+    plan,
+  );
+  if (mismatch === null) return null;
+  unlinkSync(fsPath(target));
+  return { mismatch };
+}
+
+/** The content hash of an open regular file read to its end, or null if it is not `size` bytes long. */
+function hashOpenFile(fd: number, size: number, stop: Int32Array): string | null {
+  const { digest, total } = readAll(fd, stop);
+  return total === size ? digest : null;
+}
+
+/**
+ * Reads and hashes the source file: its fstat and hash, or null when it cannot be read as one unchanging
+ * regular file (the copy that follows then meets the problem and reports or retries it as any copy does).
+ */
+function hashSource(
+  task: LinkTask,
+  op: FileOp,
+  stop: Int32Array,
+): { stat: BigIntStats; hash: string } | null {
+  let fd: number;
+  try {
+    fd = openSource(`${task.from.root}/${op.rel}`);
+  } catch (error) {
+    if (error instanceof FileFailure) return null;
+    throw error;
+  }
+  try {
+    assertConfined(fd, task.from.confineTo, 'source');
+    const stat = fstatSync(fd, { bigint: true });
+    if (!stat.isFile()) return null;
+    const digest = hashOpenFile(fd, Number(stat.size), stop);
+    const after = fstatSync(fd, { bigint: true });
+    return digest !== null && sameContentState(stat, after) ? { stat, hash: digest } : null;
+  } catch (error) {
+    if (error instanceof FileFailure) return null;
+    throw error;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The hash of the previous backup's file (its index recorded none), or null if it is not the expected file. */
+function hashPrevious(task: LinkTask, op: FileOp, plan: LinkPlan, stop: Int32Array): string | null {
+  const { dir, name } = splitRel(op.rel);
+  let fd: number;
+  try {
+    const from = previousDirectoryPath(task, dir);
+    if (from === null) return null;
+    fd = openSync(fsPath(`${from}/${name}`), OPEN_SOURCE);
+  } catch (error) {
+    if (error instanceof FileFailure || (error as NodeJS.ErrnoException).code !== undefined) return null;
+    throw error;
+  }
+  try {
+    const stat = fstatSync(fd, { bigint: true });
+    if (!stat.isFile() || Number(stat.size) !== plan.size) return null;
+    return hashOpenFile(fd, plan.size, stop);
+  } catch (error) {
+    if (error instanceof FileFailure) return null;
+    throw error;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * One file of a backup with a link source: copied, unless the main thread planned a link. A planned link
+ * that does not hold (the hashes differ, link() fails with a fallback code, the new link is not the indexed
+ * file) becomes a copy, and the outcome says why.
+ */
+function linkOne(task: LinkTask, op: FileOp, stop: Int32Array): FileOutcome {
+  const plan = op.link;
+  if (plan === undefined) return copyOne(task, op, stop);
+  let linked: Extract<FileOutcome, { ok: true }>;
+  let hashed = false;
+  if (plan.action === 'hash-then-link') {
+    const read = hashSource(task, op, stop);
+    hashed = read !== null;
+    const expected = read === null ? null : (plan.sha256 ?? hashPrevious(task, op, plan, stop));
+    // A mode changed since the walk: the previous file's mode is no longer the source's.
+    const sameMode = read !== null && (Number(read.stat.mode) & 0o7777) === plan.mode;
+    if (read === null || !sameMode || expected !== read.hash)
+      return copiedInstead(task, op, stop, { hashed });
+    linked = {
+      ok: true,
+      rel: op.rel,
+      size: Number(read.stat.size),
+      mode: Number(read.stat.mode) & 0o7777,
+      mtimeNs: clampTimestampNs(read.stat.mtimeNs).toString(),
+      hash: read.hash,
+      ...identityOf(read.stat),
+      replaced: read.stat.ino !== op.ino || read.stat.dev !== op.dev,
+    };
+  } else {
+    const { mtimeNs, ...identity } = plan.source;
+    const hash = plan.sha256;
+    if (hash === undefined) return copiedInstead(task, op, stop, { hashed });
+    linked = {
+      ok: true,
+      rel: op.rel,
+      size: op.size,
+      mode: plan.mode,
+      mtimeNs,
+      hash,
+      ...identity,
+      replaced: false,
+    };
+  }
+  let refused: ReturnType<typeof linkFromPrevious>;
+  try {
+    refused = linkFromPrevious(task, op, plan);
+  } catch (error) {
+    if (!(error instanceof FileFailure)) throw error;
+    return { ok: false, rel: op.rel, problem: error.problem, message: error.message, cause: error.plain };
+  }
+  if (refused !== null) return copiedInstead(task, op, stop, { hashed, ...refused });
+  return { ...linked, link: { linked: true, hashed } };
+}
+
+function copiedInstead(
+  task: LinkTask,
+  op: FileOp,
+  stop: Int32Array,
+  why: Omit<LinkOutcome, 'linked'>,
+): FileOutcome {
+  const copied = copyOne(task, op, stop);
+  return copied.ok ? { ...copied, link: { linked: false, ...why } } : copied;
 }
 
 type Operation<T extends WorkerTask> = (task: T, op: FileOp, stop: Int32Array) => FileOutcome;
@@ -398,6 +698,7 @@ type Operation<T extends WorkerTask> = (task: T, op: FileOp, stop: Int32Array) =
 const OPERATIONS: { [Kind in WorkerTask['kind']]: Operation<Extract<WorkerTask, { kind: Kind }>> } = {
   copy: copyOne,
   hash: hashOne,
+  link: linkOne,
 };
 
 export default function runTask({ task, stop }: WorkerRequest): TaskResult {
@@ -409,12 +710,16 @@ export default function runTask({ task, stop }: WorkerRequest): TaskResult {
       throwIfStopped(stop);
       const outcome = operation(task, op, stop);
       outcomes.push(outcome);
-      if (outcome.ok) bytes += outcome.size;
-      // A destination that cannot be written (ENOSPC, EROFS, EIO) dooms the whole run: stop the batch early.
-      if (!outcome.ok && outcome.problem === 'dest-failed') break;
+      // A hard link writes no data: nothing for the flusher to push out.
+      if (outcome.ok && !outcome.link?.linked) bytes += outcome.size;
+      // A destination that cannot be written (ENOSPC, EROFS, EIO), or a process out of descriptors, dooms
+      // the whole run: stop the batch early.
+      if (!outcome.ok && (outcome.problem === 'dest-failed' || outcome.problem === 'no-resources')) break;
     }
   } catch (error) {
     if (!(error instanceof RunStopped)) throw error;
+  } finally {
+    closePreviousDirectory();
   }
   return { outcomes, bytes };
 }

@@ -3,10 +3,12 @@
 
 import { join } from 'node:path';
 import { StatesnapError, throwIfAborted } from '../core/errors.js';
+import { ExcludeRules, type UnmatchedPattern } from '../core/excludes.js';
 import {
   booleanOption,
   choiceOption,
   integerOption,
+  invalidOption,
   type ResolvedRunOptions,
   type RunOptions,
   requirePath,
@@ -14,38 +16,60 @@ import {
   stringListOption,
   TOOL_VERSION,
 } from '../core/options.js';
-import { resolvePaths, SOURCE_AND_DESTINATION } from '../core/paths.js';
-import type { ErrorPolicy, SkipCounts, Tally } from '../core/pipeline.js';
+import { makeParents, type ResolvedPaths, resolvePaths, SOURCE_AND_DESTINATION } from '../core/paths.js';
+import type { ErrorPolicy, Run, SkipCounts, Tally } from '../core/pipeline.js';
 import { runPipeline } from '../core/pipeline.js';
-import type { BackupProgress } from '../core/progress.js';
+import {
+  type BackupProgress,
+  type ProgressReport,
+  progressReporter,
+  type TotalsEstimate,
+} from '../core/progress.js';
 import { HASH_ALGORITHM } from '../core/protocol.js';
+import { pauseAt } from '../core/test-hooks.js';
 import type { Warning, WarningSummary } from '../core/warnings.js';
 import {
+  INDEX_FORMAT,
   type IndexRecord,
   type Manifest,
   OXIOS_CATEGORIES,
+  type RootRecord,
   type SkippedCounts,
   skippedCountsOf,
   unsafeRelativePathReason,
 } from '../format/manifest.js';
 import { computeSections } from '../format/sections.js';
-import { LocalTreeWriter } from './backup-writer.js';
-import { DEFAULT_EXCLUDES, planSource } from './planner.js';
+import { checkDestination, LocalTreeWriter, type WriteCounts } from './backup-writer.js';
+import { DEFAULT_RACY_MARGIN_NS } from './change-rule.js';
+import type { JoinCounts, LinkSource } from './link-source.js';
+import { countFiles, DEFAULT_EXCLUDES, planSource } from './planner.js';
 
 export interface BackupOptions extends RunOptions<BackupProgress> {
   /** The store to back up. */
   source: string;
   /** Where the backup appears; must not exist yet (unless `force`), and must not overlap `source`. */
   dest: string;
-  /** Extra glob patterns (fast-glob syntax, relative to `source`) to leave out. @default [] */
+  /**
+   * Paths to leave out: fast-glob patterns placed as in .gitignore (no slash: a name at any depth; a leading
+   * or inner slash: anchored at `source`; a trailing slash: directories only). A leading `!` re-includes,
+   * like `include`. A pattern that matches nothing is listed in `unmatchedPatterns`. @default []
+   */
   exclude?: string[];
+  /** Paths copied even when an `exclude` pattern (or a default one) matches them; same syntax. @default [] */
+  include?: string[];
   /** Whether `DEFAULT_EXCLUDES` (`**\/*.tmp`) apply. @default true */
   defaultExcludes?: boolean;
-  /** Categories whose entries are counted into the manifest's `sections`. @default the Oxios categories */
+  /**
+   * Categories whose entries are counted into the manifest's `sections`, as Oxios counts them, less the
+   * entries `exclude` leaves out. @default the Oxios categories
+   */
   categories?: string[];
   /** Value of the manifest's `oxios_version`. @default the statesnap version */
   appVersion?: string;
-  /** Replace an existing `dest`, only once the new backup is complete. @default false */
+  /**
+   * Replace the backup statesnap published at `dest`, only once the new backup is complete. Anything else there
+   * (a store, a file, a copy of a backup, a backup moved there, one made by Oxios) is refused. @default false
+   */
   force?: boolean;
   /** Flush the backup to stable storage before it becomes visible. @default true */
   sync?: boolean;
@@ -53,6 +77,28 @@ export interface BackupOptions extends RunOptions<BackupProgress> {
   changedRetries?: number;
   /** What a source file that cannot be read does: `warn` skips and reports it, `abort` fails the run. @default 'warn' */
   onFileError?: 'warn' | 'abort';
+  /**
+   * Expected totals (e.g. a previous backup's) that progress reports until the walk has found everything.
+   * Without it, and with an `onProgress`, the source's names are counted alongside the copy. @default none
+   */
+  estimate?: { files: number; bytes: number };
+  /**
+   * A previous backup to hard-link unchanged files from (rsync's `--link-dest`): a file whose type, size,
+   * mode, mtime, inode and ctime equal what the previous backup's index recorded is linked, not copied; the
+   * new backup is complete on its own. Must be a complete backup on the same filesystem as `dest`.
+   * @default none (every file is copied)
+   */
+  linkDest?: string;
+  /** Leave inode numbers out of the change rule (the store was restored or moved). @default false */
+  ignoreInode?: boolean;
+  /** Leave ctimes out of the change rule (the store was restored or moved). @default false */
+  ignoreCtime?: boolean;
+  /** Read and hash every same-size same-mode file, and link it only on an equal hash. @default false */
+  checksum?: boolean;
+  /** Only plan: report what would be copied, skipped and replaced; write nothing. @default false */
+  dryRun?: boolean;
+  /** Create the missing parent directories of `dest`; otherwise a missing parent is an error. @default false */
+  mkpath?: boolean;
   /** Called (throttle it yourself) as files are planned and copied. @default no-op */
   onProgress?: (progress: BackupProgress) => void;
   /** Called for each per-file problem as it happens. @default no-op */
@@ -62,25 +108,31 @@ export interface BackupOptions extends RunOptions<BackupProgress> {
 interface ResolvedBackupOptions extends ResolvedRunOptions<BackupProgress> {
   source: string;
   dest: string;
-  exclude: string[];
+  excludes: ExcludeRules;
+  /** Null: counted alongside the copy when progress is wanted, else not estimated. */
+  estimate: { files: number; bytes: number } | null;
+  countForEstimate: boolean;
+  dryRun: boolean;
+  mkpath: boolean;
   categories: string[];
   appVersion: string;
   force: boolean;
   changedRetries: number;
   onFileError: 'warn' | 'abort';
+  linkDest: string | null;
+  ignoreInode: boolean;
+  ignoreCtime: boolean;
+  checksum: boolean;
 }
 
-export interface BackupResult {
+/** What a backup and its dry run both report. */
+interface BackupSummary {
   command: 'backup';
   source: string;
   dest: string;
-  createdAt: string;
-  durationMs: number;
   files: number;
   dirs: number;
   bytes: number;
-  /** Files whose path held a different file than planned (renamed over mid-run); the new one was copied. */
-  replanned: number;
   /**
    * Entries not copied, by kind, as in the manifest.
    * @deprecated use `skippedEntries`, whose kinds are named as everywhere else (`char-device`).
@@ -88,34 +140,81 @@ export interface BackupResult {
   skipped: SkippedCounts;
   /** Entries not copied (links, special files, excluded and reserved paths): the count and each kind's. */
   skippedEntries: SkipCounts;
+  /** The user's exclude and include patterns that matched no path (nothing inside an excluded folder is looked at). */
+  unmatchedPatterns: UnmatchedPattern[];
   warnings: WarningSummary;
   sections: Array<{ name: string; entry_count: number }>;
+  /** Directories made for `dest` (`mkpath`), outermost first; in a dry run, the ones that would be. */
+  createdParents: string[];
+  durationMs: number;
+  /** 0, or 3 when there were warnings. */
+  exitCode: 0 | 3;
+}
+
+/** What `backup({ dryRun: true })` found: what a backup would copy and skip. Nothing was written. */
+export interface BackupPlan extends BackupSummary {
+  dryRun: true;
+  /** An existing backup at `dest` would be replaced (`force`). */
+  replacesExisting: boolean;
+}
+
+export interface BackupResult extends BackupSummary {
+  /** False: see `BackupPlan` for a dry run. */
+  dryRun: false;
+  createdAt: string;
+  /** Files whose path held a different file than planned (renamed over mid-run); the new one was copied. */
+  replanned: number;
   hashAlgorithm: typeof HASH_ALGORITHM;
   index: IndexRecord;
   /** The worker threads the run started: at most the `threads` option, and only as many as its batches kept busy. */
   threads: number;
   synced: boolean;
   replacedExisting: boolean;
-  /** 0, or 3 when the backup completed with warnings. */
-  exitCode: 0 | 3;
+  /** The backup unchanged files were linked from (`linkDest`), or null. */
+  linkSource: { path: string; createdAt: string } | null;
+  /** How the files got here (all copied without `linkDest`). */
+  counts: Omit<WriteCounts, 'bytesNew'> & JoinCounts;
+  /** Bytes of the copied files: what this backup added to the disk besides directories and the index. */
+  bytesNew: number;
+}
+
+function estimateOption(value: unknown): { files: number; bytes: number } | null {
+  if (value === undefined) return null;
+  const { files, bytes } = (value ?? {}) as { files?: unknown; bytes?: unknown };
+  const isCount = (count: unknown) => typeof count === 'number' && Number.isSafeInteger(count) && count >= 0;
+  if (!isCount(files) || !isCount(bytes)) {
+    throw invalidOption('estimate', '{ files, bytes } with integers >= 0', JSON.stringify(value));
+  }
+  return { files: files as number, bytes: bytes as number };
 }
 
 function resolveBackupOptions(options: BackupOptions): ResolvedBackupOptions {
   const defaultExcludes = booleanOption('defaultExcludes', options.defaultExcludes, true);
+  const estimate = estimateOption(options.estimate);
   return {
     ...resolveRunOptions(options),
     source: requirePath('source', options.source),
     dest: requirePath('dest', options.dest),
-    exclude: [
-      ...(defaultExcludes ? DEFAULT_EXCLUDES : []),
-      ...stringListOption('exclude', options.exclude, []),
-    ],
+    excludes: new ExcludeRules({
+      exclude: stringListOption('exclude', options.exclude, []),
+      include: stringListOption('include', options.include, []),
+      defaults: defaultExcludes ? DEFAULT_EXCLUDES : [],
+    }),
+    estimate,
+    // With a link source, its totals are the estimate when the caller gives none.
+    countForEstimate: estimate === null && options.onProgress !== undefined,
+    dryRun: booleanOption('dryRun', options.dryRun, false),
+    mkpath: booleanOption('mkpath', options.mkpath, false),
     categories: categoriesOption(options.categories),
     appVersion:
       options.appVersion === undefined ? TOOL_VERSION : requirePath('appVersion', options.appVersion),
     force: booleanOption('force', options.force, false),
     changedRetries: integerOption('changedRetries', options.changedRetries, 3, 0, 100),
     onFileError: choiceOption('onFileError', options.onFileError, ['warn', 'abort'] as const, 'warn'),
+    linkDest: options.linkDest === undefined ? null : requirePath('linkDest', options.linkDest),
+    ignoreInode: booleanOption('ignoreInode', options.ignoreInode, false),
+    ignoreCtime: booleanOption('ignoreCtime', options.ignoreCtime, false),
+    checksum: booleanOption('checksum', options.checksum, false),
   };
 }
 
@@ -145,9 +244,36 @@ function fileErrorPolicy(source: string, onFileError: 'warn' | 'abort'): ErrorPo
   };
 }
 
-function progressOf(phase: BackupProgress['phase'], tally: Tally): BackupProgress {
+/** Expected totals while the walk is still finding files: the caller's, or the count of the source's names. */
+interface Expected {
+  from: TotalsEstimate;
+  files: number;
+  /** Null when counted: names carry no sizes. */
+  bytes: number | null;
+}
+
+function progressOf(
+  phase: BackupProgress['phase'],
+  tally: Tally,
+  expected: Expected | null,
+): ProgressReport<BackupProgress> {
   const { filesDone, bytesDone, filesPlanned, bytesPlanned, planningDone } = tally;
-  return { phase, filesDone, bytesDone, filesPlanned, bytesPlanned, planningDone };
+  const found = { filesDone, bytesDone, filesPlanned, bytesPlanned, planningDone, phase };
+  if (planningDone || expected === null) {
+    const totals = { filesTotal: filesPlanned, bytesTotal: bytesPlanned };
+    return { ...found, ...totals, totalKnown: planningDone, estimate: null };
+  }
+  const filesTotal = Math.max(expected.files, filesPlanned);
+  // Counted names carry no sizes: the files still to be found are taken to be of the average size found so far.
+  const bytesTotal =
+    expected.bytes ?? (filesPlanned > 0 ? Math.round((bytesPlanned / filesPlanned) * filesTotal) : 0);
+  return {
+    ...found,
+    filesTotal,
+    bytesTotal: Math.max(bytesTotal, bytesPlanned),
+    totalKnown: false,
+    estimate: expected.from,
+  };
 }
 
 /** The manifest of a finished backup: Oxios' version-1 fields, and statesnap's own under `statesnap`. */
@@ -155,13 +281,19 @@ function manifestOf(
   opts: ResolvedBackupOptions,
   made: {
     createdAt: string;
+    startedAtNs: bigint;
     sections: Manifest['sections'];
     index: IndexRecord;
+    root: RootRecord;
     totals: { files: number; dirs: number; bytes: number };
     skipped: SkippedCounts;
     warnings: WarningSummary;
+    link: LinkSource | null;
+    counts: BackupResult['counts'];
+    bytesNew: number;
   },
 ): Manifest {
+  const { counts } = made;
   const { warnings } = made;
   return {
     version: 1,
@@ -169,6 +301,7 @@ function manifestOf(
     oxios_version: opts.appVersion,
     sections: made.sections,
     statesnap: {
+      format: INDEX_FORMAT,
       tool: 'statesnap',
       tool_version: TOOL_VERSION,
       hash_algorithm: HASH_ALGORITHM,
@@ -177,53 +310,210 @@ function manifestOf(
       skipped: made.skipped,
       warnings: { count: warnings.count, by_problem: warnings.byProblem, list: warnings.list.slice(0, 100) },
       categories: opts.categories,
+      root: made.root,
+      started_at_ns: made.startedAtNs.toString(),
+      index_order: 'canonical',
+      link_source: made.link && { path: made.link.root, manifest_created_at: made.link.createdAt },
+      counts: {
+        linked: counts.linked,
+        copied: counts.copied,
+        hashed: counts.hashed,
+        hash_matched: counts.hashMatched,
+        link_fallbacks: counts.linkFallbacks,
+        check_mismatches: counts.checkMismatches,
+        removed_since_link_source: counts.removedSinceLinkSource,
+      },
+      bytes_new: made.bytesNew,
     },
   };
 }
 
-/** Makes a new backup of `options.source` at `options.dest`. */
-export async function backup(options: BackupOptions): Promise<BackupResult> {
+/** The manifest's sections for the store at `root`: Oxios' counts less what the excludes leave out. */
+function sectionsOf(root: string, opts: ResolvedBackupOptions): Manifest['sections'] {
+  return computeSections(root, opts.categories, (rel, isDirectory) =>
+    opts.excludes.isExcluded(rel, isDirectory),
+  );
+}
+
+/** What a backup and its dry run report alike, from what the pass counted. */
+function summaryOf(
+  run: Run,
+  opts: ResolvedBackupOptions,
+  paths: ResolvedPaths,
+  made: { tally: Tally; sections: BackupSummary['sections']; started: number },
+): BackupSummary {
+  const { tally } = made;
+  const warnings = run.warnings.summary();
+  return {
+    command: 'backup',
+    source: paths.read,
+    dest: paths.write,
+    files: opts.dryRun ? tally.filesPlanned : tally.filesDone,
+    dirs: tally.dirs,
+    bytes: opts.dryRun ? tally.bytesPlanned : tally.bytesDone,
+    skipped: skippedCountsOf(tally.skipped.byKind),
+    skippedEntries: tally.skipped,
+    unmatchedPatterns: opts.excludes.unmatched(),
+    warnings,
+    sections: made.sections,
+    createdParents: paths.missingParents,
+    durationMs: Math.round(performance.now() - made.started),
+    exitCode: warnings.count > 0 ? 3 : 0,
+  };
+}
+
+/**
+ * The pass that copies the source into `writer`, reporting progress against the best totals known: the
+ * caller's estimate, or (when progress is wanted) a count of the source's names made alongside the copy,
+ * until the walk has found everything.
+ */
+async function copySource(
+  run: Run,
+  opts: ResolvedBackupOptions,
+  source: string,
+  into: { writer: LocalTreeWriter; link: LinkSource | null; joined: JoinCounts },
+  report: (progress: ProgressReport<BackupProgress>) => void,
+): Promise<Tally> {
+  const { writer, link } = into;
+  const given = opts.estimate ?? link?.totals ?? null;
+  let expected: Expected | null = given && { from: 'given', ...given };
+  const stopCounting = new AbortController();
+  const counting =
+    opts.countForEstimate && expected === null
+      ? countFiles(source, opts.excludes, AbortSignal.any([run.signal, stopCounting.signal])).then(
+          (files) => {
+            if (files !== null) expected = { from: 'counted', files, bytes: null };
+          },
+        )
+      : undefined;
+  try {
+    const planned = planSource(source, opts);
+    // The previous backup's index is read with the schema: loaded only by a backup that links.
+    const entries = link
+      ? (await import('./link-source.js')).linkingSource(
+          planned,
+          link,
+          {
+            previousStartNs: link.startedAtNs,
+            racyMarginNs: DEFAULT_RACY_MARGIN_NS,
+            ignoreInode: opts.ignoreInode,
+            ignoreCtime: opts.ignoreCtime,
+            checksum: opts.checksum,
+          },
+          into.joined,
+        )
+      : planned;
+    return await run.pass({
+      source: entries,
+      destination: writer,
+      policy: fileErrorPolicy(source, opts.onFileError),
+      onProgress: (tally) => {
+        report(progressOf('copying', tally, expected));
+        pauseAt?.('copying', tally.filesDone);
+      },
+    });
+  } finally {
+    stopCounting.abort();
+    await counting;
+  }
+}
+
+/** A dry run: the source walked and the destination checked as a backup would, nothing read or written. */
+async function planBackup(
+  run: Run,
+  opts: ResolvedBackupOptions,
+  paths: ResolvedPaths,
+  started: number,
+): Promise<BackupPlan> {
+  const replacesExisting = checkDestination(paths.write, { force: opts.force, given: opts.dest });
+  // A link source the real run would refuse is refused here too (which files it would link is not worked out).
+  if (opts.linkDest !== null) {
+    (await import('./link-source.js')).openLinkSource(opts.linkDest, {
+      source: paths.read,
+      dest: paths.write,
+    });
+  }
+  const sections = sectionsOf(paths.read, opts);
+  const tally = await run.survey({
+    source: planSource(paths.read, opts),
+    policy: fileErrorPolicy(paths.read, opts.onFileError),
+  });
+  return { ...summaryOf(run, opts, paths, { tally, sections, started }), dryRun: true, replacesExisting };
+}
+
+/**
+ * Makes a new backup of `options.source` at `options.dest`; with `dryRun`, only says what it would copy, skip
+ * and replace.
+ */
+export function backup(options: BackupOptions & { dryRun: true }): Promise<BackupPlan>;
+export function backup(options: BackupOptions & { dryRun?: false }): Promise<BackupResult>;
+export function backup(options: BackupOptions): Promise<BackupResult | BackupPlan>;
+export async function backup(options: BackupOptions): Promise<BackupResult | BackupPlan> {
   const started = performance.now();
   const opts = resolveBackupOptions(options);
   throwIfAborted(opts.signal, opts.source);
-  const { read: source, write: dest } = resolvePaths(opts.source, opts.dest, SOURCE_AND_DESTINATION);
+  const paths = resolvePaths(opts.source, opts.dest, SOURCE_AND_DESTINATION, { mkpath: opts.mkpath });
+  const { read: source, write: dest } = paths;
+  const report = progressReporter('backup', started, opts.onProgress);
   return runPipeline({ ...opts, path: opts.source }, async (run) => {
+    if (opts.dryRun) return planBackup(run, opts, paths, started);
+    makeParents(paths.missingParents, SOURCE_AND_DESTINATION);
+    const link =
+      opts.linkDest === null
+        ? null
+        : (await import('./link-source.js')).openLinkSource(opts.linkDest, { source, dest });
     const writer = run.adopt(
-      LocalTreeWriter.open(dest, { force: opts.force, sync: opts.sync, given: opts.dest }),
+      LocalTreeWriter.open(dest, {
+        force: opts.force,
+        sync: opts.sync,
+        given: opts.dest,
+        linkFrom: link?.root ?? null,
+        warnings: run.warnings,
+      }),
     );
-    const createdAt = new Date().toISOString();
-    const sections = computeSections(source, opts.categories);
-    const tally = await run.pass({
-      source: planSource(source, opts),
-      destination: writer,
-      policy: fileErrorPolicy(source, opts.onFileError),
-      onProgress: (counts) => opts.onProgress(progressOf('copying', counts)),
-    });
-    opts.onProgress(progressOf('finishing', tally));
+    const joined: JoinCounts = { removedSinceLinkSource: 0 };
+    // One instant for both: the start a later snapshot's racy check compares source timestamps with.
+    const startedAt = Date.now();
+    const createdAt = new Date(startedAt).toISOString();
+    const sections = sectionsOf(source, opts);
+    const tally = await copySource(run, opts, source, { writer, link, joined }, report);
+    report(progressOf('finishing', tally, null));
     const index = writer.sealIndex();
-    const warnings = run.warnings.summary();
-    const totals = { files: tally.filesDone, dirs: tally.dirs, bytes: tally.bytesDone };
-    const skipped = skippedCountsOf(tally.skipped.byKind);
-    const manifest = manifestOf(opts, { createdAt, sections, index, totals, skipped, warnings });
+    const root = writer.rootRecord();
+    pauseAt?.('index-sealed');
+    const summary = summaryOf(run, opts, paths, { tally, sections, started });
+    const { files, dirs, bytes, skipped, warnings } = summary;
+    const { bytesNew, ...written } = writer.counts;
+    const counts = { ...written, ...joined };
+    const manifest = manifestOf(opts, {
+      link,
+      counts,
+      bytesNew,
+      createdAt,
+      startedAtNs: BigInt(startedAt) * 1_000_000n,
+      sections,
+      index,
+      totals: { files, dirs, bytes },
+      skipped,
+      warnings,
+      root,
+    });
     const { replacedExisting } = await writer.commit(manifest);
     return {
-      command: 'backup',
-      source,
-      dest,
+      ...summary,
+      dryRun: false,
       createdAt,
-      durationMs: Math.round(performance.now() - started),
-      ...totals,
       replanned: tally.replaced,
-      skipped,
-      skippedEntries: tally.skipped,
-      warnings,
-      sections,
       hashAlgorithm: HASH_ALGORITHM,
       index,
       threads: run.threadsStarted,
       synced: opts.sync,
       replacedExisting,
-      exitCode: warnings.count > 0 ? 3 : 0,
+      linkSource: link && { path: link.root, createdAt: link.createdAt },
+      counts,
+      bytesNew,
+      // Measured after the commit: the flush and rename are part of the run.
+      durationMs: Math.round(performance.now() - started),
     };
   });
 }

@@ -3,9 +3,10 @@
 // stderr the errors, one line each, with a stable exit code (clipanion would print them on stdout, exit 1).
 
 import { Command } from 'clipanion';
-import { ExitCode, isStatesnapError, StatesnapError, type Warning } from '../index.js';
+import { ExitCode, isStatesnapError, StatesnapError } from '../core/errors.js';
+import type { Warning } from '../index.js';
 import { flag } from './options.js';
-import { ProgressLine } from './progress-line.js';
+import { ProgressLine, progressMode } from './progress-line.js';
 import { oneLine } from './text.js';
 
 export interface Streams {
@@ -66,10 +67,21 @@ export abstract class BaseCommand extends Command {
   /** Set once the result is printed, so that a later failure does not print a second JSON document. */
   #printed = false;
 
+  /** The run's progress display, erased before anything else is written to stderr. */
+  #progress = new ProgressLine(process.stderr, 'off');
+
   protected abstract run(): Promise<number>;
 
-  protected progressLine(): ProgressLine {
-    return new ProgressLine(process.stderr, !this.quiet && !this.json);
+  /**
+   * The progress display of this run: `forced` is `--progress` (true) or `--no-progress` (false); by default
+   * it is drawn only on a terminal and not with --quiet or --json.
+   */
+  protected progressLine(forced: boolean | undefined): ProgressLine {
+    this.#progress = new ProgressLine(
+      process.stderr,
+      progressMode(process.stderr, forced, this.quiet || this.json),
+    );
+    return this.#progress;
   }
 
   /**
@@ -82,6 +94,7 @@ export abstract class BaseCommand extends Command {
     summary: () => string,
     attention?: string,
   ): number {
+    this.#progress.clear();
     this.#printed = true;
     if (this.json) this.context.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     else if (!this.quiet) this.context.stdout.write(`${summary()}\n`);
@@ -92,10 +105,17 @@ export abstract class BaseCommand extends Command {
     return result.exitCode;
   }
 
-  protected reportWarning(progress: ProgressLine): (warning: Warning) => void {
+  /** A line on stderr that is neither a warning nor an error (hidden by --quiet). */
+  protected note(text: string): void {
+    if (this.quiet) return;
+    this.#progress.clear();
+    this.context.stderr.write(`statesnap: note: ${oneLine(text)}\n`);
+  }
+
+  protected reportWarning(): (warning: Warning) => void {
     return (warning) => {
       if (this.quiet) return;
-      progress.clear();
+      this.#progress.clear();
       this.context.stderr.write(`statesnap: warning: ${oneLine(`${warning.path}: ${warning.message}`)}\n`);
     };
   }
@@ -106,12 +126,14 @@ export abstract class BaseCommand extends Command {
       // A second signal means "now": skip the cleanup the first one started.
       if (stoppedBy !== null) process.exit(STOP_EXIT_CODES[signal]);
       stoppedBy = signal;
+      this.#progress.stop();
       this.interrupt.abort(new Error(signal));
     };
     for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
     try {
       return await this.run();
     } catch (caught) {
+      this.#progress.stop();
       let error: StatesnapError;
       if (isStatesnapError(caught, 'ERR_ABORTED') && stoppedBy === 'SIGTERM') {
         error = new StatesnapError('ERR_TERMINATED', 'operation terminated (SIGTERM)', {
@@ -121,10 +143,17 @@ export abstract class BaseCommand extends Command {
       } else if (isStatesnapError(caught)) {
         error = caught;
       } else {
-        // A bug: the stack goes with the report, and --json still gets its one document.
-        this.context.stderr.write(`statesnap: ${(caught as Error)?.stack ?? String(caught)}\n`);
+        // A bug. It still gets one line (and --json its one document); the stack trace only when asked for,
+        // to go with the report.
+        if (process.env.STATESNAP_DEBUG) {
+          this.context.stderr.write(`statesnap: ${(caught as Error)?.stack ?? String(caught)}\n`);
+        }
         const message = (caught as Error)?.message ?? String(caught);
-        error = new StatesnapError('ERR_INTERNAL', `internal error: ${message}`, { cause: caught });
+        error = new StatesnapError(
+          'ERR_INTERNAL',
+          `internal error (a bug: please report it with the output of STATESNAP_DEBUG=1): ${message}`,
+          { cause: caught },
+        );
       }
       return reportFailure(this.context, {
         command: this.path[0],

@@ -5,13 +5,15 @@
 import { Builtins, Cli, Command, type CommandClass } from 'clipanion';
 import { TOOL_VERSION } from '../core/options.js';
 import { reportFailure } from './base-command.js';
+import { CompletionCommand } from './commands/completion.js';
 import { HelpCommand } from './commands/help.js';
 import { renderCommandHelp, renderOverview } from './help.js';
-import { COMMANDS } from './registry.js';
+import { loadCommandsFor } from './registry.js';
 import { PROGRAM } from './text.js';
 import { explainUsageError, wantsJson } from './usage-error.js';
 
-const LISTED: readonly CommandClass[] = [...COMMANDS, HelpCommand];
+const args = process.argv.slice(2);
+const LISTED: readonly CommandClass[] = [...(await loadCommandsFor(args)), HelpCommand, CompletionCommand];
 
 /** clipanion, with its help pages (`--help`, `-h`, no command) replaced by statesnap's own. */
 class StatesnapCli extends Cli {
@@ -24,7 +26,6 @@ class StatesnapCli extends Cli {
 const cli = new StatesnapCli({ binaryLabel: 'statesnap', binaryName: PROGRAM, binaryVersion: TOOL_VERSION });
 for (const command of [...LISTED, Builtins.VersionCommand]) cli.register(command);
 
-const args = process.argv.slice(2);
 const context = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr };
 let command: Command | undefined;
 try {

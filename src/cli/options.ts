@@ -5,7 +5,7 @@
 import { resolve } from 'node:path';
 import { type CommandClass, Option } from 'clipanion';
 import * as t from 'typanion';
-import { StatesnapError } from '../index.js';
+import { StatesnapError } from '../core/errors.js';
 
 /** What help shows for one option, and what a usage error needs to explain a mistake with it. */
 export interface OptionDoc {
@@ -112,6 +112,18 @@ export function flag(names: string, description: string, options: { common?: boo
 }
 
 /**
+ * A flag that forces something either way, with a default that depends on the situation: `--progress` and
+ * `--no-progress` (undefined when neither is given).
+ */
+export function eitherWayFlag(name: string, description: string) {
+  const negated = `--no-${name.slice(2)}`;
+  return documented(Option.Boolean(name, { description }), OPTION_DOC, {
+    ...flagDoc(name, description, [name, negated], false),
+    label: `${name}, ${negated}`,
+  });
+}
+
+/**
  * An on-by-default flag, shown as the `--no-<name>` that turns it off (`--no-sync`); `--<name>` still parses.
  * `description` says what the `--no-` form does.
  */
@@ -193,6 +205,24 @@ export function listOption(name: string, placeholder: string, description: strin
   );
 }
 
+/** A repeatable path value, each made absolute against the working directory: `--exclude-from <file>`. */
+export function pathListOption(name: string, placeholder: string, description: string) {
+  const validator = t.makeValidator<unknown, string[]>({
+    test: (values, state): values is string[] => {
+      const paths = (values as string[]).map((value) => toPath(name, value));
+      if (state?.coercions && state.coercion) {
+        state.coercions.push([state.p ?? '.', state.coercion.bind(null, paths)]);
+      }
+      return true;
+    },
+  });
+  return documented(
+    Option.Array(name, { description, validator }),
+    OPTION_DOC,
+    valueDoc(name, placeholder, description, 'a path', (text) => toPath(name, text)),
+  );
+}
+
 /** A whole number of at least `min`: `--threads <n>`. */
 export function integerOption(name: string, min: number, description: string, placeholder = 'n') {
   const expects = `an integer >= ${min}`;
@@ -258,6 +288,14 @@ export function optionalPathArgument(name: string) {
 /** An optional word argument (`[command]`), taken as typed. */
 export function optionalArgument(name: string) {
   return documented(Option.String({ name, required: false }), ARGUMENT_DOC, { name, required: false });
+}
+
+/** The progress display, the same option for every command that shows one. */
+export function progressFlag() {
+  return eitherWayFlag(
+    '--progress',
+    'Show progress on stderr, or not (default: only when stderr is a terminal, and not with --quiet or --json)',
+  );
 }
 
 /** Worker threads, the same option for every command that runs the worker pool. */

@@ -1,20 +1,34 @@
-// The commands of the statesnap command line, in the order the overview lists them.
+// The commands of the statesnap command line, in the order the overview lists them, each loaded only when
+// needed: a run loads the one command it names (so `backup` builds no parser for the others and loads none of
+// their code); help, completion and a line naming no command load them all.
 
 import type { CommandClass } from 'clipanion';
-import { BackupCommand } from './commands/backup.js';
-import { BenchCommand } from './commands/bench.js';
-import { DemoCommand } from './commands/demo.js';
-import { InspectCommand } from './commands/inspect.js';
-import { RecoverCommand } from './commands/recover.js';
-import { RestoreCommand } from './commands/restore.js';
-import { VerifyCommand } from './commands/verify.js';
 
-export const COMMANDS: readonly CommandClass[] = [
-  BackupCommand,
-  RestoreCommand,
-  VerifyCommand,
-  InspectCommand,
-  RecoverCommand,
-  DemoCommand,
-  BenchCommand,
+const LOADERS: ReadonlyArray<readonly [name: string, load: () => Promise<CommandClass>]> = [
+  ['backup', async () => (await import('./commands/backup.js')).BackupCommand],
+  ['restore', async () => (await import('./commands/restore.js')).RestoreCommand],
+  ['verify', async () => (await import('./commands/verify.js')).VerifyCommand],
+  ['inspect', async () => (await import('./commands/inspect.js')).InspectCommand],
+  ['recover', async () => (await import('./commands/recover.js')).RecoverCommand],
+  ['demo', async () => (await import('./commands/demo.js')).DemoCommand],
+  ['generate', async () => (await import('./commands/generate.js')).GenerateCommand],
+  ['bench', async () => (await import('./commands/bench.js')).BenchCommand],
 ];
+
+/** Every command, in the overview's order. */
+export function loadCommands(): Promise<CommandClass[]> {
+  return Promise.all(LOADERS.map(([, load]) => load()));
+}
+
+/** The first words that ask clipanion's built-in version command, which needs none of ours. */
+const VERSION_FLAGS: readonly string[] = ['--version', '-v'];
+
+/**
+ * The command a command line names as its first word, alone; none for a version request; every command when
+ * it names none.
+ */
+export async function loadCommandsFor(args: readonly string[]): Promise<CommandClass[]> {
+  if (args.length === 1 && VERSION_FLAGS.includes(args[0]!)) return [];
+  const named = LOADERS.find(([name]) => name === args[0]);
+  return named === undefined ? loadCommands() : [await named[1]()];
+}

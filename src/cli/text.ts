@@ -1,6 +1,10 @@
 // How the CLI writes numbers, counts and commands in its text output: one number format (`3,017`), real
 // plurals (`1 warning`, `2 warnings`), and commands printed the way the user can run them again.
 
+import { readableMessage } from '../core/errors.js';
+
+export { shellQuote } from '../core/paths.js';
+
 /** `3017` → `3,017`: the one number format of every text output. */
 export function formatNumber(value: number): string {
   return value.toLocaleString('en-US');
@@ -43,6 +47,11 @@ export function describeWarnings(warnings: {
   return `completed with ${countOf(warnings.count, 'warning')}: ${formatCounts(warnings.byProblem)}`;
 }
 
+/** One line per manifest note: `note: section "memory/facts" declares 1358 entries; the backup holds 1357`. */
+export function describeNotes(notes: ReadonlyArray<{ message: string }>, prefix = 'note: '): string[] {
+  return notes.map((note) => `${prefix}${oneLine(note.message)}`);
+}
+
 /**
  * How the user started statesnap, so that the commands it prints (help examples, the demo's next step) run
  * as printed: `npx statesnap` inside a clone (where a bare `statesnap` is not on PATH), `statesnap` after
@@ -50,21 +59,17 @@ export function describeWarnings(warnings: {
  */
 export const PROGRAM = process.env.npm_lifecycle_event === 'npx' ? 'npx statesnap' : 'statesnap';
 
-/** Quotes an argument for a POSIX shell only when it needs it, so printed commands stay readable. */
-export function shellQuote(arg: string): string {
-  if (/^[\w@%+=:,./-]+$/.test(arg)) return arg;
-  return `'${arg.replace(/'/g, `'\\''`)}'`;
-}
-
 /**
- * Control characters in a message (a file name may hold a newline) are shown escaped, so every warning and
- * error stays one line on stderr. The --json result keeps the exact paths.
+ * Control characters in a message (a file name may hold a newline) are shown escaped and long paths shortened
+ * to their ends, so every warning and error stays one readable line on stderr. The --json result keeps the
+ * exact paths.
  */
 export function oneLine(text: string): string {
-  return text.replace(/[\u0000-\u001f\u007f]/g, (char) => {
+  const escaped = text.replace(/[\u0000-\u001f\u007f]/g, (char) => {
     if (char === '\n') return '\\n';
     if (char === '\r') return '\\r';
     if (char === '\t') return '\\t';
     return `\\x${char.charCodeAt(0).toString(16).padStart(2, '0')}`;
   });
+  return readableMessage(escaped);
 }

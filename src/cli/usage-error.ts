@@ -3,7 +3,7 @@
 // what parses; this walks the same declarations again only to say why, once parsing has failed.
 
 import type { CommandClass } from 'clipanion';
-import { StatesnapError } from '../index.js';
+import { StatesnapError } from '../core/errors.js';
 import { commandName, usageLine } from './help.js';
 import { commandDocs, invalidValue, type OptionDoc } from './options.js';
 import { PROGRAM } from './text.js';

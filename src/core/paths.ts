@@ -1,14 +1,14 @@
 // Where an operation's two trees are, checked before any I/O: real paths resolved once, and a tree that is
-// written refused when it overlaps the tree that is read.
+// written refused when it overlaps the tree that is read. And how a path is written in a printed command.
 
-import { type BigIntStats, existsSync, realpathSync, statSync } from 'node:fs';
-import { basename, dirname, join, resolve, sep } from 'node:path';
-import { describeCause, type ErrorCode, StatesnapError } from './errors.js';
+import { type BigIntStats, existsSync, lstatSync, mkdirSync, realpathSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import { describeCause, type ErrorCode, StatesnapError, systemErrorCode } from './errors.js';
 
 /** Whether the kernel tells where an open descriptor lives (/proc/self/fd, Linux): the containment checks need it. */
 export const CAN_LOCATE_FDS = existsSync('/proc/self/fd');
 
-function isWithin(parent: string, child: string): boolean {
+export function isWithin(parent: string, child: string): boolean {
   return child === parent || child.startsWith(parent.endsWith(sep) ? parent : parent + sep);
 }
 
@@ -23,30 +23,119 @@ function* ancestors(path: string): Generator<string> {
   }
 }
 
-/** How an operation's messages name the tree it reads and the one it writes. */
+/** How an operation names the tree it reads and the one it writes, and the codes that blame each. */
 export interface PathRoles {
   read: string;
   write: string;
-  /** The code for a written path whose parent directory cannot be resolved. */
-  unusableParent: ErrorCode;
+  /** The code for a written path that cannot be used (its parent missing, not a directory, not searchable). */
+  unusable: ErrorCode;
+  /** The code for a written tree that overlaps the tree that is read (a usage error). */
+  overlap: ErrorCode;
 }
 
 export const SOURCE_AND_DESTINATION: PathRoles = {
   read: 'source',
   write: 'destination',
-  unusableParent: 'ERR_DEST_WRITE',
+  unusable: 'ERR_DEST_WRITE',
+  overlap: 'ERR_DEST_OVERLAPS_SOURCE',
 };
 
-/** A path to write, as statesnap uses it: absolute, its parent's symlinks resolved, the name itself kept. */
-export function resolveWritePath(path: string, roles: Pick<PathRoles, 'write' | 'unusableParent'>): string {
+export const BACKUP_AND_TARGET: PathRoles = {
+  read: 'backup',
+  write: 'target',
+  unusable: 'ERR_TARGET_INVALID',
+  overlap: 'ERR_TARGET_OVERLAPS_BACKUP',
+};
+
+interface WritePath {
+  /** Absolute, its existing parents' symlinks resolved, the rest kept as given. */
+  write: string;
+  /** Directories above `write` that do not exist yet, outermost first. */
+  missingParents: string[];
+}
+
+function parentUnusable(path: string, roles: Pick<PathRoles, 'write' | 'unusable'>, error: unknown) {
+  return new StatesnapError(
+    roles.unusable,
+    `cannot use ${roles.write} ${path}: its parent directory is not usable (${describeCause(error)})`,
+    { path, cause: error },
+  );
+}
+
+/** Where `path` will be written, and which of its parent directories are missing. */
+function locateWritePath(path: string, roles: Pick<PathRoles, 'write' | 'unusable'>): WritePath {
   const absolute = resolve(path);
+  const missing: string[] = [];
+  for (let parent = dirname(absolute); ; parent = dirname(parent)) {
+    try {
+      const real = realpathSync(parent);
+      if (!statSync(real).isDirectory()) {
+        throw Object.assign(new Error(`ENOTDIR: ${parent} is not a directory`), { code: 'ENOTDIR' });
+      }
+      const below = relative(parent, absolute);
+      return {
+        write: join(real, below),
+        missingParents: missing.map((dir) => join(real, relative(parent, dir))),
+      };
+    } catch (error) {
+      if (systemErrorCode(error) !== 'ENOENT' || dirname(parent) === parent)
+        throw parentUnusable(path, roles, error);
+      missing.unshift(parent);
+    }
+  }
+}
+
+/**
+ * A path to write, as statesnap uses it: absolute, its parent's symlinks resolved, the name itself kept. Its
+ * parent must be a directory and the path must be reachable (`lstat` answers), so what cannot be used is
+ * refused here, naming the path, before any run starts.
+ */
+export function resolveWritePath(path: string, roles: Pick<PathRoles, 'write' | 'unusable'>): string {
+  const located = locateWritePath(path, roles);
+  if (located.missingParents.length > 0) throw missingParent(path, located.missingParents, roles);
+  refuseUnreachable(located.write, path, roles);
+  return located.write;
+}
+
+/** Refuses a path to write that `lstat` cannot answer for (EACCES on a parent, ELOOP, ENAMETOOLONG, ...). */
+function refuseUnreachable(
+  written: string,
+  path: string,
+  roles: Pick<PathRoles, 'write' | 'unusable'>,
+): void {
   try {
-    return join(realpathSync(dirname(absolute)), basename(absolute));
+    lstatSync(written, { throwIfNoEntry: false });
+  } catch (error) {
+    throw new StatesnapError(roles.unusable, `cannot use ${roles.write} ${path}: ${describeCause(error)}`, {
+      path,
+      cause: error,
+    });
+  }
+}
+
+function missingParent(
+  path: string,
+  missing: readonly string[],
+  roles: Pick<PathRoles, 'write' | 'unusable'>,
+) {
+  return new StatesnapError(
+    roles.unusable,
+    `cannot use ${roles.write} ${path}: its parent directory ${missing.at(-1)} does not exist (use --mkpath to create it)`,
+    { path },
+  );
+}
+
+/** Makes the directories `resolvePaths` found missing (`--mkpath`), outermost first. */
+export function makeParents(missingParents: readonly string[], roles: Pick<PathRoles, 'unusable'>): void {
+  const innermost = missingParents.at(-1);
+  if (innermost === undefined) return;
+  try {
+    mkdirSync(innermost, { recursive: true });
   } catch (error) {
     throw new StatesnapError(
-      roles.unusableParent,
-      `cannot use ${roles.write} ${path}: its parent directory is not usable (${describeCause(error)})`,
-      { path, cause: error },
+      roles.unusable,
+      `cannot create the parent directory ${innermost}: ${describeCause(error)}`,
+      { path: innermost, cause: error },
     );
   }
 }
@@ -56,14 +145,22 @@ export interface ResolvedPaths {
   read: string;
   /** The path that is written (see resolveWritePath). */
   write: string;
+  /** Directories above `write` that do not exist yet (only with `mkpath`), outermost first: see makeParents. */
+  missingParents: string[];
 }
 
 /**
  * Refuses a written tree equal to, inside, or containing the tree that is read, comparing resolved path
  * segments and the dev+ino of every ancestor (as Node's fs.cp does), so bind mounts and symlinked parents are
- * caught too.
+ * caught too. Missing parents of the written tree are refused, or with `mkpath` listed for the caller to make
+ * once every other check has passed (nothing is created inside the tree that is read).
  */
-export function resolvePaths(read: string, write: string, roles: PathRoles): ResolvedPaths {
+export function resolvePaths(
+  read: string,
+  write: string,
+  roles: PathRoles,
+  options: { mkpath: boolean } = { mkpath: false },
+): ResolvedPaths {
   let readStats: BigIntStats;
   let readReal: string;
   try {
@@ -81,15 +178,17 @@ export function resolvePaths(read: string, write: string, roles: PathRoles): Res
       path: read,
     });
   }
-  const writeReal = resolveWritePath(write, roles);
+  const { write: writeReal, missingParents } = locateWritePath(write, roles);
+  if (missingParents.length > 0 && !options.mkpath) throw missingParent(write, missingParents, roles);
+  if (missingParents.length === 0) refuseUnreachable(writeReal, write, roles);
   const overlap = (how: string) =>
-    new StatesnapError('ERR_DEST_OVERLAPS_SOURCE', `${roles.write} ${write} ${how} ${roles.read} ${read}`, {
+    new StatesnapError(roles.overlap, `${roles.write} ${write} ${how} ${roles.read} ${read}`, {
       path: write,
     });
   if (writeReal === readReal) throw overlap('is the same directory as');
   if (isWithin(readReal, writeReal)) throw overlap('is inside');
   if (isWithin(writeReal, readReal)) throw overlap('contains');
-  for (const ancestor of ancestors(dirname(writeReal))) {
+  for (const ancestor of ancestors(dirname(missingParents[0] ?? writeReal))) {
     const stats = statSync(ancestor, { bigint: true });
     if (stats.dev === readStats.dev && stats.ino === readStats.ino) throw overlap('is inside');
   }
@@ -100,7 +199,7 @@ export function resolvePaths(read: string, write: string, roles: PathRoles): Res
       if (stats.dev === writeStats.dev && stats.ino === writeStats.ino) throw overlap('contains');
     }
   }
-  return { read: readReal, write: writeReal };
+  return { read: readReal, write: writeReal, missingParents };
 }
 
 function statIfExists(path: string): BigIntStats | undefined {
@@ -109,4 +208,10 @@ function statIfExists(path: string): BigIntStats | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Quotes an argument for a POSIX shell only when it needs it, so printed commands stay readable. */
+export function shellQuote(arg: string): string {
+  if (/^[\w@%+=:,./-]+$/.test(arg)) return arg;
+  return `'${arg.replace(/'/g, `'\\''`)}'`;
 }

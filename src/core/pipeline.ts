@@ -3,7 +3,7 @@
 // one failure path. A pass streams an entry source into a destination in batches, with backpressure, and sends
 // every per-item problem through one error policy that says warn or abort (restic's archiver ErrorFunc).
 
-import { abortError, assert, throwIfAborted } from './errors.js';
+import { abortError, assert, systemLimitError, throwIfAborted } from './errors.js';
 import { BatchDispatcher, threadLimit, WorkerPool } from './pool.js';
 import type {
   FileOp,
@@ -11,6 +11,7 @@ import type {
   FileProblem,
   PlainError,
   ReadSpec,
+  RunFailure,
   TaskResult,
   WorkerTask,
 } from './protocol.js';
@@ -34,8 +35,12 @@ export interface Destination {
   dir(dir: PlannedDir): void;
   /** The worker task that writes one batch of the source's files. */
   task(files: FileOp[], from: ReadSpec): WorkerTask;
+  /** A file of the source, in the source's order, before it goes to the workers. */
+  file?(op: FileOp): void;
   /** A file the workers wrote, in completion order. */
   fileDone?(file: FileWritten): void;
+  /** A file the workers could not read (a warning, not a failure): it has no place in what is written. */
+  fileLost?(file: FileFailed): void;
   /** An entry the source does not copy (a symlink, a FIFO, an excluded path, …). */
   skipped?(rel: string, kind: SkipKind): void;
   /** After each batch: what the workers wrote (a flusher starts writeback from here). */
@@ -51,7 +56,7 @@ export interface Destination {
 /** A per-item problem: found while listing the source (`walk`), or by a worker reading a file (`read`). */
 export type ItemProblem = { rel: string; message: string } & (
   | { stage: 'walk'; problem: WalkProblem; cause: undefined }
-  | { stage: 'read'; problem: Exclude<FileProblem, 'dest-failed'>; cause: PlainError | undefined }
+  | { stage: 'read'; problem: Exclude<FileProblem, RunFailure>; cause: PlainError | undefined }
 );
 
 /** Decides a per-item problem: a warning to record and go on, or the error that fails the run. */
@@ -97,6 +102,8 @@ export interface Pass {
   destination: Destination | null;
   /** Without a destination: read every file in full and compare hashes (false: open, confine, type, size). */
   readContent?: boolean;
+  /** Without a destination: report a file whose permission bits differ from its op's (verify). @default false */
+  compareModes?: boolean;
   policy: ErrorPolicy;
   /** Sees every entry as it streams (after the destination): cross-checks against another listing. */
   observe?: {
@@ -130,6 +137,7 @@ export class Run {
   readonly #adopted: Destination[] = [];
   // Started by the first pass: an operation refused before any file moves never starts worker threads.
   #pool: WorkerPool | null = null;
+  #poolClosed = false;
 
   constructor(options: PipelineOptions) {
     this.signal = options.signal;
@@ -161,6 +169,7 @@ export class Run {
   async pass(pass: Pass): Promise<Tally> {
     const flow = new PassFlow(pass, this.signal, this.warnings);
     const readContent = pass.readContent ?? true;
+    const compareMode = pass.compareModes ?? false;
     const { destination, source } = pass;
     const dispatcher = new BatchDispatcher({
       pool: this.#startPool(),
@@ -168,11 +177,14 @@ export class Run {
       signal: flow.signal,
       makeTask: destination
         ? (files) => destination.task(files, source.read)
-        : (files) => ({ kind: 'hash', files, from: source.read, readContent }),
+        : (files) => ({ kind: 'hash', files, from: source.read, readContent, compareMode }),
       onResult: flow.guarded((result: TaskResult) => flow.batchDone(result)),
     });
     try {
-      await source.entries(flow.sink(dispatcher), flow.signal);
+      await source.entries(
+        flow.sink((op) => dispatcher.add(op)),
+        flow.signal,
+      );
       flow.tally.planningDone = true;
       await dispatcher.finish();
     } catch (error) {
@@ -181,6 +193,27 @@ export class Run {
       this.throwIfAborted();
       throw flow.cause;
     }
+    this.throwIfAborted();
+    return flow.tally;
+  }
+
+  /**
+   * Streams `source` through the same counting and error policy as `pass`, without reading or writing a file:
+   * what a pass would do (a dry run). Starts no worker thread.
+   */
+  async survey(pass: Pick<Pass, 'source' | 'policy'>): Promise<Tally> {
+    const flow = new PassFlow({ ...pass, destination: null }, this.signal, this.warnings);
+    try {
+      await pass.source.entries(
+        flow.sink(() => undefined),
+        flow.signal,
+      );
+    } catch (error) {
+      flow.stop(error);
+      this.throwIfAborted();
+      throw flow.cause;
+    }
+    flow.tally.planningDone = true;
     this.throwIfAborted();
     return flow.tally;
   }
@@ -196,12 +229,21 @@ export class Run {
       return await body(this);
     } catch (error) {
       // Every pass has let its in-flight batches settle before it threw: nothing writes into what is removed.
+      // The worker threads go first: they hold descriptors, and a run that failed for want of them (EMFILE)
+      // must still be able to clean up.
+      await this.#closePool();
       for (const destination of [...this.#adopted].reverse()) await destination.abandon();
       if (this.signal.aborted) throw abortError(this.signal, this.#path);
       throw this.#adopted.at(-1)?.explain(error) ?? error;
     } finally {
-      await this.#pool?.close();
+      await this.#closePool();
     }
+  }
+
+  async #closePool(): Promise<void> {
+    if (this.#poolClosed) return;
+    this.#poolClosed = true;
+    await this.#pool?.close();
   }
 }
 
@@ -266,9 +308,13 @@ class PassFlow {
       } else if (outcome.problem === 'dest-failed') {
         assert(destination !== null, `a read-only pass reported a failed write of ${outcome.rel}`);
         this.#fail(destination.writeFailed(outcome));
+      } else if (outcome.problem === 'no-resources') {
+        const path = `${this.#pass.source.read.root}/${outcome.rel}`;
+        this.#fail(systemLimitError(path, outcome.message, outcome.cause));
       } else {
         const { rel, problem, message, cause } = outcome;
         this.#decide({ rel, problem, message, cause, stage: 'read' });
+        destination?.fileLost?.(outcome);
       }
     }
     destination?.written(result);
@@ -276,7 +322,7 @@ class PassFlow {
   }
 
   /** Where the source streams its entries: counted, handed to the destination and observer, files dispatched. */
-  sink(dispatcher: BatchDispatcher): EntrySink {
+  sink(dispatch: (op: FileOp) => undefined | Promise<void>): EntrySink {
     const { tally } = this;
     const { destination, observe } = this.#pass;
     return {
@@ -288,8 +334,9 @@ class PassFlow {
       file: (op) => {
         tally.filesPlanned++;
         tally.bytesPlanned += op.size;
+        destination?.file?.(op);
         observe?.file?.(op);
-        return dispatcher.add(op);
+        return dispatch(op);
       },
       skip: this.guarded((rel, kind) => {
         tally.skipped.count++;

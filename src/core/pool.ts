@@ -3,9 +3,10 @@
 // workers between files when the run stops, and hands each batch's outcomes back in completion order.
 
 import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { Piscina } from 'piscina';
-import { abortError } from './errors.js';
+import { abortError, describeCause, isOutOfResources, systemLimitError } from './errors.js';
 import type { FileOp, TaskResult, WorkerRequest, WorkerTask } from './protocol.js';
 
 const WORKER_FILE = new URL('../../workers/file-worker.js', import.meta.url).href;
@@ -14,9 +15,27 @@ const WORKER_FILE = new URL('../../workers/file-worker.js', import.meta.url).hre
 // path intermittently aborts the whole process (seen in ~1 of 10 test runs: "Assertion failed:
 // facade->InstantiateModule(...)" in ModuleWrap::CreateRequiredModuleFacade). With require(esm) off inside
 // the workers, require() throws ERR_REQUIRE_ESM, which piscina catches and falls back to import().
-const WORKER_EXEC_ARGV = (process.features as { require_module?: boolean }).require_module
-  ? [...process.execArgv, '--no-experimental-require-module']
-  : process.execArgv;
+const REQUIRE_ESM_OFF = (process.features as { require_module?: boolean }).require_module
+  ? ['--no-experimental-require-module']
+  : [];
+
+/**
+ * The Node options the workers start with. They inherit this process's (so `--cpu-prof`, `--inspect` or
+ * `--conditions` reach them too) when Node takes every one of them for a worker: it refuses V8 and
+ * process-wide options (`--trace-gc`, `--max-old-space-size`, ...), which apply to the whole process from the
+ * main thread anyway, and then the workers get none of them. Asking Node costs a thread, only when there are
+ * options at all.
+ */
+function workerExecArgv(): string[] {
+  if (process.execArgv.length === 0) return REQUIRE_ESM_OFF;
+  const inherited = [...process.execArgv, ...REQUIRE_ESM_OFF];
+  try {
+    void new Worker('', { eval: true, execArgv: inherited }).terminate();
+    return inherited;
+  } catch {
+    return REQUIRE_ESM_OFF;
+  }
+}
 
 // A postMessage round trip costs more than copying a 1 KiB file, so files travel in batches; 256 files per
 // batch was the measured sweet spot (docs/performance.md).
@@ -29,6 +48,16 @@ const LARGE_FILE_BYTES = 4 * 1024 * 1024;
 // network; each costs ~5 MB (an idle isolate and its buffers: 256 threads took 1.2 GB to copy 10 files).
 const MAX_THREADS_PER_CORE = 4;
 
+/**
+ * A worker thread that could not start or load its code for want of descriptors or memory (each thread needs
+ * a few: `ulimit -n 64` with 16 threads is enough) fails the run with what to change, never as a bug.
+ */
+function startFailure(error: unknown): unknown {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code !== 'ERR_WORKER_INIT_FAILED' && !isOutOfResources(error)) return error;
+  return systemLimitError(undefined, `cannot start a worker thread: ${describeCause(error)}`, error);
+}
+
 /** The most threads a run may start: the caller's `threads`, but never more than the machine can keep busy. */
 export function threadLimit(requested: number): number {
   return Math.max(1, Math.min(requested, availableParallelism() * MAX_THREADS_PER_CORE));
@@ -37,12 +66,15 @@ export function threadLimit(requested: number): number {
 export class WorkerPool {
   readonly #piscina: Piscina<WorkerRequest, TaskResult>;
   #peakThreads = 0;
+  // piscina reports a worker that failed while idle as an 'error' event: unheard, it would end the process
+  // with a stack trace. The pool remembers it and refuses further tasks (a queued task could wait forever).
+  #failure: unknown = null;
 
   /** Starts no thread yet: piscina starts one for each batch that finds every thread busy, up to `maxThreads`. */
   constructor(maxThreads: number) {
     this.#piscina = new Piscina({
       filename: WORKER_FILE,
-      execArgv: WORKER_EXEC_ARGV,
+      execArgv: workerExecArgv(),
       minThreads: 0,
       maxThreads,
       concurrentTasksPerWorker: 1,
@@ -50,6 +82,9 @@ export class WorkerPool {
       idleTimeout: Number.POSITIVE_INFINITY,
     });
     this.#piscina.on('workerCreate', () => this.#countThreads());
+    this.#piscina.on('error', (error: unknown) => {
+      this.#failure ??= startFailure(error);
+    });
   }
 
   /** How many worker threads the pool has started (none is stopped before the pool closes). */
@@ -63,10 +98,16 @@ export class WorkerPool {
     this.#peakThreads = Math.max(this.#peakThreads, this.#piscina.threads.length);
   }
 
-  run(task: WorkerTask, stop: Int32Array): Promise<TaskResult> {
+  async run(task: WorkerTask, stop: Int32Array): Promise<TaskResult> {
+    if (this.#failure !== null) throw this.#failure;
     const result = this.#piscina.run({ task, stop });
     this.#countThreads();
-    return result;
+    try {
+      return await result;
+    } catch (error) {
+      this.#failure ??= startFailure(error);
+      throw startFailure(error);
+    }
   }
 
   async close(): Promise<void> {

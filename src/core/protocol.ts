@@ -1,4 +1,5 @@
-// The plain-data protocol between the main thread and the file workers, and the entry kinds both sides name.
+// The plain-data protocol between the main thread and the file workers, the entry kinds both sides name, and
+// the two conversions both sides apply: paths with names that are not UTF-8, and timestamps for utimes.
 // Only strings, numbers, bigints, arrays and plain objects cross the thread boundary (plus the one shared stop
 // flag): an Error posted from a worker arrives without its `code`, `syscall` and `path`, and Stats without their
 // methods, so failures travel as `PlainError`.
@@ -23,8 +24,26 @@ export interface FileOp {
   /** Attributes to give the copy when they come from an index (restore) rather than from the source file. */
   mode?: number;
   mtimeNs?: string;
+  /** The owner the index records (format 2), given to the copy where the write spec says `owners`. */
+  uid?: number;
+  gid?: number;
   /** Expected content hash (restore, verify): a mismatch is reported as `corrupt`. */
   hash?: string;
+  /** A backup with a link source: the file may be hard-linked from the previous backup instead of copied. */
+  link?: LinkPlan;
+}
+
+/** How a file the change rule found (possibly) unchanged is taken from the previous backup. */
+export interface LinkPlan {
+  /** `link`: linked without reading it; `hash-then-link`: read and hashed, linked only on an equal hash. */
+  action: 'link' | 'hash-then-link';
+  /** What the previous backup's file must be (checked on the new link): its recorded size and permission bits. */
+  size: number;
+  mode: number;
+  /** The previous index's content hash; undefined when it records none (the previous file is hashed then). */
+  sha256: string | undefined;
+  /** The source file as the walk's lstat saw it: what the index records about a file linked unread. */
+  source: { mtimeNs: string; ctimeNs: string; ino: string; uid: number; gid: number };
 }
 
 /** Where workers read a batch's files, and what they may trust about them. */
@@ -47,6 +66,18 @@ export interface WriteSpec {
   confineTo: string | null;
   /** `create`: the destination is a fresh tree of ours; `replace`: write a temp file beside it and rename over. */
   writeMode: 'create' | 'replace';
+  /** Give each copy the owner its op records (a restore run as root); false: it belongs to whoever writes it. */
+  owners: boolean;
+  /** The permission bits a copy may get: all of them (0o7777), or all but setuid/setgid (a restore). */
+  modeMask: number;
+}
+
+/** The setuid and setgid bits, which a restore drops unless asked to keep them. */
+export const SETID_BITS = 0o6000;
+
+/** Permission bits as people read them: `0755`, `4755`. */
+export function formatMode(mode: number): string {
+  return mode.toString(8).padStart(4, '0');
 }
 
 /** Read each file, hash it and write it to `to`. */
@@ -67,13 +98,28 @@ export interface HashTask {
    * keeps with `--no-verify`. The outcome's `hash` is then ''.
    */
   readContent: boolean;
+  /** A file whose permission bits differ from the op's `mode` is reported (`mode`): what verify checks. */
+  compareMode: boolean;
+}
+
+/**
+ * Copy each file, except those with a `link` plan: hard-link them from the previous backup at `linkFrom` (its
+ * real path) when the plan holds, else copy them.
+ */
+export interface LinkTask extends Omit<CopyTask, 'kind'> {
+  kind: 'link';
+  linkFrom: {
+    root: string;
+    /** Check each directory linked from is exactly where the previous backup has it (null: the OS cannot tell). */
+    confined: boolean;
+  };
 }
 
 /**
  * A batch of per-file operations of one kind. A new kind (a hard link to a previous backup's copy, a pack of
  * files for object storage) is a new member here and a new entry in the worker's table; the pool carries any.
  */
-export type WorkerTask = CopyTask | HashTask;
+export type WorkerTask = CopyTask | HashTask | LinkTask;
 
 /**
  * What the pool posts to a worker: the task, and the run's stop flag, an Int32Array over a SharedArrayBuffer
@@ -87,7 +133,11 @@ export interface WorkerRequest {
   stop: Int32Array;
 }
 
-/** Why a file was not copied (or did not verify). Everything but `dest-failed` is a per-file problem. */
+/**
+ * Why a file was not copied (or did not verify). `dest-failed` (the destination cannot be written) and
+ * `no-resources` (the process ran out of open files or memory: EMFILE, ENFILE, ENOMEM, which is no file's
+ * fault) fail the whole run; the others are per-file problems.
+ */
 export type FileProblem =
   | 'vanished'
   | 'changed'
@@ -95,7 +145,15 @@ export type FileProblem =
   | 'escaped'
   | 'unreadable'
   | 'corrupt'
-  | 'dest-failed';
+  | 'mode'
+  | 'dest-failed'
+  | 'no-resources';
+
+/** The problems that fail a whole run rather than one file. */
+export type RunFailure = Extract<FileProblem, 'dest-failed' | 'no-resources'>;
+
+/** The errno codes that say the process ran out of a resource rather than that a path is at fault. */
+export const OUT_OF_RESOURCES: ReadonlySet<string> = new Set(['EMFILE', 'ENFILE', 'ENOMEM']);
 
 export type FileOutcome =
   | {
@@ -105,8 +163,15 @@ export type FileOutcome =
       mode: number;
       mtimeNs: string;
       hash: string;
+      /** What the opened file's fstat said: its owner, and the identity a later snapshot compares. */
+      uid: number;
+      gid: number;
+      ino: string;
+      ctimeNs: string;
       /** The path held a different file than planned (renamed over); the new one was copied. */
       replaced: boolean;
+      /** What became of a file with a link plan. */
+      link?: LinkOutcome;
     }
   | {
       ok: false;
@@ -117,26 +182,140 @@ export type FileOutcome =
       cause: PlainError | undefined;
     };
 
+export interface LinkOutcome {
+  /** Hard-linked from the previous backup (else copied). */
+  linked: boolean;
+  /** The source was read and hashed to decide. */
+  hashed: boolean;
+  /** The errno of a `link()` that failed in one of the `LINK_FALLBACK_CODES` ways; the file was copied. */
+  fallback?: string;
+  /** Why the previous backup's file was not the one its index describes; the link was undone, the file copied. */
+  mismatch?: string;
+}
+
 /** What every task kind returns; a kind may add fields (a pack task: the pack's bytes, moved, not copied). */
 export interface TaskResult {
   /**
-   * One per file, in the batch's order. A batch stops early after a `dest-failed`, and when the run stops
+   * One per file, in the batch's order. A batch stops early after a `RunFailure`, and when the run stops
    * (the stop flag), without an outcome for the file it was working on.
    */
   outcomes: FileOutcome[];
-  /** Bytes of the files done. */
+  /** Bytes of file data written (a hard link writes none). */
   bytes: number;
+}
+
+/**
+ * The `link()` failures after which the file is copied instead (and counted, not warned about): the inode
+ * has reached the filesystem's link limit (EMLINK: 65,000 on ext4), the previous backup is on another
+ * filesystem (EXDEV), the filesystem or its protections refuse hard links (EPERM, ENOTSUP/EOPNOTSUPP), or
+ * the previous file vanished (ENOENT).
+ */
+export const LINK_FALLBACK_CODES: ReadonlySet<string> = new Set([
+  'EMLINK',
+  'EXDEV',
+  'EPERM',
+  'ENOTSUP',
+  'EOPNOTSUPP',
+  'ENOENT',
+]);
+
+/** What the lstat of a freshly made link says about the inode it shares with the previous backup. */
+export interface LinkedFileStat {
+  isFile: boolean;
+  size: number;
+  /** Permission bits. */
+  mode: number;
+}
+
+/**
+ * Why the file a new link points to is not the one the previous index describes, or null if it is. The
+ * check runs on the new link, after `link()`: whatever was linked is exactly what is checked, with no window
+ * for the previous file to be swapped in between (`link()` never follows a symlink at its source, so a
+ * symlink planted in the previous backup arrives here as a non-file).
+ */
+export function linkedFileMismatch(
+  linked: LinkedFileStat,
+  previous: { size?: number; mode?: number },
+): 'not-a-file' | 'size-differs' | 'mode-differs' | null {
+  if (!linked.isFile) return 'not-a-file';
+  if (linked.size !== previous.size) return 'size-differs';
+  if (linked.mode !== previous.mode) return 'mode-differs';
+  return null;
 }
 
 export const HASH_ALGORITHM = 'sha256';
 
 /**
- * A nanosecond timestamp as the seconds `fs.utimes`/`futimes` take. libuv keeps microseconds and truncates
- * (uv__fs_to_timespec): `Number(ns) / 1e9` lands just below the wanted value for most timestamps (1.65e18 ns
- * is past 2^53), giving mtimes a microsecond, or a whole millisecond (…250 ms → …249.999), too early.
- * Whole microseconds are exact in a double, and half a microsecond more survives the division's rounding
- * (≤ 0.12 µs here), so the truncation lands exactly on the microsecond.
+ * A backup records timestamps within 2^34 s of 1970 (from the year 1425 to 2514), which holds every timestamp
+ * ext4, XFS, NTFS, FAT, HFS+ and APFS can store; btrfs and tmpfs can hold more, and such a timestamp is clamped
+ * to this range, as ext4 and XFS clamp what they cannot store. Anything beyond it in an index is refused.
  */
-export function utimeSeconds(ns: bigint): number {
-  return (Number(ns / 1000n) + 0.5) / 1e6;
+export const TIMESTAMP_LIMIT_NS = 17_179_869_184_000_000_000n;
+
+export function clampTimestampNs(ns: bigint): bigint {
+  if (ns >= TIMESTAMP_LIMIT_NS) return TIMESTAMP_LIMIT_NS - 1n;
+  if (ns <= -TIMESTAMP_LIMIT_NS) return 1n - TIMESTAMP_LIMIT_NS;
+  return ns;
+}
+
+// libuv before 1.52 truncates the fraction of the seconds it is given to the microsecond, towards zero, and
+// then normalises a negative fraction; from 1.52 on it keeps what the double holds (uv__fs_to_timespec).
+const [uvMajor = 0, uvMinor = 0] = process.versions.uv.split('.').map(Number);
+const UV_TRUNCATES_TO_MICROSECONDS = uvMajor === 1 && uvMinor < 52;
+
+/**
+ * A nanosecond timestamp as the seconds `fs.utimes`/`futimes` take, aimed at the middle of its microsecond
+ * (rounded down in time order): `Number(ns) / 1e9` lands just below the wanted value for most timestamps
+ * (1.65e18 ns is past 2^53), a microsecond, or a whole millisecond (…250 ms → …249.999), too early. Whole
+ * microseconds are exact in a double, so half a microsecond more survives the division's rounding: a libuv
+ * that truncates lands exactly on the microsecond, one that does not lands inside it. Before 1970 a truncating
+ * libuv rounds towards zero, so there half a microsecond less does the same. Node turns a negative number of
+ * seconds into "now" but passes a numeric string through: times before 1970 travel as strings. This holds
+ * within 2^33 s of 1970 (1697 to 2242); beyond, a double's step is 1.9 µs and the time set is within it.
+ */
+export function utimeSeconds(ns: bigint): number | string {
+  const micros = ns / 1000n - (ns % 1000n < 0n ? 1n : 0n);
+  if (micros >= 0n) return (Number(micros) + 0.5) / 1e6;
+  return String((Number(micros) + (UV_TRUNCATES_TO_MICROSECONDS ? -0.5 : 0.5)) / 1e6);
+}
+
+// Names that are not valid UTF-8 (`conv\xe9`, legal on Linux) travel as strings too, losslessly: each byte of
+// such a name from 0x80 up becomes the lone surrogate U+DC80–U+DCFF, and ASCII stays itself (Python's
+// "surrogateescape"). A valid UTF-8 name never decodes to a lone surrogate, so a well-formed path is exactly
+// its UTF-8 bytes and an escaped one can never collide with one. Every fs call on such a path goes through
+// `fsPath`: Node would encode a lone surrogate as U+FFFD, which names another file, or none.
+const ESCAPE_BASE = 0xdc00;
+const FIRST_ESCAPE = ESCAPE_BASE + 0x80;
+const LAST_ESCAPE = ESCAPE_BASE + 0xff;
+
+/** One name as read from a directory, as a string: its UTF-8 text, or its bytes escaped when not UTF-8. */
+export function nameFromBytes(bytes: Buffer): string {
+  const text = bytes.toString('utf8');
+  if (!text.includes('\uFFFD') || Buffer.from(text, 'utf8').equals(bytes)) return text;
+  let escaped = '';
+  for (const byte of bytes) escaped += String.fromCharCode(byte < 0x80 ? byte : ESCAPE_BASE + byte);
+  return escaped;
+}
+
+/** The bytes a path string stands for: UTF-8, with every escaped byte put back. */
+export function pathBytes(path: string): Buffer {
+  if (path.isWellFormed()) return Buffer.from(path, 'utf8');
+  const parts: Buffer[] = [];
+  let start = 0;
+  for (let i = 0; i < path.length; i++) {
+    const unit = path.charCodeAt(i);
+    if (unit < FIRST_ESCAPE || unit > LAST_ESCAPE) continue;
+    // The low half of a real pair (U+1F080 is D83C DC80) in a UTF-8 name elsewhere in the path: not an escape.
+    const before = i > 0 ? path.charCodeAt(i - 1) : 0;
+    if (before >= 0xd800 && before <= 0xdbff) continue;
+    parts.push(Buffer.from(path.slice(start, i), 'utf8'), Buffer.of(unit - ESCAPE_BASE));
+    start = i + 1;
+  }
+  parts.push(Buffer.from(path.slice(start), 'utf8'));
+  return Buffer.concat(parts);
+}
+
+/** A path as fs calls must be given it: the string itself in the all-UTF-8 case, its bytes otherwise. */
+export function fsPath(path: string): string | Buffer {
+  return path.isWellFormed() ? path : pathBytes(path);
 }

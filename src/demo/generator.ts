@@ -6,9 +6,9 @@ import { createCipheriv } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-export type StoreProfile = 'oxios' | 'tiny-files' | 'large-files' | 'demo';
+import { STORE_PROFILES, type StoreProfile } from './profiles.js';
 
-export const STORE_PROFILES: readonly StoreProfile[] = ['oxios', 'tiny-files', 'large-files', 'demo'];
+export { STORE_PROFILES, type StoreProfile } from './profiles.js';
 
 export interface GenerateOptions {
   /** Which kind of store to generate. */
@@ -148,6 +148,37 @@ const PROFILES: Record<StoreProfile, ProfileSpec> = {
       count: 10,
       minSize: 16 * MiB,
       maxSize: 64 * MiB,
+      minScaledSize: 256 * KiB,
+      growWithScale: false,
+    },
+    tempFiles: 20,
+    symlinks: OXIOS_SYMLINKS,
+    emptyDirs: [],
+  },
+  // Where fixed costs (start-up, the final flush) weigh most: ~30k files of 64 B-40 KiB in the Oxios
+  // categories plus four 24 MiB index files, ~220 MB in all.
+  'oxios-small': {
+    text: oxiosCategories(10, {
+      seeds: 600,
+      evals: 300,
+      'memory/conversations': 800,
+      'memory/sessions': 1_000,
+      'memory/facts': 20_000,
+      'memory/episodes': 6_000,
+      'memory/knowledge': 300,
+      sessions: 800,
+      agent_groups: 200,
+    }).map((category) => ({
+      ...category,
+      minSize: category.dir === 'memory/facts' ? 64 : category.minSize,
+      maxSize: Math.min(category.maxSize, 40 * KiB),
+    })),
+    binaries: {
+      dir: 'memory/knowledge',
+      prefix: 'index',
+      count: 4,
+      minSize: 24 * MiB,
+      maxSize: 24 * MiB,
       minScaledSize: 256 * KiB,
       growWithScale: false,
     },
@@ -481,6 +512,62 @@ function entryId(category: TextCategory, index: number): string {
   return `${category.prefix}-${padded(index, Math.max(6, String(category.count - 1).length))}`;
 }
 
+/**
+ * The `scale` at which `profile` holds about `files` files: the categories' entries grow with the scale; the
+ * index files, temp files and hand-named entries do not (and every category keeps at least one entry).
+ */
+export function scaleForFiles(profile: StoreProfile, files: number): number {
+  const spec = PROFILES[profile];
+  const fixed =
+    (spec.binaries?.count ?? 0) +
+    spec.tempFiles +
+    spec.text.reduce((sum, category) => sum + (category.extraNames?.length ?? 0), 0);
+  const scalable = spec.text.reduce((sum, category) => sum + category.count, 0);
+  return Math.max(files - fixed, 1) / Math.max(scalable, 1);
+}
+
+function subfolderCount(layout: Layout, entries: number): number {
+  switch (layout.kind) {
+    case 'flat':
+      return 0;
+    case 'topics':
+      return Math.min(layout.folders, entries);
+    case 'shards':
+      return Math.ceil(entries / layout.perFolder);
+  }
+}
+
+function scaledBinarySize(binaries: BinarySet, size: number, scale: number): number {
+  const factor = binaries.growWithScale ? scale : Math.min(scale, 1);
+  return Math.max(binaries.minScaledSize, Math.round(size * factor));
+}
+
+/** Upper bounds of what `generateStore` writes for these options, known before writing: what to size a disk for. */
+export interface StoreBounds {
+  /** Regular files, directories and symlinks. */
+  entries: number;
+  /** File contents, every file at its category's largest size. */
+  bytes: number;
+}
+
+export function storeBounds(options: GenerateOptions): StoreBounds {
+  const { profile, scale } = resolveOptions(options);
+  const spec = PROFILES[profile];
+  let entries = spec.tempFiles + spec.symlinks.length + spec.emptyDirs.length + 1;
+  let bytes = spec.tempFiles * Math.max(0, ...spec.text.map((category) => category.maxSize));
+  for (const category of spec.text) {
+    const count = scaledCount(category.count, scale) + (category.extraNames?.length ?? 0);
+    // The category's folder and the one above it (memory/), and the layout's subfolders.
+    entries += count + 2 + subfolderCount(category.layout, count);
+    bytes += count * category.maxSize;
+  }
+  if (spec.binaries) {
+    entries += spec.binaries.count;
+    bytes += spec.binaries.count * scaledBinarySize(spec.binaries, spec.binaries.maxSize, scale);
+  }
+  return { entries, bytes };
+}
+
 function resolveOptions(options: GenerateOptions): Required<GenerateOptions> {
   const { profile, scale = 1, seed = 1 } = options;
   if (!STORE_PROFILES.includes(profile)) {
@@ -533,11 +620,12 @@ export async function generateStore(root: string, options: GenerateOptions): Pro
 
   if (spec.binaries) {
     const binaries = spec.binaries;
-    const factor = binaries.growWithScale ? scale : Math.min(scale, 1);
-    const scaledSize = (size: number): number => Math.max(binaries.minScaledSize, Math.round(size * factor));
     writer.ensureDir(binaries.dir);
     for (let index = 0; index < binaries.count; index++) {
-      const size = rng.int(scaledSize(binaries.minSize), scaledSize(binaries.maxSize));
+      const size = rng.int(
+        scaledBinarySize(binaries, binaries.minSize, scale),
+        scaledBinarySize(binaries, binaries.maxSize, scale),
+      );
       writer.writeBinary(`${binaries.dir}/${binaries.prefix}-${padded(index, 2)}.bin`, size);
     }
   }

@@ -1,100 +1,33 @@
-// The single definition (zod) of a backup's manifest.json, and its I/O.
-// manifest.json keeps the Oxios version-1 shape (version, created_at, oxios_version, sections) so Oxios can
-// restore our backups; everything statesnap adds lives under the `statesnap` key, which Oxios' reader ignores.
+// What a backup writes into its manifest.json (docs/format.md), without the schema: a backup loads this, and
+// the schema (manifest-schema.ts, zod) is loaded by what reads a manifest back.
 
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { z } from 'zod';
-import { describeCause, StatesnapError } from '../core/errors.js';
 import type { SkipKind } from '../core/walk.js';
+import type { IndexFormat } from './layout.js';
+import type { Manifest, SkippedCounts, StatesnapExtras } from './manifest-schema.js';
 
-export const MANIFEST_FILE = 'manifest.json';
-export const META_DIR = '.statesnap';
-export const INDEX_FILE = `${META_DIR}/index.jsonl`;
-/** Names at the root of a backup that hold the backup's own files, never the store's. */
-export const RESERVED_ROOT_NAMES: ReadonlySet<string> = new Set([MANIFEST_FILE, META_DIR]);
-const SUPPORTED_MANIFEST_VERSION = 1;
+export {
+  INDEX_FILE,
+  INDEX_FORMAT,
+  type IndexFormat,
+  MANIFEST_FILE,
+  MANIFEST_SIZE_LIMIT,
+  META_DIR,
+  OXIOS_CATEGORIES,
+  RESERVED_ROOT_NAMES,
+  unsafeRelativePathReason,
+} from './layout.js';
+export type {
+  IndexRecord,
+  Manifest,
+  RootRecord,
+  SkippedCounts,
+  StatesnapExtras,
+} from './manifest-schema.js';
 
-/** The Oxios categories, in the order Oxios lists them in `sections`. */
-export const OXIOS_CATEGORIES: readonly string[] = [
-  'seeds',
-  'evals',
-  'memory/conversations',
-  'memory/sessions',
-  'memory/facts',
-  'memory/episodes',
-  'memory/knowledge',
-  'sessions',
-  'agent_groups',
-];
-
-/** Why a relative path from a manifest or index must not be used to build a path, or null if it is safe. */
-export function unsafeRelativePathReason(path: string): string | null {
-  if (path.length === 0) return 'is empty';
-  if (path.includes('\0')) return 'contains a NUL byte';
-  if (path.includes('\\')) return 'contains a backslash';
-  if (path.startsWith('/')) return 'is absolute';
-  for (const segment of path.split('/')) {
-    if (segment === '') return 'has an empty segment';
-    if (segment === '..') return "has a '..' segment";
-    if (segment === '.') return "has a '.' segment";
-  }
-  return null;
+/** The format of a statesnap backup's index and extras. */
+export function formatOf(extras: StatesnapExtras): IndexFormat {
+  return extras.format ?? 1;
 }
-
-/** A relative path from a manifest or index: safe to join to a root (see unsafeRelativePathReason). */
-export const relativePath = z.string().superRefine((path, ctx) => {
-  const reason = unsafeRelativePathReason(path);
-  if (reason !== null) ctx.addIssue({ code: 'custom', message: `path ${JSON.stringify(path)} ${reason}` });
-});
-
-const count = z.number().int().nonnegative();
-export const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits');
-
-// A section names a category folder inside the store: Oxios joins it to its base path, so it must not climb out.
-const SectionSchema = z.object({ name: relativePath, entry_count: count });
-
-const SkippedCountsSchema = z.object({
-  symlink: count,
-  fifo: count,
-  socket: count,
-  char_device: count,
-  block_device: count,
-  excluded: count,
-  reserved: count,
-});
-
-const WarningSchema = z.object({ path: z.string(), problem: z.string(), message: z.string() });
-
-const StatesnapExtrasSchema = z.looseObject({
-  tool: z.literal('statesnap'),
-  tool_version: z.string(),
-  hash_algorithm: z.literal('sha256'),
-  index: z.object({ path: z.literal(INDEX_FILE), entries: count, sha256 }),
-  totals: z.object({ files: count, dirs: count, bytes: count }),
-  skipped: SkippedCountsSchema,
-  warnings: z.object({
-    count,
-    by_problem: z.record(z.string(), count),
-    /** The first warnings only (see `count`); a 1M-file run must not produce a giant manifest. */
-    list: z.array(WarningSchema),
-  }),
-  categories: z.array(z.string()),
-});
-
-export const ManifestSchema = z.looseObject({
-  version: z.literal(SUPPORTED_MANIFEST_VERSION),
-  created_at: z.string().min(1),
-  oxios_version: z.string(),
-  sections: z.array(SectionSchema),
-  statesnap: StatesnapExtrasSchema.optional(),
-});
-
-export type Manifest = z.infer<typeof ManifestSchema>;
-export type StatesnapExtras = z.infer<typeof StatesnapExtrasSchema>;
-/** What a manifest records about its backup's index. */
-export type IndexRecord = StatesnapExtras['index'];
-export type SkippedCounts = z.infer<typeof SkippedCountsSchema>;
 
 /** The manifest's skipped counts (snake_case names, every kind present) from counts by the kinds' own names. */
 export function skippedCountsOf(byKind: Partial<Record<SkipKind, number>>): SkippedCounts {
@@ -109,65 +42,10 @@ export function skippedCountsOf(byKind: Partial<Record<SkipKind, number>>): Skip
   };
 }
 
-export function formatZodIssues(error: z.ZodError): string {
-  return error.issues
-    .slice(0, 3)
-    .map((issue) => (issue.path.length > 0 ? `${issue.path.join('.')}: ${issue.message}` : issue.message))
-    .join('; ');
-}
-
-/** Reads and validates `<backup>/manifest.json`; every failure is a one-line error naming the file. */
-export function readManifest(backupDir: string): Manifest {
-  const path = join(backupDir, MANIFEST_FILE);
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (error) {
-    throw new StatesnapError(
-      'ERR_MANIFEST_MISSING',
-      `cannot read manifest ${path}: ${describeCause(error)}`,
-      {
-        path,
-        cause: error,
-      },
-    );
-  }
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch (error) {
-    throw new StatesnapError(
-      'ERR_MANIFEST_INVALID',
-      `manifest ${path} is not valid JSON: ${describeCause(error)}`,
-      {
-        path,
-        cause: error,
-      },
-    );
-  }
-  const version = (data as { version?: unknown } | null)?.version;
-  if (typeof data === 'object' && data !== null && version !== SUPPORTED_MANIFEST_VERSION) {
-    throw new StatesnapError(
-      'ERR_MANIFEST_VERSION',
-      `manifest ${path} has version ${JSON.stringify(version)}; only version ${SUPPORTED_MANIFEST_VERSION} is supported`,
-      { path },
-    );
-  }
-  const parsed = ManifestSchema.safeParse(data);
-  if (!parsed.success) {
-    throw new StatesnapError(
-      'ERR_MANIFEST_INVALID',
-      `manifest ${path} is invalid: ${formatZodIssues(parsed.error)}`,
-      {
-        path,
-        cause: parsed.error,
-      },
-    );
-  }
-  return parsed.data;
-}
-
-/** Oxios writes 2-space pretty JSON (serde_json::to_string_pretty); so do we. */
+/**
+ * Oxios writes 2-space pretty JSON (serde_json::to_string_pretty); so do we. The `Manifest` type is the schema's,
+ * so what is written is what a reader accepts without loading the schema on the way out.
+ */
 export function serializeManifest(manifest: Manifest): string {
-  return `${JSON.stringify(ManifestSchema.parse(manifest), null, 2)}\n`;
+  return `${JSON.stringify(manifest, null, 2)}\n`;
 }

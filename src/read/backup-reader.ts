@@ -3,20 +3,20 @@
 // backup (a plain tree + manifest.json, walked without following links). Object storage will be a third kind.
 
 import { type BigIntStats, lstatSync, realpathSync } from 'node:fs';
-import { join } from 'node:path';
-import { abortError, describeCause, StatesnapError } from '../core/errors.js';
+import { abortError, describeCause, outOfResourcesAt, StatesnapError } from '../core/errors.js';
 import { CAN_LOCATE_FDS } from '../core/paths.js';
 import type { EntrySource } from '../core/pipeline.js';
 import type { ReadSpec } from '../core/protocol.js';
-import { type EntrySink, type PlannedDir, walk } from '../core/walk.js';
-import { readIndex } from '../format/index-file.js';
+import { type EntrySink, type PlannedDir, treeUnreadable, walk } from '../core/walk.js';
+import { readIndex } from '../format/index-reader.js';
 import {
+  formatOf,
+  type IndexFormat,
   type Manifest,
   RESERVED_ROOT_NAMES,
-  readManifest,
   type StatesnapExtras,
 } from '../format/manifest.js';
-import { countCategoryEntries } from '../format/sections.js';
+import { readManifest } from '../format/manifest-schema.js';
 
 export type BackupKind = 'statesnap' | 'oxios';
 
@@ -34,6 +34,8 @@ export interface BackupReader {
   readonly kind: BackupKind;
   /** The statesnap extras, present exactly when `kind` is `statesnap`. */
   readonly extras: StatesnapExtras | undefined;
+  /** The format of a statesnap backup's index (format 2 on records owners), or null for an Oxios backup. */
+  readonly format: IndexFormat | null;
   /** What workers check every opened file against (`root`), or null where the OS cannot tell (no /proc). */
   readonly confineTo: string | null;
   /**
@@ -46,6 +48,7 @@ export interface BackupReader {
 abstract class LocalBackup implements BackupReader {
   abstract readonly kind: BackupKind;
   abstract readonly extras: StatesnapExtras | undefined;
+  abstract readonly format: IndexFormat | null;
   readonly confineTo: string | null;
 
   constructor(
@@ -74,9 +77,19 @@ function rootDir(stats: BigIntStats): PlannedDir {
   return { rel: '', mode: Number(stats.mode) & 0o7777, atimeNs: stats.atimeNs, mtimeNs: stats.mtimeNs };
 }
 
+/** A directory as an index (or, for the root, a format-2 manifest) records it; the owner only from format 2. */
+function recordedDir(
+  rel: string,
+  dir: { mode: number; mtime_ns: string; uid?: number; gid?: number },
+): PlannedDir {
+  const mtimeNs = BigInt(dir.mtime_ns);
+  return { rel, mode: dir.mode, atimeNs: mtimeNs, mtimeNs, uid: dir.uid, gid: dir.gid };
+}
+
 /** A statesnap backup: its entries come from the index and carry the recorded mode, mtime and hash. */
 class IndexedBackup extends LocalBackup {
   readonly kind = 'statesnap';
+  readonly format: IndexFormat;
 
   constructor(
     root: string,
@@ -84,24 +97,39 @@ class IndexedBackup extends LocalBackup {
     readonly extras: StatesnapExtras,
   ) {
     super(root, manifest);
+    this.format = formatOf(extras);
   }
 
   /** Each index line is validated as it is read; count and sha256 are checked at the end (ERR_INDEX_INVALID). */
   protected async entries(sink: EntrySink, options: ReadOptions, signal: AbortSignal): Promise<void> {
-    // The root's own attributes are not in the index: the backup's root directory has them (the backup gave
-    // it the source root's mode and mtime).
-    sink.dir(rootDir(lstatSync(this.root, { bigint: true })));
-    for await (const entry of readIndex(this.root, this.extras.index, options)) {
+    // The root's own attributes are not in the index: a format-2 manifest records them; before that, the
+    // backup's root directory has them (the backup gave it the source root's mode and mtime).
+    const { extras, format } = this;
+    let rootStats: BigIntStats | null = null;
+    if (!extras.root) {
+      try {
+        rootStats = lstatSync(this.root, { bigint: true });
+      } catch (error) {
+        throw treeUnreadable('backup', this.root, error);
+      }
+    }
+    sink.dir(rootStats === null ? recordedDir('', extras.root!) : rootDir(rootStats));
+    for await (const entry of readIndex(
+      this.root,
+      { format, ...extras.index, order: extras.index_order },
+      options,
+    )) {
       if (signal.aborted) throw abortError(signal, this.root);
       if (entry.type === 'dir') {
-        const mtimeNs = BigInt(entry.mtime_ns);
-        sink.dir({ rel: entry.path, mode: entry.mode, atimeNs: mtimeNs, mtimeNs });
+        sink.dir(recordedDir(entry.path, entry));
       } else if (entry.type === 'file') {
         const wait = sink.file({
           rel: entry.path,
           size: entry.size,
           mode: entry.mode,
           mtimeNs: entry.mtime_ns,
+          uid: entry.uid,
+          gid: entry.gid,
           hash: options.hashes ? entry.sha256 : undefined,
         });
         if (wait) await wait;
@@ -116,13 +144,15 @@ class IndexedBackup extends LocalBackup {
 class OxiosTree extends LocalBackup {
   readonly kind = 'oxios';
   readonly extras = undefined;
+  readonly format = null;
 
   protected async entries(sink: EntrySink, _options: ReadOptions, signal: AbortSignal): Promise<void> {
     await walk(
       this.root,
-      { isExcluded: () => false, reservedRootNames: RESERVED_ROOT_NAMES, signal },
+      { tree: 'backup', isExcluded: () => false, reservedRootNames: RESERVED_ROOT_NAMES, signal },
       {
-        dir: (dir) => sink.dir(dir),
+        // Oxios keeps no owners: whoever restores its backup owns the result, directories as files.
+        dir: ({ uid: _uid, gid: _gid, ...dir }) => sink.dir(dir),
         // The walk's dev+ino are for a live source's renamed-over files; a backup's copies are never replanned.
         file: (file) => sink.file({ rel: file.rel, size: file.size }),
         skip: (rel, kind) => {
@@ -140,33 +170,17 @@ export function openBackup(path: string): BackupReader {
   try {
     root = realpathSync(path);
   } catch (error) {
-    throw new StatesnapError('ERR_MANIFEST_MISSING', `cannot read backup ${path}: ${describeCause(error)}`, {
-      path,
-      cause: error,
-    });
+    throw (
+      outOfResourcesAt(path, error) ??
+      new StatesnapError('ERR_MANIFEST_MISSING', `cannot read backup ${path}: ${describeCause(error)}`, {
+        path,
+        cause: error,
+      })
+    );
   }
   return manifest.statesnap
     ? new IndexedBackup(root, manifest, manifest.statesnap)
     : new OxiosTree(root, manifest);
-}
-
-/**
- * Oxios backups have no index: the manifest's sections are all there is to check the tree against. A section
- * whose folder holds fewer entries than it declares (counted as Oxios' list_category counts them) has lost
- * files. More entries are not a problem: Oxios counts before it copies a live store.
- */
-export function sectionProblems(reader: BackupReader): Array<{ path: string; message: string }> {
-  const problems: Array<{ path: string; message: string }> = [];
-  for (const section of reader.manifest.sections) {
-    const found = countCategoryEntries(reader.root, section.name);
-    if (found < section.entry_count) {
-      problems.push({
-        path: join(reader.root, section.name),
-        message: `section ${section.name} declares ${section.entry_count} entries, ${found} found`,
-      });
-    }
-  }
-  return problems;
 }
 
 /** How a manifest's totals differ from what its index lists, or null when they agree. */

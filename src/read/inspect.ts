@@ -2,9 +2,12 @@
 // Works on Oxios-made backups too (no index): their totals are counted by walking the tree.
 
 import { resolve } from 'node:path';
+import { throwIfAborted } from '../core/errors.js';
 import { requirePath, signalOption } from '../core/options.js';
 import { walk } from '../core/walk.js';
-import { RESERVED_ROOT_NAMES, readManifest, type SkippedCounts } from '../format/manifest.js';
+import { formatOf, RESERVED_ROOT_NAMES, type SkippedCounts } from '../format/manifest.js';
+import { readManifest } from '../format/manifest-schema.js';
+import { type ManifestNote, manifestNotes } from './manifest-notes.js';
 
 export interface InspectOptions {
   /** The backup directory (the one holding manifest.json). */
@@ -21,6 +24,8 @@ export interface InspectResult {
   appVersion: string;
   /** `statesnap` with its version, or null for a backup made by Oxios itself. */
   tool: { name: string; version: string } | null;
+  /** The format of statesnap's index and manifest extras (docs/format.md), or null for an Oxios backup. */
+  format: number | null;
   sections: Array<{ name: string; entry_count: number }>;
   files: number;
   dirs: number;
@@ -31,6 +36,11 @@ export interface InspectResult {
   indexEntries: number | null;
   skipped: SkippedCounts | null;
   warnings: { count: number; byProblem: Record<string, number> } | null;
+  /**
+   * What the manifest says that does not stop a restore: section counts that differ from the tree (Oxios
+   * counts symlinks it does not copy), a section name that is not a folder, an empty or odd created_at.
+   */
+  notes: ManifestNote[];
   /** Always 0: a backup that cannot be inspected is an error. Every command's result carries one. */
   exitCode: 0;
 }
@@ -38,6 +48,8 @@ export interface InspectResult {
 export async function inspect(options: InspectOptions): Promise<InspectResult> {
   const backupDir = resolve(requirePath('backup', options.backup));
   const signal = signalOption(options.signal);
+  // An aborted signal stops every operation the same way, even one that would only read a manifest.
+  throwIfAborted(signal, backupDir);
   const manifest = readManifest(backupDir);
   const extras = manifest.statesnap;
   const base = {
@@ -47,11 +59,13 @@ export async function inspect(options: InspectOptions): Promise<InspectResult> {
     createdAt: manifest.created_at,
     appVersion: manifest.oxios_version,
     sections: manifest.sections,
+    notes: manifestNotes(backupDir, manifest),
   };
   if (extras) {
     return {
       ...base,
       tool: { name: extras.tool, version: extras.tool_version },
+      format: formatOf(extras),
       ...extras.totals,
       totalsFrom: 'manifest',
       hashAlgorithm: extras.hash_algorithm,
@@ -64,7 +78,7 @@ export async function inspect(options: InspectOptions): Promise<InspectResult> {
   const totals = { files: 0, dirs: 0, bytes: 0 };
   await walk(
     backupDir,
-    { isExcluded: () => false, reservedRootNames: RESERVED_ROOT_NAMES, signal },
+    { tree: 'backup', isExcluded: () => false, reservedRootNames: RESERVED_ROOT_NAMES, signal },
     {
       dir: (dir) => {
         if (dir.rel !== '') totals.dirs++;
@@ -81,6 +95,7 @@ export async function inspect(options: InspectOptions): Promise<InspectResult> {
   return {
     ...base,
     tool: null,
+    format: null,
     ...totals,
     totalsFrom: 'walk',
     hashAlgorithm: null,

@@ -14,21 +14,19 @@ import {
   type SkipCounts,
   type Tally,
 } from '../core/pipeline.js';
-import type { VerifyProgress } from '../core/progress.js';
-import { type FileProblem, HASH_ALGORITHM } from '../core/protocol.js';
+import { type ProgressReport, progressReporter, type VerifyProgress } from '../core/progress.js';
+import { type FileProblem, formatMode, HASH_ALGORITHM, type RunFailure } from '../core/protocol.js';
 import { walk } from '../core/walk.js';
 import type { Warning, WarningLog, WarningSummary } from '../core/warnings.js';
 import { INDEX_FILE, MANIFEST_FILE, RESERVED_ROOT_NAMES } from '../format/manifest.js';
-import {
-  type BackupKind,
-  type BackupReader,
-  openBackup,
-  sectionProblems,
-  totalsMismatch,
-} from './backup-reader.js';
+import { type BackupKind, type BackupReader, openBackup, totalsMismatch } from './backup-reader.js';
+import { type ManifestNote, manifestNotes } from './manifest-notes.js';
 
-/** What is wrong with one path of a backup (the `problem` of each entry in `problems.list`). */
-export type VerifyProblem = 'manifest' | 'missing' | 'corrupt' | 'extra' | 'unreadable';
+/**
+ * What is wrong with one path of a backup (the `problem` of each entry in `problems.list`). `mode`: its
+ * permission bits differ from the index's (a restore gives it the index's, so someone changed one of them).
+ */
+export type VerifyProblem = 'manifest' | 'missing' | 'corrupt' | 'mode' | 'extra' | 'unreadable';
 
 export interface VerifyOptions extends Pick<RunOptions<VerifyProgress>, 'threads' | 'signal'> {
   /** The backup directory (the one holding manifest.json). */
@@ -58,6 +56,11 @@ export interface VerifyResult {
   /** True when everything matched. */
   ok: boolean;
   problems: WarningSummary;
+  /**
+   * What the manifest says that is not a problem (Oxios' restore accepts it): section counts that differ
+   * from the tree, a section name that is not a folder, an odd created_at.
+   */
+  notes: ManifestNote[];
   /** The worker threads the run started: at most the `threads` option, and only as many as its batches kept busy. */
   threads: number;
   durationMs: number;
@@ -65,13 +68,14 @@ export interface VerifyResult {
   exitCode: 0 | 1;
 }
 
-const PROBLEM_OF: Record<Exclude<FileProblem, 'dest-failed'>, VerifyProblem> = {
+const PROBLEM_OF: Record<Exclude<FileProblem, RunFailure>, VerifyProblem> = {
   vanished: 'missing',
   corrupt: 'corrupt',
   changed: 'corrupt',
   'not-regular': 'corrupt',
   escaped: 'corrupt',
   unreadable: 'unreadable',
+  mode: 'mode',
 };
 
 /** Every problem is recorded and the check goes on: verify lists them all. */
@@ -99,47 +103,73 @@ function readEveryFile(
   run: Run,
   reader: BackupReader,
   tally: Tally,
-  onProgress: (progress: VerifyProgress) => void,
+  onProgress: (progress: ProgressReport<VerifyProgress>) => void,
   observe: Pass['observe'],
 ): Promise<Tally> {
   const totals = reader.extras?.totals;
   return run.pass({
     source: reader.source({ refuseCaseCollisions: false, hashes: true }),
     destination: null,
+    compareModes: true,
     policy: recordEveryProblem(reader.root),
     observe,
     tally,
     onProgress: (counts) =>
       onProgress({
+        phase: 'verifying',
         filesDone: counts.filesDone,
         bytesDone: counts.bytesDone,
         filesTotal: totals?.files ?? counts.filesPlanned,
         bytesTotal: totals?.bytes ?? counts.bytesPlanned,
         totalKnown: totals !== undefined,
+        estimate: null,
       }),
   });
 }
 
-/** Every entry of the tree except the backup's own files, by relative path, with whether it is a directory. */
+// While the tree is listed, progress is reported once per this many files.
+const CHECKING_PROGRESS_EVERY = 4096;
+
+/**
+ * Every entry of the tree except the backup's own files, by relative path ('' is the root): a directory's
+ * permission bits, null for anything else.
+ */
 async function walkTree(
   reader: BackupReader,
   problems: WarningLog,
   signal: AbortSignal,
-): Promise<Map<string, boolean>> {
-  const entries = new Map<string, boolean>();
+  onProgress: (progress: ProgressReport<VerifyProgress>) => void,
+): Promise<Map<string, number | null>> {
+  const entries = new Map<string, number | null>();
+  const totals = reader.extras!.totals;
+  let listed = 0;
+  let listedBytes = 0;
+  const report = () =>
+    onProgress({
+      phase: 'checking',
+      filesDone: listed,
+      bytesDone: listedBytes,
+      filesTotal: totals.files,
+      bytesTotal: totals.bytes,
+      totalKnown: true,
+      estimate: null,
+    });
+  report();
   await walk(
     reader.root,
-    { isExcluded: () => false, reservedRootNames: RESERVED_ROOT_NAMES, signal },
+    { tree: 'backup', isExcluded: () => false, reservedRootNames: RESERVED_ROOT_NAMES, signal },
     {
       dir: (dir) => {
-        if (dir.rel !== '') entries.set(dir.rel, true);
+        entries.set(dir.rel, dir.mode);
       },
       file: (file) => {
-        entries.set(file.rel, false);
+        entries.set(file.rel, null);
+        listedBytes += file.size;
+        if (++listed % CHECKING_PROGRESS_EVERY === 0) report();
         return undefined;
       },
       skip: (rel, kind) => {
-        if (kind !== 'excluded' && kind !== 'reserved') entries.set(rel, false);
+        if (kind !== 'excluded' && kind !== 'reserved') entries.set(rel, null);
       },
       problem: (rel, problem, message) => {
         const path = join(reader.root, rel);
@@ -156,20 +186,22 @@ async function checkIndexed(
   run: Run,
   reader: BackupReader,
   tally: Tally,
-  onProgress: (progress: VerifyProgress) => void,
+  onProgress: (progress: ProgressReport<VerifyProgress>) => void,
 ): Promise<void> {
   const { root } = reader;
   const problems = run.warnings;
-  const onDisk = await walkTree(reader, problems, run.signal);
+  const onDisk = await walkTree(reader, problems, run.signal, onProgress);
   try {
     await readEveryFile(run, reader, tally, onProgress, {
       dir: (dir) => {
-        if (dir.rel === '') return;
-        const isDir = onDisk.get(dir.rel);
+        const mode = onDisk.get(dir.rel);
         onDisk.delete(dir.rel);
-        if (isDir === undefined) problems.add(join(root, dir.rel), 'missing', 'directory is missing');
-        else if (!isDir)
-          problems.add(join(root, dir.rel), 'corrupt', 'is not a directory; the index says it is one');
+        const path = join(root, dir.rel);
+        if (mode === undefined) problems.add(path, 'missing', 'directory is missing');
+        else if (mode === null) problems.add(path, 'corrupt', 'is not a directory; the index says it is one');
+        else if (mode !== dir.mode) {
+          problems.add(path, 'mode', `mode is ${formatMode(mode)}, the index says ${formatMode(dir.mode)}`);
+        }
       },
       file: (op) => {
         onDisk.delete(op.rel);
@@ -193,6 +225,7 @@ export async function verify(options: VerifyOptions): Promise<VerifyResult> {
   const backupPath = resolve(requirePath('backup', options.backup));
   const opts = resolveRunOptions({ ...options, onWarning: options.onProblem }, 'onProblem');
   throwIfAborted(opts.signal, backupPath);
+  const report = progressReporter('verify', started, opts.onProgress);
   return runPipeline({ ...opts, path: backupPath }, async (run) => {
     const problems = run.warnings;
     let reader: BackupReader | null = null;
@@ -203,12 +236,8 @@ export async function verify(options: VerifyOptions): Promise<VerifyResult> {
       problems.add(join(backupPath, MANIFEST_FILE), 'manifest', (error as Error).message);
     }
     const tally = newTally();
-    if (reader?.extras) await checkIndexed(run, reader, tally, opts.onProgress);
-    else if (reader) {
-      // An Oxios backup has no index: section entry counts against the tree, and every file read in full.
-      for (const missing of sectionProblems(reader)) problems.add(missing.path, 'missing', missing.message);
-      await readEveryFile(run, reader, tally, opts.onProgress, undefined);
-    }
+    if (reader?.extras) await checkIndexed(run, reader, tally, report);
+    else if (reader) await readEveryFile(run, reader, tally, report, undefined); // Oxios: no index
     const ok = problems.count === 0;
     return {
       command: 'verify',
@@ -223,6 +252,7 @@ export async function verify(options: VerifyOptions): Promise<VerifyResult> {
       skippedEntries: tally.skipped,
       ok,
       problems: problems.summary(),
+      notes: reader ? manifestNotes(reader.root, reader.manifest) : [],
       threads: run.threadsStarted,
       durationMs: Math.round(performance.now() - started),
       exitCode: ok ? 0 : 1,

@@ -2,8 +2,8 @@
 // restore runs first (journal.ts holds how).
 
 import { throwIfAborted } from '../core/errors.js';
-import { requirePath, resolveRunOptions } from '../core/options.js';
-import { resolveWritePath } from '../core/paths.js';
+import { booleanOption, requirePath, resolveRunOptions } from '../core/options.js';
+import { BACKUP_AND_TARGET, resolveWritePath } from '../core/paths.js';
 import { type Warning, WarningLog, type WarningSummary } from '../core/warnings.js';
 import { type RecoveryAction, recoverTarget } from './journal.js';
 
@@ -12,6 +12,12 @@ export interface RecoverOptions {
   target: string;
   /** Flush the directory after each rename. @default true */
   sync?: boolean;
+  /**
+   * Go ahead although the restore that was interrupted cannot be proven gone: it ran in another container
+   * or on another machine (its pid means nothing here). Only when no statesnap process is restoring the
+   * target; a restore shown to be running is still refused. @default false
+   */
+  breakLock?: boolean;
   signal?: AbortSignal;
   /** Called for each problem that did not stop the recovery (a rollback copy that could not be removed). @default no-op */
   onWarning?: (warning: Warning) => void;
@@ -34,10 +40,11 @@ export interface RecoverResult {
 export async function recover(options: RecoverOptions): Promise<RecoverResult> {
   const given = requirePath('target', options.target);
   const { sync, signal, onWarning } = resolveRunOptions(options);
+  const breakLock = booleanOption('breakLock', options.breakLock, false);
   throwIfAborted(signal, given);
-  const target = resolveWritePath(given, { write: 'target', unusableParent: 'ERR_TARGET_INVALID' });
+  const target = resolveWritePath(given, BACKUP_AND_TARGET);
   const warnings = new WarningLog(onWarning);
-  const actions = recoverTarget(target, sync, warnings);
+  const actions = recoverTarget(target, { sync, warnings, breakLock });
   return {
     command: 'recover',
     target,

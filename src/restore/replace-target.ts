@@ -1,18 +1,27 @@
 // Replace mode: the restored tree is built in a fresh staging directory beside the target (same filesystem),
-// flushed, and swapped in by the journal (journal.ts); the previous target is kept as a rollback copy.
+// once the filesystem is known to have room for it, then flushed and swapped in by the journal (journal.ts);
+// the previous target is kept as a rollback copy.
 
 import { mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { throwIfAborted } from '../core/errors.js';
+import { basename, dirname, join } from 'node:path';
+import { assert, throwIfAborted } from '../core/errors.js';
 import { Flusher } from '../core/flush.js';
-import { applyDirectoryAttributes, entryExists, removeTree } from '../core/fs-tree.js';
+import { applyDirectoryAttributes, entryExists } from '../core/fs-tree.js';
 import type { FileFailed } from '../core/pipeline.js';
-import type { FileOp, ReadSpec, TaskResult, WorkerTask } from '../core/protocol.js';
+import { type FileOp, fsPath, type ReadSpec, type TaskResult, type WorkerTask } from '../core/protocol.js';
+import { RoomNeeded } from '../core/room.js';
 import { siblingPath } from '../core/siblings.js';
+import { pauseAt } from '../core/test-hooks.js';
 import type { PlannedDir } from '../core/walk.js';
 import type { WarningLog } from '../core/warnings.js';
-import { rollbackPathFor, swapIn } from './journal.js';
-import { fileWriteFailed, type RestoreTarget, targetWriteError } from './restore-target.js';
+import { removeOwnStaging, rollbackPathFor, swapIn, TargetLock } from './journal.js';
+import {
+  type AttributeRules,
+  explainTargetError,
+  fileWriteFailed,
+  type RestoreTarget,
+  targetWriteError,
+} from './restore-target.js';
 
 /**
  * Whether names that differ only by case are the same file in `dir` (macOS, Windows shares, ext4 casefold).
@@ -28,12 +37,14 @@ function isCaseInsensitive(dir: string): boolean {
   }
 }
 
-export interface ReplaceOptions {
+export interface ReplaceOptions extends AttributeRules {
   /** Keep the previous target as the rollback copy. */
   keep: boolean;
   sync: boolean;
   /** The caller's signal: the last chance to stop is before the swap. */
   signal: AbortSignal;
+  /** Only plan and check (a dry run): the target's lock is not taken, nothing is written. */
+  checkOnly?: boolean;
 }
 
 export class ReplaceTarget implements RestoreTarget {
@@ -44,6 +55,9 @@ export class ReplaceTarget implements RestoreTarget {
   readonly #warnings: WarningLog;
   readonly #flusher: Flusher;
   readonly #dirs: PlannedDir[] = [];
+  // The staging tree is written while the old target stays: it needs room of its own, beside the target.
+  readonly #room: RoomNeeded;
+  readonly #lock: TargetLock | null;
   #caseInsensitive = true;
   // From the swap on, the journal owns the staging tree: a failure there leaves it for recovery.
   #swapping = false;
@@ -54,25 +68,40 @@ export class ReplaceTarget implements RestoreTarget {
     this.#options = options;
     this.#warnings = warnings;
     this.#flusher = new Flusher(this.#staging, options.sync);
+    this.#room = new RoomNeeded(dirname(target));
+    this.#lock = options.checkOnly ? null : new TargetLock(target, 'replace', options.sync);
   }
 
   get refuseCaseCollisions(): boolean {
     return this.#caseInsensitive;
   }
 
+  planDir(dir: PlannedDir): void {
+    this.#room.addDirectory(basename(dir.rel === '' ? this.#staging : dir.rel));
+  }
+
+  planFile(op: FileOp, dataBytes: number): void {
+    this.#room.addFile(basename(op.rel), dataBytes);
+  }
+
+  checkPlan(): void {
+    this.#room.ensure(`restore ${this.#target} (the new tree is built beside the old one)`);
+  }
+
   prepare(): void {
     try {
       mkdirSync(this.#staging, { mode: 0o700 });
     } catch (error) {
-      throw targetWriteError(this.#staging, error);
+      throw targetWriteError(this.#target, error); // the cause names the staging tree
     }
     this.#caseInsensitive = isCaseInsensitive(this.#staging);
+    pauseAt?.('staging-created');
   }
 
   dir(dir: PlannedDir): void {
     if (dir.rel !== '') {
       try {
-        mkdirSync(join(this.#staging, dir.rel), { mode: 0o700 });
+        mkdirSync(fsPath(join(this.#staging, dir.rel)), { mode: 0o700 });
       } catch (error) {
         throw targetWriteError(join(this.#target, dir.rel), error);
       }
@@ -82,7 +111,9 @@ export class ReplaceTarget implements RestoreTarget {
 
   task(files: FileOp[], from: ReadSpec): WorkerTask {
     // The staging tree is ours (mode 0700, fresh name): nothing can be swapped inside it.
-    return { kind: 'copy', files, from, to: { root: this.#staging, confineTo: null, writeMode: 'create' } };
+    const { owners, modeMask } = this.#options;
+    const to = { root: this.#staging, confineTo: null, writeMode: 'create', owners, modeMask } as const;
+    return { kind: 'copy', files, from, to };
   }
 
   written(result: TaskResult): void {
@@ -94,13 +125,16 @@ export class ReplaceTarget implements RestoreTarget {
   }
 
   async finish(): Promise<void> {
-    applyDirectoryAttributes(this.#staging, this.#dirs);
+    const { owners, modeMask } = this.#options;
+    applyDirectoryAttributes(this.#staging, this.#dirs, { owners, modeMask });
     await this.#flusher.finish();
+    pauseAt?.('staging-flushed');
     // The last moment a Ctrl-C can still stop the restore: the swap itself is not interrupted.
     throwIfAborted(this.#options.signal, this.#target);
   }
 
   commit(): string | null {
+    assert(this.#lock !== null, 'a checking-only target is never committed');
     this.#swapping = true;
     return swapIn(
       {
@@ -109,6 +143,7 @@ export class ReplaceTarget implements RestoreTarget {
         rollback: rollbackPathFor(this.#target),
         keep: this.#options.keep,
       },
+      this.#lock,
       this.#options.sync,
       (dir) => this.#flusher.syncDirectory(dir),
       this.#warnings,
@@ -116,12 +151,14 @@ export class ReplaceTarget implements RestoreTarget {
   }
 
   explain(error: unknown): unknown {
-    return targetWriteError(this.#staging, error);
+    return explainTargetError(error, this.#target, [this.#staging, this.#target]);
   }
 
   async abandon(): Promise<void> {
-    if (this.#swapping) return;
-    await this.#flusher.settle();
-    removeTree(this.#staging);
+    if (!this.#swapping) {
+      await this.#flusher.settle();
+      removeOwnStaging(this.#staging);
+    }
+    this.#lock?.release();
   }
 }

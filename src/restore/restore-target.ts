@@ -1,16 +1,28 @@
-// The RestoreTarget seam: where a restore writes. A target is a pipeline destination that is prepared before the
+// The RestoreTarget seam: where a restore writes. A target holds the target's lock from its creation to its end,
+// sees every entry of the backup before the first write and refuses what it cannot take, is prepared before the
 // first write, finished after the last, and committed to make the restored state live. Replace mode
 // (replace-target.ts) and merge mode (merge-target.ts) are its two implementations.
 
 import { join } from 'node:path';
-import { describeCause, StatesnapError } from '../core/errors.js';
+import { describeCause, isSystemErrorUnder, outOfResourcesAt, StatesnapError } from '../core/errors.js';
 import type { Destination, FileFailed } from '../core/pipeline.js';
+import type { FileOp, WriteSpec } from '../core/protocol.js';
+import type { PlannedDir } from '../core/walk.js';
+
+/** What restored files and directories get besides content: owners (a restore as root) and which mode bits. */
+export type AttributeRules = Pick<WriteSpec, 'owners' | 'modeMask'>;
 
 export interface RestoreTarget extends Destination {
   /** A merge cannot be undone: every backup file is checked (a pass of its own) before the first write. */
   readonly checkFirst: boolean;
   /** Backup paths that differ only by case are refused: the target's filesystem would make them one file. */
   readonly refuseCaseCollisions: boolean;
+  /** A directory of the backup (parents first, '' is the root), as its first read lists it; nothing written yet. */
+  planDir(dir: PlannedDir): void;
+  /** A file of the backup, as its first read lists it; `dataBytes` of it take room (less when sparse). */
+  planFile(op: FileOp, dataBytes: number): void;
+  /** After the first read, before the first write: refuses what the target cannot take (room, conflicts). */
+  checkPlan(): void;
   /** The first write: makes the directories the files go into. */
   prepare(): void;
   /** After the last file: directory attributes, then a flush. */
@@ -27,10 +39,21 @@ export function targetInvalid(target: string, message: string): StatesnapError {
 
 export function targetWriteError(path: string, error: unknown): StatesnapError {
   if (error instanceof StatesnapError) return error;
-  return new StatesnapError('ERR_TARGET_WRITE', `cannot write ${path}: ${describeCause(error)}`, {
-    path,
-    cause: error,
-  });
+  return (
+    outOfResourcesAt(path, error) ??
+    new StatesnapError('ERR_TARGET_WRITE', `cannot write ${path}: ${describeCause(error)}`, {
+      path,
+      cause: error,
+    })
+  );
+}
+
+/**
+ * A target's `explain`: a system error on the trees it writes (`roots`) is a write failure there; anything
+ * else (a bug, an error on the backup's side) was explained where it happened and stays as it is.
+ */
+export function explainTargetError(error: unknown, path: string, roots: readonly string[]): unknown {
+  return isSystemErrorUnder(error, roots) ? targetWriteError(path, error) : error;
 }
 
 /** The error that stops a restore for a file the workers could not write (ENOSPC, EROFS, …). */

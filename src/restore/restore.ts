@@ -12,17 +12,19 @@ import {
   requirePath,
   resolveRunOptions,
 } from '../core/options.js';
-import { resolvePaths, SOURCE_AND_DESTINATION } from '../core/paths.js';
+import { BACKUP_AND_TARGET, makeParents, type ResolvedPaths, resolvePaths } from '../core/paths.js';
 import { type ErrorPolicy, newTally, type Run, runPipeline } from '../core/pipeline.js';
-import type { RestoreProgress } from '../core/progress.js';
-import type { FileProblem } from '../core/protocol.js';
+import { type ProgressReport, progressReporter, type RestoreProgress } from '../core/progress.js';
+import { type FileProblem, type RunFailure, SETID_BITS } from '../core/protocol.js';
+import { pauseAt } from '../core/test-hooks.js';
 import type { Warning, WarningSummary } from '../core/warnings.js';
-import { type BackupKind, type BackupReader, openBackup, sectionProblems } from '../read/backup-reader.js';
+import { type BackupKind, type BackupReader, openBackup } from '../read/backup-reader.js';
+import { type ManifestNote, manifestNotes } from '../read/manifest-notes.js';
 import type { RecoveryAction } from './journal.js';
-import { recoverTarget } from './journal.js';
+import { interruptedRestoreOf, recoverTarget } from './journal.js';
 import { MergeTarget } from './merge-target.js';
 import { ReplaceTarget } from './replace-target.js';
-import { type RestoreTarget, targetInvalid } from './restore-target.js';
+import { type AttributeRules, type RestoreTarget, targetInvalid } from './restore-target.js';
 import { backupCorrupt, type Scan, type SkippedEntries, scanBackup } from './scan.js';
 
 export type RestoreMode = 'replace' | 'merge';
@@ -44,8 +46,17 @@ export interface RestoreOptions extends RunOptions<RestoreProgress> {
   allowEmpty?: boolean;
   /** Keep the previous target as `<target>.pre-restore-<timestamp>` (replace mode). @default true */
   keep?: boolean;
+  /**
+   * Give files and directories the setuid and setgid bits the backup records; without it they are dropped, so
+   * a backup (or an edited index) cannot plant a setuid program. @default false
+   */
+  keepSetid?: boolean;
   /** Flush the restored files to stable storage before they replace the target. @default true */
   sync?: boolean;
+  /** Only check: report what would be written and replaced; change nothing. @default false */
+  dryRun?: boolean;
+  /** Create the missing parent directories of `target`; otherwise a missing parent is an error. @default false */
+  mkpath?: boolean;
   /** Called (throttle it yourself) as files are verified and copied. @default no-op */
   onProgress?: (progress: RestoreProgress) => void;
   /** Called for each problem that does not stop the restore (a symlink skipped in an Oxios backup). @default no-op */
@@ -59,39 +70,73 @@ interface ResolvedRestoreOptions extends ResolvedRunOptions<RestoreProgress> {
   verify: boolean;
   allowEmpty: boolean;
   keep: boolean;
+  dryRun: boolean;
+  mkpath: boolean;
+  keepSetid: boolean;
 }
 
-export interface RestoreResult {
+/** What a restore and its dry run both report. */
+interface RestoreSummary {
   command: 'restore';
   backup: string;
   target: string;
   mode: RestoreMode;
   /** Who made the backup: statesnap (hashed index) or Oxios (plain tree, no hashes). */
   kind: BackupKind;
-  /** Every file's size and content hash were checked against the index before the target changed. */
-  verified: boolean;
   files: number;
   dirs: number;
   bytes: number;
+  /** Entries not restored: the count, each kind's, and the first ones. */
+  skippedEntries: SkippedEntries;
+  /** Directories made for `target` (`mkpath`), outermost first; in a dry run, the ones that would be. */
+  createdParents: string[];
+  warnings: WarningSummary;
+  /** What the backup's manifest says that did not stop the restore (e.g. a section count that differs). */
+  notes: ManifestNote[];
+  durationMs: number;
+  /** 0, or 3 when there were warnings. */
+  exitCode: 0 | 3;
+}
+
+/**
+ * What `restore({ dryRun: true })` found: the backup's manifest and index checked (not its file contents:
+ * `verify` reads those), the target inspected, what would be written and replaced counted. Nothing changed.
+ */
+export interface RestorePlan extends RestoreSummary {
+  dryRun: true;
+  /** The target does not exist yet and would be created. */
+  createsTarget: boolean;
+  /** Replace mode, target exists: it would be swapped out, kept as a rollback copy or (`keep: false`) removed. */
+  replacesTarget: boolean;
+  /** Backup files already present in the target: merge overwrites them (replace swaps the whole target). */
+  filesReplaced: number;
+  /** A killed restore of this target left a journal: the restore would first finish it (see `recover`). */
+  recoversFirst: boolean;
+}
+
+export interface RestoreResult extends RestoreSummary {
+  /** False: see `RestorePlan` for a dry run. */
+  dryRun: false;
+  /** Every file's size and content hash were checked against the index before the target changed. */
+  verified: boolean;
   /**
    * Entries not restored: recorded as skipped in the index, or links/specials found in an Oxios tree.
    * @deprecated the same as `skippedEntries`, whose name every result shares.
    */
   skipped: SkippedEntries;
-  /** Entries not restored: the count, each kind's, and the first ones. */
-  skippedEntries: SkippedEntries;
   /** Where the previous target was kept, or null (there was none, it was removed with `keep: false`, or merge). */
   rollback: string | null;
   createdTarget: boolean;
+  /**
+   * Files and directories got the owners the backup records (a restore run as root of a backup that records
+   * them); otherwise everything restored belongs to the user who ran the restore.
+   */
+  ownersRestored: boolean;
   /** What was recovered first from an earlier restore of this target that was killed. */
   recovered: RecoveryAction[];
-  warnings: WarningSummary;
   /** The worker threads the run started: at most the `threads` option, and only as many as its batches kept busy. */
   threads: number;
   synced: boolean;
-  durationMs: number;
-  /** 0, or 3 when the restore completed with warnings. */
-  exitCode: 0 | 3;
 }
 
 function resolveRestoreOptions(options: RestoreOptions): ResolvedRestoreOptions {
@@ -103,6 +148,9 @@ function resolveRestoreOptions(options: RestoreOptions): ResolvedRestoreOptions 
     verify: booleanOption('verify', options.verify, true),
     allowEmpty: booleanOption('allowEmpty', options.allowEmpty, false),
     keep: booleanOption('keep', options.keep, true),
+    dryRun: booleanOption('dryRun', options.dryRun, false),
+    mkpath: booleanOption('mkpath', options.mkpath, false),
+    keepSetid: booleanOption('keepSetid', options.keepSetid, false),
   };
 }
 
@@ -125,8 +173,12 @@ function inspectTarget(target: string, mode: RestoreMode): boolean {
   return true;
 }
 
-/** Refuses a backup that declares nothing (unless allowed) and an Oxios backup missing section entries. */
-function refuseIncomplete(reader: BackupReader, allowEmpty: boolean): void {
+/**
+ * Refuses a backup that declares nothing (unless allowed). What else an Oxios manifest says (section counts,
+ * names, created_at) is a note, never a refusal: Oxios' own restore refuses only a version other than 1, an
+ * unreadable manifest and empty sections.
+ */
+function refuseEmpty(reader: BackupReader, allowEmpty: boolean): void {
   const empty = reader.extras ? reader.extras.totals.files === 0 : reader.manifest.sections.length === 0;
   if (empty && !allowEmpty) {
     const what = reader.extras ? 'holds no files' : 'declares no sections';
@@ -136,19 +188,16 @@ function refuseIncomplete(reader: BackupReader, allowEmpty: boolean): void {
       { path: reader.root },
     );
   }
-  if (!reader.extras) {
-    const missing = sectionProblems(reader);
-    if (missing.length > 0) throw backupCorrupt(missing[0]!.path, `is incomplete: ${missing[0]!.message}`);
-  }
 }
 
-const PROBLEM_WORDS: Record<Exclude<FileProblem, 'dest-failed'>, string> = {
+const PROBLEM_WORDS: Record<Exclude<FileProblem, RunFailure>, string> = {
   vanished: 'is missing',
   changed: 'changed while it was read',
   'not-regular': 'is not a regular file',
   escaped: 'lies outside the backup',
   unreadable: 'cannot be read',
   corrupt: 'is corrupt',
+  mode: 'has another mode than the index records',
 };
 
 /** Any backup file that is missing, corrupt or unreadable stops the restore before the target changes. */
@@ -172,15 +221,17 @@ async function restorePass(
   opts: ResolvedRestoreOptions,
   phase: 'verifying' | 'copying',
   target: RestoreTarget | null,
+  onProgress: (progress: ProgressReport<RestoreProgress>) => void,
 ): Promise<void> {
   const report = (done: { filesDone: number; bytesDone: number }, as: RestoreProgress['phase'] = phase) =>
-    opts.onProgress({
+    onProgress({
       phase: as,
       filesDone: done.filesDone,
       bytesDone: done.bytesDone,
       filesTotal: scan.files,
       bytesTotal: scan.bytes,
       totalKnown: true,
+      estimate: null,
     });
   report(newTally());
   const tally = await run.pass({
@@ -191,38 +242,134 @@ async function restorePass(
     destination: target,
     readContent: opts.verify,
     policy: anyProblemAborts(reader.root),
-    onProgress: report,
+    onProgress: (done) => {
+      report(done);
+      if (target) pauseAt?.('copying', done.filesDone);
+    },
   });
   if (target) report(tally, 'finishing');
 }
 
-/** Restores `options.backup` into `options.target`. */
-export async function restore(options: RestoreOptions): Promise<RestoreResult> {
+/** Whether a file is at `path` now (a dry run counts what a restore would replace). */
+function isFileAt(path: string): boolean {
+  try {
+    return lstatSync(path, { throwIfNoEntry: false })?.isFile() ?? false;
+  } catch {
+    return false;
+  }
+}
+
+/** What restored entries get besides content. */
+function attributeRules(reader: BackupReader, opts: ResolvedRestoreOptions): AttributeRules {
+  // As tar and rsync do as root: the recorded numeric owners. Anyone else cannot give files away.
+  const owners = process.geteuid?.() === 0 && reader.format !== null && reader.format >= 2;
+  return { owners, modeMask: opts.keepSetid ? 0o7777 : 0o7777 & ~SETID_BITS };
+}
+
+/** A dry run: every check a restore makes before it writes, and what it would write and replace. */
+async function planRestore(
+  run: Run,
+  reader: BackupReader,
+  paths: ResolvedPaths,
+  opts: ResolvedRestoreOptions,
+  report: (progress: ProgressReport<RestoreProgress>) => void,
+  started: number,
+): Promise<RestorePlan> {
+  const target = paths.write;
+  const recoversFirst = interruptedRestoreOf(target);
+  const targetExists = paths.missingParents.length === 0 && inspectTarget(target, opts.mode);
+  const merge = opts.mode === 'merge' && targetExists;
+  refuseEmpty(reader, opts.allowEmpty);
+  let filesReplaced = 0;
+  // The checks of the run itself, without its lock; a target whose parent is still to be made has no
+  // filesystem to check yet.
+  const rules = { ...opts, ...attributeRules(reader, opts), checkOnly: true };
+  const check =
+    paths.missingParents.length > 0
+      ? null
+      : merge
+        ? new MergeTarget(target, rules)
+        : new ReplaceTarget(target, rules, run.warnings);
+  const scan = await scanBackup(reader, {
+    ...opts,
+    onProgress: report,
+    refuseCaseCollisions: merge,
+    warnings: run.warnings,
+    target: check ?? { planDir() {}, planFile() {} },
+    observeFile: targetExists
+      ? (file) => {
+          if (isFileAt(join(target, file.rel))) filesReplaced++;
+        }
+      : undefined,
+  });
+  check?.checkPlan();
+  return {
+    command: 'restore',
+    dryRun: true,
+    backup: reader.root,
+    target,
+    mode: opts.mode,
+    kind: reader.kind,
+    files: scan.files,
+    dirs: scan.dirs.length - 1,
+    bytes: scan.bytes,
+    skippedEntries: scan.skipped,
+    createdParents: paths.missingParents,
+    createsTarget: !targetExists,
+    replacesTarget: targetExists && !merge,
+    filesReplaced,
+    recoversFirst,
+    warnings: run.warnings.summary(),
+    notes: manifestNotes(reader.root, reader.manifest),
+    durationMs: Math.round(performance.now() - started),
+    exitCode: run.warnings.count > 0 ? 3 : 0,
+  };
+}
+
+/** Restores `options.backup` into `options.target`; with `dryRun`, only says what it would write and replace. */
+export function restore(options: RestoreOptions & { dryRun: true }): Promise<RestorePlan>;
+export function restore(options: RestoreOptions & { dryRun?: false }): Promise<RestoreResult>;
+export function restore(options: RestoreOptions): Promise<RestoreResult | RestorePlan>;
+export async function restore(options: RestoreOptions): Promise<RestoreResult | RestorePlan> {
   const started = performance.now();
   const opts = resolveRestoreOptions(options);
   throwIfAborted(opts.signal, opts.target);
   const reader = openBackup(opts.backup);
-  const target = resolvePaths(reader.root, opts.target, SOURCE_AND_DESTINATION).write;
+  const paths = resolvePaths(reader.root, opts.target, BACKUP_AND_TARGET, { mkpath: opts.mkpath });
+  const target = paths.write;
+  const report = progressReporter('restore', started, opts.onProgress);
   return runPipeline({ ...opts, path: target }, async (run) => {
+    if (opts.dryRun) return planRestore(run, reader, paths, opts, report, started);
+    makeParents(paths.missingParents, BACKUP_AND_TARGET);
     // A restore of this target that was killed is finished (or undone) before anything else looks at it.
-    const recovered = recoverTarget(target, opts.sync, run.warnings);
+    const recovered = recoverTarget(target, { sync: opts.sync, warnings: run.warnings, breakLock: false });
     const targetExisted = inspectTarget(target, opts.mode);
     // Merging into nothing is a replace: there is nothing to keep, and the replace path is atomic.
     const merge = opts.mode === 'merge' && targetExisted;
-    refuseIncomplete(reader, opts.allowEmpty);
+    refuseEmpty(reader, opts.allowEmpty);
+    const rules = { ...opts, ...attributeRules(reader, opts) };
+    // Holds the target's lock from here on: no other restore checks or writes the target meanwhile.
+    const into = run.adopt(
+      merge ? new MergeTarget(target, rules) : new ReplaceTarget(target, rules, run.warnings),
+    );
     // A merge writes into existing directories whose case behaviour cannot be probed without writing into the
     // live target: case collisions are refused there; replace mode probes its fresh staging directory instead.
-    const scan = await scanBackup(reader, { ...opts, refuseCaseCollisions: merge, warnings: run.warnings });
-    const into = run.adopt(
-      merge ? new MergeTarget(target, scan.dirs, opts) : new ReplaceTarget(target, opts, run.warnings),
-    );
-    if (into.checkFirst) await restorePass(run, reader, scan, opts, 'verifying', null);
+    const scan = await scanBackup(reader, {
+      ...opts,
+      onProgress: report,
+      refuseCaseCollisions: merge,
+      warnings: run.warnings,
+      target: into,
+    });
+    into.checkPlan();
+    if (into.checkFirst) await restorePass(run, reader, scan, opts, 'verifying', null, report);
     into.prepare();
-    await restorePass(run, reader, scan, opts, 'copying', into);
+    await restorePass(run, reader, scan, opts, 'copying', into, report);
     await into.finish();
     const rollback = into.commit();
     return {
       command: 'restore',
+      dryRun: false,
       backup: reader.root,
       target,
       mode: opts.mode,
@@ -235,8 +382,11 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
       skippedEntries: scan.skipped,
       rollback,
       createdTarget: !targetExisted,
+      createdParents: paths.missingParents,
+      ownersRestored: rules.owners,
       recovered,
       warnings: run.warnings.summary(),
+      notes: manifestNotes(reader.root, reader.manifest),
       threads: run.threadsStarted,
       synced: opts.sync,
       durationMs: Math.round(performance.now() - started),

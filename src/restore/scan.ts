@@ -1,14 +1,16 @@
 // The first, validating read of a backup, before anything is created: the whole index is validated (or the
 // Oxios tree walked), its totals checked against the manifest, and what will not be restored listed.
 
+import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { assert, StatesnapError } from '../core/errors.js';
-import type { RestoreProgress } from '../core/progress.js';
-import type { SkippedKind } from '../core/protocol.js';
+import type { ProgressReport, RestoreProgress } from '../core/progress.js';
+import type { FileOp, SkippedKind } from '../core/protocol.js';
 import type { PlannedDir } from '../core/walk.js';
 import { WARNING_LIST_LIMIT, type WarningLog } from '../core/warnings.js';
 import { MANIFEST_FILE } from '../format/manifest.js';
 import { type BackupReader, totalsMismatch } from '../read/backup-reader.js';
+import type { RestoreTarget } from './restore-target.js';
 
 export interface SkippedEntries {
   count: number;
@@ -30,15 +32,31 @@ export interface Scan {
 // takes seconds, and a call per entry would cost more than the check.
 const CHECKING_PROGRESS_EVERY = 4096;
 
+// Files from this size on are looked at on disk (one lstat each; a store holds few of them): a sparse one takes
+// only its data blocks, and so does its restored copy, which keeps the holes. Smaller ones count in full.
+const SPARSE_FROM_BYTES = 1 << 20;
+
+/** The bytes of data a backup file (and so its restored copy) takes on disk. */
+function dataBytes(root: string, op: FileOp): number {
+  if (op.size < SPARSE_FROM_BYTES) return op.size;
+  // Only an estimate for the room check: a file that is not there or not a file fails a later pass.
+  const stats = lstatSync(join(root, op.rel), { throwIfNoEntry: false });
+  return stats?.isFile() ? Math.min(op.size, stats.blocks * 512) : op.size;
+}
+
 export function backupCorrupt(path: string, message: string): StatesnapError {
   return new StatesnapError('ERR_BACKUP_CORRUPT', `backup ${path} ${message}`, { path });
 }
 
 export interface ScanOptions {
   refuseCaseCollisions: boolean;
+  /** Where the backup will be restored: it sees every entry, to check it before anything is written. */
+  target: Pick<RestoreTarget, 'planDir' | 'planFile'>;
   signal: AbortSignal;
   warnings: WarningLog;
-  onProgress: (progress: RestoreProgress) => void;
+  onProgress: (progress: ProgressReport<RestoreProgress>) => void;
+  /** Sees every file of the backup as it is checked. @default none */
+  observeFile?: (file: FileOp) => void;
 }
 
 export async function scanBackup(reader: BackupReader, options: ScanOptions): Promise<Scan> {
@@ -52,6 +70,7 @@ export async function scanBackup(reader: BackupReader, options: ScanOptions): Pr
       filesTotal: totals?.files ?? scan.files,
       bytesTotal: totals?.bytes ?? scan.bytes,
       totalKnown: totals !== undefined,
+      estimate: null,
     });
   report();
   const source = reader.source({ refuseCaseCollisions: options.refuseCaseCollisions, hashes: false });
@@ -59,10 +78,13 @@ export async function scanBackup(reader: BackupReader, options: ScanOptions): Pr
     {
       dir: (dir) => {
         scan.dirs.push(dir);
+        options.target.planDir(dir);
       },
       file: (op) => {
+        options.target.planFile(op, dataBytes(reader.root, op));
         scan.files++;
         scan.bytes += op.size;
+        options.observeFile?.(op);
         if (scan.files % CHECKING_PROGRESS_EVERY === 0) report();
         return undefined;
       },

@@ -1,35 +1,49 @@
 // Shared by the restore and verify tests: backups built by hand (consistent manifest + index around whatever
-// hostile entries a test wants), the Oxios seed's own restore algorithm as a reference, and a fingerprint of
-// a whole tree (kind, mode, size, mtime, content hash) for "unchanged" and "old or new, never a mix" checks.
+// hostile entries a test wants), the Oxios seed's own restore algorithm as a reference, and the names a restore
+// leaves beside its target.
 
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { copyFileSync, lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, lstatSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { fingerprintTree, sha256 } from './tree.js';
 
-export function sha256(data: string | Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
-}
+export { sha256 } from './tree.js';
 
-/** One entry of a hand-built backup, written to the tree (unless `onDisk: false`) and to the index. */
+/**
+ * One entry of a hand-built backup, written to the tree (unless `onDisk: false`) and to the index. A path
+ * given as bytes (a name that is not UTF-8) is recorded as `path_b64`, which only format 2 has; `uid` and
+ * `gid` go to format-2 lines only (default: the running user's).
+ */
 export type HandEntry =
   | {
       type: 'file';
-      path: string;
+      path: string | Buffer;
       content: string | Buffer;
       mode?: number;
       mtimeNs?: string;
+      uid?: number;
+      gid?: number;
       /** Index fields that lie about the file (tampering). */
       sha256?: string;
       size?: number;
       onDisk?: boolean;
     }
-  | { type: 'dir'; path: string; mode?: number; mtimeNs?: string; onDisk?: boolean }
+  | {
+      type: 'dir';
+      path: string | Buffer;
+      mode?: number;
+      mtimeNs?: string;
+      uid?: number;
+      gid?: number;
+      onDisk?: boolean;
+    }
   | { type: 'symlink' | 'fifo' | 'socket'; path: string }
   /** A raw index line, written as is (hostile JSON). */
   | { type: 'raw'; line: string };
 
 export interface HandBackupOptions {
+  /** The index format written: 1, as statesnap wrote before format 2 (the default), or 2. */
+  format?: 1 | 2;
   sections?: Array<{ name: string; entry_count: number }>;
   /** Changes the manifest object before it is written (e.g. a wrong version). */
   editManifest?: (manifest: Record<string, unknown>) => void;
@@ -47,6 +61,14 @@ export function writeHandBackup(
   options: HandBackupOptions = {},
 ): void {
   mkdirSync(join(root, '.statesnap'), { recursive: true });
+  const format = options.format ?? 1;
+  const owner = (entry: { uid?: number; gid?: number }) =>
+    format === 1 ? {} : { uid: entry.uid ?? process.getuid!(), gid: entry.gid ?? process.getgid!() };
+  const location = (path: string | Buffer) => {
+    if (typeof path === 'string') return { path };
+    if (format === 1) throw new Error('format 1 has no way to record a path that is not UTF-8');
+    return { path_b64: path.toString('base64') };
+  };
   const lines: string[] = [];
   const totals = { files: 0, dirs: 0, bytes: 0 };
   for (const entry of entries) {
@@ -54,23 +76,27 @@ export function writeHandBackup(
       lines.push(entry.line);
       continue;
     }
-    const path = join(root, entry.path);
+    const path = Buffer.concat([Buffer.from(`${root}/`), Buffer.from(entry.path)]);
     if (entry.type === 'file') {
       const content = Buffer.from(entry.content);
       if (entry.onDisk !== false) {
-        mkdirSync(dirname(path), { recursive: true });
+        mkdirSync(path.subarray(0, path.lastIndexOf(0x2f)), { recursive: true });
         writeFileSync(path, content);
       }
       const size = entry.size ?? content.length;
+      const mtimeNs = entry.mtimeNs ?? MTIME_NS;
       totals.files++;
       totals.bytes += size;
+      const identity = format === 1 ? {} : { ctime_ns: mtimeNs, ino: String(totals.files) };
       lines.push(
         JSON.stringify({
-          path: entry.path,
+          ...location(entry.path),
           type: 'file',
           size,
           mode: entry.mode ?? 0o644,
-          mtime_ns: entry.mtimeNs ?? MTIME_NS,
+          mtime_ns: mtimeNs,
+          ...identity,
+          ...owner(entry),
           sha256: entry.sha256 ?? sha256(content),
         }),
       );
@@ -79,10 +105,11 @@ export function writeHandBackup(
       totals.dirs++;
       lines.push(
         JSON.stringify({
-          path: entry.path,
+          ...location(entry.path),
           type: 'dir',
           mode: entry.mode ?? 0o755,
           mtime_ns: entry.mtimeNs ?? MTIME_NS,
+          ...owner(entry),
         }),
       );
     } else {
@@ -97,6 +124,13 @@ export function writeHandBackup(
     oxios_version: 'test',
     sections: options.sections ?? [{ name: 'seeds', entry_count: 1 }],
     statesnap: {
+      ...(format === 1
+        ? {}
+        : {
+            format,
+            root: { mode: 0o755, mtime_ns: MTIME_NS, ...owner({}) },
+            started_at_ns: MTIME_NS,
+          }),
       tool: 'statesnap',
       tool_version: '0.0.0',
       hash_algorithm: 'sha256',
@@ -138,32 +172,16 @@ export function oxiosCopyDirRecursive(src: string, dest: string): void {
 }
 
 /**
- * Every entry below `root` as `path kind mode size mtime sha256`, sorted: equal fingerprints mean the same
- * tree, byte for byte, with the same attributes. Mtimes are whole microseconds taken from the exact
- * nanoseconds: a restore keeps them to the microsecond (the precision of `utimes`), and the rounded double
- * `mtimeMs` can land on either side of a millisecond (Node 24+ sets sub-microsecond times).
+ * Every entry below `root` as `path kind mode size mtime sha256` (links and specials as `path other`).
+ * @deprecated use `fingerprintTree` (./tree.js); kept while tests on other branches still call it.
  */
 export function fingerprint(root: string, options: { mtimes?: boolean } = {}): string[] {
-  const out: string[] = [];
-  const visit = (rel: string): void => {
-    for (const name of readdirSync(rel === '' ? root : join(root, rel))) {
-      const child = rel === '' ? name : `${rel}/${name}`;
-      const path = join(root, child);
-      const stats = lstatSync(path, { bigint: true });
-      const mtime = options.mtimes === false ? '' : ` ${stats.mtimeNs / 1000n}`;
-      const mode = (stats.mode & 0o7777n).toString(8);
-      if (stats.isDirectory()) {
-        out.push(`${child} dir ${mode}${mtime}`);
-        visit(child);
-      } else if (stats.isFile()) {
-        out.push(`${child} file ${mode} ${stats.size}${mtime} ${sha256(readFileSync(path))}`);
-      } else {
-        out.push(`${child} other`);
-      }
-    }
-  };
-  visit('');
-  return out.sort();
+  return Object.entries(fingerprintTree(root, options)).map(([rel, entry]) => {
+    const mtime = entry.mtime === undefined ? '' : ` ${entry.mtime}`;
+    if (entry.kind === 'dir') return `${rel} dir ${entry.mode}${mtime}`;
+    if (entry.kind === 'file') return `${rel} file ${entry.mode} ${entry.size}${mtime} ${entry.sha256}`;
+    return `${rel} other`;
+  });
 }
 
 /** A pid that belonged to a process that has exited. */

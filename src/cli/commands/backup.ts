@@ -1,7 +1,10 @@
 // `statesnap backup <source> <dest>`: argument parsing and output only; the work is the library's backup().
 
+import { readFileSync } from 'node:fs';
 import { Command } from 'clipanion';
-import { type BackupResult, backup, DEFAULT_EXCLUDES } from '../../index.js';
+import { describeCause, StatesnapError } from '../../core/errors.js';
+import { DEFAULT_EXCLUDES, parsePatternFile } from '../../core/excludes.js';
+import type { BackupPlan, BackupResult } from '../../index.js';
 import { BaseCommand } from '../base-command.js';
 import {
   choiceOption,
@@ -9,30 +12,84 @@ import {
   listOption,
   negatableFlag,
   pathArgument,
+  pathListOption,
+  pathOption,
+  progressFlag,
   textOption,
   threadsOption,
 } from '../options.js';
 import { formatBytes } from '../progress-line.js';
-import { countOf, describeWarnings, formatCounts, formatNumber } from '../text.js';
+import { countOf, describeWarnings, formatCounts, formatNumber, oneLine, shellQuote } from '../text.js';
 
 /** `seeds 63, memory/facts 1,802` */
 export function describeSections(sections: ReadonlyArray<{ name: string; entry_count: number }>): string {
-  return sections.map((s) => `${s.name} ${formatNumber(s.entry_count)}`).join(', ') || 'none';
+  return sections.map((s) => `${oneLine(s.name)} ${formatNumber(s.entry_count)}`).join(', ') || 'none';
 }
 
-export function describeBackup(result: BackupResult): string {
+function describePlan(plan: BackupPlan): string {
+  const lines = [
+    `dry run: would back up ${plan.source} into ${plan.dest}: ${countOf(plan.files, 'file')}, ` +
+      `${countOf(plan.dirs, 'dir')}, ${formatBytes(plan.bytes)} (nothing was written)`,
+  ];
+  if (plan.createdParents.length > 0) lines.push(`would create ${plan.createdParents.join(', ')}`);
+  if (plan.replacesExisting) lines.push(`would replace the existing backup at ${plan.dest}`);
+  lines.push(`sections: ${describeSections(plan.sections)}`);
+  const skipped = formatCounts(plan.skipped);
+  if (skipped) lines.push(`would skip: ${skipped}`);
+  const warnings = describeWarnings(plan.warnings);
+  if (warnings) lines.push(warnings.replace(/^completed/, 'planned'));
+  return lines.join('\n');
+}
+
+export function describeBackup(result: BackupResult | BackupPlan): string {
+  if (result.dryRun) return describePlan(result);
   const lines = [
     `backup ${result.dest}: ${countOf(result.files, 'file')}, ${countOf(result.dirs, 'dir')}, ` +
       `${formatBytes(result.bytes)} in ${(result.durationMs / 1000).toFixed(1)} s ` +
       `(${countOf(result.threads, 'thread')}, ${result.hashAlgorithm}, ${result.synced ? 'flushed to disk' : 'not flushed'})`,
   ];
+  if (result.createdParents.length > 0) lines.push(`created ${result.createdParents.join(', ')}`);
   if (result.replacedExisting) lines.push(`replaced the previous backup at ${result.dest}`);
+  if (result.linkSource) lines.push(describeLinking(result));
   lines.push(`sections: ${describeSections(result.sections)}`);
   const skipped = formatCounts(result.skipped);
   if (skipped) lines.push(`skipped: ${skipped}`);
   const warnings = describeWarnings(result.warnings);
   if (warnings) lines.push(warnings);
   return lines.join('\n');
+}
+
+/** `9,900 linked, 100 copied (12 hashed, 2 link fallbacks: EMLINK 2), 1.2 MB new, from <previous>` */
+function describeLinking(result: BackupResult): string {
+  const { counts } = result;
+  const details = [];
+  if (counts.hashed > 0) details.push(`${formatNumber(counts.hashed)} hashed`);
+  const fallbacks = Object.values(counts.linkFallbacks).reduce((sum, n) => sum + n, 0);
+  if (fallbacks > 0) {
+    details.push(`${countOf(fallbacks, 'link fallback')}: ${formatCounts(counts.linkFallbacks)}`);
+  }
+  if (counts.checkMismatches > 0)
+    details.push(`${formatNumber(counts.checkMismatches)} link source mismatches`);
+  return (
+    `${formatNumber(counts.linked)} linked, ${formatNumber(counts.copied)} copied` +
+    (details.length > 0 ? ` (${details.join(', ')})` : '') +
+    `, ${formatBytes(result.bytesNew)} new, from ${result.linkSource?.path}`
+  );
+}
+
+/** The patterns of `--exclude-from` files, in order. */
+function readPatternFiles(files: readonly string[]): string[] {
+  return files.flatMap((file) => {
+    try {
+      return parsePatternFile(readFileSync(file, 'utf8'));
+    } catch (error) {
+      throw new StatesnapError(
+        'ERR_INVALID_OPTION',
+        `cannot read --exclude-from file ${file}: ${describeCause(error)}`,
+        { path: file, cause: error },
+      );
+    }
+  });
 }
 
 export class BackupCommand extends BaseCommand {
@@ -45,29 +102,74 @@ export class BackupCommand extends BaseCommand {
       devices are never followed or copied: they are counted and listed in the index. In-flight temp files
       (\`${DEFAULT_EXCLUDES.join(', ')}\`) are excluded unless \`--no-default-excludes\`.
 
+      Patterns (\`--exclude\`, \`--include\`, \`--exclude-from\`) follow .gitignore and rsync: a pattern without a
+      slash matches a name at any depth (\`*.md\` leaves out \`a/b/c.md\`); a leading slash or one inside anchors it
+      at \`source\` (\`/cache\`, \`memory/episodes\`); a trailing slash matches directories only (\`tmp/\`); \`*\`
+      stays within one name, \`**\` crosses folders (fast-glob syntax). A directory left out is left out whole.
+      A path matching an \`--include\` pattern (or an exclude pattern written \`!pattern\`) is copied even when an
+      exclude pattern matches it, whatever the order, unless a directory above it is left out. A pattern that
+      matched nothing is reported on stderr and in \`unmatchedPatterns\`.
+
       The backup is built beside \`dest\` under a temporary name and renamed into place only once every file
       and the manifest are written and flushed: an interrupted run never leaves a \`dest\` that looks complete.
+      \`--force\` replaces only a backup statesnap published at \`dest\` itself (not a copy, not a backup moved
+      there, not a store or a file), and only once the new one is complete.
+
+      With \`--link-dest <previous-backup>\` (rsync's name), a file unchanged since that backup is hard-linked
+      from it instead of copied: unchanged means the same type, size, permission bits, mtime, inode and ctime
+      as the previous backup's index recorded for it. A file written just before the previous backup started
+      (within 2 s), or compared with a backup whose index records no inode and ctime (an older statesnap's or
+      Oxios'), is read and hashed, and linked only if its hash is the same. A mode change is always a copy, so
+      no older backup ever changes. The previous backup must be complete and on the same filesystem as
+      \`dest\`; each backup stays complete on its own, whichever other one is deleted.
+      \`--ignore-inode\`/\`--ignore-ctime\` leave those out (after the store was restored or moved);
+      \`--checksum\` hashes every file that could be linked.
+
+      \`--dry-run\` walks the source and checks \`dest\` the same way and reports what would be copied, skipped
+      and replaced, writing nothing.
 
       Exit codes: 0 ok, 1 failed (no backup made), 2 usage error, 3 completed with warnings (files that
-      vanished, changed while read or could not be read), 130 interrupted (SIGINT),
-      143 terminated (SIGTERM).
+      vanished, changed while read or could not be read, or leftovers of other runs kept), 130 interrupted
+      (SIGINT), 143 terminated (SIGTERM).
     `,
     examples: [
       ['Back up the demo store into a new backup', '$0 backup ./demo/store ./demo/backup-2'],
       [
         'Leave out a folder, replacing the backup just made',
-        '$0 backup --exclude "memory/episodes/**" --force ./demo/store ./demo/backup-2',
+        '$0 backup --exclude memory/episodes --force ./demo/store ./demo/backup-2',
       ],
       [
-        'Throwaway copy without flushing, machine-readable result',
-        '$0 backup --no-sync --json ./demo/store ./demo/copy',
+        'See what leaving out every Markdown file but the seeds would copy, without writing anything',
+        "$0 backup --dry-run --exclude '*.md' --include 'seeds/*.md' ./demo/store ./demo/backup-3",
+      ],
+      [
+        'Back up again, hard-linking every file unchanged since the demo backup instead of copying it',
+        '$0 backup --link-dest ./demo/backup ./demo/store ./demo/backup-4',
+      ],
+      [
+        'Throwaway copy without flushing, into a folder that does not exist yet, machine-readable result',
+        '$0 backup --no-sync --mkpath --json ./demo/store ./demo/copies/today',
       ],
     ],
   });
 
   source = pathArgument('source');
   dest = pathArgument('dest');
-  exclude = listOption('--exclude', 'glob', 'Leave out paths matching this glob (repeatable)');
+  exclude = listOption(
+    '--exclude',
+    'pattern',
+    'Leave out paths matching this pattern (repeatable; rules above; !pattern re-includes)',
+  );
+  include = listOption(
+    '--include',
+    'pattern',
+    'Copy paths matching this pattern even when an exclude pattern matches them (repeatable)',
+  );
+  excludeFrom = pathListOption(
+    '--exclude-from',
+    'file',
+    'Read exclude patterns from a file: one per line, # comments and blank lines ignored (repeatable)',
+  );
   defaultExcludes = negatableFlag(
     '--default-excludes',
     `Also copy the in-flight temp files (${DEFAULT_EXCLUDES.join(', ')}) excluded by default`,
@@ -79,7 +181,9 @@ export class BackupCommand extends BaseCommand {
   );
   appVersion = textOption('--app-version', 'version', "The manifest's oxios_version (default: statesnap's)");
   threads = threadsOption();
-  force = flag('--force', 'Replace an existing dest, once the new backup is complete');
+  force = flag('--force', 'Replace the backup statesnap made at dest, once the new one is complete');
+  dryRun = flag('--dry-run,-n', 'Report what would be copied, skipped and replaced; write nothing');
+  mkpath = flag('--mkpath', 'Create the missing parent directories of dest');
   sync = negatableFlag('--sync', 'Do not flush to disk before publishing (for throwaway copies)');
   onFileError = choiceOption(
     '--on-file-error',
@@ -87,33 +191,48 @@ export class BackupCommand extends BaseCommand {
     'warn',
     'An unreadable source file: warn (skip it, exit 3) or abort the backup',
   );
+  linkDest = pathOption(
+    '--link-dest',
+    'previous-backup',
+    'Hard-link files unchanged since this backup instead of copying them',
+  );
+  ignoreInode = flag('--ignore-inode', 'With --link-dest: leave inode numbers out of the change rule');
+  ignoreCtime = flag('--ignore-ctime', 'With --link-dest: leave ctimes out of the change rule');
+  checksum = flag(
+    '--checksum',
+    'With --link-dest: hash every file that could be linked; link on equal hashes',
+  );
+  progress = progressFlag();
 
   protected async run(): Promise<number> {
-    const progress = this.progressLine();
+    const progress = this.progressLine(this.progress);
+    const { backup } = await import('../../backup/backup.js');
     const result = await backup({
       source: this.source,
       dest: this.dest,
-      exclude: this.exclude,
+      exclude: [...(this.exclude ?? []), ...readPatternFiles(this.excludeFrom ?? [])],
+      include: this.include,
       defaultExcludes: this.defaultExcludes,
       categories: this.categories,
       appVersion: this.appVersion,
       threads: this.threads,
       force: this.force,
+      dryRun: this.dryRun,
+      mkpath: this.mkpath,
       sync: this.sync,
       onFileError: this.onFileError,
+      linkDest: this.linkDest,
+      ignoreInode: this.ignoreInode,
+      ignoreCtime: this.ignoreCtime,
+      checksum: this.checksum,
       signal: this.interrupt.signal,
-      onProgress: (p) =>
-        progress.update({
-          label: p.phase === 'copying' ? 'copying' : 'finishing',
-          filesDone: p.filesDone,
-          bytesDone: p.bytesDone,
-          filesTotal: p.filesPlanned,
-          bytesTotal: p.bytesPlanned,
-          totalKnown: p.planningDone,
-        }),
-      onWarning: this.reportWarning(progress),
+      onProgress: progress.listener(),
+      onWarning: this.reportWarning(),
     });
-    progress.clear();
+    // Most likely a typo, never an error.
+    for (const { pattern, kind } of result.unmatchedPatterns) {
+      this.note(`${kind} pattern ${shellQuote(pattern)} matched nothing in ${result.source}`);
+    }
     return this.printResult(result, () => describeBackup(result), describeWarnings(result.warnings));
   }
 }

@@ -2,7 +2,7 @@
 // only when this command runs, so no other command (`statesnap backup`) loads it or tinybench.
 
 import { Command } from 'clipanion';
-import { STORE_PROFILES } from '../../demo/generator.js';
+import { STORE_PROFILES } from '../../demo/profiles.js';
 import { BaseCommand } from '../base-command.js';
 import { CASE_IDS } from '../bench-cases.js';
 import { choiceOption, integerOption, pathOption, positiveNumberOption, textOption } from '../options.js';
@@ -15,7 +15,13 @@ export class BenchCommand extends BaseCommand {
   static override usage = Command.Usage({
     description: 'Measure backup throughput against cp -a, rsync, tar, fs.cp and the original algorithm',
     details: `
-      Generates a deterministic store (cached for later runs), reads it once to warm the page cache, then runs
+      Where: run as root on Linux, on a fresh journaled ext4 made for the run (a sparse image sized for the
+      profile, loop-mounted, unmounted and deleted after the run, also when it fails or is interrupted);
+      otherwise, or with \`--dir\` or \`--store-dir\`, on the filesystem of that directory. The result records
+      the filesystem's type, mount options and whether it has a journal: an ext4 without one scans its inode
+      tables for every file created after a large deletion, which makes any copy look slow.
+
+      Generates a deterministic store (cached for later runs outside a fresh ext4), reads it once to warm the page cache, then runs
       \`--iterations\` rounds; in each round every case runs once (starting at a different case each round)
       into a fresh destination, deleted untimed right after. Reports median and range of wall time, files/s,
       MB/s, peak RSS of statesnap, and the ratio of every case to \`cp -a\`, \`cp -a\` + \`sync\` and
@@ -49,6 +55,11 @@ export class BenchCommand extends BaseCommand {
     'Comma-separated case ids to run (default: all)',
     'a comma-separated list of case ids',
   );
+  dir = pathOption(
+    '--dir',
+    'dir',
+    'Measure in this directory (default as root: a fresh ext4 made for the run, else the temporary directory)',
+  );
   storeDir = pathOption('--store-dir', 'dir', 'Where the store is generated and reused');
   out = pathOption('--out', 'dir', 'Directory for the JSON, markdown and SVG results');
   compare = pathOption('--compare', 'file', 'A previous result JSON to compare the ratios with');
@@ -77,6 +88,7 @@ export class BenchCommand extends BaseCommand {
         seed: this.seed,
         cases: this.cases?.split(',').filter((id) => id !== ''),
         storeDir: this.storeDir,
+        dir: this.dir,
         outDir: this.out,
         compare: this.compare,
         threshold: this.threshold,

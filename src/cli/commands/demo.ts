@@ -5,19 +5,18 @@ import { mkdirSync, mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'clipanion';
-import { generateStore } from '../../demo/generator.js';
-import { backup, inspect, StatesnapError } from '../../index.js';
+import { StatesnapError } from '../../core/errors.js';
 import { BaseCommand } from '../base-command.js';
-import { optionalPathArgument } from '../options.js';
+import { optionalPathArgument, progressFlag } from '../options.js';
 import { countOf, describeWarnings, formatNumber, PROGRAM, shellQuote } from '../text.js';
 import { describeBackup } from './backup.js';
 import { describeInspect } from './inspect.js';
 
-function prepareDemoDir(root: string | undefined): string {
-  if (root === undefined) return mkdtempSync(join(tmpdir(), 'statesnap-demo-'));
+/** `root`, created if missing; refused unless empty, so nothing of the user's is mixed with what is generated. */
+export function prepareEmptyDir(root: string): string {
   mkdirSync(root, { recursive: true });
   if (readdirSync(root).length > 0) {
-    throw new StatesnapError('ERR_INVALID_OPTION', `demo directory ${root} is not empty`, { path: root });
+    throw new StatesnapError('ERR_INVALID_OPTION', `directory ${root} is not empty`, { path: root });
   }
   return root;
 }
@@ -52,23 +51,31 @@ export class DemoCommand extends BaseCommand {
   });
 
   dir = optionalPathArgument('dir');
+  progress = progressFlag();
 
   protected async run(): Promise<number> {
-    const root = prepareDemoDir(this.dir);
+    const root =
+      this.dir === undefined ? mkdtempSync(join(tmpdir(), 'statesnap-demo-')) : prepareEmptyDir(this.dir);
     const say = (text: string) => {
       if (!this.json && !this.quiet) this.context.stdout.write(`${text}\n`);
     };
+    const [{ generateStore }, { backup }, { inspect }] = await Promise.all([
+      import('../../demo/generator.js'),
+      import('../../backup/backup.js'),
+      import('../../read/inspect.js'),
+    ]);
     const generated = await generateStore(join(root, 'store'), { profile: 'demo' });
     say(
       `generated ${generated.root}: ${countOf(generated.files, 'file')} (${formatNumber(generated.tempFiles)} of them ` +
         `in-flight temp files), ${countOf(generated.symlinks, 'symlink')}, ${countOf(generated.dirs, 'dir')}`,
     );
-    const progress = this.progressLine();
+    const progress = this.progressLine(this.progress);
     const backupResult = await backup({
       source: generated.root,
       dest: join(root, 'backup'),
       signal: this.interrupt.signal,
-      onWarning: this.reportWarning(progress),
+      onProgress: progress.listener(),
+      onWarning: this.reportWarning(),
     });
     say(describeBackup(backupResult));
     const inspectResult = await inspect({ backup: backupResult.dest, signal: this.interrupt.signal });

@@ -4,9 +4,10 @@ import { Command } from 'clipanion';
 import { reportFailure } from '../base-command.js';
 import { commandName } from '../help.js';
 import { optionalArgument } from '../options.js';
-import { COMMANDS } from '../registry.js';
+import { loadCommands } from '../registry.js';
 import { PROGRAM } from '../text.js';
 import { unknownCommand } from '../usage-error.js';
+import { CompletionCommand } from './completion.js';
 
 export class HelpCommand extends Command {
   static override paths = [['help'], ['--help'], ['-h']];
@@ -21,7 +22,7 @@ export class HelpCommand extends Command {
   command = optionalArgument('command');
 
   async execute(): Promise<number> {
-    const pages = [...COMMANDS, HelpCommand];
+    const pages = [...(await loadCommands()), HelpCommand, CompletionCommand];
     const page = this.command === undefined ? null : pages.find((c) => commandName(c) === this.command);
     if (page === undefined) {
       return reportFailure(this.context, {

@@ -1,11 +1,11 @@
 // `statesnap inspect <backup>`: what a backup holds, for statesnap- and Oxios-made backups alike.
 
 import { Command } from 'clipanion';
-import { type InspectResult, inspect } from '../../index.js';
+import type { InspectResult } from '../../index.js';
 import { BaseCommand } from '../base-command.js';
 import { pathArgument } from '../options.js';
 import { formatBytes } from '../progress-line.js';
-import { countOf, formatCounts } from '../text.js';
+import { countOf, describeNotes, formatCounts } from '../text.js';
 import { describeSections } from './backup.js';
 
 export function describeInspect(result: InspectResult): string {
@@ -26,6 +26,7 @@ export function describeInspect(result: InspectResult): string {
       `  warnings    ${result.warnings.count === 0 ? 'none' : `${countOf(result.warnings.count, 'warning')} (${kinds})`}`,
     );
   }
+  lines.push(...describeNotes(result.notes, '  note        '));
   return lines.join('\n');
 }
 
@@ -49,6 +50,7 @@ export class InspectCommand extends BaseCommand {
   backup = pathArgument('backup');
 
   protected async run(): Promise<number> {
+    const { inspect } = await import('../../read/inspect.js');
     const result = await inspect({ backup: this.backup, signal: this.interrupt.signal });
     return this.printResult(result, () => describeInspect(result));
   }

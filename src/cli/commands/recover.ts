@@ -1,9 +1,9 @@
 // `statesnap recover <target>`: finishes or undoes what a killed restore left beside a target.
 
 import { Command } from 'clipanion';
-import { type RecoverResult, type RecoveryAction, recover } from '../../index.js';
+import type { RecoverResult, RecoveryAction } from '../../index.js';
 import { BaseCommand } from '../base-command.js';
-import { negatableFlag, pathArgument } from '../options.js';
+import { flag, negatableFlag, pathArgument } from '../options.js';
 import { describeWarnings } from '../text.js';
 
 const ACTION_WORDS: Record<RecoveryAction['action'], string> = {
@@ -37,7 +37,9 @@ export class RecoverCommand extends BaseCommand {
       If it was killed, this command (which every restore also runs first) finishes the swap from the journal
       (the staging tree it names was complete and flushed before the journal was written) or, if that tree is
       gone, puts the rollback copy back; then it removes staging directories left by killed runs. Rollback copies
-      (\`<target>.pre-restore-<timestamp>\`) are kept. It refuses while another restore of the target is running.
+      (\`<target>.pre-restore-<timestamp>\`) are kept. It refuses while another restore of the target is running,
+      and while the one that was interrupted cannot be proven gone because it ran in another container or on another
+      machine: \`--break-lock\` goes ahead then, once you know no statesnap process is restoring the target.
 
       Exit codes: 0 ok (also when there was nothing to do), 1 failed, 2 usage error, 3 completed with warnings.
     `,
@@ -49,13 +51,19 @@ export class RecoverCommand extends BaseCommand {
 
   target = pathArgument('target');
   sync = negatableFlag('--sync', 'Do not flush the directory after each rename');
+  breakLock = flag(
+    '--break-lock',
+    'Go ahead although the interrupted restore ran in another container or on another machine (only when none runs)',
+  );
 
   protected async run(): Promise<number> {
+    const { recover } = await import('../../restore/recover.js');
     const result = await recover({
       target: this.target,
       sync: this.sync,
+      breakLock: this.breakLock,
       signal: this.interrupt.signal,
-      onWarning: this.reportWarning(this.progressLine()),
+      onWarning: this.reportWarning(),
     });
     return this.printResult(result, () => describeRecover(result), describeWarnings(result.warnings));
   }

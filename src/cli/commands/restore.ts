@@ -1,14 +1,42 @@
 // `statesnap restore <backup> <target>`: argument parsing and output only; the work is the library's restore().
 
 import { Command } from 'clipanion';
-import { type RestoreResult, restore } from '../../index.js';
+import type { RestorePlan, RestoreResult } from '../../index.js';
 import { BaseCommand } from '../base-command.js';
-import { choiceOption, flag, negatableFlag, pathArgument, threadsOption } from '../options.js';
+import { choiceOption, flag, negatableFlag, pathArgument, progressFlag, threadsOption } from '../options.js';
 import { formatBytes } from '../progress-line.js';
-import { countOf, describeWarnings, formatCounts } from '../text.js';
+import { countOf, describeNotes, describeWarnings, formatCounts } from '../text.js';
 import { describeRecoveryActions } from './recover.js';
 
-export function describeRestore(result: RestoreResult): string {
+function describePlan(plan: RestorePlan): string {
+  const lines = [
+    `dry run: would restore ${plan.backup} into ${plan.target} (${plan.mode}): ${countOf(plan.files, 'file')}, ` +
+      `${countOf(plan.dirs, 'dir')}, ${formatBytes(plan.bytes)} (manifest and index checked; nothing was written)`,
+  ];
+  if (plan.recoversFirst) lines.push(`would first finish an interrupted restore of ${plan.target}`);
+  if (plan.createdParents.length > 0) lines.push(`would create ${plan.createdParents.join(', ')}`);
+  if (plan.createsTarget) lines.push(`would create ${plan.target}`);
+  else if (plan.replacesTarget) {
+    lines.push(
+      `would replace ${plan.target} (${countOf(plan.filesReplaced, 'file')} of the backup's are there now); ` +
+        'the previous state would be kept as a rollback copy unless --no-keep',
+    );
+  } else {
+    lines.push(
+      `would overwrite ${countOf(plan.filesReplaced, 'file')} in ${plan.target} and create ` +
+        `${countOf(plan.files - plan.filesReplaced, 'file')}; files only in the target stay`,
+    );
+  }
+  if (plan.skippedEntries.count > 0) {
+    lines.push(`would not restore (recorded as skipped): ${formatCounts(plan.skippedEntries.byKind)}`);
+  }
+  const warnings = describeWarnings(plan.warnings);
+  if (warnings) lines.push(warnings.replace(/^completed/, 'checked'));
+  return lines.join('\n');
+}
+
+export function describeRestore(result: RestoreResult | RestorePlan): string {
+  if (result.dryRun) return describePlan(result);
   const checked = result.verified
     ? 'sizes and sha256 verified'
     : result.kind === 'oxios'
@@ -18,6 +46,7 @@ export function describeRestore(result: RestoreResult): string {
     `restored ${result.backup} into ${result.target} (${result.mode}): ${countOf(result.files, 'file')}, ` +
       `${countOf(result.dirs, 'dir')}, ${formatBytes(result.bytes)} in ${(result.durationMs / 1000).toFixed(1)} s (${checked})`,
   ];
+  if (result.createdParents.length > 0) lines.push(`created ${result.createdParents.join(', ')}`);
   if (result.rollback) lines.push(`previous state kept at ${result.rollback}`);
   else if (result.createdTarget) lines.push(`created ${result.target}`);
   else if (result.mode === 'replace') lines.push('previous state removed (--no-keep)');
@@ -25,6 +54,7 @@ export function describeRestore(result: RestoreResult): string {
     lines.push(`not restored (recorded as skipped): ${formatCounts(result.skipped.byKind)}`);
   }
   if (result.recovered.length > 0) lines.push(describeRecoveryActions(result.recovered));
+  lines.push(...describeNotes(result.notes));
   const warnings = describeWarnings(result.warnings);
   if (warnings) lines.push(warnings);
   return lines.join('\n');
@@ -36,9 +66,10 @@ export class RestoreCommand extends BaseCommand {
     description: 'Restore a backup into a state directory',
     details: `
       Validates the backup's manifest and index and, before the target changes, every file's size and sha256.
-      Backups made by Oxios (a plain tree with manifest.json, no index) restore too, checked by manifest shape,
-      section entry counts and file presence only. The backup's own \`manifest.json\` and \`.statesnap/\` are never
-      restored; symlinks and special files are never followed or recreated.
+      Backups made by Oxios (a plain tree with manifest.json, no index) restore whenever Oxios' own restore
+      would: a section count that differs from the tree (Oxios counts symlinks it does not copy) is printed as
+      a note, never a refusal; their files have no hashes to check. The backup's own \`manifest.json\` and
+      \`.statesnap/\` are never restored; symlinks and special files are never followed or recreated.
 
       Replace mode (default): the restored tree is built and flushed in a staging directory beside \`target\`, then
       swapped in with two renames recorded in a journal (\`<target>.restore-journal\`); the previous target is kept
@@ -51,6 +82,12 @@ export class RestoreCommand extends BaseCommand {
       where the backup has a directory is refused, never written through; nothing is written outside the target.
       A merge that fails midway leaves every file either old or new, but not all of them new.
 
+      \`--dry-run\` makes every check a restore makes before it writes (manifest, index, target) and reports what
+      would be written and replaced, changing nothing; it does not read file contents (\`statesnap verify\` does).
+      Modes and mtimes come from the index. Run as root, files and directories also get the numeric owners the
+      backup records (as \`tar --numeric-owner\` does); run as any other user, they belong to that user. Setuid and
+      setgid bits are dropped unless \`--keep-setid\` is given.
+
       Exit codes: 0 ok, 1 failed (target unchanged), 2 usage error, 3 completed with warnings, 130 interrupted (SIGINT),
       143 terminated (SIGTERM).
     `,
@@ -59,6 +96,10 @@ export class RestoreCommand extends BaseCommand {
       [
         'Restore again over it, without keeping the previous state as a rollback copy, as JSON',
         '$0 restore --no-keep --json ./demo/backup ./demo/restored',
+      ],
+      [
+        'See what merging the backup into the live store would overwrite, changing nothing',
+        '$0 restore --dry-run --mode merge ./demo/backup ./demo/store',
       ],
       [
         'Copy a backup over a live store, keeping files only the store has',
@@ -84,14 +125,26 @@ export class RestoreCommand extends BaseCommand {
     '--keep',
     'Remove the previous target (kept as <target>.pre-restore-<timestamp>) after a successful restore',
   );
+  keepSetid = flag(
+    '--keep-setid',
+    'Restore setuid/setgid bits as the backup records them (dropped by default)',
+  );
   threads = threadsOption();
   sync = negatableFlag(
     '--sync',
     'Do not flush the restored files to disk before the swap (throwaway copies)',
   );
 
+  dryRun = flag(
+    '--dry-run,-n',
+    'Check the backup and report what would be written and replaced; change nothing',
+  );
+  mkpath = flag('--mkpath', 'Create the missing parent directories of target');
+  progress = progressFlag();
+
   protected async run(): Promise<number> {
-    const progress = this.progressLine();
+    const progress = this.progressLine(this.progress);
+    const { restore } = await import('../../restore/restore.js');
     const result = await restore({
       backup: this.backup,
       target: this.target,
@@ -99,21 +152,15 @@ export class RestoreCommand extends BaseCommand {
       verify: this.verify,
       allowEmpty: this.allowEmpty,
       keep: this.keep,
+      keepSetid: this.keepSetid,
       threads: this.threads,
       sync: this.sync,
+      dryRun: this.dryRun,
+      mkpath: this.mkpath,
       signal: this.interrupt.signal,
-      onProgress: (p) =>
-        progress.update({
-          label: p.phase,
-          filesDone: p.filesDone,
-          bytesDone: p.bytesDone,
-          filesTotal: p.filesTotal,
-          bytesTotal: p.bytesTotal,
-          totalKnown: p.totalKnown,
-        }),
-      onWarning: this.reportWarning(progress),
+      onProgress: progress.listener(),
+      onWarning: this.reportWarning(),
     });
-    progress.clear();
     return this.printResult(result, () => describeRestore(result), describeWarnings(result.warnings));
   }
 }

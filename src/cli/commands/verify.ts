@@ -1,11 +1,11 @@
 // `statesnap verify <backup>`: argument parsing and output only; the work is the library's verify().
 
 import { Command } from 'clipanion';
-import { type VerifyResult, verify } from '../../index.js';
+import type { VerifyResult } from '../../index.js';
 import { BaseCommand } from '../base-command.js';
-import { pathArgument, threadsOption } from '../options.js';
+import { pathArgument, progressFlag, threadsOption } from '../options.js';
 import { formatBytes } from '../progress-line.js';
-import { countOf, formatCounts, formatNumber } from '../text.js';
+import { countOf, describeNotes, formatCounts, formatNumber } from '../text.js';
 
 /** The verdict in one line: `backup /b FAILED: 2 problems (1 missing, 1 corrupt)`. */
 function verdict(result: VerifyResult): string {
@@ -17,11 +17,12 @@ export function describeVerify(result: VerifyResult): string {
   const how = result.hashesChecked
     ? `sizes and ${result.hashAlgorithm} compared with the index`
     : result.kind === 'oxios'
-      ? 'made by Oxios: hashes unavailable; manifest, section counts and readability checked'
+      ? 'made by Oxios: hashes unavailable; manifest and readability checked'
       : 'manifest unusable';
   const counts = `${countOf(result.files, 'file')}, ${countOf(result.dirs, 'dir')}, ${formatBytes(result.bytes)}`;
-  if (result.ok) return `${verdict(result)}: ${counts} (${how})`;
-  const lines = [`${verdict(result)}; ${counts} matched (${how})`];
+  const notes = describeNotes(result.notes, '  note: ');
+  if (result.ok) return [`${verdict(result)}: ${counts} (${how})`, ...notes].join('\n');
+  const lines = [`${verdict(result)}; ${counts} matched (${how})`, ...notes];
   for (const problem of result.problems.list)
     lines.push(`  ${problem.problem.padEnd(10)} ${problem.path}: ${problem.message}`);
   const more = result.problems.count - result.problems.list.length;
@@ -38,8 +39,9 @@ export class VerifyCommand extends BaseCommand {
       the tree for entries the index does not list. Reports every problem found: manifest (invalid manifest or
       index), missing, corrupt (size or hash mismatch, not a regular file), extra, unreadable.
 
-      A backup made by Oxios has no index and no hashes: its manifest shape and section entry counts are checked
-      and every file is read in full, and the output says hashes were unavailable.
+      A backup made by Oxios has no index and no hashes: its manifest is checked and every file is read in full,
+      and the output says hashes were unavailable. Section entry counts that differ from the tree are printed as
+      notes, not problems (Oxios counts symlinks it does not copy, and a live store changes while it is copied).
 
       Exit codes: 0 everything matched, 1 problems found (listed on stdout; \`--json\` for machines), 2 usage error,
       130 interrupted (SIGINT), 143 terminated (SIGTERM).
@@ -52,24 +54,17 @@ export class VerifyCommand extends BaseCommand {
 
   backup = pathArgument('backup');
   threads = threadsOption();
+  progress = progressFlag();
 
   protected async run(): Promise<number> {
-    const progress = this.progressLine();
+    const progress = this.progressLine(this.progress);
+    const { verify } = await import('../../read/verify.js');
     const result = await verify({
       backup: this.backup,
       threads: this.threads,
       signal: this.interrupt.signal,
-      onProgress: (p) =>
-        progress.update({
-          label: 'verifying',
-          filesDone: p.filesDone,
-          bytesDone: p.bytesDone,
-          filesTotal: p.filesTotal,
-          bytesTotal: p.bytesTotal,
-          totalKnown: p.totalKnown,
-        }),
+      onProgress: progress.listener(),
     });
-    progress.clear();
     return this.printResult(result, () => describeVerify(result), result.ok ? undefined : verdict(result));
   }
 }

@@ -2,11 +2,18 @@
 // that order makes cheap: joining a walk with the previous index, or two indexes, with memory bounded by one
 // directory, and writing an index in that order while files finish out of order.
 
+import { pathBytes } from './protocol.js';
+
 /**
  * A path relative to a backup's root, '/'-separated: a string when its bytes are valid UTF-8 (a well-formed
  * string: no lone surrogates), otherwise its raw bytes.
  */
 export type RelativePath = string | Uint8Array;
+
+/** A path (or name) as the canonical order compares it: its text, or its raw bytes where a name is not UTF-8. */
+export function orderedPath(path: string): RelativePath {
+  return path.isWellFormed() ? path : pathBytes(path);
+}
 
 const SLASH = 0x2f;
 const encoder = new TextEncoder();

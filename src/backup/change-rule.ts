@@ -101,11 +101,12 @@ export function decideChange(
 
 /**
  * mtimes compare to the microsecond: Node sets timestamps through libuv, which keeps microseconds, so a store
- * restored by statesnap (or any Node tool) carries each mtime truncated to its microsecond. Nothing real is
- * lost: a write after a backup that found the file non-racy moves its mtime by at least the racy margin.
+ * restored by statesnap (or any Node tool) carries each mtime truncated to its microsecond, rounded down in
+ * time order (before 1970 too, where BigInt division would round towards 1970). Nothing real is lost: a write
+ * after a backup that found the file non-racy moves its mtime by at least the racy margin.
  */
 function microseconds(ns: bigint): bigint {
-  return ns / 1000n;
+  return ns / 1000n - (ns % 1000n < 0n ? 1n : 0n);
 }
 
 /**
@@ -118,43 +119,4 @@ function isRacy(previous: PreviousEntry, options: ChangeRuleOptions): boolean {
   const threshold = options.previousStartNs - options.racyMarginNs;
   if (previous.mtimeNs !== undefined && previous.mtimeNs >= threshold) return true;
   return !options.ignoreCtime && previous.ctimeNs !== undefined && previous.ctimeNs >= threshold;
-}
-
-/**
- * The `link()` failures after which the file is copied instead (and counted, not warned about): the inode
- * has reached the filesystem's link limit (EMLINK: 65,000 on ext4), the previous backup is on another
- * filesystem (EXDEV), the filesystem or its protections refuse hard links (EPERM, ENOTSUP/EOPNOTSUPP), or
- * the previous file vanished (ENOENT).
- */
-export const LINK_FALLBACK_CODES: ReadonlySet<string> = new Set([
-  'EMLINK',
-  'EXDEV',
-  'EPERM',
-  'ENOTSUP',
-  'EOPNOTSUPP',
-  'ENOENT',
-]);
-
-/** What the lstat of a freshly made link says about the inode it shares with the previous backup. */
-export interface LinkedFileStat {
-  isFile: boolean;
-  size: number;
-  /** Permission bits. */
-  mode: number;
-}
-
-/**
- * Why the file a new link points to is not the one the previous index describes, or null if it is. The
- * check runs on the new link, after `link()`: whatever was linked is exactly what is checked, with no window
- * for the previous file to be swapped in between (`link()` never follows a symlink at its source, so a
- * symlink planted in the previous backup arrives here as a non-file).
- */
-export function linkedFileMismatch(
-  linked: LinkedFileStat,
-  previous: PreviousEntry,
-): 'not-a-file' | 'size-differs' | 'mode-differs' | null {
-  if (!linked.isFile) return 'not-a-file';
-  if (linked.size !== previous.size) return 'size-differs';
-  if (linked.mode !== previous.mode) return 'mode-differs';
-  return null;
 }

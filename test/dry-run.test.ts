@@ -5,8 +5,10 @@
 import { mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { formatOwner, thisProcess } from '../dist/src/core/owner.js';
 import type { BackupPlan, BackupResult, RestorePlan, RestoreResult } from '../dist/src/index.js';
 import { expectBackupConsistent, listEntries } from './helpers/backup.js';
+import { deadPid } from './helpers/restore.js';
 import { cleanup, createTree, file, readTree, runCli, symlink, tempDir } from './helpers/tree.js';
 
 afterEach(cleanup);
@@ -202,11 +204,22 @@ describe('restore --dry-run', () => {
     const backupDir = await backupOf(root);
     const target = join(root, 'restored');
     mkdirSync(target);
-    writeFileSync(`${target}.restore-journal`, '{}');
+    const lock = (owner: string) =>
+      writeFileSync(
+        `${target}.restore-journal`,
+        `${JSON.stringify({ tool: 'statesnap', version: 2, owner, holds: 'replace' })}\n`,
+      );
+    // Left by a run that is gone: the real run would free it first.
+    lock(formatOwner({ ...thisProcess(), pid: deadPid() }));
     const dry = await runCli(['restore', '--json', '--dry-run', backupDir, target]);
     expect(dry.exitCode, dry.stderr).toBe(0);
     expect(JSON.parse(dry.stdout).recoversFirst).toBe(true);
     expect(readdirSync(root).sort()).toEqual(['backup', 'restored', 'restored.restore-journal', 'src']);
+    // Held by a live process (this one): refused as the real run refuses it.
+    lock(formatOwner(thisProcess()));
+    const busy = await runCli(['restore', '--json', '--dry-run', backupDir, target]);
+    expect(busy.exitCode).toBe(1);
+    expect(JSON.parse(busy.stdout).error.code).toBe('ERR_TARGET_BUSY');
   });
 });
 

@@ -1,11 +1,13 @@
 // The import structure statesnap keeps (README, "Architecture"), checked by `npm run lint`.
-// Layers, low to high: core ← format ← read ← backup, restore, demo (the stages) ← snapshot (repositories of
-// backups) ← cli (with src/index.ts, the public facade). A folder imports only from layers below it, never from a sibling at its own layer.
+// Layers, low to high: core ← format, s3 ← read ← backup, restore, demo (the stages) ← snapshot (repositories of
+// backups) ← cli (with src/index.ts, the public facade). A folder imports only from layers below it, never from a
+// sibling at its own layer: format (what is stored) and s3 (where it is stored) know nothing of each other.
 
 /** Folders a layer must not import: every layer above it, and the stages beside it. */
 const ABOVE = {
-  core: ['format', 'read', 'backup', 'restore', 'demo', 'snapshot', 'cli'],
-  format: ['read', 'backup', 'restore', 'demo', 'snapshot', 'cli'],
+  core: ['format', 's3', 'read', 'backup', 'restore', 'demo', 'snapshot', 'cli'],
+  format: ['s3', 'read', 'backup', 'restore', 'demo', 'snapshot', 'cli'],
+  s3: ['format', 'read', 'backup', 'restore', 'demo', 'snapshot', 'cli'],
   read: ['backup', 'restore', 'demo', 'snapshot', 'cli'],
   backup: ['restore', 'demo', 'snapshot', 'cli'],
   restore: ['backup', 'demo', 'snapshot', 'cli'],
@@ -33,17 +35,31 @@ module.exports = {
     },
     {
       name: 'workers-import-only-node-and-the-protocol',
-      comment: 'code in workers/ runs in worker threads: node:* and src/core/protocol.ts only',
+      comment: 'code in workers/ runs in worker threads: node:*, src/core/protocol.ts and the tar codec only',
       severity: 'error',
       from: { path: '^workers/' },
-      to: { dependencyTypesNot: ['core'], pathNot: '^src/core/protocol\\.ts$' },
+      to: { dependencyTypesNot: ['core'], pathNot: '^src/(core/protocol|format/tar)\\.ts$' },
     },
     {
       name: 'protocol-is-plain-data',
-      comment: 'the worker protocol imports nothing: both sides of the thread boundary load it',
+      comment: 'the worker protocol and the tar codec import nothing: both sides of the thread boundary load them',
       severity: 'error',
-      from: { path: '^src/core/protocol\\.ts$' },
+      from: { path: '^src/(core/protocol|format/tar)\\.ts$' },
       to: { path: '.' },
+    },
+    {
+      name: 's3-client-loaded-dynamically',
+      comment: 'the AWS SDK takes ~300 ms to load: outside src/s3/ the client is reached only with import()',
+      severity: 'error',
+      from: { pathNot: '^src/s3/' },
+      to: { path: '^src/s3/client\\.ts$', dynamic: false, dependencyTypesNot: ['type-only'] },
+    },
+    {
+      name: 'sdk-only-in-the-s3-client',
+      comment: 'one module talks to the AWS SDK, so its settings and error mapping hold everywhere',
+      severity: 'error',
+      from: { path: '^(src|workers|bench)/', pathNot: '^src/s3/client\\.ts$' },
+      to: { path: 'node_modules/@aws-sdk/' },
     },
     {
       name: 'bench-only-from-the-bench-command',

@@ -5,8 +5,10 @@
 import { mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { formatOwner, thisProcess } from '../dist/src/core/owner.js';
 import type { BackupPlan, BackupResult, RestorePlan, RestoreResult } from '../dist/src/index.js';
 import { expectBackupConsistent, listEntries } from './helpers/backup.js';
+import { deadPid } from './helpers/restore.js';
 import { cleanup, createTree, file, readTree, runCli, symlink, tempDir } from './helpers/tree.js';
 
 afterEach(cleanup);
@@ -84,6 +86,29 @@ describe('backup --dry-run', () => {
     const forced = await runCli(['backup', '--dry-run', '--force', source, dest]);
     expect(forced.exitCode).toBe(0);
     expect(forced.stdout).toContain(`would replace the existing backup at ${dest}`);
+  });
+
+  it('refuses a --link-dest the real run would refuse, and accepts a good one', async () => {
+    const root = tempDir();
+    const source = await store(root);
+    const previous = join(root, 'previous');
+    await runCli(['backup', '--no-sync', source, previous]);
+    const dest = join(root, 'out');
+    const refused = await runCli([
+      'backup',
+      '--json',
+      '-n',
+      '--link-dest',
+      join(root, 'nowhere'),
+      source,
+      dest,
+    ]);
+    expect(refused.exitCode).toBe(1);
+    expect(JSON.parse(refused.stdout).error.code).toBe('ERR_LINK_DEST_INVALID');
+    const before = everything(root);
+    const accepted = await runCli(['backup', '-n', '--link-dest', previous, source, dest]);
+    expect(accepted.exitCode, accepted.stderr).toBe(0);
+    expect(everything(root)).toEqual(before);
   });
 
   it('leaves the debris of a killed run alone (a real run cleans it)', async () => {
@@ -179,11 +204,22 @@ describe('restore --dry-run', () => {
     const backupDir = await backupOf(root);
     const target = join(root, 'restored');
     mkdirSync(target);
-    writeFileSync(`${target}.restore-journal`, '{}');
+    const lock = (owner: string) =>
+      writeFileSync(
+        `${target}.restore-journal`,
+        `${JSON.stringify({ tool: 'statesnap', version: 2, owner, holds: 'replace' })}\n`,
+      );
+    // Left by a run that is gone: the real run would free it first.
+    lock(formatOwner({ ...thisProcess(), pid: deadPid() }));
     const dry = await runCli(['restore', '--json', '--dry-run', backupDir, target]);
     expect(dry.exitCode, dry.stderr).toBe(0);
     expect(JSON.parse(dry.stdout).recoversFirst).toBe(true);
     expect(readdirSync(root).sort()).toEqual(['backup', 'restored', 'restored.restore-journal', 'src']);
+    // Held by a live process (this one): refused as the real run refuses it.
+    lock(formatOwner(thisProcess()));
+    const busy = await runCli(['restore', '--json', '--dry-run', backupDir, target]);
+    expect(busy.exitCode).toBe(1);
+    expect(JSON.parse(busy.stdout).error.code).toBe('ERR_TARGET_BUSY');
   });
 });
 

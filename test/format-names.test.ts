@@ -151,6 +151,20 @@ describe('names that are not valid UTF-8', () => {
     expect(fingerprintTree(target)).toEqual(withoutLink(fingerprintTree(store)));
   });
 
+  it('a dry run counts the files it would replace by their bytes, so the look-alikes are told apart', async () => {
+    const root = tempDir();
+    const store = makeStore(root);
+    const dest = join(root, 'backup');
+    await backup({ source: store, dest, sync: false });
+    const target = join(root, 'target');
+    mkdirSync(at(target, 'seeds'), { recursive: true });
+    writeFileSync(at(target, 'seeds', LATIN1), 'an older Latin-1 file');
+    for (const mode of ['replace', 'merge'] as const) {
+      const plan = await restore({ backup: dest, target, mode, dryRun: true });
+      expect(plan.filesReplaced, mode).toBe(1);
+    }
+  });
+
   it('verify reads each of the look-alike files itself: a change to one is reported for that one only', async () => {
     const root = tempDir();
     const store = makeStore(root);

@@ -524,11 +524,21 @@ function previousDirectoryPath(task: LinkTask, rel: string): string | null {
     if (code === 'ELOOP' || code === 'ENOTDIR') throw new FileFailure('escaped', 'is no longer a directory');
     throw error;
   }
-  previousDirectory = { rel, fd, path: `/proc/self/fd/${fd}` };
-  if (!readlinkSync(previousDirectory.path, { encoding: 'buffer' }).equals(pathBytes(path))) {
+  const opened = `/proc/self/fd/${fd}`;
+  let where: Buffer;
+  try {
+    where = readlinkSync(opened, { encoding: 'buffer' });
+  } catch (error) {
+    closeSync(fd);
+    throw error;
+  }
+  if (!where.equals(pathBytes(path))) {
+    // Not kept for the next file of this directory: each one must be refused the same way.
+    closeSync(fd);
     throw new FileFailure('escaped', 'resolves elsewhere: a path component was swapped');
   }
-  return previousDirectory.path;
+  previousDirectory = { rel, fd, path: opened };
+  return opened;
 }
 
 function splitRel(rel: string): { dir: string; name: string } {

@@ -437,6 +437,13 @@ async function planBackup(
   started: number,
 ): Promise<BackupPlan> {
   const replacesExisting = checkDestination(paths.write, { force: opts.force, given: opts.dest });
+  // A link source the real run would refuse is refused here too (which files it would link is not worked out).
+  if (opts.linkDest !== null) {
+    (await import('./link-source.js')).openLinkSource(opts.linkDest, {
+      source: paths.read,
+      dest: paths.write,
+    });
+  }
   const sections = sectionsOf(paths.read, opts);
   const tally = await run.survey({
     source: planSource(paths.read, opts),

@@ -56,6 +56,20 @@ const registry = {
   ERR_SNAPSHOT_NOT_FOUND: ExitCode.failed,
   /** A snapshot's --exec-before command failed or timed out: nothing was written. */
   ERR_HOOK_FAILED: ExitCode.failed,
+  /** An `s3://` location that cannot name a bucket and prefix. */
+  ERR_S3_LOCATION_INVALID: ExitCode.usage,
+  /** No way to reach object storage as configured: a bad endpoint, no region, no credentials. */
+  ERR_S3_CONFIG: ExitCode.failed,
+  /** The server refused the credentials or the access (wrong key or secret, no permission). */
+  ERR_S3_ACCESS_DENIED: ExitCode.failed,
+  /** The bucket or an object does not exist. */
+  ERR_S3_NOT_FOUND: ExitCode.failed,
+  /** The server could not be reached or stopped answering (after the retries). */
+  ERR_S3_UNREACHABLE: ExitCode.failed,
+  /** An object that must be written only once (a commit marker) already exists. */
+  ERR_S3_EXISTS: ExitCode.failed,
+  /** Any other failed request (server errors after the retries, a body the server received damaged). */
+  ERR_S3_REQUEST: ExitCode.failed,
   /** The process ran out of open files, threads or memory: no path is at fault; a limit or --threads is. */
   ERR_SYSTEM_LIMIT: ExitCode.failed,
   /** The command line could not be understood (unknown command or option, missing argument). */

@@ -54,10 +54,14 @@ export interface DirectoryAttributeOptions extends Partial<Pick<WriteSpec, 'owne
 function openDirectoryWithin(path: string, confineTo: string | null): number {
   const fd = openSync(fsPath(path), OPEN_DIR);
   if (confineTo === null) return fd;
-  const actual = readlinkSync(`/proc/self/fd/${fd}`);
-  if (actual !== confineTo && !actual.startsWith(`${confineTo}/`)) {
+  try {
+    const actual = readlinkSync(`/proc/self/fd/${fd}`);
+    if (actual !== confineTo && !actual.startsWith(`${confineTo}/`)) {
+      throw new Error(`${path} resolves outside ${confineTo} (to ${actual}): a path component was swapped`);
+    }
+  } catch (error) {
     closeSync(fd);
-    throw new Error(`${path} resolves outside ${confineTo} (to ${actual}): a path component was swapped`);
+    throw error;
   }
   return fd;
 }

@@ -397,9 +397,16 @@ export function swapIn(
   }
 }
 
-/** Whether a restore of `target` was killed after writing its journal (the next restore finishes it first). */
+/**
+ * Whether a restore of `target` was killed after writing its journal (the next restore finishes it, or frees
+ * its lock, first); ERR_TARGET_BUSY while another restore may hold the target, as the real run refuses.
+ */
 export function interruptedRestoreOf(target: string): boolean {
-  return entryExists(journalPath(target));
+  const journal = readJournal(target);
+  if (journal === null) return false;
+  // What the real run would refuse (another restore may hold the target) is refused here too.
+  refuseLiveOwner(target, journal.owner, false);
+  return true;
 }
 
 /**

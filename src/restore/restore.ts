@@ -15,7 +15,7 @@ import {
 import { BACKUP_AND_TARGET, makeParents, type ResolvedPaths, resolvePaths } from '../core/paths.js';
 import { type ErrorPolicy, newTally, type Run, runPipeline } from '../core/pipeline.js';
 import { type ProgressReport, progressReporter, type RestoreProgress } from '../core/progress.js';
-import { type FileProblem, type RunFailure, SETID_BITS } from '../core/protocol.js';
+import { type FileProblem, fsPath, type RunFailure, SETID_BITS } from '../core/protocol.js';
 import { pauseAt } from '../core/test-hooks.js';
 import type { Warning, WarningSummary } from '../core/warnings.js';
 import { type BackupKind, type BackupReader, openBackup } from '../read/backup-reader.js';
@@ -253,7 +253,7 @@ async function restorePass(
 /** Whether a file is at `path` now (a dry run counts what a restore would replace). */
 function isFileAt(path: string): boolean {
   try {
-    return lstatSync(path, { throwIfNoEntry: false })?.isFile() ?? false;
+    return lstatSync(fsPath(path), { throwIfNoEntry: false })?.isFile() ?? false;
   } catch {
     return false;
   }

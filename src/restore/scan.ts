@@ -5,7 +5,7 @@ import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { assert, StatesnapError } from '../core/errors.js';
 import type { ProgressReport, RestoreProgress } from '../core/progress.js';
-import type { FileOp, SkippedKind } from '../core/protocol.js';
+import { type FileOp, fsPath, type SkippedKind } from '../core/protocol.js';
 import type { PlannedDir } from '../core/walk.js';
 import { WARNING_LIST_LIMIT, type WarningLog } from '../core/warnings.js';
 import { MANIFEST_FILE } from '../format/manifest.js';
@@ -39,9 +39,14 @@ const SPARSE_FROM_BYTES = 1 << 20;
 /** The bytes of data a backup file (and so its restored copy) takes on disk. */
 function dataBytes(root: string, op: FileOp): number {
   if (op.size < SPARSE_FROM_BYTES) return op.size;
-  // Only an estimate for the room check: a file that is not there or not a file fails a later pass.
-  const stats = lstatSync(join(root, op.rel), { throwIfNoEntry: false });
-  return stats?.isFile() ? Math.min(op.size, stats.blocks * 512) : op.size;
+  // Only an estimate for the room check: a file that is not there, not a file or not reachable fails a
+  // later pass, which names it.
+  try {
+    const stats = lstatSync(fsPath(join(root, op.rel)), { throwIfNoEntry: false });
+    return stats?.isFile() ? Math.min(op.size, stats.blocks * 512) : op.size;
+  } catch {
+    return op.size;
+  }
 }
 
 export function backupCorrupt(path: string, message: string): StatesnapError {

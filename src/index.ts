@@ -33,6 +33,33 @@ export {
   restore,
 } from './restore/restore.js';
 export type { SkippedEntries } from './restore/scan.js';
+export {
+  type DiffChange,
+  type DiffCounts,
+  type DiffEntry,
+  type DiffOptions,
+  type DiffResult,
+  type DiffSide,
+  diff,
+} from './snapshot/diff.js';
+export {
+  type ListOptions,
+  type ListResult,
+  list,
+  type SnapshotRow,
+  type UnfinishedRow,
+} from './snapshot/list.js';
+export { type PruneDecision, type PruneOptions, type PruneResult, prune } from './snapshot/prune.js';
+export { type ForeignEntry, resolveBackupPath } from './snapshot/repository.js';
+export type {
+  KeepCount,
+  KeepReason,
+  RetentionDuration,
+  RetentionPolicy,
+  RetentionRule,
+} from './snapshot/retention.js';
+export { parseRetentionDuration } from './snapshot/retention.js';
+export { type SnapshotOptions, type SnapshotResult, snapshot } from './snapshot/snapshot.js';
 
 /** @deprecated renamed `BackupProgress` (it sits beside `RestoreProgress` and `VerifyProgress`). */
 export type Progress = BackupProgress;

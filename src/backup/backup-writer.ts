@@ -56,6 +56,11 @@ export interface LocalTreeOptions {
   given: string;
   /** Where leftovers of other runs that are kept (or cannot be removed) are reported. */
   warnings: WarningLog;
+  /**
+   * Where the tree is built: a name the caller reserved (a snapshot repository's `.partial-<id>`, under its
+   * lock). @default a new sibling of the location, owned by this process
+   */
+  partial?: string;
   /** The previous backup (its real path) that files with a link plan are hard-linked from; null: none. */
   linkFrom: string | null;
 }
@@ -186,7 +191,7 @@ export class LocalTreeWriter implements BackupWriter {
     } catch (error) {
       throw destWriteError(dest, error);
     }
-    const partial = siblingPath(dest, 'partial');
+    const partial = options.partial ?? siblingPath(dest, 'partial');
     try {
       mkdirSync(partial, { mode: 0o700 });
       mkdirSync(join(partial, META_DIR));

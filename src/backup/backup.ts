@@ -276,10 +276,20 @@ function progressOf(
   };
 }
 
+/**
+ * Where a snapshot repository has a backup built (a name it reserved under its lock) and the snapshot id its
+ * manifest records; null for a plain backup.
+ */
+export interface SnapshotPlacement {
+  partial: string;
+  id: string;
+}
+
 /** The manifest of a finished backup: Oxios' version-1 fields, and statesnap's own under `statesnap`. */
 function manifestOf(
   opts: ResolvedBackupOptions,
   made: {
+    snapshot: SnapshotPlacement | null;
     createdAt: string;
     startedAtNs: bigint;
     sections: Manifest['sections'];
@@ -312,6 +322,7 @@ function manifestOf(
       categories: opts.categories,
       root: made.root,
       started_at_ns: made.startedAtNs.toString(),
+      ...(made.snapshot && { snapshot: { id: made.snapshot.id } }),
       index_order: 'canonical',
       link_source: made.link && { path: made.link.root, manifest_created_at: made.link.createdAt },
       counts: {
@@ -448,7 +459,22 @@ async function planBackup(
 export function backup(options: BackupOptions & { dryRun: true }): Promise<BackupPlan>;
 export function backup(options: BackupOptions & { dryRun?: false }): Promise<BackupResult>;
 export function backup(options: BackupOptions): Promise<BackupResult | BackupPlan>;
-export async function backup(options: BackupOptions): Promise<BackupResult | BackupPlan> {
+export function backup(options: BackupOptions): Promise<BackupResult | BackupPlan> {
+  return makeBackup(options, null);
+}
+
+/** A backup into a snapshot repository: built at the placement's reserved name, its id in the manifest. */
+export function backupSnapshot(
+  options: BackupOptions & { dryRun?: false },
+  placement: SnapshotPlacement,
+): Promise<BackupResult> {
+  return makeBackup(options, placement) as Promise<BackupResult>;
+}
+
+async function makeBackup(
+  options: BackupOptions,
+  placement: SnapshotPlacement | null,
+): Promise<BackupResult | BackupPlan> {
   const started = performance.now();
   const opts = resolveBackupOptions(options);
   throwIfAborted(opts.signal, opts.source);
@@ -469,6 +495,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult | Bac
         given: opts.dest,
         linkFrom: link?.root ?? null,
         warnings: run.warnings,
+        ...(placement && { partial: placement.partial }),
       }),
     );
     const joined: JoinCounts = { removedSinceLinkSource: 0 };
@@ -486,6 +513,7 @@ export async function backup(options: BackupOptions): Promise<BackupResult | Bac
     const { bytesNew, ...written } = writer.counts;
     const counts = { ...written, ...joined };
     const manifest = manifestOf(opts, {
+      snapshot: placement,
       link,
       counts,
       bytesNew,

@@ -306,3 +306,26 @@ export function threadsOption() {
     'Most worker threads (default: the cores, at most 16); started as batches need them, at most 4 per core',
   );
 }
+
+const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** A span of time, in ms: `--wait <duration>` (`500ms`, `30s`, `10m`, `2h`; a bare number is seconds). */
+export function durationOption(name: string, description: string) {
+  const expects = 'a duration such as 30s, 10m or 2h';
+  return valueOption(name, 'duration', description, expects, (text) => {
+    const match = /^(\d+)(ms|s|m|h)?$/.exec(text.trim());
+    const value = match && Number(match[1]) * DURATION_UNITS_MS[match[2] ?? 's']!;
+    if (value === null || !Number.isSafeInteger(value) || value > 2 ** 31 - 1) {
+      throw invalidValue(name, expects, text);
+    }
+    return value;
+  });
+}
+
+/** How long to wait for a repository's lock, the same option for `snapshot` and `prune`. */
+export function lockWaitOption() {
+  return durationOption(
+    '--wait',
+    'If another snapshot or prune holds the repository, wait this long for it (default: fail at once)',
+  );
+}

@@ -48,6 +48,14 @@ const registry = {
   /** The target's filesystem lacks the room (bytes or inodes) a restore needs; checked before the first write. */
   ERR_TARGET_NO_SPACE: ExitCode.failed,
   ERR_BENCH_REGRESSION: ExitCode.failed,
+  /** A path given as a snapshot repository is not one (and cannot become one: not empty, not a directory). */
+  ERR_REPO_INVALID: ExitCode.failed,
+  /** Another snapshot or prune holds the repository's lock. */
+  ERR_REPO_BUSY: ExitCode.failed,
+  /** `<repo>/latest` in a repository without a complete snapshot. */
+  ERR_SNAPSHOT_NOT_FOUND: ExitCode.failed,
+  /** A snapshot's --exec-before command failed or timed out: nothing was written. */
+  ERR_HOOK_FAILED: ExitCode.failed,
   /** An `s3://` location that cannot name a bucket and prefix. */
   ERR_S3_LOCATION_INVALID: ExitCode.usage,
   /** No way to reach object storage as configured: a bad endpoint, no region, no credentials. */

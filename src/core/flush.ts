@@ -69,17 +69,21 @@ export class Flusher {
 
   /** Makes a rename inside `dir` durable (the directory entry itself must reach the disk). */
   syncDirectory(dir: string): void {
-    if (!this.#enabled) return;
-    const fd = openSync(dir, 'r');
-    try {
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
+    if (this.#enabled) syncDirectory(dir);
   }
 
   /** Waits for a background flush still running (on the failure path, before the tree is removed). */
   async settle(): Promise<void> {
     if (this.#running) await this.#running;
+  }
+}
+
+/** Makes a rename or link inside `dir` durable: the directory entry itself must reach the disk. */
+export function syncDirectory(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }

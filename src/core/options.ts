@@ -59,6 +59,15 @@ export function stringListOption(name: string, value: unknown, fallback: readonl
   return [...value];
 }
 
+/** An injected clock (tests): the time `value` holds, or the system clock's. */
+export function clockOption(name: string, value: unknown): () => number {
+  if (value === undefined) return Date.now;
+  if (!(value instanceof Date) || Number.isNaN(value.getTime()))
+    throw invalidOption(name, 'a valid Date', value);
+  const fixed = value.getTime();
+  return () => fixed;
+}
+
 export function signalOption(value: AbortSignal | undefined): AbortSignal {
   return value ?? new AbortController().signal;
 }

@@ -18,6 +18,10 @@ const PAUSE_PHASES = [
   'journal-written',
   'target-moved-aside',
   'staging-moved-in',
+  // snapshot repository: the lock taken and leftovers removed (snapshot, prune); prune's snapshots renamed
+  // to `.deleting-<id>`, none removed yet
+  'lock-acquired',
+  'prune-renamed',
   // both: after a batch of the copy, once at least N files are done (`copying:N`, default 1)
   'copying',
 ] as const;

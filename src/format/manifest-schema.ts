@@ -92,6 +92,8 @@ const StatesnapExtrasSchema = z
       .optional(),
     /** Bytes of the copied files: what this backup added to the disk besides directories and the index. */
     bytes_new: count.optional(),
+    /** A snapshot in a repository: its id, which is also its directory's name there. */
+    snapshot: z.object({ id: z.string().min(1) }).optional(),
   })
   .superRefine((extras, ctx) => {
     if (extras.format !== 2) return;

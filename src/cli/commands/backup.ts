@@ -1,25 +1,12 @@
 // `statesnap backup <source> <dest>`: argument parsing and output only; the work is the library's backup().
 
-import { readFileSync } from 'node:fs';
 import { Command } from 'clipanion';
-import { describeCause, StatesnapError } from '../../core/errors.js';
-import { DEFAULT_EXCLUDES, parsePatternFile } from '../../core/excludes.js';
+import { DEFAULT_EXCLUDES } from '../../core/excludes.js';
 import type { BackupPlan, BackupResult } from '../../index.js';
-import { BaseCommand } from '../base-command.js';
-import {
-  choiceOption,
-  flag,
-  listOption,
-  negatableFlag,
-  pathArgument,
-  pathListOption,
-  pathOption,
-  progressFlag,
-  textOption,
-  threadsOption,
-} from '../options.js';
+import { flag, pathArgument, pathOption } from '../options.js';
 import { formatBytes } from '../progress-line.js';
-import { countOf, describeWarnings, formatCounts, formatNumber, oneLine, shellQuote } from '../text.js';
+import { SourceCommand } from '../source-options.js';
+import { countOf, describeWarnings, formatCounts, formatNumber, oneLine } from '../text.js';
 
 /** `seeds 63, memory/facts 1,802` */
 export function describeSections(sections: ReadonlyArray<{ name: string; entry_count: number }>): string {
@@ -50,17 +37,24 @@ export function describeBackup(result: BackupResult | BackupPlan): string {
   ];
   if (result.createdParents.length > 0) lines.push(`created ${result.createdParents.join(', ')}`);
   if (result.replacedExisting) lines.push(`replaced the previous backup at ${result.dest}`);
-  if (result.linkSource) lines.push(describeLinking(result));
+  return [...lines, ...describeMade(result)].join('\n');
+}
+
+/** The closing lines of a finished backup or snapshot: how files got there, sections, skipped, warnings. */
+export function describeMade(
+  result: Omit<BackupResult, 'command' | 'linkSource'> & { linkSource: { path: string } | null },
+): string[] {
+  const lines = result.linkSource ? [describeLinking(result)] : [];
   lines.push(`sections: ${describeSections(result.sections)}`);
   const skipped = formatCounts(result.skipped);
   if (skipped) lines.push(`skipped: ${skipped}`);
   const warnings = describeWarnings(result.warnings);
   if (warnings) lines.push(warnings);
-  return lines.join('\n');
+  return lines;
 }
 
 /** `9,900 linked, 100 copied (12 hashed, 2 link fallbacks: EMLINK 2), 1.2 MB new, from <previous>` */
-function describeLinking(result: BackupResult): string {
+function describeLinking(result: Parameters<typeof describeMade>[0]): string {
   const { counts } = result;
   const details = [];
   if (counts.hashed > 0) details.push(`${formatNumber(counts.hashed)} hashed`);
@@ -77,22 +71,7 @@ function describeLinking(result: BackupResult): string {
   );
 }
 
-/** The patterns of `--exclude-from` files, in order. */
-function readPatternFiles(files: readonly string[]): string[] {
-  return files.flatMap((file) => {
-    try {
-      return parsePatternFile(readFileSync(file, 'utf8'));
-    } catch (error) {
-      throw new StatesnapError(
-        'ERR_INVALID_OPTION',
-        `cannot read --exclude-from file ${file}: ${describeCause(error)}`,
-        { path: file, cause: error },
-      );
-    }
-  });
-}
-
-export class BackupCommand extends BaseCommand {
+export class BackupCommand extends SourceCommand {
   static override paths = [['backup']];
   static override usage = Command.Usage({
     description: 'Make a new backup of a state store',
@@ -155,42 +134,9 @@ export class BackupCommand extends BaseCommand {
 
   source = pathArgument('source');
   dest = pathArgument('dest');
-  exclude = listOption(
-    '--exclude',
-    'pattern',
-    'Leave out paths matching this pattern (repeatable; rules above; !pattern re-includes)',
-  );
-  include = listOption(
-    '--include',
-    'pattern',
-    'Copy paths matching this pattern even when an exclude pattern matches them (repeatable)',
-  );
-  excludeFrom = pathListOption(
-    '--exclude-from',
-    'file',
-    'Read exclude patterns from a file: one per line, # comments and blank lines ignored (repeatable)',
-  );
-  defaultExcludes = negatableFlag(
-    '--default-excludes',
-    `Also copy the in-flight temp files (${DEFAULT_EXCLUDES.join(', ')}) excluded by default`,
-  );
-  categories = listOption(
-    '--category',
-    'path',
-    'A folder counted into the manifest sections (repeatable; default: the Oxios categories)',
-  );
-  appVersion = textOption('--app-version', 'version', "The manifest's oxios_version (default: statesnap's)");
-  threads = threadsOption();
   force = flag('--force', 'Replace the backup statesnap made at dest, once the new one is complete');
   dryRun = flag('--dry-run,-n', 'Report what would be copied, skipped and replaced; write nothing');
   mkpath = flag('--mkpath', 'Create the missing parent directories of dest');
-  sync = negatableFlag('--sync', 'Do not flush to disk before publishing (for throwaway copies)');
-  onFileError = choiceOption(
-    '--on-file-error',
-    ['warn', 'abort'],
-    'warn',
-    'An unreadable source file: warn (skip it, exit 3) or abort the backup',
-  );
   linkDest = pathOption(
     '--link-dest',
     'previous-backup',
@@ -202,37 +148,22 @@ export class BackupCommand extends BaseCommand {
     '--checksum',
     'With --link-dest: hash every file that could be linked; link on equal hashes',
   );
-  progress = progressFlag();
 
   protected async run(): Promise<number> {
     const progress = this.progressLine(this.progress);
     const { backup } = await import('../../backup/backup.js');
     const result = await backup({
-      source: this.source,
+      ...this.sourceOptions(progress),
       dest: this.dest,
-      exclude: [...(this.exclude ?? []), ...readPatternFiles(this.excludeFrom ?? [])],
-      include: this.include,
-      defaultExcludes: this.defaultExcludes,
-      categories: this.categories,
-      appVersion: this.appVersion,
-      threads: this.threads,
       force: this.force,
       dryRun: this.dryRun,
       mkpath: this.mkpath,
-      sync: this.sync,
-      onFileError: this.onFileError,
       linkDest: this.linkDest,
       ignoreInode: this.ignoreInode,
       ignoreCtime: this.ignoreCtime,
       checksum: this.checksum,
-      signal: this.interrupt.signal,
-      onProgress: progress.listener(),
-      onWarning: this.reportWarning(),
     });
-    // Most likely a typo, never an error.
-    for (const { pattern, kind } of result.unmatchedPatterns) {
-      this.note(`${kind} pattern ${shellQuote(pattern)} matched nothing in ${result.source}`);
-    }
+    this.noteUnmatched(result);
     return this.printResult(result, () => describeBackup(result), describeWarnings(result.warnings));
   }
 }

@@ -2,6 +2,7 @@
 
 import { Command } from 'clipanion';
 import type { RestorePlan, RestoreResult } from '../../index.js';
+import { backupPath } from '../backup-path.js';
 import { BaseCommand } from '../base-command.js';
 import { choiceOption, flag, negatableFlag, pathArgument, progressFlag, threadsOption } from '../options.js';
 import { formatBytes } from '../progress-line.js';
@@ -146,7 +147,7 @@ export class RestoreCommand extends BaseCommand {
     const progress = this.progressLine(this.progress);
     const { restore } = await import('../../restore/restore.js');
     const result = await restore({
-      backup: this.backup,
+      backup: await backupPath(this.backup),
       target: this.target,
       mode: this.mode,
       verify: this.verify,

@@ -3,7 +3,14 @@
 // stderr the errors, one line each, with a stable exit code (clipanion would print them on stdout, exit 1).
 
 import { Command } from 'clipanion';
-import { ExitCode, isStatesnapError, StatesnapError } from '../core/errors.js';
+import {
+  describeCause,
+  ExitCode,
+  isOutOfResources,
+  isStatesnapError,
+  StatesnapError,
+  systemLimitError,
+} from '../core/errors.js';
 import type { Warning } from '../index.js';
 import { flag } from './options.js';
 import { ProgressLine, progressMode } from './progress-line.js';
@@ -142,6 +149,10 @@ export abstract class BaseCommand extends Command {
         });
       } else if (isStatesnapError(caught)) {
         error = caught;
+      } else if (isOutOfResources(caught) || /\b(EMFILE|ENFILE|ENOMEM)\b/.test(describeCause(caught))) {
+        // Running out of descriptors or memory can strike anywhere (a module loaded late, a child process): not
+        // every such place can name a path, but the remedy is the same.
+        error = systemLimitError(undefined, describeCause(caught), caught);
       } else {
         // A bug. It still gets one line (and --json its one document); the stack trace only when asked for,
         // to go with the report.

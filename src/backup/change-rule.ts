@@ -3,6 +3,8 @@
 // previous backup's index entry, never from the stat of the previous backup's own file (a hard link
 // changes that file's ctime, and its mode is what the previous backup restores).
 
+import type { IndexEntry } from '../format/index-reader.js';
+
 /** What the walk's lstat says about a regular file of the source. */
 export interface SourceIdentity {
   size: number;
@@ -26,6 +28,20 @@ export interface PreviousEntry {
   ctimeNs?: bigint;
   ino?: bigint;
   sha256?: string;
+}
+
+/** An index line of the previous backup as the change rule compares it. */
+export function previousEntryOf(line: IndexEntry): PreviousEntry {
+  if (line.type !== 'file') return { type: line.type };
+  return {
+    type: 'file',
+    size: line.size,
+    mode: line.mode,
+    mtimeNs: BigInt(line.mtime_ns),
+    ctimeNs: line.ctime_ns === undefined ? undefined : BigInt(line.ctime_ns),
+    ino: line.ino === undefined ? undefined : BigInt(line.ino),
+    sha256: line.sha256,
+  };
 }
 
 export interface ChangeRuleOptions {

@@ -13,7 +13,7 @@ import { walk } from '../core/walk.js';
 import { readIndex } from '../format/index-reader.js';
 import { formatOf, RESERVED_ROOT_NAMES, type StatesnapExtras } from '../format/manifest.js';
 import { openBackup } from '../read/backup-reader.js';
-import { type ChangeRuleOptions, decideChange, type PreviousEntry } from './change-rule.js';
+import { type ChangeRuleOptions, decideChange, type PreviousEntry, previousEntryOf } from './change-rule.js';
 
 /** A previous backup that files are linked from. */
 export interface LinkSource {
@@ -101,18 +101,7 @@ async function* indexRecords(
     { refuseCaseCollisions: false },
   )) {
     if (signal.aborted) throw abortError(signal, root);
-    const entry: PreviousEntry =
-      line.type === 'file'
-        ? {
-            type: 'file',
-            size: line.size,
-            mode: line.mode,
-            mtimeNs: BigInt(line.mtime_ns),
-            ctimeNs: line.ctime_ns === undefined ? undefined : BigInt(line.ctime_ns),
-            ino: line.ino === undefined ? undefined : BigInt(line.ino),
-            sha256: line.sha256,
-          }
-        : { type: line.type };
+    const entry = previousEntryOf(line);
     batch.push({ path: orderedPath(line.path), entry });
     if (batch.length >= BATCH) {
       yield batch;

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, lstatSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_RACY_MARGIN_NS, decideChange, type PreviousEntry } from '../backup/change-rule.js';
+import { DEFAULT_RACY_MARGIN_NS, decideChange, previousEntryOf } from '../backup/change-rule.js';
 import { DEFAULT_EXCLUDES, planSource } from '../backup/planner.js';
 import { describeCause, StatesnapError, throwIfAborted } from '../core/errors.js';
 import { ExcludeRules } from '../core/excludes.js';
@@ -158,19 +158,6 @@ async function hashFile(path: string | Buffer): Promise<string> {
   return hash.digest('hex');
 }
 
-function previousOf(entry: IndexEntry): PreviousEntry {
-  if (entry.type !== 'file') return { type: entry.type };
-  return {
-    type: 'file',
-    size: entry.size,
-    mode: entry.mode,
-    mtimeNs: BigInt(entry.mtime_ns),
-    ctimeNs: entry.ctime_ns === undefined ? undefined : BigInt(entry.ctime_ns),
-    ino: entry.ino === undefined ? undefined : BigInt(entry.ino),
-    sha256: entry.sha256,
-  };
-}
-
 /** One live file against its recorded entry: unchanged by identity without reading it, else by its hash. */
 async function compareLiveFile(
   root: string,
@@ -186,7 +173,7 @@ async function compareLiveFile(
     return { side, change: 'changed', hashed: false };
   const decision = decideChange(
     { size: side.size!, mode: side.mode!, mtimeNs: stats.mtimeNs, ctimeNs: stats.ctimeNs, ino: stats.ino },
-    previousOf(recorded),
+    previousEntryOf(recorded),
     {
       previousStartNs: startNs,
       racyMarginNs: DEFAULT_RACY_MARGIN_NS,

@@ -8,9 +8,9 @@ import { IncludeRules } from '../core/excludes.js';
 import {
   booleanOption,
   choiceOption,
+  invalidOption,
   type ResolvedRunOptions,
   type RunOptions,
-  invalidOption,
   requirePath,
   resolveRunOptions,
   stringListOption,

@@ -4,8 +4,8 @@
 import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { assert, StatesnapError } from '../core/errors.js';
-import type { ProgressReport, RestoreProgress } from '../core/progress.js';
 import type { IncludeRules } from '../core/excludes.js';
+import type { ProgressReport, RestoreProgress } from '../core/progress.js';
 import { type FileOp, fsPath, type SkippedKind } from '../core/protocol.js';
 import type { EntrySink, PlannedDir } from '../core/walk.js';
 import { WARNING_LIST_LIMIT, type WarningLog } from '../core/warnings.js';

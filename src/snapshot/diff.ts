@@ -17,7 +17,7 @@ import type { SkipKind } from '../core/walk.js';
 import { type IndexEntry, readIndex } from '../format/index-reader.js';
 import { MANIFEST_FILE, OXIOS_CATEGORIES } from '../format/manifest.js';
 import { type BackupReader, openBackup } from '../read/backup-reader.js';
-import { resolveBackupPath } from './repository.js';
+import { resolveBackupPath } from '../read/repository-listing.js';
 
 export interface DiffOptions {
   /** A statesnap backup (a snapshot, `<repo>/latest`). */
@@ -76,7 +76,7 @@ function statesnapBackup(
   path: string,
   role: string,
 ): BackupReader & { extras: NonNullable<BackupReader['extras']> } {
-  const reader = openBackup(resolveBackupPath(path));
+  const reader = openBackup(path);
   if (reader.extras === undefined || reader.format === null) {
     throw new StatesnapError(
       'ERR_INVALID_OPTION',
@@ -272,6 +272,7 @@ export async function diff(options: DiffOptions): Promise<DiffResult> {
   const started = performance.now();
   const signal = signalOption(options.signal);
   const a = statesnapBackup(requirePath('a', options.a), 'a');
+  // Resolved here already: whether `b` is a backup or a live store is decided from what it names.
   const bPath = resolveBackupPath(requirePath('b', options.b));
   const bIsBackup = lstatSync(join(bPath, MANIFEST_FILE), { throwIfNoEntry: false }) !== undefined;
   const collector = new Collector(

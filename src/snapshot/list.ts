@@ -4,8 +4,9 @@
 import { throwIfAborted } from '../core/errors.js';
 import { requirePath, signalOption } from '../core/options.js';
 import type { Manifest } from '../format/manifest.js';
+import { type CompleteSnapshot, type ForeignEntry, readRepository } from '../read/repository-listing.js';
 import { describeHolder, readLockHolders } from './lock.js';
-import { type CompleteSnapshot, type ForeignEntry, openRepository, readRepository } from './repository.js';
+import { openRepository } from './repository.js';
 
 export interface ListOptions {
   repository: string;

@@ -14,10 +14,11 @@ import {
   signalOption,
 } from '../core/options.js';
 import { type PathRoles, resolvePaths } from '../core/paths.js';
+import { idsInUse, inProgressName, newSnapshotId } from '../format/snapshot-id.js';
+import { type CompleteSnapshot, readRepository } from '../read/repository-listing.js';
 import { type HookOutcome, runHook } from './hooks.js';
 import { withRepositoryLock } from './lock.js';
-import { type CompleteSnapshot, openRepository, readRepository, updateLatestLink } from './repository.js';
-import { idsInUse, inProgressName, newSnapshotId } from './snapshot-id.js';
+import { openRepository, updateLatestLink } from './repository.js';
 
 export interface SnapshotOptions
   extends Omit<BackupOptions, 'dest' | 'force' | 'dryRun' | 'mkpath' | 'estimate' | 'linkDest'> {

@@ -2,7 +2,6 @@
 
 import { Command } from 'clipanion';
 import type { RestorePlan, RestoreResult } from '../../index.js';
-import { backupPath } from '../backup-path.js';
 import { BaseCommand } from '../base-command.js';
 import {
   choiceOption,
@@ -178,7 +177,7 @@ export class RestoreCommand extends BaseCommand {
     const progress = this.progressLine(this.progress);
     const { restore } = await import('../../restore/restore.js');
     const result = await restore({
-      backup: await backupPath(this.backup),
+      backup: this.backup,
       target: this.target,
       mode: this.mode,
       verify: this.verify,

@@ -2,7 +2,6 @@
 
 import { Command } from 'clipanion';
 import type { VerifyResult } from '../../index.js';
-import { backupPath } from '../backup-path.js';
 import { BaseCommand } from '../base-command.js';
 import { pathArgument, progressFlag, threadsOption } from '../options.js';
 import { formatBytes } from '../progress-line.js';
@@ -61,7 +60,7 @@ export class VerifyCommand extends BaseCommand {
     const progress = this.progressLine(this.progress);
     const { verify } = await import('../../read/verify.js');
     const result = await verify({
-      backup: await backupPath(this.backup),
+      backup: this.backup,
       threads: this.threads,
       signal: this.interrupt.signal,
       onProgress: progress.listener(),

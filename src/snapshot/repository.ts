@@ -7,14 +7,13 @@ import {
   lstatSync,
   mkdirSync,
   readdirSync,
-  readFileSync,
   renameSync,
   statSync,
   symlinkSync,
   unlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { describeCause, StatesnapError, systemErrorCode } from '../core/errors.js';
 import { syncDirectory } from '../core/flush.js';
 import { removeTree } from '../core/fs-tree.js';

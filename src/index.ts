@@ -23,7 +23,16 @@ export type { BackupKind } from './read/backup-reader.js';
 export { type InspectOptions, type InspectResult, inspect } from './read/inspect.js';
 export type { ManifestNote, ManifestNoteKind } from './read/manifest-notes.js';
 export { type ForeignEntry, resolveBackupPath } from './read/repository-listing.js';
-export { type VerifyOptions, type VerifyProblem, type VerifyResult, verify } from './read/verify.js';
+export {
+  type SnapshotVerdict,
+  type VerifyOptions,
+  type VerifyProblem,
+  type VerifyRepositoryOptions,
+  type VerifyRepositoryResult,
+  type VerifyResult,
+  verify,
+  verifyRepository,
+} from './read/verify.js';
 export type { RecoveryAction } from './restore/journal.js';
 export { type RecoverOptions, type RecoverResult, recover } from './restore/recover.js';
 export {

@@ -19,7 +19,9 @@ export function describeDiff(result: DiffResult): string {
   const against = result.bKind === 'live' ? 'the live store' : 'backup';
   const lines = [`${result.a} -> ${against} ${result.b}: ${describeCounts(result.counts)}`];
   if (!result.streamed) {
-    lines.push(`note: ${result.a}'s index is not in canonical order (an older statesnap's): held in memory`);
+    lines.push(
+      `note: an index is not in canonical order (written before index format 2): ${result.a}'s was held in memory`,
+    );
   }
   for (const group of result.byCategory) {
     lines.push(`${group.category}: ${describeCounts(group)}`);

@@ -102,7 +102,7 @@ function statesnapBackup(
 function entriesOf(reader: ReturnType<typeof statesnapBackup>): AsyncGenerator<IndexEntry> {
   return readIndex(
     reader.root,
-    { format: reader.format!, ...reader.extras.index },
+    { format: reader.format!, ...reader.extras.index, order: reader.extras.index_order },
     { refuseCaseCollisions: false },
   );
 }

@@ -204,7 +204,7 @@ type LiveEntry = { rel: string; side: DiffSide } | { rel: string; file: true };
 /**
  * Walks the live store `root` (in canonical order) and compares each entry with `a`'s at its path. The walk's
  * entries queue up and are compared in order whenever the walk offers a file, which it waits for: the queue
- * holds at most one directory's listing.
+ * holds what the walk found since its last file (directories and skipped entries), never the store.
  */
 async function diffLive(
   root: string,

@@ -2,18 +2,34 @@
 
 import { Command } from 'clipanion';
 import { type SnapshotResult, snapshot } from '../../index.js';
-import { durationOption, flag, lockWaitOption, pathArgument, textOption } from '../options.js';
+import {
+  durationOption,
+  flag,
+  givenS3Options,
+  lockWaitOption,
+  pathArgument,
+  repositoryArgument,
+  S3_OPTIONS,
+  textOption,
+} from '../options.js';
 import { formatBytes } from '../progress-line.js';
 import { SourceCommand } from '../source-options.js';
 import { countOf, describeWarnings } from '../text.js';
 import { describeMade } from './backup.js';
 
+function stored(result: SnapshotResult): string {
+  if (result.uploaded) {
+    return `uploaded ${countOf(result.uploaded.objects, 'data object')}, ${formatBytes(result.uploaded.bytes)}`;
+  }
+  return result.synced ? 'flushed to disk' : 'not flushed';
+}
+
 export function describeSnapshot(result: SnapshotResult): string {
   const lines = [
     `snapshot ${result.id} in ${result.repository}: ${countOf(result.files, 'file')}, ` +
       `${countOf(result.dirs, 'dir')}, ${formatBytes(result.bytes)} in ${(result.durationMs / 1000).toFixed(1)} s ` +
-      `(${result.linkSource ? `unchanged files linked from ${result.linkSource.id}` : 'full copy'}, ` +
-      `${result.synced ? 'flushed to disk' : 'not flushed'})`,
+      `(${result.linkSource ? `unchanged files ${result.uploaded ? 'reused' : 'linked'} from ${result.linkSource.id}` : 'full copy'}, ` +
+      `${stored(result)})`,
   ];
   for (const hook of result.hooks) {
     if (!hook.ok) lines.push(`warning: hook \`${hook.command}\` failed: ${hook.status}`);
@@ -72,7 +88,10 @@ export class SnapshotCommand extends SourceCommand {
   });
 
   source = pathArgument('source');
-  repository = pathArgument('repo');
+  repository = repositoryArgument('repo');
+  endpoint = S3_OPTIONS.endpoint();
+  region = S3_OPTIONS.region();
+  profile = S3_OPTIONS.profile();
   ignoreInode = flag(
     '--ignore-inode',
     'Leave inode numbers out of the change rule (the store was restored or moved)',
@@ -101,8 +120,10 @@ export class SnapshotCommand extends SourceCommand {
 
   protected async run(): Promise<number> {
     const progress = this.progressLine(this.progress);
+    const s3 = givenS3Options(this);
     const result = await snapshot({
       ...this.sourceOptions(progress),
+      ...(s3 && { s3 }),
       repository: this.repository,
       full: this.full,
       ignoreInode: this.ignoreInode,

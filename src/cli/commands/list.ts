@@ -70,7 +70,6 @@ export class ListCommand extends BaseCommand {
         '$0 snapshot ./demo/store ./demo/snapshots && $0 list ./demo/snapshots',
       ],
       ['As JSON', '$0 list --json ./demo/snapshots'],
-      ['A repository in object storage', '$0 list --endpoint http://127.0.0.1:7480 s3://backups/store'],
     ],
   });
 

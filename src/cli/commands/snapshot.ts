@@ -60,6 +60,12 @@ export class SnapshotCommand extends SourceCommand {
       (\`--ignore-inode\`, \`--ignore-ctime\`, \`--checksum\` as there); \`--full\` copies every file. Options for
       what to copy are those of \`statesnap backup\`.
 
+      A repository in object storage is named \`s3://bucket/prefix\` (reached with \`--endpoint\`, \`--region\`,
+      \`--profile\`, else the AWS environment): small files go into tar packs of ~14 MiB, files of 4 MiB or more
+      into objects of their own; files unchanged since the newest snapshot point into the objects already there
+      and are neither read nor uploaded. The manifest is written last, only if absent: a run that did not finish
+      leaves objects but no snapshot.
+
       Hooks: \`--exec-before\` runs (with \`/bin/sh -c\`, its output on stderr) once the lock is taken and the id
       chosen, before the store is read; if it fails or times out the snapshot stops (ERR_HOOK_FAILED) before
       anything is written. \`--exec-after\` runs after the snapshot whatever happened, with \`STATESNAP_STATUS\`

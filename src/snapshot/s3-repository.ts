@@ -10,6 +10,7 @@ import { abortError, describeCause, StatesnapError } from '../core/errors.js';
 import { orderedPath } from '../core/index-order.js';
 import { booleanOption, clockOption, integerOption, requirePath, signalOption } from '../core/options.js';
 import {
+  DATA_PREFIX,
   isSnapshotId,
   manifestKey,
   parseS3Manifest,
@@ -265,6 +266,9 @@ export async function snapshotToS3(options: SnapshotOptions): Promise<SnapshotRe
   try {
     await checkS3Repository(storage, { create: true });
     return await withS3Lock(storage, 'snapshot', { waitMs, signal }, async (lock) => {
+      // No other writer runs while we hold the lock: an unfinished upload is a killed run's, never completed.
+      await storage.abortUnfinishedUploads(DATA_PREFIX, { signal });
+      await storage.abortUnfinishedUploads(SNAPSHOTS_PREFIX, { signal });
       const listing = await readS3Repository(storage);
       const previous = fullCopy ? undefined : listing.snapshots.at(-1);
       const id = await chooseS3Id(storage, clock, now !== undefined);

@@ -52,7 +52,7 @@ import {
   sectionsOf,
   summaryOf,
 } from './backup.js';
-import type { WriteCounts } from './backup-writer.js';
+import { countWritten, noneWritten, type WriteCounts } from './backup-writer.js';
 import type { JoinCounts, LinkSource } from './link-source.js';
 
 /** Files this large are objects of their own, streamed out in parts (the pool sends them alone too). */
@@ -221,15 +221,7 @@ export class S3Writer implements Destination {
   readonly #uploads: UploadQueue;
   readonly #abort = new AbortController();
   #root: RootRecord | null = null;
-  readonly counts: WriteCounts = {
-    linked: 0,
-    copied: 0,
-    hashed: 0,
-    hashMatched: 0,
-    linkFallbacks: {},
-    checkMismatches: 0,
-    bytesNew: 0,
-  };
+  readonly counts: WriteCounts = noneWritten();
   readonly uploaded: UploadCounts = { bytesUploaded: 0, objectsUploaded: 0 };
 
   constructor(storage: S3Storage, id: string, base: S3BaseSnapshot | null) {
@@ -326,16 +318,7 @@ export class S3Writer implements Destination {
   }
 
   fileDone(file: FileWritten): void {
-    const { counts } = this;
-    const { link } = file;
-    if (link?.hashed) counts.hashed++;
-    if (link?.linked) {
-      counts.linked++;
-      if (link.hashed) counts.hashMatched++;
-      return;
-    }
-    counts.copied++;
-    counts.bytesNew += file.size;
+    countWritten(this.counts, file);
   }
 
   fileLost(file: FileFailed): void {

@@ -70,7 +70,8 @@ function s3it(name: string, run: (ctx: TestContext) => Promise<void>, timeout = 
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
 const NOT_UTF8 = Buffer.from([0x6e, 0x6f, 0x74, 0xe9, 0x2e, 0x6a, 0x73, 0x6f, 0x6e]); // "not\xe9.json"
 const LONG_NAME = `${'long-directory-name-'.repeat(6)}/${'n'.repeat(120)}.md`;
-const LARGE = randomBytes(9 * 1024 * 1024 + 123);
+// Four parts of 8 MiB: the last one reuses the first part's slot of the ring.
+const LARGE = randomBytes(25 * 1024 * 1024 + 123);
 
 /** A store with every entry kind, names ustar cannot hold, sizes around a tar block and a large file. */
 async function everyKindStore(): Promise<string> {

@@ -55,6 +55,7 @@ import {
   pathBytes,
   RING_ABORT,
   RING_LENGTH,
+  RING_PART,
   RING_SLOTS,
   SETID_BITS,
   utimeSeconds,
@@ -966,6 +967,7 @@ class PartRing {
   #publish(): void {
     const index = this.#index();
     Atomics.store(this.#states, RING_LENGTH(index), this.#filled);
+    Atomics.store(this.#states, RING_PART(index), this.#part);
     Atomics.store(this.#states, index, PART_FULL);
     Atomics.notify(this.#states, index);
     this.#slot = null;

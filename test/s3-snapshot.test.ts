@@ -301,6 +301,31 @@ describe('snapshot to s3://', () => {
     }
   });
 
+  s3it('SIGINT mid-upload: exit 130, no snapshot, no lock and no unfinished upload left', async () => {
+    const source = join(tempDir('statesnap-s3-sigint-'), 'store');
+    const files: Record<string, ReturnType<typeof file>> = {};
+    for (let i = 0; i < 4; i++) files[`large-${i}.bin`] = file(randomBytes(12 * 1024 * 1024));
+    await createTree(source, files);
+    const repoUrl = `s3://${bucket}/interrupted`;
+    const running = startPausedCli(['snapshot', source, repoUrl], ['copying:1']);
+    await running.reached('copying');
+    running.child.kill('SIGINT');
+    running.resume();
+    const run = await running.done;
+    expect(run.exitCode).toBe(130);
+    expect(run.stderr).toContain('[ERR_ABORTED]');
+    expect((await listCli(repoUrl)).snapshots).toEqual([]);
+    const repo = await repoStorage('interrupted');
+    try {
+      const left: string[] = [];
+      for await (const object of repo.listObjects('')) left.push(object.key);
+      expect(left.filter((key) => !key.startsWith('data/'))).toEqual(['.statesnap-repository']);
+      expect(await repo.abortUnfinishedUploads('')).toBe(0);
+    } finally {
+      repo.close();
+    }
+  });
+
   s3it('a prefix holding objects but no repository marker is refused', async () => {
     await storage.putObject('not-a-repo/some-file', Buffer.from('x'));
     const source = join(tempDir('statesnap-s3-refused-'), 'store');

@@ -436,7 +436,11 @@ export class S3Writer implements Destination {
    * Waits for every data object, ends and puts the index, then the manifest (only if absent) between the
    * guard's two checks. After this the snapshot exists.
    */
-  async commit(manifestWith: (s3: S3Block) => S3Manifest, guard: CommitGuard): Promise<S3Manifest> {
+  async commit(
+    manifestWith: (s3: S3Block) => S3Manifest,
+    guard: CommitGuard,
+    signal: AbortSignal,
+  ): Promise<S3Manifest> {
     await this.#uploads.drain();
     this.#order.close();
     const summary = await this.#index.finish();
@@ -448,6 +452,8 @@ export class S3Writer implements Destination {
       bytes_uploaded: this.uploaded.bytesUploaded,
     });
     await guard.beforeCommit();
+    // An interrupt that came while the last uploads finished still stops the run: nothing is committed.
+    throwIfAborted(signal, this.location);
     const id = committed.statesnap.snapshot.id;
     await this.#storage.putObject(manifestKey(id), Buffer.from(serializeManifest(committed)), {
       ifAbsent: true,
@@ -541,6 +547,7 @@ export async function backupToS3(
         },
       }),
       placement.guard,
+      run.signal,
     );
     return {
       ...summary,

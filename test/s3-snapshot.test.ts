@@ -11,6 +11,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pLimit from 'p-limit';
 import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { uploadIndex } from '../dist/src/backup/s3-writer.js';
 import {
   manifestKey,
   parseS3Manifest,
@@ -357,6 +358,26 @@ describe('snapshot to s3://', () => {
     expect(listing.snapshots.map((row) => row.id)).toEqual([made.result.id]);
     expect(listing.unfinished.map((row) => row.id)).toEqual(ids);
   });
+});
+
+describe('index upload', () => {
+  s3it(
+    'an index of more than two parts goes up as a multipart upload; a smaller one in one request',
+    async () => {
+      for (const sizes of [
+        [5 * 1024 * 1024, 1000],
+        [5 * 1024 * 1024, 5 * 1024 * 1024, 5 * 1024 * 1024, 17],
+      ]) {
+        const parts = sizes.map((size) => randomBytes(size));
+        async function* generate() {
+          yield* parts;
+        }
+        const key = `index-upload/${sizes.length}.jsonl.gz`;
+        await uploadIndex(storage, key, generate(), new AbortController().signal);
+        expect(sha256(await storage.getObject(key))).toBe(sha256(Buffer.concat(parts)));
+      }
+    },
+  );
 });
 
 describe('s3:// failures through the CLI', () => {

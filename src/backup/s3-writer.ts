@@ -202,8 +202,8 @@ function abortRing(states: Int32Array): void {
   for (let slot = 0; slot < RING_SLOTS; slot++) Atomics.notify(states, slot);
 }
 
-/** Puts the index: one request when it is small, parts as they fill when it is not. */
-async function uploadIndex(
+/** Puts an index: in one request when it comes in at most two parts, else as a multipart upload of its parts. */
+export async function uploadIndex(
   storage: S3Storage,
   key: string,
   parts: AsyncGenerator<Buffer>,

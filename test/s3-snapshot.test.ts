@@ -268,39 +268,47 @@ describe('snapshot to s3://', () => {
     },
   );
 
-  s3it('kill -9 mid-upload: list shows no snapshot, the next snapshot works and takes over', async () => {
-    const source = join(tempDir('statesnap-s3-kill-'), 'store');
-    const files: Record<string, ReturnType<typeof file>> = {};
-    for (let i = 0; i < 40; i++) files[`part-${i}.bin`] = file(randomBytes(1024 * 1024));
-    await createTree(source, files);
-    const repoUrl = `s3://${bucket}/killed`;
-    const running = startPausedCli(['snapshot', source, repoUrl], ['copying:20']);
-    await running.reached('copying');
-    const killed = await running.kill();
-    expect(killed.signal).toBe('SIGKILL');
-    const listing = await listCli(repoUrl);
-    expect(listing.snapshots).toEqual([]);
-    const repo = await repoStorage('killed');
-    const locks = async () => {
-      const keys: string[] = [];
-      for await (const object of repo.listObjects('locks/')) keys.push(object.key);
-      return keys;
-    };
-    try {
-      // The killed run's lock is left behind; the next run finds its process gone and removes it.
-      expect(await locks()).toHaveLength(1);
+  s3it(
+    'kill -9 mid-upload: list shows no snapshot, the lock held meanwhile, the next snapshot works and takes over',
+    async () => {
+      const source = join(tempDir('statesnap-s3-kill-'), 'store');
+      const files: Record<string, ReturnType<typeof file>> = {};
+      for (let i = 0; i < 40; i++) files[`part-${i}.bin`] = file(randomBytes(1024 * 1024));
+      await createTree(source, files);
+      const repoUrl = `s3://${bucket}/killed`;
+      const running = startPausedCli(['snapshot', source, repoUrl], ['copying:20']);
+      await running.reached('copying');
+      // While it holds the writer lock, another snapshot is refused with the holder named.
+      const busy = await snapshotCli([source, repoUrl]);
+      expect(busy.exitCode).toBe(1);
+      expect(busy.result.error.code).toBe('ERR_REPO_BUSY');
+      expect(busy.stderr).toContain(`pid ${running.child.pid}`);
+      const killed = await running.kill();
+      expect(killed.signal).toBe('SIGKILL');
+      const listing = await listCli(repoUrl);
+      expect(listing.snapshots).toEqual([]);
+      const repo = await repoStorage('killed');
+      const locks = async () => {
+        const keys: string[] = [];
+        for await (const object of repo.listObjects('locks/')) keys.push(object.key);
+        return keys;
+      };
+      try {
+        // The killed run's lock is left behind; the next run finds its process gone and removes it.
+        expect(await locks()).toHaveLength(1);
 
-      const next = await snapshotCli([source, repoUrl]);
-      expect(next.stderr).toBe('');
-      expect(next.exitCode).toBe(0);
-      expect(next.result.counts.copied).toBe(40);
-      const after = await listCli(repoUrl);
-      expect(after.snapshots.map((row) => row.id)).toEqual([next.result.id]);
-      expect(await locks()).toEqual([]);
-    } finally {
-      repo.close();
-    }
-  });
+        const next = await snapshotCli([source, repoUrl]);
+        expect(next.stderr).toBe('');
+        expect(next.exitCode).toBe(0);
+        expect(next.result.counts.copied).toBe(40);
+        const after = await listCli(repoUrl);
+        expect(after.snapshots.map((row) => row.id)).toEqual([next.result.id]);
+        expect(await locks()).toEqual([]);
+      } finally {
+        repo.close();
+      }
+    },
+  );
 
   s3it('SIGINT mid-upload: exit 130, no snapshot, no lock and no unfinished upload left', async () => {
     const source = join(tempDir('statesnap-s3-sigint-'), 'store');

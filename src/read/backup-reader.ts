@@ -17,6 +17,7 @@ import {
   type StatesnapExtras,
 } from '../format/manifest.js';
 import { readManifest } from '../format/manifest-schema.js';
+import { resolveBackupPath } from './repository-listing.js';
 
 export type BackupKind = 'statesnap' | 'oxios';
 
@@ -164,7 +165,9 @@ class OxiosTree extends LocalBackup {
   }
 }
 
-export function openBackup(path: string): BackupReader {
+/** Opens the backup at `path`; `<repo>/latest` opens the newest complete snapshot of that repository. */
+export function openBackup(given: string): BackupReader {
+  const path = resolveBackupPath(given);
   const manifest = readManifest(path);
   let root: string;
   try {

@@ -8,6 +8,7 @@ import { walk } from '../core/walk.js';
 import { formatOf, RESERVED_ROOT_NAMES, type SkippedCounts } from '../format/manifest.js';
 import { readManifest } from '../format/manifest-schema.js';
 import { type ManifestNote, manifestNotes } from './manifest-notes.js';
+import { resolveBackupPath } from './repository-listing.js';
 
 export interface InspectOptions {
   /** The backup directory (the one holding manifest.json). */
@@ -46,7 +47,7 @@ export interface InspectResult {
 }
 
 export async function inspect(options: InspectOptions): Promise<InspectResult> {
-  const backupDir = resolve(requirePath('backup', options.backup));
+  const backupDir = resolve(resolveBackupPath(requirePath('backup', options.backup)));
   const signal = signalOption(options.signal);
   // An aborted signal stops every operation the same way, even one that would only read a manifest.
   throwIfAborted(signal, backupDir);

@@ -4,10 +4,11 @@
 import { throwIfAborted } from '../core/errors.js';
 import { invalidOption, requirePath, signalOption } from '../core/options.js';
 import type { Manifest } from '../format/manifest.js';
+import { type CompleteSnapshot, type ForeignEntry, readRepository } from '../read/repository-listing.js';
 import { isS3Location } from '../s3/location.js';
 import type { S3Options } from '../s3/settings.js';
 import { describeHolder, readLockHolders } from './lock.js';
-import { type CompleteSnapshot, type ForeignEntry, openRepository, readRepository } from './repository.js';
+import { openRepository } from './repository.js';
 
 export interface ListOptions {
   /** A repository directory, or `s3://bucket/prefix`. */

@@ -20,12 +20,12 @@ import {
   SNAPSHOTS_PREFIX,
   snapshotPrefix,
 } from '../format/s3-index.js';
+import { compareSnapshotIds, newSnapshotId, parseSnapshotId } from '../format/snapshot-id.js';
 import type { S3Storage } from '../s3/client.js';
 import { parseS3Location } from '../s3/location.js';
 import type { S3Options } from '../s3/settings.js';
 import { hooksOption, withHooks } from './hooks.js';
 import { withS3Lock } from './s3-lock.js';
-import { compareSnapshotIds, newSnapshotId, parseSnapshotId } from './snapshot-id.js';
 import type { SnapshotOptions, SnapshotResult } from './snapshot-options.js';
 
 const MARKER_VERSION = 1;

@@ -2,7 +2,6 @@
 
 import { Command } from 'clipanion';
 import type { InspectResult } from '../../index.js';
-import { backupPath } from '../backup-path.js';
 import { BaseCommand } from '../base-command.js';
 import { pathArgument } from '../options.js';
 import { formatBytes } from '../progress-line.js';
@@ -52,7 +51,7 @@ export class InspectCommand extends BaseCommand {
 
   protected async run(): Promise<number> {
     const { inspect } = await import('../../read/inspect.js');
-    const result = await inspect({ backup: await backupPath(this.backup), signal: this.interrupt.signal });
+    const result = await inspect({ backup: this.backup, signal: this.interrupt.signal });
     return this.printResult(result, () => describeInspect(result));
   }
 }

@@ -257,16 +257,18 @@ function progressOf(
   tally: Tally,
   expected: Expected | null,
 ): ProgressReport<BackupProgress> {
-  const { filesDone, bytesDone, filesPlanned, bytesPlanned, planningDone } = tally;
+  const { filesDone, bytesDone, filesPlanned, bytesPlanned, filesSized, planningDone } = tally;
   const found = { filesDone, bytesDone, filesPlanned, bytesPlanned, planningDone, phase };
+  // Sizes not known yet (counted names, files the walk planned by name and no worker has read) are taken to
+  // be the average of those known so far; every size is known by the end.
+  const averageSize = filesSized > 0 ? bytesPlanned / filesSized : 0;
   if (planningDone || expected === null) {
-    const totals = { filesTotal: filesPlanned, bytesTotal: bytesPlanned };
+    const bytesTotal = bytesPlanned + Math.round(averageSize * (filesPlanned - filesSized));
+    const totals = { filesTotal: filesPlanned, bytesTotal };
     return { ...found, ...totals, totalKnown: planningDone, estimate: null };
   }
   const filesTotal = Math.max(expected.files, filesPlanned);
-  // Counted names carry no sizes: the files still to be found are taken to be of the average size found so far.
-  const bytesTotal =
-    expected.bytes ?? (filesPlanned > 0 ? Math.round((bytesPlanned / filesPlanned) * filesTotal) : 0);
+  const bytesTotal = expected.bytes ?? Math.round(averageSize * filesTotal);
   return {
     ...found,
     filesTotal,
@@ -398,7 +400,8 @@ async function copySource(
         )
       : undefined;
   try {
-    const planned = planSource(source, opts);
+    // The change rule compares each file's lstat; a plain copy stats the descriptors the workers open.
+    const planned = planSource(source, { ...opts, statFiles: link !== null });
     // The previous backup's index is read with the schema: loaded only by a backup that links.
     const entries = link
       ? (await import('./link-source.js')).linkingSource(
@@ -446,7 +449,7 @@ async function planBackup(
   }
   const sections = sectionsOf(paths.read, opts);
   const tally = await run.survey({
-    source: planSource(paths.read, opts),
+    source: planSource(paths.read, { ...opts, statFiles: true }),
     policy: fileErrorPolicy(paths.read, opts.onFileError),
   });
   return { ...summaryOf(run, opts, paths, { tally, sections, started }), dryRun: true, replacesExisting };

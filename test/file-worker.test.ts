@@ -8,7 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, watch, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { CopyTask, TaskResult } from '../dist/src/core/protocol.js';
+import { type CopyTask, postedTask, type TaskResult } from '../dist/src/core/protocol.js';
 import runTask from '../dist/workers/file-worker.js';
 import { requireDependency } from './helpers/dependencies.js';
 import { cleanup, tempDir } from './helpers/tree.js';
@@ -16,6 +16,7 @@ import { cleanup, tempDir } from './helpers/tree.js';
 afterEach(cleanup);
 
 const WORKER = resolve(import.meta.dirname, '../dist/workers/file-worker.js');
+const PROTOCOL = resolve(import.meta.dirname, '../dist/src/core/protocol.js');
 
 /**
  * A merge-style copy of `a.json` into `target`, where a directory has been planted at `target/a.json`: the
@@ -49,15 +50,16 @@ function hasStrace(): boolean {
 // Runs the task in a child process of its own, under strace; prints the result as JSON.
 const CHILD = `
 const { default: runTask } = await import(process.argv[1]);
+const { postedTask } = await import(process.argv[3]);
 const task = JSON.parse(process.argv[2]);
 const stop = new Int32Array(new SharedArrayBuffer(4));
-process.stdout.write(JSON.stringify(runTask({ task, stop })));
+process.stdout.write(JSON.stringify(runTask({ task: postedTask(task), stop })));
 `;
 
 describe('a temp file whose final rename fails', () => {
   it('is reported as dest-failed with the rename error, removed, and the directory there left alone', () => {
     const { task, target } = plantedDirectoryCase();
-    const result: TaskResult = runTask({ task, stop: noStop() });
+    const result: TaskResult = runTask({ task: postedTask(task), stop: noStop() });
     expect(result.outcomes).toMatchObject([
       { ok: false, rel: 'a.json', problem: 'dest-failed', cause: { code: 'EISDIR', syscall: 'rename' } },
     ]);
@@ -83,6 +85,7 @@ describe('a temp file whose final rename fails', () => {
         CHILD,
         WORKER,
         JSON.stringify(task),
+        PROTOCOL,
       ],
       { encoding: 'utf8' },
     );
@@ -139,7 +142,7 @@ describe('a source directory moved outside the source while its files are read',
     };
     const child = spawn(
       process.execPath,
-      ['--input-type=module', '-e', CHILD, WORKER, JSON.stringify(task)],
+      ['--input-type=module', '-e', CHILD, WORKER, JSON.stringify(task), PROTOCOL],
       {
         stdio: ['ignore', 'pipe', 'inherit'],
       },

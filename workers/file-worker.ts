@@ -47,6 +47,7 @@ import {
   linkedFileMismatch,
   OUT_OF_RESOURCES,
   pathBytes,
+  receivedTask,
   SETID_BITS,
   utimeSeconds,
 } from '../src/core/protocol.js';
@@ -790,7 +791,7 @@ function linkOne(task: LinkTask, op: FileOp, stop: Int32Array): FileOutcome {
       replaced: read.stat.ino !== op.ino || read.stat.dev !== op.dev,
     };
   } else {
-    const { mtimeNs, ...identity } = plan.source;
+    const { source } = plan;
     const hash = plan.sha256;
     if (hash === undefined) return copiedInstead(task, op, stop, { hashed });
     linked = {
@@ -798,9 +799,12 @@ function linkOne(task: LinkTask, op: FileOp, stop: Int32Array): FileOutcome {
       rel: op.rel,
       size: op.size,
       mode: plan.mode,
-      mtimeNs,
+      mtimeNs: clampTimestampNs(source.mtimeNs).toString(),
       hash,
-      ...identity,
+      uid: source.uid,
+      gid: source.gid,
+      ino: source.ino.toString(),
+      ctimeNs: clampTimestampNs(source.ctimeNs).toString(),
       replaced: false,
     };
   }
@@ -834,7 +838,9 @@ const OPERATIONS: { [Kind in WorkerTask['kind']]: Operation<Extract<WorkerTask, 
   link: linkOne,
 };
 
-export default function runTask({ task, stop }: WorkerRequest): TaskResult {
+export default function runTask(request: WorkerRequest): TaskResult {
+  const { stop } = request;
+  const task = receivedTask(request.task);
   const operation = OPERATIONS[task.kind] as Operation<WorkerTask>;
   const outcomes: FileOutcome[] = [];
   const perDirectory = confinesPerDirectory(task);

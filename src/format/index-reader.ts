@@ -12,7 +12,7 @@ import { compareEntryPaths, orderedPath, type RelativePath } from '../core/index
 import { CAN_LOCATE_FDS } from '../core/paths.js';
 import { nameFromBytes } from '../core/protocol.js';
 import { z } from '../core/zod.js';
-import { inode, mode, ownerId, timestampNs } from './fields.js';
+import { inode, isInode, isMode, isOwnerId, isTimestampNs, mode, ownerId, timestampNs } from './fields.js';
 import {
   INDEX_FILE,
   type IndexFormat,
@@ -84,6 +84,57 @@ type Loosened<Entry> = Entry extends unknown
  * name that is not UTF-8 are escaped (see core/protocol.ts); the fields format 1 lacks are absent there.
  */
 export type IndexEntry = Loosened<RecordedEntry>;
+
+const SHA256_TEXT = /^[0-9a-f]{64}$/;
+const FILE_LINE_KEYS = 10;
+
+/**
+ * Whether `data` is a format-2 file line with a UTF-8 `path`, valid by every rule of its schema: the line
+ * nearly every index is made of, checked without the schema's parse (which copies it). Anything else goes
+ * through the schema.
+ */
+function isPlainFileLine(data: unknown): data is RecordedEntry {
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return false;
+  const line = data as Record<string, unknown>;
+  let keys = 0;
+  for (const key in line) {
+    if (!Object.hasOwn(line, key)) return false;
+    keys++;
+  }
+  const { linked } = line;
+  return (
+    keys === (linked === undefined ? FILE_LINE_KEYS : FILE_LINE_KEYS + 1) &&
+    (linked === undefined || linked === true) &&
+    line.type === 'file' &&
+    typeof line.path === 'string' &&
+    line.path.isWellFormed() &&
+    unsafeRelativePathReason(line.path) === null &&
+    Number.isSafeInteger(line.size) &&
+    (line.size as number) >= 0 &&
+    isMode(line.mode) &&
+    isTimestampNs(line.mtime_ns) &&
+    isTimestampNs(line.ctime_ns) &&
+    isInode(line.ino) &&
+    isOwnerId(line.uid) &&
+    isOwnerId(line.gid) &&
+    typeof line.sha256 === 'string' &&
+    SHA256_TEXT.test(line.sha256)
+  );
+}
+
+/** One line's entry, or why it is refused: through the schema of its format, with the one spelling of its path. */
+function parseLine(data: unknown, format: IndexFormat): IndexEntry | { problem: string } {
+  if (format === 2 && isPlainFileLine(data)) return data;
+  const parsed = LINE_SCHEMAS[format].safeParse(data);
+  if (!parsed.success) return { problem: formatZodIssues(parsed.error) };
+  const located = locate(parsed.data);
+  if (typeof located !== 'string') return located;
+  // zod's output is a fresh object: it becomes the entry, with the one spelling of its path.
+  const line = parsed.data as IndexLineV2;
+  delete line.path_b64;
+  line.path = located;
+  return line as IndexEntry;
+}
 
 // Read in slices of the size the writer writes in.
 const READ_CHUNK_BYTES = 256 * 1024;
@@ -260,7 +311,6 @@ export async function* readIndex(
     unreadable: (m, cause) => invalid(`cannot be read: ${m}`, cause),
     refused: invalid,
   });
-  const schema = LINE_SCHEMAS[expected.format];
   const hash = createHash('sha256');
   const paths = new PathChecker(expected.order === 'canonical');
   const seenFolded = options.refuseCaseCollisions ? new Map<string, string>() : null;
@@ -283,15 +333,8 @@ export async function* readIndex(
       } catch (error) {
         throw invalid(`line ${lineNumber} is not valid JSON: ${describeCause(error)}`, error);
       }
-      const parsed = schema.safeParse(data);
-      if (!parsed.success) throw invalid(`line ${lineNumber} is invalid: ${formatZodIssues(parsed.error)}`);
-      const located = locate(parsed.data);
-      if (typeof located !== 'string') throw invalid(`line ${lineNumber} is invalid: ${located.problem}`);
-      // zod's output is a fresh object: it becomes the entry, with the one spelling of its path.
-      const line = parsed.data as IndexLineV2;
-      delete line.path_b64;
-      line.path = located;
-      const entry = line as IndexEntry;
+      const entry = parseLine(data, expected.format);
+      if ('problem' in entry) throw invalid(`line ${lineNumber} is invalid: ${entry.problem}`);
       const slash = entry.path.indexOf('/');
       if (RESERVED_ROOT_NAMES.has(slash === -1 ? entry.path : entry.path.slice(0, slash))) {
         throw invalid(`line ${lineNumber}: path ${JSON.stringify(entry.path)} names the backup's own files`);

@@ -46,6 +46,7 @@ import {
   LINK_FALLBACK_CODES,
   linkedFileMismatch,
   OUT_OF_RESOURCES,
+  packResult,
   pathBytes,
   receivedTask,
   SETID_BITS,
@@ -869,8 +870,5 @@ export default function runTask(request: WorkerRequest): TaskResult {
       closePreviousDirectory();
     }
   }
-  let bytes = 0;
-  // A hard link writes no data: nothing for the flusher to push out.
-  for (const outcome of outcomes) if (outcome.ok && !outcome.link?.linked) bytes += outcome.size;
-  return { outcomes, bytes };
+  return packResult(outcomes, task.kind !== 'hash' && task.to.indexLines === true);
 }

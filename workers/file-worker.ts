@@ -142,7 +142,11 @@ function openSource(path: string): number {
  */
 interface SourceDirectory {
   rel: string;
-  /** The open directory, or null when it could not be opened or lies outside: `refusal` says why. */
+  /**
+   * The open directory, or null: when it could not be opened or lies outside, `refusal` says why; without a
+   * refusal it may be searched but not read (a restore's `0311` folder), and its files are opened by path and
+   * checked each on its own descriptor.
+   */
   fd: number | null;
   base: string;
   refusal: FileFailure | null;
@@ -170,7 +174,7 @@ function openSourceDirectory(from: ReadSpec, rel: string, firstOutcome: number):
       held.refusal = new FileFailure('vanished', 'vanished before it was read');
     } else if (code === 'ELOOP') {
       held.refusal = new FileFailure('escaped', 'its directory was swapped for a symlink; not followed');
-    } else {
+    } else if (code !== 'EACCES') {
       held.refusal = new FileFailure(
         'unreadable',
         `cannot open its directory: ${(error as Error).message}`,
@@ -243,10 +247,8 @@ function confinesPerDirectory(task: WorkerTask): boolean {
 /** Opens the source file `rel` for reading, never through a symlink, proven to lie under the confinement root. */
 function openConfinedSource(from: ReadSpec, rel: string): number {
   const held = sourceDirectory;
-  if (held !== null) {
-    if (held.refusal !== null) throw held.refusal;
-    return openSource(`${held.base}/${rel.slice(rel.lastIndexOf('/') + 1)}`);
-  }
+  if (held?.refusal) throw held.refusal;
+  if (held?.fd != null) return openSource(`${held.base}/${rel.slice(rel.lastIndexOf('/') + 1)}`);
   const fd = openSource(`${from.root}/${rel}`);
   try {
     assertConfined(fd, from.confineTo, 'source');

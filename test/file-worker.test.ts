@@ -60,7 +60,7 @@ describe('a temp file whose final rename fails', () => {
   it('is reported as dest-failed with the rename error, removed, and the directory there left alone', () => {
     const { task, target } = plantedDirectoryCase();
     const result: TaskResult = runTask({ task: postedTask(task), stop: noStop() });
-    expect(result.failed).toMatchObject([
+    expect(result.outcomes).toMatchObject([
       { ok: false, rel: 'a.json', problem: 'dest-failed', cause: { code: 'EISDIR', syscall: 'rename' } },
     ]);
     expect(readdirSync(target)).toEqual(['a.json']);
@@ -91,7 +91,7 @@ describe('a temp file whose final rename fails', () => {
     );
     expect(run.status, run.stderr).toBe(0);
     expect(JSON.parse(run.stdout)).toMatchObject({
-      failed: [{ ok: false, problem: 'dest-failed', cause: { code: 'EISDIR' } }],
+      outcomes: [{ ok: false, problem: 'dest-failed', cause: { code: 'EISDIR' } }],
     });
     expect(existsSync(trace)).toBe(true);
     const lines = readFileSync(trace, 'utf8').split('\n');
@@ -163,9 +163,8 @@ describe('a source directory moved outside the source while its files are read',
     expect(await exited).toBe(0);
     expect(stillReading, 'the batch ended before the directory moved: nothing was tested').toBe(true);
     const result = JSON.parse(stdout) as TaskResult;
-    expect(result.handled).toBe(files.length);
-    expect(result.failed).toHaveLength(files.length);
-    for (const outcome of result.failed) expect(outcome).toMatchObject({ ok: false, problem: 'escaped' });
+    expect(result.outcomes).toHaveLength(files.length);
+    for (const outcome of result.outcomes) expect(outcome).toMatchObject({ ok: false, problem: 'escaped' });
     expect(readdirSync(join(dest, 'dir'))).toEqual([]);
     expect(result.bytes).toBe(0);
   });

@@ -46,7 +46,6 @@ import {
   LINK_FALLBACK_CODES,
   linkedFileMismatch,
   OUT_OF_RESOURCES,
-  packResult,
   pathBytes,
   receivedTask,
   SETID_BITS,
@@ -872,5 +871,8 @@ export default function runTask(request: WorkerRequest): TaskResult {
       closePreviousDirectory();
     }
   }
-  return packResult(outcomes, task.kind !== 'hash' && task.to.indexLines === true);
+  let bytes = 0;
+  // A hard link writes no data: nothing for the flusher to push out.
+  for (const outcome of outcomes) if (outcome.ok && !outcome.link?.linked) bytes += outcome.size;
+  return { outcomes, bytes };
 }

@@ -17,17 +17,8 @@ import { Flusher } from '../core/flush.js';
 import { applyDirectoryAttributes, entryExists, removeTree } from '../core/fs-tree.js';
 import { ReorderBuffer } from '../core/index-order.js';
 import { CAN_LOCATE_FDS, shellQuote } from '../core/paths.js';
-import type { Destination, FileFailed } from '../core/pipeline.js';
-import {
-  FILE_HASHED,
-  FILE_LINKED,
-  FILE_OK,
-  type FileOp,
-  fsPath,
-  type ReadSpec,
-  type TaskResult,
-  type WorkerTask,
-} from '../core/protocol.js';
+import type { Destination, FileFailed, FileWritten } from '../core/pipeline.js';
+import { type FileOp, fsPath, type ReadSpec, type TaskResult, type WorkerTask } from '../core/protocol.js';
 import { findSiblings, siblingPath } from '../core/siblings.js';
 import { pauseAt } from '../core/test-hooks.js';
 import type { PlannedDir, SkipKind } from '../core/walk.js';
@@ -176,8 +167,8 @@ export class LocalTreeWriter implements BackupWriter {
   // Directory modes and mtimes are applied after their contents, at commit.
   readonly #dirs: PlannedDir[] = [];
   // Index lines in the source's (canonical) order: a file's place is reserved when it is planned and filled
-  // with the line its worker formatted when it is done (or emptied when it could not be read).
-  readonly #order: ReorderBuffer<RecordedEntry | string | null>;
+  // when its worker is done (or emptied when it could not be read).
+  readonly #order: ReorderBuffer<RecordedEntry | null>;
   readonly #tickets = new Map<string, number>();
   readonly counts: WriteCounts = {
     linked: 0,
@@ -222,8 +213,7 @@ export class LocalTreeWriter implements BackupWriter {
     this.#flusher = new Flusher(partial, options.sync);
     this.#linkFrom = options.linkFrom;
     this.#order = new ReorderBuffer((entry) => {
-      if (typeof entry === 'string') index.addLine(entry);
-      else if (entry !== null) index.add(entry);
+      if (entry !== null) index.add(entry);
     });
   }
 
@@ -253,7 +243,6 @@ export class LocalTreeWriter implements BackupWriter {
       writeMode: 'create',
       owners: false,
       modeMask: 0o7777,
-      indexLines: true,
     } as const;
     if (this.#linkFrom === null) return { kind: 'copy', files, from, to };
     return { kind: 'link', files, from, to, linkFrom: { root: this.#linkFrom, confined: CAN_LOCATE_FDS } };
@@ -263,40 +252,54 @@ export class LocalTreeWriter implements BackupWriter {
     this.#tickets.set(op.rel, this.#order.reserve());
   }
 
-  filesDone(files: readonly FileOp[], result: TaskResult): void {
+  #fill(rel: string, entry: RecordedEntry | null): void {
+    const ticket = this.#tickets.get(rel);
+    assert(ticket !== undefined, `a worker reported ${rel}, which was not planned`);
+    this.#tickets.delete(rel);
+    this.#order.fill(ticket, entry);
+  }
+
+  fileLost(file: FileFailed): void {
+    this.#fill(file.rel, null);
+  }
+
+  fileDone(file: FileWritten): void {
+    this.#count(file);
+    this.#fill(file.rel, {
+      path: file.rel,
+      type: 'file',
+      size: file.size,
+      mode: file.mode,
+      mtime_ns: file.mtimeNs,
+      ctime_ns: file.ctimeNs,
+      ino: file.ino,
+      uid: file.uid,
+      gid: file.gid,
+      sha256: file.hash,
+      ...(file.link?.linked ? { linked: true as const } : {}),
+    });
+  }
+
+  #count(file: FileWritten): void {
     const { counts } = this;
-    const { handled, flags, sizes, indexLines } = result;
-    let lineStart = 0;
-    for (let at = 0; at < handled; at++) {
-      const { rel } = files[at]!;
-      const ticket = this.#tickets.get(rel);
-      assert(ticket !== undefined, `a worker reported ${rel}, which was not planned`);
-      this.#tickets.delete(rel);
-      const bits = flags[at]!;
-      if ((bits & FILE_OK) === 0) {
-        this.#order.fill(ticket, null);
-        continue;
-      }
-      const lineEnd = indexLines.indexOf('\n', lineStart) + 1;
-      this.#order.fill(ticket, indexLines.slice(lineStart, lineEnd));
-      lineStart = lineEnd;
-      if (bits & FILE_HASHED) counts.hashed++;
-      if (bits & FILE_LINKED) {
-        counts.linked++;
-        if (bits & FILE_HASHED) counts.hashMatched++;
-      } else {
-        counts.copied++;
-        counts.bytesNew += sizes[at]!;
-      }
+    const { link } = file;
+    if (link?.hashed) counts.hashed++;
+    if (link?.linked) {
+      counts.linked++;
+      if (link.hashed) counts.hashMatched++;
+      return;
     }
-    for (const { at, fallback, mismatch } of result.linkNotes) {
-      if (fallback !== undefined) counts.linkFallbacks[fallback] = (counts.linkFallbacks[fallback] ?? 0) + 1;
-      if (mismatch === undefined) continue;
+    counts.copied++;
+    counts.bytesNew += file.size;
+    if (link?.fallback !== undefined) {
+      counts.linkFallbacks[link.fallback] = (counts.linkFallbacks[link.fallback] ?? 0) + 1;
+    }
+    if (link?.mismatch !== undefined) {
       counts.checkMismatches++;
       this.#warnings.add(
-        join(this.#linkFrom ?? '', files[at]!.rel),
+        join(this.#linkFrom ?? '', file.rel),
         'link-source-mismatch',
-        `the link source's file is not the one its index describes (${mismatch}); copied instead`,
+        `the link source's file is not the one its index describes (${link.mismatch}); copied instead`,
       );
     }
   }

@@ -5,17 +5,15 @@
 
 import { abortError, assert, systemLimitError, throwIfAborted } from './errors.js';
 import { BatchDispatcher, threadLimit, WorkerPool } from './pool.js';
-import {
-  type FailedOutcome,
-  FILE_OK,
-  FILE_REPLACED,
-  type FileOp,
-  type FileProblem,
-  type PlainError,
-  type ReadSpec,
-  type RunFailure,
-  type TaskResult,
-  type WorkerTask,
+import type {
+  FileOp,
+  FileOutcome,
+  FileProblem,
+  PlainError,
+  ReadSpec,
+  RunFailure,
+  TaskResult,
+  WorkerTask,
 } from './protocol.js';
 import type { EntrySink, PlannedDir, SkipKind, WalkProblem } from './walk.js';
 import { type Warning, WarningLog } from './warnings.js';
@@ -33,7 +31,8 @@ export interface EntrySource {
   entries(sink: EntrySink, signal: AbortSignal): Promise<void>;
 }
 
-export type FileFailed = FailedOutcome;
+export type FileWritten = Extract<FileOutcome, { ok: true }>;
+export type FileFailed = Extract<FileOutcome, { ok: false }>;
 
 /** Where a pass's files go: a backup writer or a restore target. Every method runs on the main thread. */
 export interface Destination {
@@ -43,11 +42,10 @@ export interface Destination {
   task(files: FileOp[], from: ReadSpec): WorkerTask;
   /** A file of the source, in the source's order, before it goes to the workers. */
   file?(op: FileOp): void;
-  /**
-   * A batch the workers are done with, in completion order: what became of each of its first
-   * `result.handled` files (a failed one, a warning here, has no place in what is written).
-   */
-  filesDone?(files: readonly FileOp[], result: TaskResult): void;
+  /** A file the workers wrote, in completion order. */
+  fileDone?(file: FileWritten): void;
+  /** A file the workers could not read (a warning, not a failure): it has no place in what is written. */
+  fileLost?(file: FileFailed): void;
   /** An entry the source does not copy (a symlink, a FIFO, an excluded path, …). */
   skipped?(rel: string, kind: SkipKind): void;
   /** After each batch: what the workers wrote (a flusher starts writeback from here). */
@@ -188,7 +186,7 @@ export class Run {
       makeTask: destination
         ? (files) => destination.task(files, source.read)
         : (files) => ({ kind: 'hash', files, from: source.read, readContent, compareMode }),
-      onResult: flow.guarded((files: FileOp[], result: TaskResult) => flow.batchDone(files, result)),
+      onResult: flow.guarded((result: TaskResult) => flow.batchDone(result)),
     });
     try {
       await source.entries(
@@ -306,25 +304,21 @@ class PassFlow {
     this.#warnings.add(verdict.path, verdict.problem, verdict.message);
   }
 
-  batchDone(files: readonly FileOp[], result: TaskResult): void {
+  batchDone(result: TaskResult): void {
     const { tally } = this;
     const { destination } = this.#pass;
-    const { handled, flags, sizes } = result;
-    let bytes = 0;
-    for (let at = 0; at < handled; at++) {
-      const bits = flags[at]!;
-      if ((bits & FILE_OK) === 0) continue;
-      tally.filesDone++;
-      bytes += sizes[at]!;
-      if (bits & FILE_REPLACED) tally.replaced++;
-    }
-    tally.bytesDone += bytes;
-    if (this.#pass.source.sizesPlanned === false) {
-      tally.filesSized += handled;
-      tally.bytesPlanned += bytes;
-    }
-    for (const outcome of result.failed) {
-      if (outcome.problem === 'dest-failed') {
+    const sizing = this.#pass.source.sizesPlanned === false;
+    for (const outcome of result.outcomes) {
+      if (sizing) {
+        tally.filesSized++;
+        if (outcome.ok) tally.bytesPlanned += outcome.size;
+      }
+      if (outcome.ok) {
+        tally.filesDone++;
+        tally.bytesDone += outcome.size;
+        if (outcome.replaced) tally.replaced++;
+        destination?.fileDone?.(outcome);
+      } else if (outcome.problem === 'dest-failed') {
         assert(destination !== null, `a read-only pass reported a failed write of ${outcome.rel}`);
         this.#fail(destination.writeFailed(outcome));
       } else if (outcome.problem === 'no-resources') {
@@ -333,9 +327,9 @@ class PassFlow {
       } else {
         const { rel, problem, message, cause } = outcome;
         this.#decide({ rel, problem, message, cause, stage: 'read' });
+        destination?.fileLost?.(outcome);
       }
     }
-    destination?.filesDone?.(files, result);
     destination?.written(result);
     this.#pass.onProgress?.(tally);
   }

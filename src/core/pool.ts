@@ -121,8 +121,8 @@ export interface BatchDispatcherOptions {
   signal: AbortSignal;
   /** Builds the task for one batch of files (copy or hash, with its roots). */
   makeTask: (files: FileOp[]) => WorkerTask;
-  /** Called on the main thread with each finished batch and its files; throwing here fails the whole run. */
-  onResult: (files: FileOp[], result: TaskResult) => void;
+  /** Called on the main thread with each finished batch; throwing here fails the whole run. */
+  onResult: (result: TaskResult) => void;
 }
 
 /**
@@ -185,7 +185,7 @@ export class BatchDispatcher {
       // A running batch is stopped by its own worker (the stop flag), which removes the file it was writing:
       // piscina's abort would terminate the thread, leaking its descriptors and leaving a file half-written in
       // a tree the caller is about to remove (or a temp file in a merge target).
-      onResult(files, await pool.run(makeTask(files), this.#stop));
+      onResult(await pool.run(makeTask(files), this.#stop));
     }).catch((error: unknown) => {
       if (!this.#hasFailed) {
         this.#hasFailed = true;

@@ -70,8 +70,6 @@ export interface WriteSpec {
   owners: boolean;
   /** The permission bits a copy may get: all of them (0o7777), or all but setuid/setgid (a restore). */
   modeMask: number;
-  /** Return each written file's index line (a backup). @default false */
-  indexLines?: boolean;
 }
 
 /** The setuid and setgid bits, which a restore drops unless asked to keep them. */
@@ -354,101 +352,15 @@ export interface LinkOutcome {
   mismatch?: string;
 }
 
-/** The bits of `TaskResult.flags`. */
-export const FILE_OK = 1;
-/** The path held a different file than planned (renamed over); the new one was read. */
-export const FILE_REPLACED = 2;
-/** Hard-linked from the previous backup. */
-export const FILE_LINKED = 4;
-/** Read and hashed to decide whether to link. */
-export const FILE_HASHED = 8;
-
-/**
- * What every task kind returns, packed (an object per file cost the worker more to post than copying a small
- * file): per file a few bits and its size, the index lines of the files written, and the failures as
- * objects. A kind may add fields (a pack task: the pack's bytes, moved, not copied).
- */
+/** What every task kind returns; a kind may add fields (a pack task: the pack's bytes, moved, not copied). */
 export interface TaskResult {
   /**
-   * How many of the batch's files have an outcome, from its first: a batch stops early after a
-   * `RunFailure`, and when the run stops (the stop flag), without an outcome for the file it was working on.
+   * One per file, in the batch's order. A batch stops early after a `RunFailure`, and when the run stops
+   * (the stop flag), without an outcome for the file it was working on.
    */
-  handled: number;
-  /** Per handled file: FILE_* bits (no FILE_OK: its outcome is the next of `failed`). */
-  flags: Uint8Array;
-  /** Per handled file: its size as read (0 when it failed). */
-  sizes: Float64Array;
-  /** The failed files' outcomes, in the batch's order. */
-  failed: FailedOutcome[];
-  /** The link plans that ended in a copy, in the batch's order, each with the file's position. */
-  linkNotes: Array<Omit<LinkOutcome, 'linked' | 'hashed'> & { at: number }>;
-  /** With `indexLines`: the index line of each file written, in order, each ending in '\n'. */
-  indexLines: string;
+  outcomes: FileOutcome[];
   /** Bytes of file data written (a hard link writes none). */
   bytes: number;
-}
-
-export type FailedOutcome = Extract<FileOutcome, { ok: false }>;
-export type WrittenOutcome = Extract<FileOutcome, { ok: true }>;
-
-/**
- * An index entry as its JSON line (without the newline): a path that is not UTF-8 goes as its bytes
- * (`path_b64`), since JSON text is UTF-8. Workers format the lines of the files they write with it.
- */
-export function indexLine(entry: { path: string }): string {
-  if (entry.path.isWellFormed()) return JSON.stringify(entry);
-  const { path, ...rest } = entry;
-  return JSON.stringify({ path_b64: pathBytes(path).toString('base64'), ...rest });
-}
-
-/** A written file's index line, as the index records a file (format 2). */
-export function fileIndexLine(file: WrittenOutcome): string {
-  const entry = {
-    path: file.rel,
-    type: 'file',
-    size: file.size,
-    mode: file.mode,
-    mtime_ns: file.mtimeNs,
-    ctime_ns: file.ctimeNs,
-    ino: file.ino,
-    uid: file.uid,
-    gid: file.gid,
-    sha256: file.hash,
-    ...(file.link?.linked ? { linked: true } : {}),
-  };
-  return indexLine(entry);
-}
-
-/** A batch's outcomes (one per handled file, in order) as the result the worker posts. */
-export function packResult(outcomes: readonly FileOutcome[], withIndexLines: boolean): TaskResult {
-  const handled = outcomes.length;
-  const flags = new Uint8Array(handled);
-  const sizes = new Float64Array(handled);
-  const failed: FailedOutcome[] = [];
-  const linkNotes: TaskResult['linkNotes'] = [];
-  let indexLines = '';
-  let bytes = 0;
-  for (let at = 0; at < handled; at++) {
-    const outcome = outcomes[at]!;
-    if (!outcome.ok) {
-      failed.push(outcome);
-      continue;
-    }
-    const { link } = outcome;
-    flags[at] =
-      FILE_OK |
-      (outcome.replaced ? FILE_REPLACED : 0) |
-      (link?.linked ? FILE_LINKED : 0) |
-      (link?.hashed ? FILE_HASHED : 0);
-    sizes[at] = outcome.size;
-    // A hard link writes no data: nothing for the flusher to push out.
-    if (!link?.linked) bytes += outcome.size;
-    if (link !== undefined && (link.fallback !== undefined || link.mismatch !== undefined)) {
-      linkNotes.push({ at, fallback: link.fallback, mismatch: link.mismatch });
-    }
-    if (withIndexLines) indexLines += `${fileIndexLine(outcome)}\n`;
-  }
-  return { handled, flags, sizes, failed, linkNotes, indexLines, bytes };
 }
 
 /**

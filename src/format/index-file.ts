@@ -5,12 +5,19 @@
 import { createHash, type Hash } from 'node:crypto';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { indexLine } from '../core/protocol.js';
+import { pathBytes } from '../core/protocol.js';
 import type { RecordedEntry } from './index-reader.js';
 import { INDEX_FILE } from './layout.js';
 
 // Lines are gathered and written in slices of this size: one write per ~1,000 entries.
 const FLUSH_THRESHOLD = 256 * 1024;
+
+/** An entry as one JSON line: a path that is not UTF-8 goes as its bytes, since JSON text is UTF-8. */
+function serializeEntry(entry: RecordedEntry): string {
+  if (entry.path.isWellFormed()) return JSON.stringify(entry);
+  const { path, ...rest } = entry;
+  return JSON.stringify({ path_b64: pathBytes(path).toString('base64'), ...rest });
+}
 
 export class IndexWriter {
   readonly #fd: number;
@@ -24,12 +31,7 @@ export class IndexWriter {
   }
 
   add(entry: RecordedEntry): void {
-    this.addLine(`${indexLine(entry)}\n`);
-  }
-
-  /** An entry already formatted (by `indexLine`, or `fileIndexLine` in a worker), with its newline. */
-  addLine(line: string): void {
-    this.#pending += line;
+    this.#pending += `${serializeEntry(entry)}\n`;
     this.#entries++;
     if (this.#pending.length >= FLUSH_THRESHOLD) this.#flush();
   }

@@ -47,6 +47,7 @@ const OPS: FileOp[] = [
       mode: 0o644,
       sha256: undefined,
       source: { mtimeNs: 0n, ctimeNs: 1n, ino: 2n ** 63n, uid: 0, gid: 0 },
+      stored: { object: 'data/0123456789abcdef0123456789abcdef.tar', offset: 1536 },
     },
   },
 ];

@@ -7,7 +7,7 @@ import { Worker } from 'node:worker_threads';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { Piscina } from 'piscina';
 import { abortError, describeCause, isOutOfResources, systemLimitError } from './errors.js';
-import type { FileOp, TaskResult, WorkerRequest, WorkerTask } from './protocol.js';
+import { type FileOp, postedTask, type TaskResult, type WorkerRequest, type WorkerTask } from './protocol.js';
 
 const WORKER_FILE = new URL('../../workers/file-worker.js', import.meta.url).href;
 
@@ -100,7 +100,7 @@ export class WorkerPool {
 
   async run(task: WorkerTask, stop: Int32Array): Promise<TaskResult> {
     if (this.#failure !== null) throw this.#failure;
-    const result = this.#piscina.run({ task, stop });
+    const result = this.#piscina.run({ task: postedTask(task), stop });
     this.#countThreads();
     try {
       return await result;

@@ -390,7 +390,13 @@ export async function copySource(
   run: Run,
   opts: ResolvedBackupOptions,
   source: string,
-  into: { writer: Destination; link: LinkSource | null; joined: JoinCounts },
+  into: {
+    writer: Destination;
+    link: LinkSource | null;
+    joined: JoinCounts;
+    /** The writer plans by the walk's sizes (object storage packs files by them before reading one). */
+    plansBySize: boolean;
+  },
   report: (progress: ProgressReport<BackupProgress>) => void,
 ): Promise<Tally> {
   const { writer, link } = into;
@@ -406,8 +412,8 @@ export async function copySource(
         )
       : undefined;
   try {
-    // The change rule compares each file's lstat; a plain copy stats the descriptors the workers open.
-    const planned = planSource(source, { ...opts, statFiles: link !== null });
+    // The change rule compares each file's lstat; a plain local copy stats the descriptors the workers open.
+    const planned = planSource(source, { ...opts, statFiles: link !== null || into.plansBySize });
     // The previous backup's index is read with the schema: loaded only by a backup that links.
     const entries = link
       ? (await import('./link-source.js')).linkingSource(planned, link, changeRuleOf(opts, link), into.joined)
@@ -519,7 +525,7 @@ async function makeBackup(
     const startedAt = Date.now();
     const createdAt = new Date(startedAt).toISOString();
     const sections = sectionsOf(source, opts);
-    const tally = await copySource(run, opts, source, { writer, link, joined }, report);
+    const tally = await copySource(run, opts, source, { writer, link, joined, plansBySize: false }, report);
     report(progressOf('finishing', tally, null));
     const index = writer.sealIndex();
     const root = writer.rootRecord();

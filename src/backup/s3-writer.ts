@@ -442,6 +442,8 @@ export class S3Writer implements Destination {
     signal: AbortSignal,
   ): Promise<S3Manifest> {
     await this.#uploads.drain();
+    // An interrupt during the last uploads leaves no index either: the run's abandon() stops its upload.
+    throwIfAborted(signal, this.location);
     this.#order.close();
     const summary = await this.#index.finish();
     await this.#indexUpload;
@@ -452,7 +454,7 @@ export class S3Writer implements Destination {
       bytes_uploaded: this.uploaded.bytesUploaded,
     });
     await guard.beforeCommit();
-    // An interrupt that came while the last uploads finished still stops the run: nothing is committed.
+    // An interrupt that came while the index was stored still stops the run: nothing is committed.
     throwIfAborted(signal, this.location);
     const id = committed.statesnap.snapshot.id;
     await this.#storage.putObject(manifestKey(id), Buffer.from(serializeManifest(committed)), {
@@ -511,7 +513,7 @@ export async function backupToS3(
     const createdAt = new Date(startedAt).toISOString();
     const sections = sectionsOf(source, opts);
     const link = base?.link ?? null;
-    const tally = await copySource(run, opts, source, { writer, link, joined }, report);
+    const tally = await copySource(run, opts, source, { writer, link, joined, plansBySize: true }, report);
     report(progressOf('finishing', tally, null));
     const summary = summaryOf(run, opts, paths, { tally, sections, started });
     const { files, dirs, bytes, skipped, warnings } = summary;

@@ -35,6 +35,8 @@ import type {
   LinkTask,
   PlainError,
   TaskResult,
+  UnpackedFile,
+  UnpackTask,
   WorkerRequest,
   WorkerTask,
 } from '../src/core/protocol.js';
@@ -235,7 +237,7 @@ function tempName(): string {
 }
 
 /** Opens a destination for writing; `replace` goes through a temp file beside it so nothing is ever torn. */
-function openDest(task: CopySpec, destPath: string, mode: number, sparse: boolean): OpenDest {
+function openDest(task: Pick<CopySpec, 'to'>, destPath: string, mode: number, sparse: boolean): OpenDest {
   const { confineTo, writeMode } = task.to;
   const dirFd = confineTo === null ? null : openDestDir(dirname(destPath), confineTo);
   let createdPath = destPath;
@@ -341,7 +343,7 @@ function transfer(
   }
 }
 
-function finishDest(task: CopySpec, dest: OpenDest, op: FileOp, attributes: CopyAttributes): void {
+function finishDest(task: Pick<CopySpec, 'to'>, dest: OpenDest, op: FileOp, attributes: CopyAttributes): void {
   // Holes at the end were never written: the size is set here.
   if (dest.sparse) ftruncateSync(dest.fd, dest.position);
   // Owner first: a change of owner clears setuid/setgid, so a mode holding them is set again after it.
@@ -702,13 +704,64 @@ function copiedInstead(
   return copied.ok ? { ...copied, link: { linked: false, ...why } } : copied;
 }
 
-type Operation<T extends WorkerTask> = (task: T, op: FileOp, stop: Int32Array) => FileOutcome;
+/**
+ * One file of a downloaded range: hashed where it lies in the task's data and, only when the hash matches,
+ * written as a copy's destination side writes (a fresh file, confined, renamed into place in `replace` mode).
+ */
+function unpackOne(task: UnpackTask, op: UnpackedFile): FileOutcome {
+  const { data, origin, to } = task;
+  try {
+    if (op.at < 0 || op.at + op.size > data.byteLength) {
+      throw new FileFailure('corrupt', `bytes ${op.at}-${op.at + op.size} lie outside ${origin}`);
+    }
+    const content = Buffer.from(data, op.at, op.size);
+    const digest = hash('sha256', content, 'hex');
+    if (op.hash !== undefined && digest !== op.hash) {
+      throw new FileFailure(
+        'corrupt',
+        `content hash ${digest} does not match the index (${op.hash}) in ${origin}`,
+      );
+    }
+    const mtimeNs = BigInt(op.mtimeNs ?? '0');
+    const mode = (op.mode ?? 0o644) & (to?.modeMask ?? 0o7777);
+    if (to !== null) {
+      const spec = { to };
+      const dest = openDest(spec, `${to.root}/${op.rel}`, mode, false);
+      try {
+        writeContent(dest, content, op.size);
+        finishDest(spec, dest, op, { mode, mtimeNs, atimeNs: mtimeNs });
+      } catch (error) {
+        abandonDest(dest);
+        throw destFailure(error);
+      }
+    }
+    return {
+      ok: true,
+      rel: op.rel,
+      size: op.size,
+      mode,
+      mtimeNs: mtimeNs.toString(),
+      hash: digest,
+      uid: op.uid ?? 0,
+      gid: op.gid ?? 0,
+      ino: '0',
+      ctimeNs: '0',
+      replaced: false,
+    };
+  } catch (error) {
+    if (!(error instanceof FileFailure)) throw error;
+    return { ok: false, rel: op.rel, problem: error.problem, message: error.message, cause: error.plain };
+  }
+}
+
+type Operation<T extends WorkerTask> = (task: T, op: T['files'][number], stop: Int32Array) => FileOutcome;
 
 /** The operation of each task kind, applied to every file of a batch. */
 const OPERATIONS: { [Kind in WorkerTask['kind']]: Operation<Extract<WorkerTask, { kind: Kind }>> } = {
   copy: copyOne,
   hash: hashOne,
   link: linkOne,
+  unpack: unpackOne,
 };
 
 export default function runTask({ task, stop }: WorkerRequest): TaskResult {

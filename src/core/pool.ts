@@ -100,7 +100,9 @@ export class WorkerPool {
 
   async run(task: WorkerTask, stop: Int32Array): Promise<TaskResult> {
     if (this.#failure !== null) throw this.#failure;
-    const result = this.#piscina.run({ task, stop });
+    // Downloaded bytes are moved to the worker, never copied (the main thread holds no reference after).
+    const transferList = task.kind === 'unpack' ? [task.data] : undefined;
+    const result = this.#piscina.run({ task, stop }, { transferList });
     this.#countThreads();
     try {
       return await result;
@@ -119,8 +121,13 @@ export interface BatchDispatcherOptions {
   pool: WorkerPool;
   threads: number;
   signal: AbortSignal;
-  /** Builds the task for one batch of files (copy or hash, with its roots). */
-  makeTask: (files: FileOp[]) => WorkerTask;
+  /**
+   * Builds the task for one batch of files (copy or hash, with its roots), or starts building it (a batch whose
+   * contents are downloaded first): called as the batch is formed, so downloads overlap the workers.
+   */
+  makeTask: (files: FileOp[]) => WorkerTask | Promise<WorkerTask>;
+  /** Whether `next` may join the batch being formed; replaces the file and byte limits. @default those limits */
+  joins?: (batch: readonly FileOp[], batchBytes: number, next: FileOp) => boolean;
   /** Called on the main thread with each finished batch; throwing here fails the whole run. */
   onResult: (result: TaskResult) => void;
 }
@@ -151,6 +158,14 @@ export class BatchDispatcher {
 
   add(file: FileOp): undefined | Promise<void> {
     this.#throwIfFailed();
+    const { joins } = this.#options;
+    if (joins !== undefined) {
+      let wait: Promise<void> | undefined;
+      if (this.#batch.length > 0 && !joins(this.#batch, this.#batchBytes, file)) wait = this.#submitBatch();
+      this.#batch.push(file);
+      this.#batchBytes += file.size;
+      return wait;
+    }
     if (file.size >= LARGE_FILE_BYTES) return this.#submit([file]);
     this.#batch.push(file);
     this.#batchBytes += file.size;
@@ -180,12 +195,15 @@ export class BatchDispatcher {
 
   #submit(files: FileOp[]): Promise<void> | undefined {
     const { pool, signal, makeTask, onResult } = this.#options;
+    const task = makeTask(files);
+    // Awaited inside the limit below; a failure seen there fails the run, never as an unhandled rejection.
+    if (task instanceof Promise) task.catch(() => undefined);
     const run = this.#limit(async () => {
       if (signal.aborted) throw abortError(signal);
       // A running batch is stopped by its own worker (the stop flag), which removes the file it was writing:
       // piscina's abort would terminate the thread, leaking its descriptors and leaving a file half-written in
       // a tree the caller is about to remove (or a temp file in a merge target).
-      onResult(await pool.run(makeTask(files), this.#stop));
+      onResult(await pool.run(await task, this.#stop));
     }).catch((error: unknown) => {
       if (!this.#hasFailed) {
         this.#hasFailed = true;

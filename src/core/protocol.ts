@@ -31,6 +31,8 @@ export interface FileOp {
   hash?: string;
   /** A backup with a link source: the file may be hard-linked from the previous backup instead of copied. */
   link?: LinkPlan;
+  /** Where the content lies in object storage: the data object's key and the offset of the content in it. */
+  stored?: { object: string; offset: number };
 }
 
 /** How a file the change rule found (possibly) unchanged is taken from the previous backup. */
@@ -115,11 +117,28 @@ export interface LinkTask extends Omit<CopyTask, 'kind'> {
   };
 }
 
+/** A file of an `unpack` task: its content is `size` bytes at `at` in the task's data. */
+export type UnpackedFile = FileOp & { at: number };
+
+/**
+ * Write (or only check) the files held in one downloaded range of an object: each file's content is hashed
+ * and compared with its op's `hash` before its name appears at `to`. `to` null: only hash them (verify).
+ */
+export interface UnpackTask {
+  kind: 'unpack';
+  /** The downloaded bytes, moved (not copied) to the worker. */
+  data: ArrayBuffer;
+  /** How messages name where the bytes came from: the object and the range of it `data` holds. */
+  origin: string;
+  files: UnpackedFile[];
+  to: WriteSpec | null;
+}
+
 /**
  * A batch of per-file operations of one kind. A new kind (a hard link to a previous backup's copy, a pack of
  * files for object storage) is a new member here and a new entry in the worker's table; the pool carries any.
  */
-export type WorkerTask = CopyTask | HashTask | LinkTask;
+export type WorkerTask = CopyTask | HashTask | LinkTask | UnpackTask;
 
 /**
  * What the pool posts to a worker: the task, and the run's stop flag, an Int32Array over a SharedArrayBuffer

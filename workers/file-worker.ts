@@ -343,7 +343,12 @@ function transfer(
   }
 }
 
-function finishDest(task: Pick<CopySpec, 'to'>, dest: OpenDest, op: FileOp, attributes: CopyAttributes): void {
+function finishDest(
+  task: Pick<CopySpec, 'to'>,
+  dest: OpenDest,
+  op: FileOp,
+  attributes: CopyAttributes,
+): void {
   // Holes at the end were never written: the size is set here.
   if (dest.sparse) ftruncateSync(dest.fd, dest.position);
   // Owner first: a change of owner clears setuid/setgid, so a mode holding them is set again after it.

@@ -6,6 +6,7 @@ import { resolve } from 'node:path';
 import { type CommandClass, Option } from 'clipanion';
 import * as t from 'typanion';
 import { StatesnapError } from '../core/errors.js';
+import { isS3Location } from '../s3/location.js';
 
 /** What help shows for one option, and what a usage error needs to explain a mistake with it. */
 export interface OptionDoc {
@@ -273,6 +274,31 @@ export function pathArgument(name: string) {
     Option.String({ name, validator: converter((text) => toPath(`<${name}>`, text)) }),
     ARGUMENT_DOC,
     { name, required: true },
+  );
+}
+
+/**
+ * A required argument naming a backup: a path, made absolute against the working directory, or an object
+ * storage location (`s3://bucket/prefix/<id>`), kept as written.
+ */
+export function backupArgument(name: string) {
+  return documented(
+    Option.String({
+      name,
+      validator: converter((text) => (isS3Location(text) ? text : toPath(`<${name}>`, text))),
+    }),
+    ARGUMENT_DOC,
+    { name, required: true },
+  );
+}
+
+/** `--endpoint <url>`: the S3 endpoint, for the commands that take an `s3://` location. */
+export function endpointOption() {
+  return textOption(
+    '--endpoint',
+    'url',
+    'S3 endpoint for s3:// locations (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS S3)',
+    'an http(s):// URL',
   );
 }
 

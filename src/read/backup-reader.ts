@@ -1,7 +1,7 @@
 // The BackupReader seam: how restore and verify read an existing backup. `openBackup` validates the manifest
 // and returns the reader for its kind: a statesnap backup (entries from its hashed per-file index) or an Oxios
 // backup (a plain tree + manifest.json, walked without following links). A snapshot in object storage is a
-// third (s3-reader.ts), opened through `openReader` only when a location names one.
+// third (s3-reader.ts); open-reader.ts picks the kind a location names.
 
 import { type BigIntStats, lstatSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,7 +20,6 @@ import {
 } from '../format/manifest.js';
 import { readManifest } from '../format/manifest-schema.js';
 import { isS3Location } from '../s3/location.js';
-import type { S3Options } from '../s3/settings.js';
 import { type ManifestNote, manifestNotes } from './manifest-notes.js';
 
 export type BackupKind = 'statesnap' | 'oxios';
@@ -197,19 +196,6 @@ class OxiosTree extends LocalBackup {
       },
     );
   }
-}
-
-/**
- * The reader of the backup `location` names: a snapshot in object storage (`s3://…/<id>` or `…/latest`,
- * whose code and SDK load only then), or a local backup directory.
- */
-export async function openReader(
-  location: string,
-  options: { s3?: S3Options; signal?: AbortSignal } = {},
-): Promise<BackupReader> {
-  if (!isS3Location(location)) return openBackup(location);
-  const { openS3Snapshot } = await import('./s3-reader.js');
-  return openS3Snapshot(location, { ...options.s3, signal: options.signal });
 }
 
 export function openBackup(path: string): LocalBackupReader {

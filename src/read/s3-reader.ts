@@ -165,7 +165,11 @@ function storedOf(op: FileOp): { object: string; offset: number } {
 
 /** A downloaded range as a buffer of its own, so it can be moved to a worker without taking others' bytes. */
 function ownBuffer(bytes: Buffer): ArrayBuffer {
-  if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer)
+  if (
+    bytes.byteOffset === 0 &&
+    bytes.byteLength === bytes.buffer.byteLength &&
+    bytes.buffer instanceof ArrayBuffer
+  )
     return bytes.buffer;
   const copy = new ArrayBuffer(bytes.byteLength);
   new Uint8Array(copy).set(bytes);
@@ -243,7 +247,13 @@ export class S3Snapshot implements BackupReader {
     } catch (error) {
       const where = this.storage.describe(object);
       if (isStatesnapError(error, 'ERR_S3_NOT_FOUND')) {
-        throw snapshotError('ERR_BACKUP_CORRUPT', this.id, `object ${where} is missing (NoSuchKey)`, where, error);
+        throw snapshotError(
+          'ERR_BACKUP_CORRUPT',
+          this.id,
+          `object ${where} is missing (NoSuchKey)`,
+          where,
+          error,
+        );
       }
       if (isStatesnapError(error, 'ERR_BACKUP_CORRUPT')) {
         throw snapshotError('ERR_BACKUP_CORRUPT', this.id, error.message, where, error);

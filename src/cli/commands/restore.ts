@@ -4,7 +4,16 @@ import { Command } from 'clipanion';
 import type { RestorePlan, RestoreResult } from '../../index.js';
 import { backupPath } from '../backup-path.js';
 import { BaseCommand } from '../base-command.js';
-import { choiceOption, flag, negatableFlag, pathArgument, progressFlag, threadsOption } from '../options.js';
+import {
+  backupArgument,
+  choiceOption,
+  endpointOption,
+  flag,
+  negatableFlag,
+  pathArgument,
+  progressFlag,
+  threadsOption,
+} from '../options.js';
 import { formatBytes } from '../progress-line.js';
 import { countOf, describeNotes, describeWarnings, formatCounts } from '../text.js';
 import { describeRecoveryActions } from './recover.js';
@@ -95,6 +104,10 @@ export class RestoreCommand extends BaseCommand {
     examples: [
       ['Restore into a new directory', '$0 restore ./demo/backup ./demo/restored'],
       [
+        'Restore the newest snapshot of a repository in object storage',
+        '$0 restore --endpoint http://127.0.0.1:7480 s3://backups/oxios/latest ./demo/restored',
+      ],
+      [
         'Restore again over it, without keeping the previous state as a rollback copy, as JSON',
         '$0 restore --no-keep --json ./demo/backup ./demo/restored',
       ],
@@ -109,7 +122,7 @@ export class RestoreCommand extends BaseCommand {
     ],
   });
 
-  backup = pathArgument('backup');
+  backup = backupArgument('backup');
   target = pathArgument('target');
   mode = choiceOption(
     '--mode',
@@ -142,12 +155,14 @@ export class RestoreCommand extends BaseCommand {
   );
   mkpath = flag('--mkpath', 'Create the missing parent directories of target');
   progress = progressFlag();
+  endpoint = endpointOption();
 
   protected async run(): Promise<number> {
     const progress = this.progressLine(this.progress);
     const { restore } = await import('../../restore/restore.js');
     const result = await restore({
       backup: await backupPath(this.backup),
+      s3: { endpoint: this.endpoint },
       target: this.target,
       mode: this.mode,
       verify: this.verify,

@@ -4,7 +4,7 @@ import { Command } from 'clipanion';
 import type { InspectResult } from '../../index.js';
 import { backupPath } from '../backup-path.js';
 import { BaseCommand } from '../base-command.js';
-import { pathArgument } from '../options.js';
+import { backupArgument, endpointOption } from '../options.js';
 import { formatBytes } from '../progress-line.js';
 import { countOf, describeNotes, formatCounts } from '../text.js';
 import { describeSections } from './backup.js';
@@ -27,6 +27,12 @@ export function describeInspect(result: InspectResult): string {
       `  warnings    ${result.warnings.count === 0 ? 'none' : `${countOf(result.warnings.count, 'warning')} (${kinds})`}`,
     );
   }
+  if (result.storage) {
+    const { objects, objectBytes, bytesUploaded, base } = result.storage;
+    lines.push(
+      `  objects     ${countOf(objects, 'data object')}, ${formatBytes(objectBytes)}; this run uploaded ${formatBytes(bytesUploaded)}${base === null ? '' : `, unchanged files from ${base}`}`,
+    );
+  }
   lines.push(...describeNotes(result.notes, '  note        '));
   return lines.join('\n');
 }
@@ -44,15 +50,21 @@ export class InspectCommand extends BaseCommand {
     `,
     examples: [
       ['Inspect a backup', '$0 inspect ./demo/backup'],
+      ['Inspect the newest snapshot in object storage', '$0 inspect s3://backups/oxios/latest'],
       ['As JSON', '$0 inspect --json ./demo/backup'],
     ],
   });
 
-  backup = pathArgument('backup');
+  backup = backupArgument('backup');
+  endpoint = endpointOption();
 
   protected async run(): Promise<number> {
     const { inspect } = await import('../../read/inspect.js');
-    const result = await inspect({ backup: await backupPath(this.backup), signal: this.interrupt.signal });
+    const result = await inspect({
+      backup: await backupPath(this.backup),
+      s3: { endpoint: this.endpoint },
+      signal: this.interrupt.signal,
+    });
     return this.printResult(result, () => describeInspect(result));
   }
 }

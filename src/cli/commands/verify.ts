@@ -4,7 +4,7 @@ import { Command } from 'clipanion';
 import type { VerifyResult } from '../../index.js';
 import { backupPath } from '../backup-path.js';
 import { BaseCommand } from '../base-command.js';
-import { pathArgument, progressFlag, threadsOption } from '../options.js';
+import { backupArgument, endpointOption, progressFlag, threadsOption } from '../options.js';
 import { formatBytes } from '../progress-line.js';
 import { countOf, describeNotes, formatCounts, formatNumber } from '../text.js';
 
@@ -49,11 +49,13 @@ export class VerifyCommand extends BaseCommand {
     `,
     examples: [
       ['Verify a backup', '$0 verify ./demo/backup'],
+      ['Verify a snapshot in object storage', '$0 verify s3://backups/oxios/2026-11-30T02-00-02Z'],
       ['As JSON, for a script', '$0 verify --json ./demo/backup'],
     ],
   });
 
-  backup = pathArgument('backup');
+  backup = backupArgument('backup');
+  endpoint = endpointOption();
   threads = threadsOption();
   progress = progressFlag();
 
@@ -62,6 +64,7 @@ export class VerifyCommand extends BaseCommand {
     const { verify } = await import('../../read/verify.js');
     const result = await verify({
       backup: await backupPath(this.backup),
+      s3: { endpoint: this.endpoint },
       threads: this.threads,
       signal: this.interrupt.signal,
       onProgress: progress.listener(),

@@ -3,6 +3,7 @@
 // damaged snapshots (a tampered, deleted or truncated pack, hostile index lines) refused with the target
 // untouched.
 
+import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from 'vitest';
@@ -141,6 +142,34 @@ describe('round trip', () => {
       indexEntries: 11,
       storage: { objects: 2 },
     });
+  });
+});
+
+describe('a file larger than one GET', () => {
+  async function hugeSnapshot(prefix: string) {
+    const root = tempDir('statesnap-s3-huge-');
+    const store = join(root, 'store');
+    const huge = randomBytes(20 * 1024 * 1024 + 5);
+    await createTree(store, { 'huge.bin': file(huge, { mtime: MTIME }), 'small.json': file('{}') });
+    const backup = join(root, 'backup');
+    expect((await runCli(['backup', store, backup])).exitCode).toBe(0);
+    const storage = await openRepository(prefix);
+    return { store, storage, laid: await layOutSnapshot(storage, backup, ID) };
+  }
+
+  s3it('is fetched in parts and restored byte for byte', async () => {
+    const { store } = await hugeSnapshot('huge');
+    const target = join(tempDir(), 'restored');
+    const run = await runCli(['restore', `s3://${bucket}/huge/${ID}`, target]);
+    expect(run.exitCode, run.stderr).toBe(0);
+    expect(restorable(target)).toEqual(restorable(store));
+  });
+
+  s3it('whose object ends in its second part: refused, target untouched', async () => {
+    const { storage, laid } = await hugeSnapshot('huge-truncated');
+    const [key, bytes] = [...laid.objects].find(([, object]) => object.length > 20 * 1024 * 1024)!;
+    await storage.putObject(key, bytes.subarray(0, 12 * 1024 * 1024));
+    await expectRefused('huge-truncated', 'ERR_BACKUP_CORRUPT', `${key} holds only`);
   });
 });
 

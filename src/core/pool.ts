@@ -101,7 +101,8 @@ export class WorkerPool {
   async run(task: WorkerTask, stop: Int32Array): Promise<TaskResult> {
     if (this.#failure !== null) throw this.#failure;
     // Downloaded bytes are moved to the worker, never copied (the main thread holds no reference after).
-    const transferList = task.kind === 'unpack' ? [task.data] : undefined;
+    const transferList =
+      task.kind !== 'unpack' ? undefined : task.stream ? [task.data, task.stream.port] : [task.data];
     const result = this.#piscina.run({ task, stop }, { transferList });
     this.#countThreads();
     try {

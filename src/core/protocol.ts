@@ -1,8 +1,10 @@
 // The plain-data protocol between the main thread and the file workers, the entry kinds both sides name, and
 // the two conversions both sides apply: paths with names that are not UTF-8, and timestamps for utimes.
 // Only strings, numbers, bigints, arrays and plain objects cross the thread boundary (plus the one shared stop
-// flag): an Error posted from a worker arrives without its `code`, `syscall` and `path`, and Stats without their
+// flag, and an unpack task's downloaded bytes and part stream, moved): an Error posted from a worker arrives without its `code`, `syscall` and `path`, and Stats without their
 // methods, so failures travel as `PlainError`.
+
+import type { MessagePort } from 'node:worker_threads';
 
 export type EntryKind = 'file' | 'dir' | 'symlink' | 'fifo' | 'socket' | 'char-device' | 'block-device';
 export type SkippedKind = Exclude<EntryKind, 'file' | 'dir'>;
@@ -132,7 +134,28 @@ export interface UnpackTask {
   origin: string;
   files: UnpackedFile[];
   to: WriteSpec | null;
+  /** One file larger than a download: `data` is its first part, the others arrive in order through here. */
+  stream?: PartStream;
 }
+
+/**
+ * The later parts of a file that is downloaded in parts. The main thread posts `PartMessage`s on `port`; the
+ * counters (an Int32Array over `counters`, indexed by `PART_COUNTER`) let the worker wait for a part without
+ * an event loop, and the main thread stay at most a few parts ahead (bounded memory for any file size).
+ */
+export interface PartStream {
+  port: MessagePort;
+  counters: SharedArrayBuffer;
+  /** Parts of the file, the first (the task's `data`) included. */
+  parts: number;
+}
+
+export const PART_COUNTER = { posted: 0, taken: 1, done: 2 } as const;
+
+/** A part of a streamed file, moved to the worker; or why the rest of the file cannot be downloaded. */
+export type PartMessage =
+  | { data: ArrayBuffer }
+  | { failed: { problem: Extract<FileProblem, 'corrupt' | 'unreadable'>; message: string } };
 
 /**
  * A batch of per-file operations of one kind. A new kind (a hard link to a previous backup's copy, a pack of

@@ -2,10 +2,19 @@
 // (validated line by line against the manifest's object table), and its files' contents fetched in ranged GETs
 // that coalesce neighbouring files of one data object, each GET becoming one `unpack` task for the workers.
 
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { abortError, type ErrorCode, isStatesnapError, StatesnapError } from '../core/errors.js';
 import type { EntrySource, RemoteContent } from '../core/pipeline.js';
-import type { FileOp, ReadSpec, UnpackedFile, WorkerTask, WriteSpec } from '../core/protocol.js';
+import {
+  type FileOp,
+  PART_COUNTER,
+  type PartMessage,
+  type ReadSpec,
+  type UnpackedFile,
+  type WorkerTask,
+  type WriteSpec,
+} from '../core/protocol.js';
 import type { EntrySink } from '../core/walk.js';
 import {
   isSnapshotId,
@@ -27,8 +36,11 @@ export const LATEST = 'latest';
 
 /** Neighbouring files of one object join one GET while the bytes between them are at most this many. */
 const MAX_GAP_BYTES = 1 << 20;
-/** One GET reads at most this many bytes (unless one file alone is larger). */
+/** One GET reads at most this many bytes; a larger file is fetched in parts. */
 const MAX_GET_BYTES = 16 << 20;
+/** The parts a larger file is fetched in, and how many may wait for the worker writing it. */
+const PART_BYTES = 8 << 20;
+const PARTS_AHEAD = 2;
 
 /** `s3://bucket/prefix/<id>` or `…/latest`: the repository and the snapshot (null: the newest). */
 export function parseSnapshotLocation(location: string): { repository: S3Location; id: string | null } {
@@ -156,6 +168,16 @@ export async function openS3Snapshot(
   }
 }
 
+// Node has had Atomics.waitAsync since 16; TypeScript declares it only from lib es2024 on.
+const { waitAsync } = Atomics as unknown as {
+  waitAsync(
+    array: Int32Array,
+    index: number,
+    value: number,
+    timeoutMs: number,
+  ): { value: Promise<string> | string };
+};
+
 /** Where a file's content lies; every file an S3 snapshot streams has it. */
 function storedOf(op: FileOp): { object: string; offset: number } {
   const stored = op.stored;
@@ -201,12 +223,72 @@ class FetchPlanner implements RemoteContent {
   }
 
   async task(files: FileOp[], to: WriteSpec | null, signal: AbortSignal): Promise<WorkerTask> {
-    const { object, offset: start } = storedOf(files[0]!);
+    const first = files[0]!;
+    if (first.size > MAX_GET_BYTES) return this.#streamed(first, to, signal);
+    const { object, offset: start } = storedOf(first);
     const end = Math.max(...files.map((file) => storedOf(file).offset + file.size));
     const bytes = await this.#limit(() => this.snapshot.fetch(object, start, end - start, signal));
     const unpacked: UnpackedFile[] = files.map((file) => ({ ...file, at: storedOf(file).offset - start }));
     const origin = `object ${this.snapshot.storage.describe(object)} (bytes ${start}-${end - 1})`;
     return { kind: 'unpack', data: ownBuffer(bytes), origin, files: unpacked, to };
+  }
+
+  /**
+   * A file larger than one GET: its first part now, the others fetched in order by `#feed` while the worker
+   * writes, never more than `PARTS_AHEAD` of them waiting, so memory stays bounded whatever the file's size.
+   */
+  async #streamed(file: FileOp, to: WriteSpec | null, signal: AbortSignal): Promise<WorkerTask> {
+    const { object, offset } = storedOf(file);
+    const parts = Math.ceil(file.size / PART_BYTES);
+    const first = await this.#limit(() => this.snapshot.fetch(object, offset, PART_BYTES, signal));
+    const { port1, port2 } = new MessageChannel();
+    const counters = new SharedArrayBuffer(3 * Int32Array.BYTES_PER_ELEMENT);
+    void this.#feed(port1, new Int32Array(counters), file, parts, signal);
+    const origin = `object ${this.snapshot.storage.describe(object)} (bytes ${offset}-${offset + file.size - 1})`;
+    return {
+      kind: 'unpack',
+      data: ownBuffer(first),
+      origin,
+      files: [{ ...file, at: 0 }],
+      to,
+      stream: { port: port2, counters, parts },
+    };
+  }
+
+  /** Posts parts 2… of a streamed file to its worker; a failed GET is posted as the file's problem. */
+  async #feed(
+    port: MessagePort,
+    counters: Int32Array,
+    file: FileOp,
+    parts: number,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const { object, offset } = storedOf(file);
+    const post = (message: PartMessage, transfer: ArrayBuffer[] = []) => {
+      port.postMessage(message, transfer);
+      Atomics.add(counters, PART_COUNTER.posted, 1);
+      Atomics.notify(counters, PART_COUNTER.posted);
+    };
+    const workerDone = () => Atomics.load(counters, PART_COUNTER.done) !== 0;
+    try {
+      for (let part = 1; part < parts && !workerDone(); part++) {
+        for (;;) {
+          const taken = Atomics.load(counters, PART_COUNTER.taken);
+          if (part - 1 - taken < PARTS_AHEAD || workerDone()) break;
+          await waitAsync(counters, PART_COUNTER.taken, taken, 1000).value;
+        }
+        if (workerDone()) break;
+        const start = part * PART_BYTES;
+        const length = Math.min(PART_BYTES, file.size - start);
+        const bytes = ownBuffer(
+          await this.#limit(() => this.snapshot.fetch(object, offset + start, length, signal)),
+        );
+        post({ data: bytes }, [bytes]);
+      }
+    } catch (error) {
+      const problem = isStatesnapError(error, 'ERR_BACKUP_CORRUPT') ? 'corrupt' : 'unreadable';
+      post({ failed: { problem, message: (error as Error).message } });
+    }
   }
 }
 

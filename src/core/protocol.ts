@@ -4,8 +4,6 @@
 // flag, and an unpack task's downloaded bytes and part stream, moved): an Error posted from a worker arrives without its `code`, `syscall` and `path`, and Stats without their
 // methods, so failures travel as `PlainError`.
 
-import type { MessagePort } from 'node:worker_threads';
-
 export type EntryKind = 'file' | 'dir' | 'symlink' | 'fifo' | 'socket' | 'char-device' | 'block-device';
 export type SkippedKind = Exclude<EntryKind, 'file' | 'dir'>;
 
@@ -144,7 +142,8 @@ export interface UnpackTask {
  * an event loop, and the main thread stay at most a few parts ahead (bounded memory for any file size).
  */
 export interface PartStream {
-  port: MessagePort;
+  /** node:worker_threads' MessagePort (Node's global of that name), named without an import. */
+  port: InstanceType<typeof MessagePort>;
   counters: SharedArrayBuffer;
   /** Parts of the file, the first (the task's `data`) included. */
   parts: number;

@@ -44,13 +44,13 @@ export class InspectCommand extends BaseCommand {
     details: `
       Reads and validates the backup's \`manifest.json\` and prints its sections, totals, hash algorithm, when
       and by which tool it was made, and the warnings recorded while it was made. Backups made by Oxios (no
-      statesnap index) are inspected too; their totals come from walking the tree.
+      statesnap index) are inspected too; their totals come from walking the tree. A snapshot in object storage
+      (\`s3://bucket/prefix/<snapshot id>\` or \`…/latest\`) is inspected from its manifest, with its data objects.
 
       Exit codes: 0 ok, 1 failed (no readable manifest), 2 usage error.
     `,
     examples: [
       ['Inspect a backup', '$0 inspect ./demo/backup'],
-      ['Inspect the newest snapshot in object storage', '$0 inspect s3://backups/oxios/latest'],
       ['As JSON', '$0 inspect --json ./demo/backup'],
     ],
   });

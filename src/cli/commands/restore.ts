@@ -76,6 +76,10 @@ export class RestoreCommand extends BaseCommand {
     description: 'Restore a backup into a state directory',
     details: `
       Validates the backup's manifest and index and, before the target changes, every file's size and sha256.
+      The backup may be a snapshot in object storage, \`s3://bucket/prefix/<snapshot id>\` or
+      \`s3://bucket/prefix/latest\` (endpoint and credentials from \`--endpoint\` and the AWS environment): its
+      files are downloaded in ranged GETs and checked in the same way; a missing, short or altered data object
+      or index refuses the restore with the target untouched.
       Backups made by Oxios (a plain tree with manifest.json, no index) restore whenever Oxios' own restore
       would: a section count that differs from the tree (Oxios counts symlinks it does not copy) is printed as
       a note, never a refusal; their files have no hashes to check. The backup's own \`manifest.json\` and
@@ -103,10 +107,6 @@ export class RestoreCommand extends BaseCommand {
     `,
     examples: [
       ['Restore into a new directory', '$0 restore ./demo/backup ./demo/restored'],
-      [
-        'Restore the newest snapshot of a repository in object storage',
-        '$0 restore --endpoint http://127.0.0.1:7480 s3://backups/oxios/latest ./demo/restored',
-      ],
       [
         'Restore again over it, without keeping the previous state as a rollback copy, as JSON',
         '$0 restore --no-keep --json ./demo/backup ./demo/restored',

@@ -40,6 +40,10 @@ export class VerifyCommand extends BaseCommand {
       the tree for entries the index does not list. Reports every problem found: manifest (invalid manifest or
       index), missing, corrupt (size or hash mismatch, not a regular file), extra, unreadable.
 
+      A snapshot in object storage (\`s3://bucket/prefix/<snapshot id>\` or \`…/latest\`; endpoint and credentials
+      from \`--endpoint\` and the AWS environment) is downloaded, every file's sha256 compared with its index;
+      a damaged index or a missing or short data object is reported as the one problem found.
+
       A backup made by Oxios has no index and no hashes: its manifest is checked and every file is read in full,
       and the output says hashes were unavailable. Section entry counts that differ from the tree are printed as
       notes, not problems (Oxios counts symlinks it does not copy, and a live store changes while it is copied).
@@ -49,7 +53,6 @@ export class VerifyCommand extends BaseCommand {
     `,
     examples: [
       ['Verify a backup', '$0 verify ./demo/backup'],
-      ['Verify a snapshot in object storage', '$0 verify s3://backups/oxios/2026-11-30T02-00-02Z'],
       ['As JSON, for a script', '$0 verify --json ./demo/backup'],
     ],
   });

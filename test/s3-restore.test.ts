@@ -21,7 +21,9 @@ import {
   file,
   filterPrint,
   fingerprintTree,
+  giveToUnprivileged,
   runCli,
+  runCliUnprivileged,
   symlink,
   tempDir,
 } from './helpers/tree.js';
@@ -126,6 +128,28 @@ describe('round trip', () => {
     const { 'only-here.txt': _extra, '': _root, ...rest } = merged;
     const { '': _storeRoot, ...expected } = restorable(store);
     expect(rest).toEqual(expected);
+  });
+
+  s3it('restores as an unprivileged user, in both modes', async () => {
+    const { store, backup } = await backedUpStore();
+    const storage = await openRepository('unprivileged');
+    await layOutSnapshot(storage, backup, ID);
+    const home = tempDir();
+    const target = join(home, 'restored');
+    await createTree(target, { 'only-here.txt': file('stays') });
+    giveToUnprivileged(home);
+    for (const mode of ['merge', 'replace']) {
+      const run = await runCliUnprivileged([
+        'restore',
+        '--mode',
+        mode,
+        '--no-keep',
+        `s3://${bucket}/unprivileged/${ID}`,
+        target,
+      ]);
+      expect(run.exitCode, run.stderr).toBe(0);
+    }
+    expect(restorable(target)).toEqual(restorable(store));
   });
 
   s3it('verifies and inspects a snapshot', async () => {

@@ -149,6 +149,31 @@ export interface ResolvedPaths {
   missingParents: string[];
 }
 
+/** The directory that is read, as a real path, and its stat; refused when unreadable or not a directory. */
+export function resolveReadPath(
+  read: string,
+  roles: Pick<PathRoles, 'read'>,
+): { real: string; stats: BigIntStats } {
+  let readStats: BigIntStats;
+  let readReal: string;
+  try {
+    readStats = statSync(read, { bigint: true });
+    readReal = realpathSync(read);
+  } catch (error) {
+    throw new StatesnapError(
+      'ERR_SOURCE_UNREADABLE',
+      `cannot read ${roles.read} ${read}: ${describeCause(error)}`,
+      { path: read, cause: error },
+    );
+  }
+  if (!readStats.isDirectory()) {
+    throw new StatesnapError('ERR_SOURCE_NOT_DIRECTORY', `${roles.read} ${read} is not a directory`, {
+      path: read,
+    });
+  }
+  return { real: readReal, stats: readStats };
+}
+
 /**
  * The written tree's half of `resolvePaths`, alone: for a tree read from elsewhere than the filesystem (object
  * storage), which nothing written here can overlap.
@@ -176,23 +201,7 @@ export function resolvePaths(
   roles: PathRoles,
   options: { mkpath: boolean } = { mkpath: false },
 ): ResolvedPaths {
-  let readStats: BigIntStats;
-  let readReal: string;
-  try {
-    readStats = statSync(read, { bigint: true });
-    readReal = realpathSync(read);
-  } catch (error) {
-    throw new StatesnapError(
-      'ERR_SOURCE_UNREADABLE',
-      `cannot read ${roles.read} ${read}: ${describeCause(error)}`,
-      { path: read, cause: error },
-    );
-  }
-  if (!readStats.isDirectory()) {
-    throw new StatesnapError('ERR_SOURCE_NOT_DIRECTORY', `${roles.read} ${read} is not a directory`, {
-      path: read,
-    });
-  }
+  const { real: readReal, stats: readStats } = resolveReadPath(read, roles);
   const { write: writeReal, missingParents } = resolveWriteTree(write, roles, options);
   const overlap = (how: string) =>
     new StatesnapError(roles.overlap, `${roles.write} ${write} ${how} ${roles.read} ${read}`, {

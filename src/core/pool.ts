@@ -100,7 +100,7 @@ export class WorkerPool {
 
   async run(task: WorkerTask, stop: Int32Array): Promise<TaskResult> {
     if (this.#failure !== null) throw this.#failure;
-    // Downloaded bytes are moved to the worker, never copied (the main thread holds no reference after).
+    // Downloaded bytes (and a streamed file's part port) are moved to the worker, never copied.
     const transferList =
       task.kind !== 'unpack' ? undefined : task.stream ? [task.data, task.stream.port] : [task.data];
     const result = this.#piscina.run({ task, stop }, { transferList });
@@ -123,14 +123,24 @@ export interface BatchDispatcherOptions {
   threads: number;
   signal: AbortSignal;
   /**
-   * Builds the task for one batch of files (copy or hash, with its roots), or starts building it (a batch whose
-   * contents are downloaded first): called as the batch is formed, so downloads overlap the workers.
+   * Builds the task for one batch of files (copy or hash, with its roots); a promise holds the batch back
+   * until the destination has room for what it produces (object storage: uploads in flight).
    */
   makeTask: (files: FileOp[]) => WorkerTask | Promise<WorkerTask>;
-  /** Whether `next` may join the batch being formed; replaces the file and byte limits. @default those limits */
-  joins?: (batch: readonly FileOp[], batchBytes: number, next: FileOp) => boolean;
+  /** How large a batch may grow. @default 256 files, 8 MiB */
+  batchLimits?: BatchLimits | undefined;
+  /**
+   * Whether `next` may join the batch being formed (a source whose batches are downloads); replaces the
+   * limits and the large-file rule. @default those
+   */
+  joins?: ((batch: readonly FileOp[], batchBytes: number, next: FileOp) => boolean) | undefined;
   /** Called on the main thread with each finished batch; throwing here fails the whole run. */
   onResult: (result: TaskResult) => void;
+}
+
+export interface BatchLimits {
+  files: number;
+  bytes: number;
 }
 
 /**
@@ -145,11 +155,13 @@ export class BatchDispatcher {
   readonly #stop = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
   #batch: FileOp[] = [];
   #batchBytes = 0;
+  readonly #batchLimits: BatchLimits;
   #failure: unknown;
   #hasFailed = false;
 
   constructor(options: BatchDispatcherOptions) {
     this.#options = options;
+    this.#batchLimits = options.batchLimits ?? { files: BATCH_MAX_FILES, bytes: BATCH_MAX_BYTES };
     // Two batches per thread in flight: one running, one already posted, so no worker waits on the main thread.
     this.#limit = pLimit(options.threads * 2);
     const raiseStop = () => Atomics.store(this.#stop, 0, 1);
@@ -170,7 +182,7 @@ export class BatchDispatcher {
     if (file.size >= LARGE_FILE_BYTES) return this.#submit([file]);
     this.#batch.push(file);
     this.#batchBytes += file.size;
-    if (this.#batch.length >= BATCH_MAX_FILES || this.#batchBytes >= BATCH_MAX_BYTES)
+    if (this.#batch.length >= this.#batchLimits.files || this.#batchBytes >= this.#batchLimits.bytes)
       return this.#submitBatch();
     return undefined;
   }
@@ -196,15 +208,14 @@ export class BatchDispatcher {
 
   #submit(files: FileOp[]): Promise<void> | undefined {
     const { pool, signal, makeTask, onResult } = this.#options;
-    const task = makeTask(files);
-    // Awaited inside the limit below; a failure seen there fails the run, never as an unhandled rejection.
-    if (task instanceof Promise) task.catch(() => undefined);
     const run = this.#limit(async () => {
       if (signal.aborted) throw abortError(signal);
       // A running batch is stopped by its own worker (the stop flag), which removes the file it was writing:
       // piscina's abort would terminate the thread, leaking its descriptors and leaving a file half-written in
       // a tree the caller is about to remove (or a temp file in a merge target).
-      onResult(await pool.run(await task, this.#stop));
+      const task = await makeTask(files);
+      if (signal.aborted) throw abortError(signal);
+      onResult(await pool.run(task, this.#stop));
     }).catch((error: unknown) => {
       if (!this.#hasFailed) {
         this.#hasFailed = true;

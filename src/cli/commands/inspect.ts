@@ -4,7 +4,7 @@ import { Command } from 'clipanion';
 import type { InspectResult } from '../../index.js';
 import { backupPath } from '../backup-path.js';
 import { BaseCommand } from '../base-command.js';
-import { backupArgument, endpointOption } from '../options.js';
+import { givenS3Options, repositoryArgument, S3_OPTIONS } from '../options.js';
 import { formatBytes } from '../progress-line.js';
 import { countOf, describeNotes, formatCounts } from '../text.js';
 import { describeSections } from './backup.js';
@@ -55,14 +55,16 @@ export class InspectCommand extends BaseCommand {
     ],
   });
 
-  backup = backupArgument('backup');
-  endpoint = endpointOption();
+  backup = repositoryArgument('backup');
+  endpoint = S3_OPTIONS.endpoint();
+  region = S3_OPTIONS.region();
+  profile = S3_OPTIONS.profile();
 
   protected async run(): Promise<number> {
     const { inspect } = await import('../../read/inspect.js');
     const result = await inspect({
       backup: await backupPath(this.backup),
-      s3: { endpoint: this.endpoint },
+      s3: givenS3Options(this),
       signal: this.interrupt.signal,
     });
     return this.printResult(result, () => describeInspect(result));

@@ -5,13 +5,14 @@ import type { RestorePlan, RestoreResult } from '../../index.js';
 import { backupPath } from '../backup-path.js';
 import { BaseCommand } from '../base-command.js';
 import {
-  backupArgument,
   choiceOption,
-  endpointOption,
   flag,
+  givenS3Options,
   negatableFlag,
   pathArgument,
   progressFlag,
+  repositoryArgument,
+  S3_OPTIONS,
   threadsOption,
 } from '../options.js';
 import { formatBytes } from '../progress-line.js';
@@ -122,7 +123,7 @@ export class RestoreCommand extends BaseCommand {
     ],
   });
 
-  backup = backupArgument('backup');
+  backup = repositoryArgument('backup');
   target = pathArgument('target');
   mode = choiceOption(
     '--mode',
@@ -155,14 +156,16 @@ export class RestoreCommand extends BaseCommand {
   );
   mkpath = flag('--mkpath', 'Create the missing parent directories of target');
   progress = progressFlag();
-  endpoint = endpointOption();
+  endpoint = S3_OPTIONS.endpoint();
+  region = S3_OPTIONS.region();
+  profile = S3_OPTIONS.profile();
 
   protected async run(): Promise<number> {
     const progress = this.progressLine(this.progress);
     const { restore } = await import('../../restore/restore.js');
     const result = await restore({
       backup: await backupPath(this.backup),
-      s3: { endpoint: this.endpoint },
+      s3: givenS3Options(this),
       target: this.target,
       mode: this.mode,
       verify: this.verify,

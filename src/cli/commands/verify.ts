@@ -4,7 +4,7 @@ import { Command } from 'clipanion';
 import type { VerifyResult } from '../../index.js';
 import { backupPath } from '../backup-path.js';
 import { BaseCommand } from '../base-command.js';
-import { backupArgument, endpointOption, progressFlag, threadsOption } from '../options.js';
+import { givenS3Options, progressFlag, repositoryArgument, S3_OPTIONS, threadsOption } from '../options.js';
 import { formatBytes } from '../progress-line.js';
 import { countOf, describeNotes, formatCounts, formatNumber } from '../text.js';
 
@@ -57,8 +57,10 @@ export class VerifyCommand extends BaseCommand {
     ],
   });
 
-  backup = backupArgument('backup');
-  endpoint = endpointOption();
+  backup = repositoryArgument('backup');
+  endpoint = S3_OPTIONS.endpoint();
+  region = S3_OPTIONS.region();
+  profile = S3_OPTIONS.profile();
   threads = threadsOption();
   progress = progressFlag();
 
@@ -67,7 +69,7 @@ export class VerifyCommand extends BaseCommand {
     const { verify } = await import('../../read/verify.js');
     const result = await verify({
       backup: await backupPath(this.backup),
-      s3: { endpoint: this.endpoint },
+      s3: givenS3Options(this),
       threads: this.threads,
       signal: this.interrupt.signal,
       onProgress: progress.listener(),

@@ -130,6 +130,27 @@ describe('round trip', () => {
     expect(rest).toEqual(expected);
   });
 
+  s3it('restores what `statesnap snapshot` wrote, incremental on a base, in both modes', async () => {
+    const { store } = await backedUpStore();
+    const repository = `s3://${bucket}/written`;
+    const first = await runCli(['snapshot', store, repository]);
+    expect(first.exitCode, first.stderr).toBe(0);
+    writeFileSync(join(store, 'memory', 'fact.json'), '{"a":2}\n');
+    const second = await runCli(['snapshot', store, repository]);
+    expect(second.exitCode, second.stderr).toBe(0);
+    const replaced = join(tempDir(), 'restored');
+    const replace = await runCli(['restore', `${repository}/latest`, replaced]);
+    expect(replace.exitCode, replace.stderr).toBe(0);
+    expect(restorable(replaced)).toEqual(restorable(store));
+    const merged = tempDir();
+    await createTree(merged, { memory: dir({ 'fact.json': file('old') }) });
+    const merge = await runCli(['restore', '--mode', 'merge', `${repository}/latest`, merged]);
+    expect(merge.exitCode, merge.stderr).toBe(0);
+    const { '': _root, ...got } = restorable(merged);
+    const { '': _storeRoot, ...expected } = restorable(store);
+    expect(got).toEqual(expected);
+  });
+
   s3it('restores as an unprivileged user, in both modes', async () => {
     const { store, backup } = await backedUpStore();
     const storage = await openRepository('unprivileged');

@@ -279,6 +279,16 @@ describe('damaged snapshots', () => {
     await expectRefused('truncated', 'ERR_BACKUP_CORRUPT', `${largeKey} holds only`);
   });
 
+  s3it('a deleted or a truncated index: refused as an invalid index, naming it', async () => {
+    const { backup } = await backedUpStore();
+    const storage = await openRepository('index-damaged');
+    const laid = await layOutSnapshot(storage, backup, ID);
+    await storage.deleteObjects([laid.indexKey]);
+    await expectRefused('index-damaged', 'ERR_INDEX_INVALID', `${laid.indexKey} is missing`);
+    await storage.putObject(laid.indexKey, Buffer.from([0x1f, 0x8b]));
+    await expectRefused('index-damaged', 'ERR_INDEX_INVALID', laid.indexKey);
+  });
+
   const hostile: Array<[string, (line: Record<string, unknown>) => void, string]> = [
     ['a `..` path', (line) => Object.assign(line, { path: 'memory/../../escaped.json' }), 'path'],
     ['an absolute path', (line) => Object.assign(line, { path: '/etc/escaped.json' }), 'path'],

@@ -22,7 +22,17 @@ export { type Manifest, OXIOS_CATEGORIES } from './format/manifest.js';
 export type { BackupKind } from './read/backup-reader.js';
 export { type InspectOptions, type InspectResult, inspect } from './read/inspect.js';
 export type { ManifestNote, ManifestNoteKind } from './read/manifest-notes.js';
-export { type VerifyOptions, type VerifyProblem, type VerifyResult, verify } from './read/verify.js';
+export { type ForeignEntry, resolveBackupPath } from './read/repository-listing.js';
+export {
+  type SnapshotVerdict,
+  type VerifyOptions,
+  type VerifyProblem,
+  type VerifyRepositoryOptions,
+  type VerifyRepositoryResult,
+  type VerifyResult,
+  verify,
+  verifyRepository,
+} from './read/verify.js';
 export type { RecoveryAction } from './restore/journal.js';
 export { type RecoverOptions, type RecoverResult, recover } from './restore/recover.js';
 export {
@@ -50,7 +60,6 @@ export {
   type UnfinishedRow,
 } from './snapshot/list.js';
 export { type PruneDecision, type PruneOptions, type PruneResult, prune } from './snapshot/prune.js';
-export { type ForeignEntry, resolveBackupPath } from './snapshot/repository.js';
 export type {
   KeepCount,
   KeepReason,

@@ -226,6 +226,7 @@ describe('backup --link-dest', () => {
     utimesSync(racy, second, second);
     utimesSync(racyToo, second, second);
     await backUp(source, work, 'b1');
+    const b1Print = fingerprintTree(join(work, 'b1'));
     // Rewritten in the same second, same size, mtime put back: only the ctime moved, and it is ignored here,
     // so metadata alone would call it unchanged.
     writeFileSync(racyToo, '{"racy":3}\n');
@@ -238,6 +239,8 @@ describe('backup --link-dest', () => {
     );
     expect(readFileSync(join(work, 'b2', 'seeds/item-011.json'), 'utf8')).toBe('{"racy":3}\n');
     expect(readFileSync(join(work, 'b1', 'seeds/item-011.json'), 'utf8')).toBe('{"racy":2}\n');
+    // The older backup is byte-, mode- and mtime-identical after the newer one linked from it.
+    expect(fingerprintTree(join(work, 'b1'))).toEqual(b1Print);
   });
 
   it('hashes every file against a previous backup whose index is not in canonical order, linking equal ones', async () => {

@@ -23,7 +23,7 @@ import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { generateStore } from '../dist/src/demo/generator.js';
-import { backup, type ManifestNote } from '../dist/src/index.js';
+import { backup, type ManifestNote, snapshot } from '../dist/src/index.js';
 import { readManifestJson } from './helpers/backup.js';
 import { requireDependency } from './helpers/dependencies.js';
 import {
@@ -139,6 +139,23 @@ describe('Oxios restore_backup (the seed, compiled) on statesnap backups', () =>
       readFileSync(join(dest, 'manifest.json'), 'utf8'),
     );
     expect(existsSync(join(state, '.statesnap/index.jsonl'))).toBe(true);
+  });
+
+  it('restores a linked snapshot (hard links into the previous one) like any backup', async (ctx) => {
+    requireDependency(ctx, 'unavailable' in oxios ? oxios.unavailable : null);
+    const root = tempDir();
+    const source = join(root, 'src');
+    await generateStore(source, { profile: 'oxios', scale: 0.01 });
+    const repo = join(root, 'repo');
+    await snapshot({ source, repository: repo, sync: false });
+    writeFileSync(join(source, 'memory/facts/added-after.json'), '{"added":true}\n');
+    const second = await snapshot({ source, repository: repo, sync: false });
+    expect(second.counts.linked).toBeGreaterThan(0);
+    const state = join(root, 'state');
+    const run = oxiosRestore(join(repo, second.id), state);
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    expect(copiedPart(state, ['manifest.json', '.statesnap'])).toEqual(copiedPart(source));
   });
 
   it('is the real reader: it refuses a version-2 manifest and one that declares no sections', async (ctx) => {

@@ -1,11 +1,13 @@
 // diff between two backups (from the indexes alone) and between a backup and the live store (reading only the
 // files whose identity moved), on each kind of change, grouped by category; the real CLI for --json.
 
+import { createHash } from 'node:crypto';
 import {
   appendFileSync,
   chmodSync,
   mkdirSync,
   readdirSync,
+  readFileSync,
   renameSync,
   rmSync,
   statSync,
@@ -143,5 +145,58 @@ describe('diff', () => {
     const refused = await runCli(['diff', '--json', oxios, store]);
     expect(refused.exitCode).toBe(2);
     expect(JSON.parse(refused.stdout).error.code).toBe('ERR_INVALID_OPTION');
+  }, 60_000);
+});
+
+/** Rewrites `backupDir`'s index as an older statesnap left it: not in canonical order, and not marked so. */
+function unorderIndex(backupDir: string): void {
+  const indexPath = join(backupDir, '.statesnap/index.jsonl');
+  const lines = readFileSync(indexPath, 'utf8').trimEnd().split('\n');
+  // Two files of one directory swapped: parents still come first, names no longer in order.
+  const f1 = lines.findIndex((line) => line.includes('"memory/facts/f1.json"'));
+  const f3 = lines.findIndex((line) => line.includes('"memory/facts/f3.json"'));
+  [lines[f1], lines[f3]] = [lines[f3]!, lines[f1]!];
+  const text = `${lines.join('\n')}\n`;
+  writeFileSync(indexPath, text);
+  const manifestPath = join(backupDir, 'manifest.json');
+  const manifest = JSON.parse(readFileSync(manifestPath, 'utf8'));
+  delete manifest.statesnap.index_order;
+  manifest.statesnap.index.sha256 = createHash('sha256').update(text).digest('hex');
+  writeFileSync(manifestPath, JSON.stringify(manifest));
+}
+
+describe('diff of indexes in or out of canonical order', () => {
+  it('streams canonical indexes and holds an unordered one in memory, saying so, with the same changes', async () => {
+    const { root, store, before } = await storeAndBackup();
+    const expected = changeStore(store);
+    const after = join(root, 'after');
+    await backup({ source: store, dest: after, sync: false });
+    const streamed = await diff({ a: before, b: after });
+    expect(streamed.streamed).toBe(true);
+    expect((await diff({ a: before, b: store })).streamed).toBe(true);
+    unorderIndex(before);
+    const held = await diff({ a: before, b: after });
+    expect(held.streamed).toBe(false);
+    expect(changesOf(held)).toEqual(expected);
+    expect(held.entries).toEqual(streamed.entries);
+    const live = await diff({ a: before, b: store });
+    expect(live.streamed).toBe(false);
+    expect(changesOf(live)).toEqual(expected);
+    const text = await runCli(['diff', before, after]);
+    expect(text.exitCode, text.stderr).toBe(0);
+    expect(text.stdout).toContain('is not in canonical order');
+  }, 60_000);
+
+  it('refuses an index marked canonical whose lines are out of order (ERR_INDEX_INVALID)', async () => {
+    const { root, store, before } = await storeAndBackup();
+    changeStore(store);
+    const after = join(root, 'after');
+    await backup({ source: store, dest: after, sync: false });
+    unorderIndex(after);
+    const manifestPath = join(after, 'manifest.json');
+    const manifest = JSON.parse(readFileSync(manifestPath, 'utf8'));
+    manifest.statesnap.index_order = 'canonical';
+    writeFileSync(manifestPath, JSON.stringify(manifest));
+    await expect(diff({ a: before, b: after })).rejects.toMatchObject({ code: 'ERR_INDEX_INVALID' });
   }, 60_000);
 });

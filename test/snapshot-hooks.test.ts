@@ -57,6 +57,26 @@ describe('snapshot hooks', () => {
     expect(readdirSync(repo).filter((name) => name.startsWith('.partial-'))).toEqual([]);
   }, 30_000);
 
+  it('runs the after-hook, told of the failure, when the snapshot itself fails after the before-hook', async () => {
+    const { root, store, repo } = await setup();
+    // The before-hook takes the source away: the walk fails after the hook succeeded.
+    const run = await runCli([
+      'snapshot',
+      '--json',
+      '--exec-before',
+      `mv ${store} ${root}/moved`,
+      '--exec-after',
+      `echo "$STATESNAP_STATUS $STATESNAP_SNAPSHOT_ID" > ${root}/after`,
+      store,
+      repo,
+    ]);
+    expect(run.exitCode, run.stdout).toBe(1);
+    expect(JSON.parse(run.stdout).error.code).not.toBe('ERR_HOOK_FAILED');
+    expect(read(join(root, 'after'))).toMatch(/^failure \d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z$/);
+    expect((await list({ repository: repo })).snapshots).toEqual([]);
+    expect(readdirSync(repo).filter((name) => name.startsWith('.partial-'))).toEqual([]);
+  }, 30_000);
+
   it('runs the after-hook when the snapshot is interrupted', async () => {
     const { root, store, repo } = await setup();
     const controller = new AbortController();

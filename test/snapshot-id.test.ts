@@ -12,7 +12,7 @@ import {
   MAX_SNAPSHOTS_PER_SECOND,
   newSnapshotId,
   parseSnapshotId,
-} from '../dist/src/snapshot/snapshot-id.js';
+} from '../dist/src/format/snapshot-id.js';
 
 const at = (iso: string) => Date.parse(iso);
 const none = () => false;

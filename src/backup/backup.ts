@@ -40,8 +40,8 @@ import {
 } from '../format/manifest.js';
 import { computeSections } from '../format/sections.js';
 import { checkDestination, LocalTreeWriter, type WriteCounts } from './backup-writer.js';
-import { DEFAULT_RACY_MARGIN_NS } from './change-rule.js';
-import type { JoinCounts, LinkSource } from './link-source.js';
+import { type ChangeRuleOptions, DEFAULT_RACY_MARGIN_NS } from './change-rule.js';
+import type { JoinCounts, LinkPlan, LinkSource } from './link-source.js';
 import { countFiles, DEFAULT_EXCLUDES, planSource } from './planner.js';
 
 export interface BackupOptions extends RunOptions<BackupProgress> {
@@ -156,6 +156,12 @@ export interface BackupPlan extends BackupSummary {
   dryRun: true;
   /** An existing backup at `dest` would be replaced (`force`). */
   replacesExisting: boolean;
+  /**
+   * With `linkDest`: how many files the change rule would link, read and link if unchanged, or copy (the
+   * racy and identity-less ones are only known after reading), and how many of the previous backup's files
+   * the source no longer has. Null without `linkDest`.
+   */
+  linkPlan: (LinkPlan & JoinCounts) | null;
 }
 
 export interface BackupResult extends BackupSummary {
@@ -401,18 +407,7 @@ export async function copySource(
     const planned = planSource(source, opts);
     // The previous backup's index is read with the schema: loaded only by a backup that links.
     const entries = link
-      ? (await import('./link-source.js')).linkingSource(
-          planned,
-          link,
-          {
-            previousStartNs: link.startedAtNs,
-            racyMarginNs: DEFAULT_RACY_MARGIN_NS,
-            ignoreInode: opts.ignoreInode,
-            ignoreCtime: opts.ignoreCtime,
-            checksum: opts.checksum,
-          },
-          into.joined,
-        )
+      ? (await import('./link-source.js')).linkingSource(planned, link, changeRuleOf(opts, link), into.joined)
       : planned;
     return await run.pass({
       source: entries,
@@ -429,6 +424,16 @@ export async function copySource(
   }
 }
 
+function changeRuleOf(opts: ResolvedBackupOptions, link: LinkSource): ChangeRuleOptions {
+  return {
+    previousStartNs: link.startedAtNs,
+    racyMarginNs: DEFAULT_RACY_MARGIN_NS,
+    ignoreInode: opts.ignoreInode,
+    ignoreCtime: opts.ignoreCtime,
+    checksum: opts.checksum,
+  };
+}
+
 /** A dry run: the source walked and the destination checked as a backup would, nothing read or written. */
 async function planBackup(
   run: Run,
@@ -437,19 +442,26 @@ async function planBackup(
   started: number,
 ): Promise<BackupPlan> {
   const replacesExisting = checkDestination(paths.write, { force: opts.force, given: opts.dest });
-  // A link source the real run would refuse is refused here too (which files it would link is not worked out).
+  let source = planSource(paths.read, opts);
+  let linkPlan: BackupPlan['linkPlan'] = null;
   if (opts.linkDest !== null) {
-    (await import('./link-source.js')).openLinkSource(opts.linkDest, {
-      source: paths.read,
-      dest: paths.write,
-    });
+    // The link source the real run would use (or refuse), joined with the walk by the same change rule.
+    const linking = await import('./link-source.js');
+    const link = linking.openLinkSource(opts.linkDest, { source: paths.read, dest: paths.write });
+    linkPlan = { link: 0, hashThenLink: 0, copy: 0, removedSinceLinkSource: 0 };
+    source = linking.countingLinkPlan(
+      linking.linkingSource(source, link, changeRuleOf(opts, link), linkPlan),
+      linkPlan,
+    );
   }
   const sections = sectionsOf(paths.read, opts);
-  const tally = await run.survey({
-    source: planSource(paths.read, opts),
-    policy: fileErrorPolicy(paths.read, opts.onFileError),
-  });
-  return { ...summaryOf(run, opts, paths, { tally, sections, started }), dryRun: true, replacesExisting };
+  const tally = await run.survey({ source, policy: fileErrorPolicy(paths.read, opts.onFileError) });
+  return {
+    ...summaryOf(run, opts, paths, { tally, sections, started }),
+    dryRun: true,
+    replacesExisting,
+    linkPlan,
+  };
 }
 
 /**

@@ -194,6 +194,36 @@ async function* treeRecords(root: string, signal: AbortSignal): AsyncGenerator<P
   }
 }
 
+/** What a dry run says `--link-dest` would do with the source's files. */
+export interface LinkPlan {
+  /** Unchanged by the change rule: would be linked without being read. */
+  link: number;
+  /** Racy, or no identity to compare (`--checksum`, an older or Oxios-made previous backup): read, then linked if equal. */
+  hashThenLink: number;
+  /** Changed or new: would be copied. */
+  copy: number;
+}
+
+/** `inner` (a `linkingSource`) with each file's planned operation counted into `plan`. */
+export function countingLinkPlan(inner: EntrySource, plan: LinkPlan): EntrySource {
+  return {
+    read: inner.read,
+    entries: (sink, signal) =>
+      inner.entries(
+        {
+          ...sink,
+          file: (op, stats) => {
+            if (op.link?.action === 'link') plan.link++;
+            else if (op.link?.action === 'hash-then-link') plan.hashThenLink++;
+            else plan.copy++;
+            return sink.file(op, stats);
+          },
+        },
+        signal,
+      ),
+  };
+}
+
 /** How many files of the previous backup the new one no longer has (deleted, renamed, excluded since). */
 export interface JoinCounts {
   removedSinceLinkSource: number;

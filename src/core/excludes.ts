@@ -1,5 +1,5 @@
-// Which paths of a source a backup leaves out: exclude and include patterns read as rsync and .gitignore users
-// expect them, compiled once, asked per entry, and able to say which of the user's patterns matched nothing.
+// Which paths of a source a backup leaves out, and which paths of a backup a partial restore writes: patterns read
+// as rsync and .gitignore users expect them, compiled once, asked per entry, able to say which matched nothing.
 
 import picomatch from 'picomatch';
 import { StatesnapError } from './errors.js';
@@ -33,8 +33,8 @@ interface Rule {
   matched: boolean;
 }
 
-function invalidPattern(given: string, why: string): StatesnapError {
-  return new StatesnapError('ERR_INVALID_OPTION', `exclude pattern \`${given}\` ${why}`);
+function invalidPattern(given: string, kind: Rule['kind'], why: string): StatesnapError {
+  return new StatesnapError('ERR_INVALID_OPTION', `${kind} pattern \`${given}\` ${why}`);
 }
 
 /**
@@ -52,7 +52,7 @@ function compileRule(given: string, kind: Rule['kind'], reported: boolean): Rule
   body = body.replace(/\/+$/, '');
   const anchored = body.includes('/');
   body = body.replace(/^\/+/, '');
-  if (body === '') throw invalidPattern(given, 'names no path');
+  if (body === '') throw invalidPattern(given, kind, 'names no path');
   // `dot`: a hidden name matches `*` like any other (a store's dot-files are ordinary entries).
   const test = picomatch(anchored ? body : `**/${body}`, { dot: true });
   return { given, kind, directoryOnly, test, matched: !reported };
@@ -105,6 +105,36 @@ export class ExcludeRules {
     return [...this.#excludes, ...this.#includes]
       .filter((rule) => !rule.matched)
       .map(({ given, kind }) => ({ pattern: given, kind }));
+  }
+}
+
+/**
+ * The `--include` patterns of a partial restore, in the syntax of `--exclude`: an entry is selected when a
+ * pattern matches it or a directory above it (`memory/facts` selects that directory with everything below).
+ */
+export class IncludeRules {
+  readonly #rules: Rule[];
+
+  constructor(patterns: readonly string[]) {
+    this.#rules = patterns.map((given) => compileRule(given, 'include', true));
+  }
+
+  /**
+   * Whether a pattern matches `rel` itself (its parent directories are not looked at: the caller knows whether
+   * one of them was selected). Patterns that have not matched yet are always tried, so `unmatched()` is exact.
+   */
+  matches(rel: string, isDirectory: boolean): boolean {
+    let matched = false;
+    for (const rule of this.#rules) {
+      if ((matched && rule.matched) || (rule.directoryOnly && !isDirectory)) continue;
+      if (rule.test(rel)) rule.matched = matched = true;
+    }
+    return matched;
+  }
+
+  /** The patterns that matched no entry asked about so far, as the user wrote them. */
+  unmatched(): string[] {
+    return this.#rules.filter((rule) => !rule.matched).map((rule) => rule.given);
   }
 }
 

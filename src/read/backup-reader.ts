@@ -21,6 +21,7 @@ import {
 import { readManifest } from '../format/manifest-schema.js';
 import { isS3Location } from '../s3/location.js';
 import { type ManifestNote, manifestNotes } from './manifest-notes.js';
+import { resolveBackupPath } from './repository-listing.js';
 
 export type BackupKind = 'statesnap' | 'oxios';
 
@@ -225,7 +226,9 @@ class OxiosTree extends LocalBackup {
   }
 }
 
-export function openBackup(path: string): LocalBackupReader {
+/** Opens the backup at `path`; `<repo>/latest` opens the newest complete snapshot of that repository. */
+export function openBackup(given: string): LocalBackupReader {
+  const path = resolveBackupPath(given);
   const manifest = readManifest(path);
   let root: string;
   try {

@@ -10,6 +10,7 @@ import { readManifest } from '../format/manifest-schema.js';
 import { isS3Location } from '../s3/location.js';
 import type { S3Options } from '../s3/settings.js';
 import { type ManifestNote, manifestNotes } from './manifest-notes.js';
+import { resolveBackupPath } from './repository-listing.js';
 
 export interface InspectOptions {
   /** The backup directory (the one holding manifest.json), or a snapshot in object storage (`s3://…/<id>`). */
@@ -91,7 +92,7 @@ export async function inspect(options: InspectOptions): Promise<InspectResult> {
     throwIfAborted(signal, given);
     return inspectSnapshot(given, { ...options, signal });
   }
-  const backupDir = resolve(given);
+  const backupDir = resolve(resolveBackupPath(given));
   // An aborted signal stops every operation the same way, even one that would only read a manifest.
   throwIfAborted(signal, backupDir);
   const manifest = readManifest(backupDir);

@@ -1,10 +1,11 @@
 // The verify operation: re-reads every file of a backup through the pipeline and compares size and hash with the
 // index, walks the tree for entries the index does not list, and reports every problem found (manifest,
-// missing, corrupt, extra, unreadable) instead of stopping at the first.
+// missing, corrupt, extra, unreadable) instead of stopping at the first; and the same for every snapshot of a
+// repository in one run, reading each shared file once.
 
 import { join, resolve } from 'node:path';
 import { isStatesnapError, type StatesnapError, throwIfAborted } from '../core/errors.js';
-import { type RunOptions, requirePath, resolveRunOptions } from '../core/options.js';
+import { booleanOption, type RunOptions, requirePath, resolveRunOptions } from '../core/options.js';
 import {
   type ErrorPolicy,
   newTally,
@@ -24,6 +25,8 @@ import type { S3Options } from '../s3/settings.js';
 import { type BackupKind, type BackupReader, backupEntryPath, totalsMismatch } from './backup-reader.js';
 import type { ManifestNote } from './manifest-notes.js';
 import { openReader } from './open-reader.js';
+import { type ReadSelection, SelectiveRead } from './read-selection.js';
+import { checkMarker, readRepository } from './repository-listing.js';
 
 /**
  * What is wrong with one path of a backup (the `problem` of each entry in `problems.list`). `mode`: its
@@ -40,6 +43,13 @@ export interface VerifyOptions extends Pick<RunOptions<VerifyProgress>, 'threads
   onProgress?: (progress: VerifyProgress) => void;
   /** Called for each problem as it is found. @default no-op */
   onProblem?: (problem: Warning) => void;
+  /**
+   * Read only the files the backup copied; the files it hard-linked from the previous one are checked from
+   * their lstat (type, size, mode), their content having been read when the backup that copied them was
+   * verified. Needs a canonically ordered index (every index since format 2); otherwise every file is read.
+   * @default false
+   */
+  newOnly?: boolean;
 }
 
 export interface VerifyResult {
@@ -53,6 +63,11 @@ export interface VerifyResult {
   /** Files and bytes read and found matching. */
   files: number;
   bytes: number;
+  /**
+   * Files checked from their lstat only, not read: linked files (`newOnly`), or, in a repository verify,
+   * files whose inode an earlier snapshot of the run read.
+   */
+  filesNotRead: number;
   dirs: number;
   /** Entries not in the backup by design: recorded as skipped in the index, or links/specials in an Oxios tree. */
   skipped: number;
@@ -110,13 +125,20 @@ function readEveryFile(
   tally: Tally,
   onProgress: (progress: ProgressReport<VerifyProgress>) => void,
   observe: Pass['observe'],
+  selection: ReadSelection | null = null,
 ): Promise<Tally> {
   const totals = reader.extras?.totals;
+  const source = reader.source({ refuseCaseCollisions: false, hashes: true });
+  const everyProblem = recordEveryProblem(reader.root);
   return run.pass({
-    source: reader.source({ refuseCaseCollisions: false, hashes: true }),
+    source: selection ? selection.source(reader, source, run.warnings, (op) => observe?.file?.(op)) : source,
     destination: null,
     compareModes: true,
-    policy: recordEveryProblem(reader.root),
+    policy: (problem) => {
+      // A wrong mode is the name's, not the content's: other snapshots sharing the inode are judged apart.
+      if (problem.stage === 'read' && problem.problem !== 'mode') selection?.failed(reader, problem.rel);
+      return everyProblem(problem);
+    },
     observe,
     tally,
     onProgress: (counts) =>
@@ -192,33 +214,47 @@ async function checkIndexed(
   reader: BackupReader,
   tally: Tally,
   onProgress: (progress: ProgressReport<VerifyProgress>) => void,
+  selection: ReadSelection | null,
 ): Promise<void> {
   const { root } = reader;
   const problems = run.warnings;
   const onDisk = await walkTree(reader, problems, run.signal, onProgress);
   try {
-    await readEveryFile(run, reader, tally, onProgress, {
-      dir: (dir) => {
-        const mode = onDisk.get(dir.rel);
-        onDisk.delete(dir.rel);
-        const path = join(root, dir.rel);
-        if (mode === undefined) problems.add(path, 'missing', 'directory is missing');
-        else if (mode === null) problems.add(path, 'corrupt', 'is not a directory; the index says it is one');
-        else if (mode !== dir.mode) {
-          problems.add(path, 'mode', `mode is ${formatMode(mode)}, the index says ${formatMode(dir.mode)}`);
-        }
+    await readEveryFile(
+      run,
+      reader,
+      tally,
+      onProgress,
+      {
+        dir: (dir) => {
+          const mode = onDisk.get(dir.rel);
+          onDisk.delete(dir.rel);
+          const path = join(root, dir.rel);
+          if (mode === undefined) problems.add(path, 'missing', 'directory is missing');
+          else if (mode === null)
+            problems.add(path, 'corrupt', 'is not a directory; the index says it is one');
+          else if (mode !== dir.mode) {
+            problems.add(path, 'mode', `mode is ${formatMode(mode)}, the index says ${formatMode(dir.mode)}`);
+          }
+        },
+        file: (op) => {
+          onDisk.delete(op.rel);
+        },
       },
-      file: (op) => {
-        onDisk.delete(op.rel);
-      },
-    });
+      selection,
+    );
   } catch (error) {
     if (!isValidationError(error)) throw error;
     // The index cannot be trusted past this point: what it lists is unknown, so no file is called extra.
     problems.add(join(root, INDEX_FILE), 'manifest', (error as Error).message);
     return;
   }
-  const listed = { files: tally.filesPlanned, dirs: tally.dirs, bytes: tally.bytesPlanned };
+  const notRead = selection?.notRead ?? { files: 0, bytes: 0 };
+  const listed = {
+    files: tally.filesPlanned + notRead.files,
+    dirs: tally.dirs,
+    bytes: tally.bytesPlanned + notRead.bytes,
+  };
   const mismatch = totalsMismatch(reader.extras!, listed);
   if (mismatch !== null) problems.add(join(root, MANIFEST_FILE), 'manifest', mismatch);
   for (const rel of onDisk.keys()) problems.add(join(root, rel), 'extra', 'is not in the index');
@@ -250,7 +286,12 @@ async function checkRemote(
 }
 
 /** Checks every file of `options.backup` against its manifest and index. */
-export async function verify(options: VerifyOptions): Promise<VerifyResult> {
+export function verify(options: VerifyOptions): Promise<VerifyResult> {
+  const newOnly = booleanOption('newOnly', options.newOnly, false);
+  return verifyBackup(options, newOnly ? new SelectiveRead({ shareInodes: false, newOnly }) : null);
+}
+
+async function verifyBackup(options: VerifyOptions, selection: ReadSelection | null): Promise<VerifyResult> {
   const started = performance.now();
   const given = requirePath('backup', options.backup);
   const backupPath = isS3Location(given) ? given : resolve(given);
@@ -272,7 +313,7 @@ export async function verify(options: VerifyOptions): Promise<VerifyResult> {
     const tally = newTally();
     try {
       if (reader && !reader.local) await checkRemote(run, reader, tally, report);
-      else if (reader?.extras) await checkIndexed(run, reader, tally, report);
+      else if (reader?.extras) await checkIndexed(run, reader, tally, report, selection);
       else if (reader) await readEveryFile(run, reader, tally, report, undefined); // Oxios: no index
     } finally {
       reader?.close();
@@ -286,6 +327,7 @@ export async function verify(options: VerifyOptions): Promise<VerifyResult> {
       hashAlgorithm: reader?.kind === 'statesnap' ? HASH_ALGORITHM : null,
       files: tally.filesDone,
       bytes: tally.bytesDone,
+      filesNotRead: selection?.notRead.files ?? 0,
       dirs: tally.dirs,
       skipped: tally.skipped.count,
       skippedEntries: tally.skipped,
@@ -297,4 +339,82 @@ export async function verify(options: VerifyOptions): Promise<VerifyResult> {
       exitCode: ok ? 0 : 1,
     };
   });
+}
+
+export interface VerifyRepositoryOptions extends Omit<VerifyOptions, 'backup'> {
+  /** A snapshot repository: every complete snapshot in it is verified, oldest first. */
+  repository: string;
+}
+
+/** One snapshot's verdict in a repository verify. */
+export interface SnapshotVerdict {
+  id: string;
+  path: string;
+  ok: boolean;
+  /** Files read (and matching); files checked without reading (their inode read for an older snapshot, or linked). */
+  files: number;
+  filesNotRead: number;
+  problems: WarningSummary;
+}
+
+export interface VerifyRepositoryResult {
+  command: 'verify';
+  repository: string;
+  newOnly: boolean;
+  /** True when every snapshot verified clean. */
+  ok: boolean;
+  /** Oldest first. */
+  snapshots: SnapshotVerdict[];
+  /** Files read and hashed in all: each distinct inode once. */
+  filesRead: number;
+  bytesRead: number;
+  /** Files judged by the read of an older snapshot's file that is the same inode. */
+  filesShared: number;
+  /** Linked files checked from their lstat only (`newOnly`). */
+  filesLinkedNotRead: number;
+  durationMs: number;
+  /** 0 when every snapshot matched, 1 otherwise. */
+  exitCode: 0 | 1;
+}
+
+/**
+ * Verifies every complete snapshot of a repository in one run, oldest first. A snapshot shares the files it
+ * linked with the one before it, so a file's inode is read once, for the first snapshot that has it; each
+ * later snapshot is judged by that read (a tampered shared file is reported in every snapshot that has it)
+ * after an lstat of its own name (type, size, mode). Memory: one entry per distinct file read.
+ */
+export async function verifyRepository(options: VerifyRepositoryOptions): Promise<VerifyRepositoryResult> {
+  const started = performance.now();
+  const repository = resolve(requirePath('repository', options.repository));
+  const newOnly = booleanOption('newOnly', options.newOnly, false);
+  checkMarker(repository);
+  const listing = readRepository(repository);
+  const selection = new SelectiveRead({ shareInodes: true, newOnly });
+  const snapshots: SnapshotVerdict[] = [];
+  for (const snapshot of listing.snapshots) {
+    selection.next();
+    const result = await verifyBackup({ ...options, backup: snapshot.path }, selection);
+    snapshots.push({
+      id: snapshot.id,
+      path: snapshot.path,
+      ok: result.ok,
+      files: result.files,
+      filesNotRead: result.filesNotRead,
+      problems: result.problems,
+    });
+  }
+  const ok = snapshots.every((snapshot) => snapshot.ok);
+  return {
+    command: 'verify',
+    repository,
+    newOnly,
+    ok,
+    snapshots,
+    filesRead: selection.readInAll.files,
+    bytesRead: selection.readInAll.bytes,
+    filesShared: selection.shared,
+    filesLinkedNotRead: selection.linked,
+    durationMs: Math.round(performance.now() - started),
+    exitCode: ok ? 0 : 1,
+  };
 }

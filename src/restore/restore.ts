@@ -1,16 +1,19 @@
 // The restore operation: checks a backup completely before the target changes, then runs it through the
 // pipeline into a restore target: a staging tree swapped in (replace), or the live target itself (merge).
 
-import { lstatSync, type Stats } from 'node:fs';
+import { lstatSync, readdirSync, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describeCause, StatesnapError, throwIfAborted } from '../core/errors.js';
+import { IncludeRules } from '../core/excludes.js';
 import {
   booleanOption,
   choiceOption,
+  invalidOption,
   type ResolvedRunOptions,
   type RunOptions,
   requirePath,
   resolveRunOptions,
+  stringListOption,
 } from '../core/options.js';
 import {
   BACKUP_AND_TARGET,
@@ -31,6 +34,7 @@ import type { S3Options } from '../s3/settings.js';
 import type { RecoveryAction } from './journal.js';
 import { interruptedRestoreOf, recoverTarget } from './journal.js';
 import { MergeTarget } from './merge-target.js';
+import { selectEntries } from './partial.js';
 import { ReplaceTarget } from './replace-target.js';
 import { type AttributeRules, type RestoreTarget, targetInvalid } from './restore-target.js';
 import { backupCorrupt, type Scan, type SkippedEntries, scanBackup } from './scan.js';
@@ -70,6 +74,14 @@ export interface RestoreOptions extends RunOptions<RestoreProgress> {
   dryRun?: boolean;
   /** Create the missing parent directories of `target`; otherwise a missing parent is an error. @default false */
   mkpath?: boolean;
+  /**
+   * Restore only the entries these patterns select (the syntax of backup's `exclude`): an entry a pattern
+   * matches, and everything below a directory one matches. Each pattern must match something in the backup.
+   * Merge mode writes only the selected files and leaves the rest of the target alone; replace mode takes it
+   * only for a target that is missing or empty (swapping out a whole live target for a part of the backup
+   * would drop everything not selected). @default the whole backup
+   */
+  include?: string[];
   /** Called (throttle it yourself) as files are verified and copied. @default no-op */
   onProgress?: (progress: RestoreProgress) => void;
   /** Called for each problem that does not stop the restore (a symlink skipped in an Oxios backup). @default no-op */
@@ -86,6 +98,9 @@ interface ResolvedRestoreOptions extends ResolvedRunOptions<RestoreProgress> {
   dryRun: boolean;
   mkpath: boolean;
   keepSetid: boolean;
+  /** The patterns as given, and compiled (null: the whole backup). */
+  includePatterns: string[] | null;
+  include: IncludeRules | null;
 }
 
 /** What a restore and its dry run both report. */
@@ -101,6 +116,8 @@ interface RestoreSummary {
   bytes: number;
   /** Entries not restored: the count, each kind's, and the first ones. */
   skippedEntries: SkippedEntries;
+  /** The `include` patterns of a partial restore (files, dirs and bytes count what they selected), or null. */
+  include: string[] | null;
   /** Directories made for `target` (`mkpath`), outermost first; in a dry run, the ones that would be. */
   createdParents: string[];
   warnings: WarningSummary;
@@ -152,7 +169,16 @@ export interface RestoreResult extends RestoreSummary {
   synced: boolean;
 }
 
+function includePatterns(value: unknown): string[] | null {
+  if (value === undefined) return null;
+  const patterns = stringListOption('include', value, []);
+  // An empty list selecting everything would turn "restore nothing" into a whole restore.
+  if (patterns.length === 0) throw invalidOption('include', 'at least one pattern (or left out)', '[]');
+  return patterns;
+}
+
 function resolveRestoreOptions(options: RestoreOptions): ResolvedRestoreOptions {
+  const patterns = includePatterns(options.include);
   return {
     ...resolveRunOptions(options),
     backup: requirePath('backup', options.backup),
@@ -164,7 +190,43 @@ function resolveRestoreOptions(options: RestoreOptions): ResolvedRestoreOptions 
     dryRun: booleanOption('dryRun', options.dryRun, false),
     mkpath: booleanOption('mkpath', options.mkpath, false),
     keepSetid: booleanOption('keepSetid', options.keepSetid, false),
+    includePatterns: patterns,
+    include: patterns && new IncludeRules(patterns),
   };
+}
+
+/**
+ * Refuses a partial restore in replace mode over a target that holds anything: the swap would drop every
+ * entry the patterns do not select. A missing or empty target loses nothing, so it takes the selection.
+ */
+function refusePartialReplace(target: string, opts: ResolvedRestoreOptions): void {
+  if (opts.include === null || opts.mode !== 'replace') return;
+  let names: string[];
+  try {
+    names = readdirSync(target);
+  } catch {
+    return; // Missing (created by the restore) or not a directory (refused by the target checks).
+  }
+  if (names.length === 0) return;
+  throw new StatesnapError(
+    'ERR_INVALID_OPTION',
+    `--include restores part of the backup, but replace mode would swap out all of ${target}, dropping what ` +
+      'the patterns do not select; use --mode merge to write only the selected paths, or restore into a new directory',
+    { path: target },
+  );
+}
+
+/** Refuses a partial restore whose patterns missed: a mistyped one must not restore less than was asked. */
+function refuseUnmatched(reader: BackupReader, include: IncludeRules | null): void {
+  const unmatched = include?.unmatched() ?? [];
+  if (unmatched.length === 0) return;
+  const list = unmatched.map((pattern) => `\`${pattern}\``).join(', ');
+  throw new StatesnapError(
+    'ERR_INVALID_OPTION',
+    `include pattern${unmatched.length > 1 ? 's' : ''} ${list} match${unmatched.length > 1 ? '' : 'es'} ` +
+      `nothing in backup ${reader.root}; nothing was restored`,
+    { path: reader.root },
+  );
 }
 
 /** Whether the target exists; refuses one that is a symlink, not a directory, or (replace) a mount point. */
@@ -248,10 +310,10 @@ async function restorePass(
     });
   report(newTally());
   const tally = await run.pass({
-    source: reader.source({
-      refuseCaseCollisions: target?.refuseCaseCollisions ?? true,
-      hashes: opts.verify,
-    }),
+    source: selectEntries(
+      reader.source({ refuseCaseCollisions: target?.refuseCaseCollisions ?? true, hashes: opts.verify }),
+      opts.include,
+    ),
     destination: target,
     readContent: opts.verify,
     policy: anyProblemAborts(reader.root),
@@ -315,6 +377,7 @@ async function planRestore(
         }
       : undefined,
   });
+  refuseUnmatched(reader, opts.include);
   check?.checkPlan();
   return {
     command: 'restore',
@@ -327,6 +390,7 @@ async function planRestore(
     dirs: scan.dirs.length - 1,
     bytes: scan.bytes,
     skippedEntries: scan.skipped,
+    include: opts.includePatterns,
     createdParents: paths.missingParents,
     createsTarget: !targetExists,
     replacesTarget: targetExists && !merge,
@@ -365,6 +429,7 @@ async function restoreFrom(
     ? resolvePaths(reader.root, opts.target, BACKUP_AND_TARGET, { mkpath })
     : { read: reader.root, ...resolveWriteTree(opts.target, BACKUP_AND_TARGET, { mkpath }) };
   const target = paths.write;
+  refusePartialReplace(target, opts);
   const report = progressReporter('restore', started, opts.onProgress);
   return runPipeline({ ...opts, path: target }, async (run) => {
     if (opts.dryRun) return planRestore(run, reader, paths, opts, report, started);
@@ -389,6 +454,7 @@ async function restoreFrom(
       warnings: run.warnings,
       target: into,
     });
+    refuseUnmatched(reader, opts.include);
     into.checkPlan();
     if (into.checkFirst) await restorePass(run, reader, scan, opts, 'verifying', null, report);
     into.prepare();
@@ -408,6 +474,7 @@ async function restoreFrom(
       bytes: scan.bytes,
       skipped: scan.skipped,
       skippedEntries: scan.skipped,
+      include: opts.includePatterns,
       rollback,
       createdTarget: !targetExisted,
       createdParents: paths.missingParents,

@@ -4,12 +4,14 @@
 import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { assert, StatesnapError } from '../core/errors.js';
+import type { IncludeRules } from '../core/excludes.js';
 import type { ProgressReport, RestoreProgress } from '../core/progress.js';
 import { type FileOp, fsPath, type SkippedKind } from '../core/protocol.js';
-import type { PlannedDir } from '../core/walk.js';
+import type { EntrySink, PlannedDir } from '../core/walk.js';
 import { WARNING_LIST_LIMIT, type WarningLog } from '../core/warnings.js';
 import { MANIFEST_FILE } from '../format/manifest.js';
 import { type BackupReader, backupEntryPath, totalsMismatch } from '../read/backup-reader.js';
+import { selectingSink } from './partial.js';
 import type { RestoreTarget } from './restore-target.js';
 
 export interface SkippedEntries {
@@ -62,6 +64,25 @@ export interface ScanOptions {
   onProgress: (progress: ProgressReport<RestoreProgress>) => void;
   /** Sees every file of the backup as it is checked. @default none */
   observeFile?: (file: FileOp) => void;
+  /** A partial restore's selection: only what it selects is planned and counted (the whole index is checked). */
+  include: IncludeRules | null;
+}
+
+/** `sink`, with every entry it sees also counted into `listed` (what the manifest's totals must equal). */
+function countingSink(sink: EntrySink, listed: { files: number; dirs: number; bytes: number }): EntrySink {
+  return {
+    dir: (dir) => {
+      if (dir.rel !== '') listed.dirs++;
+      sink.dir(dir);
+    },
+    file: (op, stats) => {
+      listed.files++;
+      listed.bytes += op.size;
+      return sink.file(op, stats);
+    },
+    skip: (rel, kind) => sink.skip(rel, kind),
+    problem: (rel, problem, message) => sink.problem(rel, problem, message),
+  };
 }
 
 export async function scanBackup(reader: BackupReader, options: ScanOptions): Promise<Scan> {
@@ -79,38 +100,37 @@ export async function scanBackup(reader: BackupReader, options: ScanOptions): Pr
     });
   report();
   const source = reader.source({ refuseCaseCollisions: options.refuseCaseCollisions, hashes: false });
-  await source.entries(
-    {
-      dir: (dir) => {
-        scan.dirs.push(dir);
-        options.target.planDir(dir);
-      },
-      file: (op) => {
-        options.target.planFile(op, reader.local ? dataBytes(reader.root, op) : op.size);
-        scan.files++;
-        scan.bytes += op.size;
-        options.observeFile?.(op);
-        if (scan.files % CHECKING_PROGRESS_EVERY === 0) report();
-        return undefined;
-      },
-      skip: (rel, kind) => {
-        assert(kind !== 'excluded' && kind !== 'reserved', `a backup reader skipped ${rel} as ${kind}`);
-        const { skipped } = scan;
-        skipped.count++;
-        skipped.byKind[kind] = (skipped.byKind[kind] ?? 0) + 1;
-        if (skipped.list.length < WARNING_LIST_LIMIT)
-          skipped.list.push({ path: backupEntryPath(reader.root, rel), kind });
-        // A statesnap backup recorded these when it was made; in an Oxios tree they are a surprise.
-        if (!reader.extras)
-          options.warnings.add(join(reader.root, rel), kind, `is a ${kind}: not followed, not restored`);
-      },
-      problem: (rel, _problem, message) => {
-        throw backupCorrupt(backupEntryPath(reader.root, rel), `cannot be restored: ${message}`);
-      },
+  const listed = { files: 0, dirs: 0, bytes: 0 };
+  const planning: EntrySink = {
+    dir: (dir) => {
+      scan.dirs.push(dir);
+      options.target.planDir(dir);
     },
-    options.signal,
-  );
-  const mismatch = reader.extras && totalsMismatch(reader.extras, { ...scan, dirs: scan.dirs.length - 1 });
+    file: (op) => {
+      options.target.planFile(op, reader.local ? dataBytes(reader.root, op) : op.size);
+      scan.files++;
+      scan.bytes += op.size;
+      options.observeFile?.(op);
+      if (scan.files % CHECKING_PROGRESS_EVERY === 0) report();
+      return undefined;
+    },
+    skip: (rel, kind) => {
+      assert(kind !== 'excluded' && kind !== 'reserved', `a backup reader skipped ${rel} as ${kind}`);
+      const { skipped } = scan;
+      skipped.count++;
+      skipped.byKind[kind] = (skipped.byKind[kind] ?? 0) + 1;
+      if (skipped.list.length < WARNING_LIST_LIMIT)
+        skipped.list.push({ path: backupEntryPath(reader.root, rel), kind });
+      // A statesnap backup recorded these when it was made; in an Oxios tree they are a surprise.
+      if (!reader.extras)
+        options.warnings.add(join(reader.root, rel), kind, `is a ${kind}: not followed, not restored`);
+    },
+    problem: (rel, _problem, message) => {
+      throw backupCorrupt(backupEntryPath(reader.root, rel), `cannot be restored: ${message}`);
+    },
+  };
+  await source.entries(countingSink(selectingSink(planning, options.include), listed), options.signal);
+  const mismatch = reader.extras && totalsMismatch(reader.extras, listed);
   if (mismatch) {
     const path = backupEntryPath(reader.root, MANIFEST_FILE);
     throw new StatesnapError('ERR_MANIFEST_INVALID', `manifest ${path} ${mismatch}`, { path });

@@ -1,7 +1,8 @@
 // `diff()`: what changed between two backups, or between a backup and the live store, per category, from the
 // indexes: added, removed, changed (content or type) and mode-changed entries. Two backups: no file is read.
 // A live store: a file whose recorded identity still matches (the snapshot change rule) is not read either;
-// only files whose identity moved while their size and mode did not are hashed.
+// only files whose identity moved while their size and mode did not are hashed. Canonically ordered indexes
+// are merge-joined as they stream (memory: a batch and what changed); others are held in memory.
 
 import { createHash } from 'node:crypto';
 import { createReadStream, lstatSync, realpathSync, statSync } from 'node:fs';
@@ -10,14 +11,20 @@ import { DEFAULT_RACY_MARGIN_NS, decideChange, previousEntryOf } from '../backup
 import { DEFAULT_EXCLUDES, planSource } from '../backup/planner.js';
 import { describeCause, StatesnapError, throwIfAborted } from '../core/errors.js';
 import { ExcludeRules } from '../core/excludes.js';
-import { compareEntryPaths } from '../core/index-order.js';
+import {
+  compareEntryPaths,
+  type HasPath,
+  OrderViolation,
+  orderedPath,
+  SortedCursor,
+} from '../core/index-order.js';
 import { requirePath, signalOption, stringListOption } from '../core/options.js';
 import { fsPath } from '../core/protocol.js';
 import type { SkipKind } from '../core/walk.js';
 import { type IndexEntry, readIndex } from '../format/index-reader.js';
 import { MANIFEST_FILE, OXIOS_CATEGORIES } from '../format/manifest.js';
 import { type LocalBackupReader, openBackup } from '../read/backup-reader.js';
-import { resolveBackupPath } from './repository.js';
+import { resolveBackupPath } from '../read/repository-listing.js';
 
 export interface DiffOptions {
   /** A statesnap backup (a snapshot, `<repo>/latest`). */
@@ -66,6 +73,11 @@ export interface DiffResult {
   entries: DiffEntry[];
   /** Live files read and hashed because their identity moved while size and mode did not. */
   filesHashed: number;
+  /**
+   * True when the indexes were merge-joined as they were read (memory bounded by a batch and the changes);
+   * false when `a`'s index had to be held in memory because an index is not in canonical order (format 1).
+   */
+  streamed: boolean;
   durationMs: number;
   exitCode: 0;
 }
@@ -76,7 +88,7 @@ function statesnapBackup(
   path: string,
   role: string,
 ): LocalBackupReader & { extras: NonNullable<LocalBackupReader['extras']> } {
-  const reader = openBackup(resolveBackupPath(path));
+  const reader = openBackup(path);
   if (reader.extras === undefined || reader.format === null) {
     throw new StatesnapError(
       'ERR_INVALID_OPTION',
@@ -90,7 +102,7 @@ function statesnapBackup(
 function entriesOf(reader: ReturnType<typeof statesnapBackup>): AsyncGenerator<IndexEntry> {
   return readIndex(
     reader.root,
-    { format: reader.format!, ...reader.extras.index },
+    { format: reader.format!, ...reader.extras.index, order: reader.extras.index_order },
     { refuseCaseCollisions: false },
   );
 }
@@ -117,10 +129,8 @@ class Collector {
     this.#categories = [...categories].sort((x, y) => y.length - x.length);
   }
 
-  /** `b`'s entry at `path` against `a`'s (taken out of `recorded`: what remains there was removed). */
-  compare(recorded: Map<string, IndexEntry>, path: string, b: DiffSide): void {
-    const before = recorded.get(path);
-    recorded.delete(path);
+  /** `b`'s entry at `path` against `a`'s (`before`, if `a` has one). */
+  compare(path: string, before: IndexEntry | undefined, b: DiffSide): void {
     const change = before === undefined ? 'added' : compareSides(sideOf(before), b);
     if (change !== null) this.add(path, change, before === undefined ? null : sideOf(before), b);
   }
@@ -188,15 +198,50 @@ async function compareLiveFile(
   return { side, change: compareSides(before, side), hashed: true };
 }
 
-/** Walks the live store `root`, comparing each entry with `recorded` (which it empties as it goes). */
+/** A live entry of the walk, waiting its turn to be compared. */
+type LiveEntry = { rel: string; side: DiffSide } | { rel: string; file: true };
+
+/**
+ * Walks the live store `root` (in canonical order) and compares each entry with `a`'s at its path. The walk's
+ * entries queue up and are compared in order whenever the walk offers a file, which it waits for: the queue
+ * holds what the walk found since its last file (directories and skipped entries), never the store.
+ */
 async function diffLive(
   root: string,
-  recorded: Map<string, IndexEntry>,
+  a: RecordedSide,
   startNs: bigint | undefined,
   collector: Collector,
   signal: AbortSignal,
 ): Promise<number> {
-  const files: string[] = [];
+  let hashed = 0;
+  const queue: LiveEntry[] = [];
+  const compareOne = async (live: LiveEntry): Promise<void> => {
+    const found = a.find(live.rel);
+    const before = found instanceof Promise ? await found : found;
+    if ('side' in live) {
+      collector.compare(live.rel, before, live.side);
+    } else if (before === undefined) {
+      const stats = lstatSync(fsPath(join(root, live.rel)));
+      collector.add(live.rel, 'added', null, { type: 'file', size: stats.size, mode: stats.mode & 0o7777 });
+    } else {
+      const compared = await compareLiveFile(root, live.rel, before, startNs).catch((error: unknown) => {
+        throw new StatesnapError(
+          'ERR_SOURCE_UNREADABLE',
+          `cannot read ${join(root, live.rel)}: ${describeCause(error)}`,
+          {
+            path: join(root, live.rel),
+            cause: error,
+          },
+        );
+      });
+      if (compared.hashed) hashed++;
+      if (compared.change !== null) collector.add(live.rel, compared.change, sideOf(before), compared.side);
+    }
+  };
+  const drain = async (): Promise<void> => {
+    throwIfAborted(signal, root);
+    for (let live = queue.shift(); live !== undefined; live = queue.shift()) await compareOne(live);
+  };
   const source = planSource(root, {
     excludes: new ExcludeRules({ exclude: [], include: [], defaults: DEFAULT_EXCLUDES }),
     changedRetries: 0,
@@ -204,14 +249,14 @@ async function diffLive(
   await source.entries(
     {
       dir: (dir) => {
-        if (dir.rel !== '') collector.compare(recorded, dir.rel, { type: 'dir', mode: dir.mode });
+        if (dir.rel !== '') queue.push({ rel: dir.rel, side: { type: 'dir', mode: dir.mode } });
       },
       file: (op) => {
-        files.push(op.rel);
-        return undefined;
+        queue.push({ rel: op.rel, file: true });
+        return drain();
       },
       skip: (rel: string, kind: SkipKind) => {
-        if (kind !== 'excluded' && kind !== 'reserved') collector.compare(recorded, rel, { type: kind });
+        if (kind !== 'excluded' && kind !== 'reserved') queue.push({ rel, side: { type: kind } });
       },
       problem: (rel, _problem, message) => {
         throw new StatesnapError('ERR_SOURCE_UNREADABLE', `cannot read ${join(root, rel)}: ${message}`, {
@@ -221,33 +266,74 @@ async function diffLive(
     },
     signal,
   );
-  let hashed = 0;
-  for (const rel of files) {
-    throwIfAborted(signal, root);
-    const before = recorded.get(rel);
-    recorded.delete(rel);
-    if (before === undefined) {
-      const stats = lstatSync(fsPath(join(root, rel)));
-      collector.add(rel, 'added', null, { type: 'file', size: stats.size, mode: stats.mode & 0o7777 });
-      continue;
-    }
-    let compared: Awaited<ReturnType<typeof compareLiveFile>>;
-    try {
-      compared = await compareLiveFile(root, rel, before, startNs);
-    } catch (error) {
-      throw new StatesnapError(
-        'ERR_SOURCE_UNREADABLE',
-        `cannot read ${join(root, rel)}: ${describeCause(error)}`,
-        {
-          path: join(root, rel),
-          cause: error,
-        },
-      );
-    }
-    if (compared.hashed) hashed++;
-    if (compared.change !== null) collector.add(rel, compared.change, sideOf(before), compared.side);
-  }
+  await drain();
   return hashed;
+}
+
+/** `a`'s entries, looked up by path in the order of `b`'s; `finish` reports the ones never looked up. */
+interface RecordedSide {
+  find(path: string): IndexEntry | undefined | Promise<IndexEntry | undefined>;
+  finish(): Promise<void>;
+  close(): Promise<void>;
+}
+
+interface Recorded extends HasPath {
+  entry: IndexEntry;
+}
+
+const BATCH = 512;
+
+async function* recordBatches(reader: ReturnType<typeof statesnapBackup>): AsyncGenerator<Recorded[]> {
+  let batch: Recorded[] = [];
+  for await (const entry of entriesOf(reader)) {
+    batch.push({ path: orderedPath(entry.path), entry });
+    if (batch.length >= BATCH) {
+      yield batch;
+      batch = [];
+    }
+  }
+  if (batch.length > 0) yield batch;
+}
+
+/** A canonically ordered index, read as a cursor: asked in canonical order, it holds one batch. */
+function streamedSide(
+  reader: ReturnType<typeof statesnapBackup>,
+  onRemoved: (entry: IndexEntry) => void,
+): RecordedSide {
+  const cursor = new SortedCursor<Recorded>(recordBatches(reader), (record) => onRemoved(record.entry));
+  return {
+    find: (path) => {
+      const found = cursor.seek(orderedPath(path));
+      return found instanceof Promise ? found.then((record) => record?.entry) : found?.entry;
+    },
+    finish: () => cursor.finish(),
+    close: () => cursor.close(),
+  };
+}
+
+/** An index in any order, read whole into memory first (format 1 wrote files in completion order). */
+async function heldSide(
+  reader: ReturnType<typeof statesnapBackup>,
+  onRemoved: (entry: IndexEntry) => void,
+): Promise<RecordedSide> {
+  const recorded = new Map<string, IndexEntry>();
+  for await (const entry of entriesOf(reader)) recorded.set(entry.path, entry);
+  return {
+    find: (path) => {
+      const entry = recorded.get(path);
+      recorded.delete(path);
+      return entry;
+    },
+    finish: async () => {
+      for (const entry of recorded.values()) onRemoved(entry);
+    },
+    close: async () => undefined,
+  };
+}
+
+/** Whether a backup's index lists its entries in canonical order (format 2 does; format 1 did not). */
+function isCanonical(reader: ReturnType<typeof statesnapBackup>): boolean {
+  return reader.format === 2 && reader.extras.index_order === 'canonical';
 }
 
 /** The real path of a live store, which must be a directory. */
@@ -272,27 +358,42 @@ export async function diff(options: DiffOptions): Promise<DiffResult> {
   const started = performance.now();
   const signal = signalOption(options.signal);
   const a = statesnapBackup(requirePath('a', options.a), 'a');
+  // Resolved here already: whether `b` is a backup or a live store is decided from what it names.
   const bPath = resolveBackupPath(requirePath('b', options.b));
   const bIsBackup = lstatSync(join(bPath, MANIFEST_FILE), { throwIfNoEntry: false }) !== undefined;
   const collector = new Collector(
     stringListOption('categories', options.categories, a.extras.categories ?? OXIOS_CATEGORIES),
   );
-  // One side's entries by path: the indexes are not yet written in one canonical order to merge-join.
-  const recorded = new Map<string, IndexEntry>();
-  for await (const entry of entriesOf(a)) recorded.set(entry.path, entry);
+  const b = bIsBackup ? statesnapBackup(bPath, 'b') : null;
+  // Streamed when `b` comes in canonical order too: a live walk always does, a backup's index from format 2.
+  const streamed = isCanonical(a) && (b === null || isCanonical(b));
+  const onRemoved = (entry: IndexEntry) => collector.add(entry.path, 'removed', sideOf(entry), null);
+  const recorded = streamed ? streamedSide(a, onRemoved) : await heldSide(a, onRemoved);
   throwIfAborted(signal, a.root);
   let filesHashed = 0;
   let bRoot: string;
-  if (bIsBackup) {
-    const b = statesnapBackup(bPath, 'b');
-    bRoot = b.root;
-    for await (const entry of entriesOf(b)) collector.compare(recorded, entry.path, sideOf(entry));
-  } else {
-    bRoot = liveStore(bPath);
-    const startNs = a.extras.started_at_ns === undefined ? undefined : BigInt(a.extras.started_at_ns);
-    filesHashed = await diffLive(bRoot, recorded, startNs, collector, signal);
+  try {
+    if (b !== null) {
+      bRoot = b.root;
+      for await (const entry of entriesOf(b)) {
+        const found = recorded.find(entry.path);
+        collector.compare(entry.path, found instanceof Promise ? await found : found, sideOf(entry));
+      }
+    } else {
+      bRoot = liveStore(bPath);
+      const startNs = a.extras.started_at_ns === undefined ? undefined : BigInt(a.extras.started_at_ns);
+      filesHashed = await diffLive(bRoot, recorded, startNs, collector, signal);
+    }
+    await recorded.finish();
+  } catch (error) {
+    if (!(error instanceof OrderViolation)) throw error;
+    throw new StatesnapError('ERR_INDEX_INVALID', `an index is not in canonical order: ${error.message}`, {
+      path: a.root,
+      cause: error,
+    });
+  } finally {
+    await recorded.close();
   }
-  for (const [path, entry] of recorded) collector.add(path, 'removed', sideOf(entry), null);
   return {
     command: 'diff',
     a: a.root,
@@ -300,6 +401,7 @@ export async function diff(options: DiffOptions): Promise<DiffResult> {
     bKind: bIsBackup ? 'backup' : 'live',
     ...collector.finish(),
     filesHashed,
+    streamed,
     durationMs: Math.round(performance.now() - started),
     exitCode: 0,
   };

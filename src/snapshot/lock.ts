@@ -27,8 +27,8 @@ import {
 import { TOOL_VERSION } from '../core/options.js';
 import { describeOwner, type Owner, type OwnerState, ownerState, thisProcess } from '../core/owner.js';
 import { pauseAt } from '../core/test-hooks.js';
+import { LOCKS_DIR } from '../format/snapshot-id.js';
 import { removeLeftovers } from './repository.js';
-import { LOCKS_DIR } from './snapshot-id.js';
 
 export type LockedOperation = 'snapshot' | 'prune';
 

@@ -9,17 +9,12 @@ import { syncDirectory } from '../core/flush.js';
 import { removeTree } from '../core/fs-tree.js';
 import { booleanOption, clockOption, integerOption, requirePath, signalOption } from '../core/options.js';
 import { pauseAt } from '../core/test-hooks.js';
+import { deletingName } from '../format/snapshot-id.js';
+import { type ForeignEntry, type RepositoryListing, readRepository } from '../read/repository-listing.js';
 import type { LockWaitOptions } from './lock.js';
 import { withRepositoryLock } from './lock.js';
-import {
-  type ForeignEntry,
-  openRepository,
-  type RepositoryListing,
-  readRepository,
-  updateLatestLink,
-} from './repository.js';
+import { openRepository, updateLatestLink } from './repository.js';
 import { applyRetention, type KeepReason, policyProblem, type RetentionPolicy } from './retention.js';
-import { deletingName } from './snapshot-id.js';
 
 export interface PruneOptions extends LockWaitOptions {
   repository: string;

@@ -14,11 +14,12 @@ import {
   signalOption,
 } from '../core/options.js';
 import { type PathRoles, resolvePaths } from '../core/paths.js';
+import { idsInUse, inProgressName, newSnapshotId } from '../format/snapshot-id.js';
+import { type CompleteSnapshot, readRepository } from '../read/repository-listing.js';
 import { isS3Location } from '../s3/location.js';
 import { hooksOption, withHooks } from './hooks.js';
 import { withRepositoryLock } from './lock.js';
-import { type CompleteSnapshot, openRepository, readRepository, updateLatestLink } from './repository.js';
-import { idsInUse, inProgressName, newSnapshotId } from './snapshot-id.js';
+import { openRepository, updateLatestLink } from './repository.js';
 import type { SnapshotOptions, SnapshotResult } from './snapshot-options.js';
 
 export type { SnapshotOptions, SnapshotResult } from './snapshot-options.js';

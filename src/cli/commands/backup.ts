@@ -20,6 +20,13 @@ function describePlan(plan: BackupPlan): string {
   ];
   if (plan.createdParents.length > 0) lines.push(`would create ${plan.createdParents.join(', ')}`);
   if (plan.replacesExisting) lines.push(`would replace the existing backup at ${plan.dest}`);
+  if (plan.linkPlan) {
+    const { link, hashThenLink, copy } = plan.linkPlan;
+    lines.push(
+      `would link ${formatNumber(link)} unchanged, copy ${formatNumber(copy)}, and read ` +
+        `${formatNumber(hashThenLink)} to link if unchanged or else copy (from --link-dest)`,
+    );
+  }
   lines.push(`sections: ${describeSections(plan.sections)}`);
   const skipped = formatCounts(plan.skipped);
   if (skipped) lines.push(`would skip: ${skipped}`);
@@ -105,7 +112,9 @@ export class BackupCommand extends SourceCommand {
       \`--checksum\` hashes every file that could be linked.
 
       \`--dry-run\` walks the source and checks \`dest\` the same way and reports what would be copied, skipped
-      and replaced, writing nothing.
+      and replaced, writing nothing; with \`--link-dest\` it also runs the change rule against the previous
+      backup's index and says how many files would be linked, copied, or read first (racy files, or a previous
+      backup without identity fields) to be linked only if unchanged.
 
       Exit codes: 0 ok, 1 failed (no backup made), 2 usage error, 3 completed with warnings (files that
       vanished, changed while read or could not be read, or leftovers of other runs kept), 130 interrupted
@@ -122,6 +131,10 @@ export class BackupCommand extends SourceCommand {
         "$0 backup --dry-run --exclude '*.md' --include 'seeds/*.md' ./demo/store ./demo/backup-3",
       ],
       [
+        'See how many files a backup linked from the demo backup would link and copy, without writing anything',
+        '$0 backup --dry-run --link-dest ./demo/backup ./demo/store ./demo/backup-4',
+      ],
+      [
         'Back up again, hard-linking every file unchanged since the demo backup instead of copying it',
         '$0 backup --link-dest ./demo/backup ./demo/store ./demo/backup-4',
       ],
@@ -135,7 +148,10 @@ export class BackupCommand extends SourceCommand {
   source = pathArgument('source');
   dest = pathArgument('dest');
   force = flag('--force', 'Replace the backup statesnap made at dest, once the new one is complete');
-  dryRun = flag('--dry-run,-n', 'Report what would be copied, skipped and replaced; write nothing');
+  dryRun = flag(
+    '--dry-run,-n',
+    'Report what would be copied, skipped and replaced (and, with --link-dest, linked); write nothing',
+  );
   mkpath = flag('--mkpath', 'Create the missing parent directories of dest');
   linkDest = pathOption(
     '--link-dest',

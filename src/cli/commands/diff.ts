@@ -18,6 +18,11 @@ const MARKS = { added: '+', removed: '-', changed: 'M', 'mode-changed': 'm' } as
 export function describeDiff(result: DiffResult): string {
   const against = result.bKind === 'live' ? 'the live store' : 'backup';
   const lines = [`${result.a} -> ${against} ${result.b}: ${describeCounts(result.counts)}`];
+  if (!result.streamed) {
+    lines.push(
+      `note: an index is not in canonical order (written before index format 2): ${result.a}'s was held in memory`,
+    );
+  }
   for (const group of result.byCategory) {
     lines.push(`${group.category}: ${describeCounts(group)}`);
     for (const entry of result.entries) {
@@ -39,7 +44,9 @@ export class DiffCommand extends BaseCommand {
       from their indexes, reading no file; against a live store a file whose recorded identity (size, mode,
       mtime, ctime, inode) still matches is not read either, and only files whose identity moved while size and
       mode did not are hashed (\`filesHashed\`). A rename shows as removed + added. The live store is walked as
-      \`backup\` walks it, with the default excludes.
+      \`backup\` walks it, with the default excludes. Indexes in canonical order (every backup since index
+      format 2 marks it) are merge-joined as they stream, so memory does not grow with the store; an older
+      index is held in memory, and the output says so (\`streamed: false\`).
 
       Exit codes: 0 ok (differences or not), 1 failed (unreadable backup or store), 2 usage error (\`a\` made by
       Oxios, without an index).

@@ -2,7 +2,6 @@
 
 import { Command } from 'clipanion';
 import type { InspectResult } from '../../index.js';
-import { backupPath } from '../backup-path.js';
 import { BaseCommand } from '../base-command.js';
 import { givenS3Options, repositoryArgument, S3_OPTIONS } from '../options.js';
 import { formatBytes } from '../progress-line.js';
@@ -63,7 +62,7 @@ export class InspectCommand extends BaseCommand {
   protected async run(): Promise<number> {
     const { inspect } = await import('../../read/inspect.js');
     const result = await inspect({
-      backup: await backupPath(this.backup),
+      backup: this.backup,
       s3: givenS3Options(this),
       signal: this.interrupt.signal,
     });

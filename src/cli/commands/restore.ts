@@ -2,12 +2,12 @@
 
 import { Command } from 'clipanion';
 import type { RestorePlan, RestoreResult } from '../../index.js';
-import { backupPath } from '../backup-path.js';
 import { BaseCommand } from '../base-command.js';
 import {
   choiceOption,
   flag,
   givenS3Options,
+  listOption,
   negatableFlag,
   pathArgument,
   progressFlag,
@@ -19,9 +19,14 @@ import { formatBytes } from '../progress-line.js';
 import { countOf, describeNotes, describeWarnings, formatCounts } from '../text.js';
 import { describeRecoveryActions } from './recover.js';
 
+/** ` (only --include a, b)` for a partial restore. */
+function describeSelection(include: string[] | null): string {
+  return include === null ? '' : ` (only --include ${include.join(', ')})`;
+}
+
 function describePlan(plan: RestorePlan): string {
   const lines = [
-    `dry run: would restore ${plan.backup} into ${plan.target} (${plan.mode}): ${countOf(plan.files, 'file')}, ` +
+    `dry run: would restore ${plan.backup}${describeSelection(plan.include)} into ${plan.target} (${plan.mode}): ${countOf(plan.files, 'file')}, ` +
       `${countOf(plan.dirs, 'dir')}, ${formatBytes(plan.bytes)} (manifest and index checked; nothing was written)`,
   ];
   if (plan.recoversFirst) lines.push(`would first finish an interrupted restore of ${plan.target}`);
@@ -54,7 +59,8 @@ export function describeRestore(result: RestoreResult | RestorePlan): string {
       ? 'Oxios backup: no hashes to verify'
       : 'hashes not verified (--no-verify)';
   const lines = [
-    `restored ${result.backup} into ${result.target} (${result.mode}): ${countOf(result.files, 'file')}, ` +
+    `restored ${result.backup}${describeSelection(result.include)} into ${result.target} (${result.mode}): ` +
+      `${countOf(result.files, 'file')}, ` +
       `${countOf(result.dirs, 'dir')}, ${formatBytes(result.bytes)} in ${(result.durationMs / 1000).toFixed(1)} s (${checked})`,
   ];
   if (result.createdParents.length > 0) lines.push(`created ${result.createdParents.join(', ')}`);
@@ -97,6 +103,14 @@ export class RestoreCommand extends BaseCommand {
       where the backup has a directory is refused, never written through; nothing is written outside the target.
       A merge that fails midway leaves every file either old or new, but not all of them new.
 
+      Partial restore (\`--include <pattern>\`, repeatable; the pattern syntax of backup's \`--exclude\`): only the
+      entries a pattern matches are restored, with everything below a directory one matches and the directories
+      leading to them. Every pattern must match something in the backup, or nothing is restored (exit 2). With
+      \`--mode merge\` only the selected files are written; everything else in the target stays as it is, including
+      files in a selected directory that the backup lacks. Replace mode takes \`--include\` only for a target that
+      is missing or empty: swapping out a live target for part of a backup would drop everything not selected,
+      so it is refused (exit 2) before anything changes.
+
       \`--dry-run\` makes every check a restore makes before it writes (manifest, index, target) and reports what
       would be written and replaced, changing nothing; it does not read file contents (\`statesnap verify\` does).
       Modes and mtimes come from the index. Run as root, files and directories also get the numeric owners the
@@ -119,6 +133,10 @@ export class RestoreCommand extends BaseCommand {
       [
         'Copy a backup over a live store, keeping files only the store has',
         '$0 restore --mode merge ./demo/backup ./demo/store',
+      ],
+      [
+        "Put back only the agent's facts and its Markdown notes from a backup, leaving the rest of the store alone",
+        "$0 restore --mode merge --include memory/facts --include '*.md' ./demo/backup ./demo/store",
       ],
     ],
   });
@@ -155,6 +173,11 @@ export class RestoreCommand extends BaseCommand {
     'Check the backup and report what would be written and replaced; change nothing',
   );
   mkpath = flag('--mkpath', 'Create the missing parent directories of target');
+  include = listOption(
+    '--include',
+    'pattern',
+    'Restore only paths matching this pattern, with everything below (repeatable; replace mode: new target only)',
+  );
   progress = progressFlag();
   endpoint = S3_OPTIONS.endpoint();
   region = S3_OPTIONS.region();
@@ -164,7 +187,7 @@ export class RestoreCommand extends BaseCommand {
     const progress = this.progressLine(this.progress);
     const { restore } = await import('../../restore/restore.js');
     const result = await restore({
-      backup: await backupPath(this.backup),
+      backup: this.backup,
       s3: givenS3Options(this),
       target: this.target,
       mode: this.mode,
@@ -176,6 +199,7 @@ export class RestoreCommand extends BaseCommand {
       sync: this.sync,
       dryRun: this.dryRun,
       mkpath: this.mkpath,
+      include: this.include,
       signal: this.interrupt.signal,
       onProgress: progress.listener(),
       onWarning: this.reportWarning(),

@@ -1,10 +1,21 @@
-// `statesnap verify <backup>`: argument parsing and output only; the work is the library's verify().
+// `statesnap verify <backup | repository>`: argument parsing and output only; the work is the library's verify()
+// and verifyRepository().
 
+import { lstatSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command } from 'clipanion';
-import type { VerifyResult } from '../../index.js';
-import { backupPath } from '../backup-path.js';
+import { REPOSITORY_MARKER } from '../../format/snapshot-id.js';
+import type { VerifyRepositoryResult, VerifyResult } from '../../index.js';
+import { isS3Location } from '../../s3/location.js';
 import { BaseCommand } from '../base-command.js';
-import { givenS3Options, progressFlag, repositoryArgument, S3_OPTIONS, threadsOption } from '../options.js';
+import {
+  flag,
+  givenS3Options,
+  progressFlag,
+  repositoryArgument,
+  S3_OPTIONS,
+  threadsOption,
+} from '../options.js';
 import { formatBytes } from '../progress-line.js';
 import { countOf, describeNotes, formatCounts, formatNumber } from '../text.js';
 
@@ -20,7 +31,9 @@ export function describeVerify(result: VerifyResult): string {
     : result.kind === 'oxios'
       ? 'made by Oxios: hashes unavailable; manifest and readability checked'
       : 'manifest unusable';
-  const counts = `${countOf(result.files, 'file')}, ${countOf(result.dirs, 'dir')}, ${formatBytes(result.bytes)}`;
+  const notRead =
+    result.filesNotRead > 0 ? ` read, ${formatNumber(result.filesNotRead)} linked checked by lstat only` : '';
+  const counts = `${countOf(result.files, 'file')}${notRead}, ${countOf(result.dirs, 'dir')}, ${formatBytes(result.bytes)}`;
   const notes = describeNotes(result.notes, '  note: ');
   if (result.ok) return [`${verdict(result)}: ${counts} (${how})`, ...notes].join('\n');
   const lines = [`${verdict(result)}; ${counts} matched (${how})`, ...notes];
@@ -31,10 +44,32 @@ export function describeVerify(result: VerifyResult): string {
   return lines.join('\n');
 }
 
+/** One line per snapshot, then what was read in all: `repository /r OK: 3 snapshots, 120 files read …`. */
+export function describeRepositoryVerify(result: VerifyRepositoryResult): string {
+  const failed = result.snapshots.filter((snapshot) => !snapshot.ok).length;
+  const head = result.ok
+    ? `repository ${result.repository} OK: ${countOf(result.snapshots.length, 'snapshot')}`
+    : `repository ${result.repository} FAILED: ${failed} of ${countOf(result.snapshots.length, 'snapshot')} with problems`;
+  const lines = [
+    `${head}; ${countOf(result.filesRead, 'file')} read (${formatBytes(result.bytesRead)}), ` +
+      `${formatNumber(result.filesShared)} judged by an older snapshot's read of the same file` +
+      (result.newOnly ? `, ${formatNumber(result.filesLinkedNotRead)} linked and not read (--new-only)` : ''),
+  ];
+  for (const snapshot of result.snapshots) {
+    const state = snapshot.ok ? 'OK' : `FAILED: ${countOf(snapshot.problems.count, 'problem')}`;
+    lines.push(
+      `  ${snapshot.id} ${state} (${formatNumber(snapshot.files)} read, ${formatNumber(snapshot.filesNotRead)} not read)`,
+    );
+    for (const problem of snapshot.problems.list)
+      lines.push(`    ${problem.problem.padEnd(10)} ${problem.path}: ${problem.message}`);
+  }
+  return lines.join('\n');
+}
+
 export class VerifyCommand extends BaseCommand {
   static override paths = [['verify']];
   static override usage = Command.Usage({
-    description: 'Check every file of a backup against its manifest and index',
+    description: 'Check every file of a backup (or of every snapshot of a repository) against its index',
     details: `
       Re-reads every file of the backup in parallel and compares its size and sha256 with the index, then walks
       the tree for entries the index does not list. Reports every problem found: manifest (invalid manifest or
@@ -48,12 +83,27 @@ export class VerifyCommand extends BaseCommand {
       and the output says hashes were unavailable. Section entry counts that differ from the tree are printed as
       notes, not problems (Oxios counts symlinks it does not copy, and a live store changes while it is copied).
 
+      Given a snapshot repository, verifies every complete snapshot in it in one run, oldest first. A file a
+      snapshot linked from the one before is the same inode: it is read once, for the first snapshot that has
+      it, and every later snapshot that shares it is judged by that read after an lstat of its own name (type,
+      size, mode), so a tampered shared file is reported in every snapshot that has it. \`--json\` gives each
+      snapshot's verdict and \`filesRead\` (each distinct inode once) against \`filesShared\`.
+
+      \`--new-only\` reads only what each backup copied: files it hard-linked from the previous backup are
+      checked from their lstat, their content having been read when that backup was verified. After an
+      \`--new-only\` check of each new snapshot, an occasional full run catches what only a read can (bit rot).
+
       Exit codes: 0 everything matched, 1 problems found (listed on stdout; \`--json\` for machines), 2 usage error,
       130 interrupted (SIGINT), 143 terminated (SIGTERM).
     `,
     examples: [
       ['Verify a backup', '$0 verify ./demo/backup'],
       ['As JSON, for a script', '$0 verify --json ./demo/backup'],
+      [
+        'Verify every snapshot of a repository, each shared file read once',
+        '$0 snapshot --quiet ./demo/store ./demo/snapshots && $0 verify ./demo/snapshots',
+      ],
+      ['Check only what the newest snapshot copied', '$0 verify --new-only ./demo/snapshots/latest'],
     ],
   });
 
@@ -62,14 +112,33 @@ export class VerifyCommand extends BaseCommand {
   region = S3_OPTIONS.region();
   profile = S3_OPTIONS.profile();
   threads = threadsOption();
+  newOnly = flag('--new-only', 'Read only the files each backup copied; check its linked files by lstat');
   progress = progressFlag();
 
   protected async run(): Promise<number> {
     const progress = this.progressLine(this.progress);
-    const { verify } = await import('../../read/verify.js');
+    const { verify, verifyRepository } = await import('../../read/verify.js');
+    if (
+      !isS3Location(this.backup) &&
+      lstatSync(join(this.backup, REPOSITORY_MARKER), { throwIfNoEntry: false }) !== undefined
+    ) {
+      const result = await verifyRepository({
+        repository: this.backup,
+        newOnly: this.newOnly,
+        threads: this.threads,
+        signal: this.interrupt.signal,
+        onProgress: progress.listener(),
+      });
+      return this.printResult(
+        result,
+        () => describeRepositoryVerify(result),
+        result.ok ? undefined : `repository ${result.repository} FAILED`,
+      );
+    }
     const result = await verify({
-      backup: await backupPath(this.backup),
+      backup: this.backup,
       s3: givenS3Options(this),
+      newOnly: this.newOnly,
       threads: this.threads,
       signal: this.interrupt.signal,
       onProgress: progress.listener(),

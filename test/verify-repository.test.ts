@@ -1,0 +1,106 @@
+// verify of a whole snapshot repository (each shared inode read once, a tampered shared file reported in every
+// snapshot that has it) and verify --new-only (only what a snapshot copied is read); counts from the results.
+
+import { mkdirSync, readdirSync, renameSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { snapshot, verify, verifyRepository } from '../dist/src/index.js';
+import { cleanup, runCli, tempDir } from './helpers/tree.js';
+
+afterEach(cleanup);
+
+const FILES = 20;
+
+/** Three snapshots: all copied; one file renamed over (19 linked, 1 copied); nothing changed (20 linked). */
+async function repositoryOfThree(): Promise<{ root: string; repo: string; ids: string[] }> {
+  const root = tempDir('statesnap-verify-repo-');
+  const store = join(root, 'store');
+  const facts = join(store, 'facts');
+  mkdirSync(facts, { recursive: true });
+  for (let i = 0; i < FILES; i++)
+    writeFileSync(join(facts, `f${String(i).padStart(2, '0')}.json`), `{"n":${i}}`);
+  const repo = join(root, 'repo');
+  const ids: string[] = [];
+  const take = async (iso: string) =>
+    ids.push((await snapshot({ source: store, repository: repo, now: new Date(iso), sync: false })).id);
+  await take('2026-11-28T02:00:00Z');
+  writeFileSync(join(facts, 'f00.json.new'), '{"n":"zero"}');
+  renameSync(join(facts, 'f00.json.new'), join(facts, 'f00.json'));
+  await take('2026-11-29T02:00:00Z');
+  await take('2026-11-30T02:00:00Z');
+  return { root, repo, ids };
+}
+
+describe('verify a repository', () => {
+  it('reads each distinct inode once across the snapshots that share it', async () => {
+    const { repo, ids } = await repositoryOfThree();
+    const result = await verifyRepository({ repository: repo });
+    expect(result.ok).toBe(true);
+    expect(result.snapshots.map((s) => [s.id, s.ok, s.files, s.filesNotRead])).toEqual([
+      [ids[0], true, FILES, 0],
+      [ids[1], true, 1, FILES - 1],
+      [ids[2], true, 0, FILES],
+    ]);
+    // 20 inodes of the first snapshot and the one copy the second made: 21 reads for 60 names.
+    expect(result.filesRead).toBe(FILES + 1);
+    expect(result.filesShared).toBe(2 * FILES - 1);
+    // Each snapshot alone still reads all of its files.
+    expect((await verify({ backup: join(repo, ids[2]!) })).files).toBe(FILES);
+  }, 60_000);
+
+  it('reports a tampered shared file in every snapshot that has it, still reading it once', async () => {
+    const { repo, ids } = await repositoryOfThree();
+    // Same size, other bytes, written through the one inode all three snapshots share.
+    writeFileSync(join(repo, ids[1]!, 'facts/f05.json'), '{"n":9}');
+    // A file of the second snapshot only (copied there, linked into the third): its size changed.
+    truncateSync(join(repo, ids[1]!, 'facts/f00.json'), 3);
+    const result = await verifyRepository({ repository: repo });
+    expect(result.ok).toBe(false);
+    expect(result.exitCode).toBe(1);
+    const problems = result.snapshots.map((s) =>
+      s.problems.list.map((p) => `${p.problem} ${p.path.slice(repo.length + 1)}`).sort(),
+    );
+    expect(problems).toEqual([
+      [`corrupt ${ids[0]}/facts/f05.json`],
+      [`corrupt ${ids[1]}/facts/f00.json`, `corrupt ${ids[1]}/facts/f05.json`],
+      [`corrupt ${ids[2]}/facts/f00.json`, `corrupt ${ids[2]}/facts/f05.json`],
+    ]);
+    expect(result.filesRead).toBe(FILES + 1);
+  }, 60_000);
+
+  it('--new-only reads only what a snapshot copied; a linked file is checked by lstat', async () => {
+    const { repo, ids } = await repositoryOfThree();
+    expect(await verify({ backup: join(repo, ids[1]!), newOnly: true })).toMatchObject({
+      ok: true,
+      files: 1,
+      filesNotRead: FILES - 1,
+    });
+    expect(await verify({ backup: join(repo, 'latest'), newOnly: true })).toMatchObject({
+      ok: true,
+      files: 0,
+      filesNotRead: FILES,
+    });
+    // What an lstat shows is still caught in a linked file; content is the full verify's.
+    truncateSync(join(repo, ids[2]!, 'facts/f07.json'), 1);
+    const checked = await verify({ backup: join(repo, ids[2]!), newOnly: true });
+    expect(checked.ok).toBe(false);
+    expect(checked.problems.list.map((p) => p.problem)).toEqual(['corrupt']);
+  }, 60_000);
+
+  it('from the CLI: a repository path verifies every snapshot; --json carries each verdict', async () => {
+    const { repo, ids } = await repositoryOfThree();
+    const text = await runCli(['verify', repo]);
+    expect(text.exitCode, text.stderr).toBe(0);
+    expect(text.stdout).toContain(`repository ${repo} OK: 3 snapshots; ${FILES + 1} files read`);
+    writeFileSync(join(repo, ids[0]!, 'facts/f03.json'), '{"n":8}');
+    const json = await runCli(['verify', '--json', repo]);
+    expect(json.exitCode).toBe(1);
+    const result = JSON.parse(json.stdout);
+    expect(result.snapshots.map((s: { ok: boolean }) => s.ok)).toEqual([false, false, false]);
+    expect(
+      readdirSync(repo)
+        .filter((name) => name.startsWith('2026'))
+        .sort(),
+    ).toEqual(ids);
+  }, 60_000);
+});

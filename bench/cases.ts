@@ -204,12 +204,16 @@ function plainCase(
   };
 }
 
-/** The planner's walk exactly as backup drives it (default excludes, lstat per entry), with a counting sink. */
+/**
+ * The planner's walk exactly as a backup without `--link-dest` drives it (default excludes, lstat per directory,
+ * files planned by name), with a counting sink.
+ */
 async function plannerWalk(source: string): Promise<void> {
   let files = 0;
   await planSource(source, {
     excludes: new ExcludeRules({ exclude: [], include: [], defaults: DEFAULT_EXCLUDES }),
     changedRetries: 0,
+    statFiles: false,
   }).entries(
     {
       dir: () => {},

@@ -4,7 +4,7 @@
 // the built CLI as uid 65534 without capabilities (`setpriv` when the tests run as root).
 
 import { spawnSync } from 'node:child_process';
-import { lstatSync, mkdirSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { generateStore } from '../dist/src/demo/generator.js';
@@ -179,4 +179,21 @@ describe('leftovers with read-only folders, as an unprivileged user', () => {
       expect(recovered.stderr).not.toContain('internal error');
     },
   );
+});
+
+describe('a backup folder that may be searched but not read (0311), as an unprivileged user', () => {
+  it('restores its files (opened by path and checked one by one: its descriptor cannot be opened)', async () => {
+    const root = unprivilegedRoot();
+    const source = join(root, 'src');
+    await createTree(source, { locked: { 'a.json': file('{"a":1}') } });
+    giveToUnprivileged(root);
+    const backupDir = join(root, 'backup');
+    expect((await runCliUnprivileged(['backup', '--no-sync', '-q', source, backupDir])).exitCode).toBe(0);
+    chmodFolders(join(backupDir, 'locked'), 0o311);
+    const target = join(root, 'target');
+    const run = await runCliUnprivileged(['restore', '--no-sync', '--json', backupDir, target]);
+    expect(run.exitCode, run.stderr).toBe(0);
+    expect(JSON.parse(run.stdout)).toMatchObject({ files: 1, warnings: { count: 0 } });
+    expect(readFileSync(join(target, 'locked', 'a.json'), 'utf8')).toBe('{"a":1}');
+  });
 });

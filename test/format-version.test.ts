@@ -4,6 +4,7 @@
 import { lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { readIndex } from '../dist/src/format/index-reader.js';
 import { backup, inspect, restore, verify } from '../dist/src/index.js';
 import { expectOneLineError, readBackupIndex, readManifestJson } from './helpers/backup.js';
 import { type HandEntry, restoreSiblings, sha256, writeHandBackup } from './helpers/restore.js';
@@ -182,5 +183,105 @@ describe('a manifest or index in a format this statesnap does not read', () => {
     });
     writeFileSync(join(backupDir, 'b.json'), '{}');
     expect(await verify({ backup: backupDir })).toMatchObject({ ok: true, files: 1 });
+  });
+});
+
+describe('the index reader’s fast path for format-2 file lines', () => {
+  const valid = {
+    path: 'b.json',
+    type: 'file',
+    size: 2,
+    mode: 0o644,
+    mtime_ns: '1',
+    ctime_ns: '1',
+    ino: '9',
+    uid: 0,
+    gid: 0,
+    sha256: sha256('{}'),
+  };
+  // Each field broken every way its schema refuses, plus keys added and removed: the fast path must pass on
+  // every one of them to the schema, which refuses it.
+  const broken: Array<[string, Record<string, unknown>]> = [
+    ...['size', 'mode', 'uid', 'gid'].flatMap(
+      (key): Array<[string, Record<string, unknown>]> => [
+        [`${key}: -1`, { [key]: -1 }],
+        [`${key}: 1.5`, { [key]: 1.5 }],
+        [`${key}: "1"`, { [key]: '1' }],
+        [`${key}: null`, { [key]: null }],
+      ],
+    ),
+    ['size: 2^53', { size: 2 ** 53 }],
+    ['mode: 0o10000', { mode: 0o10000 }],
+    ['uid: 2^32 - 1', { uid: 0xffffffff }],
+    ...['mtime_ns', 'ctime_ns'].flatMap(
+      (key): Array<[string, Record<string, unknown>]> => [
+        [`${key}: 1 (a number)`, { [key]: 1 }],
+        [`${key}: "1.5"`, { [key]: '1.5' }],
+        [`${key}: "+1"`, { [key]: '+1' }],
+        [`${key}: ""`, { [key]: '' }],
+        [`${key}: 2^34 s`, { [key]: '17179869184000000000' }],
+        [`${key}: -2^34 s`, { [key]: '-17179869184000000000' }],
+        [`${key}: 21 digits`, { [key]: '100000000000000000000' }],
+      ],
+    ),
+    ['ino: "-1"', { ino: '-1' }],
+    ['ino: 2^64', { ino: '18446744073709551616' }],
+    ['ino: 9 (a number)', { ino: 9 }],
+    ['sha256 in upper case', { sha256: sha256('{}').toUpperCase() }],
+    ['sha256 of 63 digits', { sha256: sha256('{}').slice(1) }],
+    ['type: "dir"', { type: 'dir' }],
+    ['path: ""', { path: '' }],
+    ['path: "../b.json"', { path: '../b.json' }],
+    ['path: "/b.json"', { path: '/b.json' }],
+    ['path: "a//b.json"', { path: 'a//b.json' }],
+    ['path: "a\\\\b.json"', { path: 'a\\b.json' }],
+    ['path with a lone surrogate', { path: 'b\udce9.json' }],
+    ['path: 7', { path: 7 }],
+    ['path and path_b64', { path_b64: Buffer.from('b.json').toString('base64') }],
+    ['linked: false', { linked: false }],
+    ['linked: 1', { linked: 1 }],
+    ['an extra key', { extra: 1 }],
+    ['an own __proto__ key', { ['__proto__']: { a: 1 } }],
+  ];
+  const missing = Object.keys(valid).map((key): [string, string] => [`without ${key}`, key]);
+
+  it('refuses every line its schema refuses (ERR_INDEX_INVALID), and reads the valid one', async () => {
+    const read = async (line: string) => {
+      const backupDir = join(tempDir(), 'backup');
+      writeHandBackup(backupDir, [{ type: 'raw', line }], {
+        format: 2,
+        editManifest: (manifest) => {
+          (manifest.statesnap as Record<string, unknown>).totals = { files: 1, dirs: 0, bytes: 2 };
+        },
+      });
+      const { index } = readManifestJson(backupDir).statesnap as {
+        index: { entries: number; sha256: string };
+      };
+      const entries = [];
+      for await (const entry of readIndex(
+        backupDir,
+        { format: 2, ...index },
+        { refuseCaseCollisions: false },
+      ))
+        entries.push(entry);
+      return entries;
+    };
+    await expect(read(JSON.stringify(valid))).resolves.toEqual([valid]);
+    await expect(read(JSON.stringify({ ...valid, linked: true }))).resolves.toEqual([
+      { ...valid, linked: true },
+    ]);
+    for (const [what, change] of broken) {
+      // JSON.stringify drops an own __proto__ set through a literal's computed key: spelt out instead.
+      const line =
+        '__proto__' in change && Object.hasOwn(change, '__proto__')
+          ? `${JSON.stringify(valid).slice(0, -1)},"__proto__":{"a":1}}`
+          : JSON.stringify({ ...valid, ...change });
+      await expect(read(line), what).rejects.toMatchObject({ code: 'ERR_INDEX_INVALID' });
+    }
+    for (const [what, key] of missing) {
+      const line = { ...valid } as Record<string, unknown>;
+      delete line[key];
+      await expect(read(JSON.stringify(line)), what).rejects.toMatchObject({ code: 'ERR_INDEX_INVALID' });
+    }
   });
 });

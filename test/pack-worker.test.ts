@@ -7,7 +7,13 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { FileOp, LinkPlan, PackResult, PackTask } from '../dist/src/core/protocol.js';
+import {
+  type FileOp,
+  type LinkPlan,
+  type PackResult,
+  type PackTask,
+  postedTask,
+} from '../dist/src/core/protocol.js';
 import { readTar } from '../dist/src/format/tar.js';
 import runTask from '../dist/workers/file-worker.js';
 import { cleanup, tempDir } from './helpers/tree.js';
@@ -30,7 +36,7 @@ function pack(root: string, files: FileOp[], slotBytes = 1 << 20): { result: Pac
     key: 'data/0123456789abcdef0123456789abcdef.tar',
     slot,
   };
-  const result = runTask({ task, stop: noStop() }) as PackResult;
+  const result = runTask({ task: postedTask(task), stop: noStop() }) as PackResult;
   return { result, bytes: new Uint8Array(slot, 0, result.length) };
 }
 
@@ -40,7 +46,7 @@ function plan(action: LinkPlan['action'], content: string): LinkPlan {
     size: Buffer.byteLength(content),
     mode: 0o644,
     sha256: sha256(content),
-    source: { mtimeNs: '1000000000', ctimeNs: '1000000000', ino: '1', uid: 0, gid: 0 },
+    source: { mtimeNs: 1_000_000_000n, ctimeNs: 1_000_000_000n, ino: 1n, uid: 0, gid: 0 },
     stored: { object: 'data/ffffffffffffffffffffffffffffffff.tar', offset: 512 },
   };
 }
@@ -150,7 +156,7 @@ describe('pack task', () => {
       key: 'data/0123456789abcdef0123456789abcdef.tar',
       slot: null,
     };
-    const result = runTask({ task, stop: noStop() }) as PackResult;
+    const result = runTask({ task: postedTask(task), stop: noStop() }) as PackResult;
     expect(result).toMatchObject({
       length: 0,
       offsets: [-1],

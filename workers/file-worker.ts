@@ -22,7 +22,7 @@ import {
   unlinkSync,
   writeSync,
 } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { receiveMessageOnPort, threadId } from 'node:worker_threads';
 import type {
   CopyTask,
@@ -62,6 +62,7 @@ import {
   RING_LENGTH,
   RING_PART,
   RING_SLOTS,
+  receivedTask,
   SETID_BITS,
   utimeSeconds,
 } from '../src/core/protocol.js';
@@ -146,6 +147,133 @@ function openSource(path: string): number {
   }
 }
 
+/**
+ * The source directory whose files a batch is reading, held open. Opened without following a symlink and
+ * checked once to lie under the confinement root, its files are opened as `/proc/self/fd/<n>/<name>`: a
+ * magic link the kernel does not resolve again, so only `name` is looked up, in the very directory that was
+ * checked (as openat would), and a parent swapped for a symlink afterwards cannot redirect an open. Checked
+ * again when the batch leaves it: if it was moved out of the source meanwhile, every file read through it
+ * is reported `escaped` and its copy removed.
+ */
+interface SourceDirectory {
+  rel: string;
+  /**
+   * The open directory, or null: when it could not be opened or lies outside, `refusal` says why; without a
+   * refusal it may be searched but not read (a restore's `0311` folder), and its files are opened by path and
+   * checked each on its own descriptor.
+   */
+  fd: number | null;
+  base: string;
+  refusal: FileFailure | null;
+  /** The batch's first outcome read through it. */
+  firstOutcome: number;
+}
+
+let sourceDirectory: SourceDirectory | null = null;
+
+function isWithinRoot(actual: string, root: string): boolean {
+  return actual === root || actual.startsWith(root === '/' ? '/' : `${root}/`);
+}
+
+function openSourceDirectory(from: ReadSpec, rel: string, firstOutcome: number): SourceDirectory {
+  const root = from.confineTo!;
+  const path = rel === '' ? from.root : `${from.root}/${rel}`;
+  const held: SourceDirectory = { rel, fd: null, base: path, refusal: null, firstOutcome };
+  let fd: number;
+  try {
+    // The root is a real path: only the directories below it must not be symlinks themselves.
+    fd = openSync(fsPath(path), rel === '' ? OPEN_ROOT_DIR : OPEN_DIR);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') {
+      held.refusal = new FileFailure('vanished', 'vanished before it was read');
+    } else if (code === 'ELOOP') {
+      held.refusal = new FileFailure('escaped', 'its directory was swapped for a symlink; not followed');
+    } else if (code !== 'EACCES') {
+      held.refusal = new FileFailure(
+        'unreadable',
+        `cannot open its directory: ${(error as Error).message}`,
+        toPlainError(error),
+      );
+    }
+    return held;
+  }
+  let actual: string;
+  try {
+    actual = readlinkSync(`/proc/self/fd/${fd}`);
+  } catch (error) {
+    closeSync(fd);
+    throw error;
+  }
+  if (!isWithinRoot(actual, root)) {
+    closeSync(fd);
+    held.refusal = new FileFailure(
+      'escaped',
+      `source resolved outside ${root} (to ${actual}): a path component was swapped`,
+    );
+    return held;
+  }
+  held.fd = fd;
+  held.base = `/proc/self/fd/${fd}`;
+  return held;
+}
+
+/**
+ * Ends the batch's run of files in the held source directory: if the directory now lies outside the source
+ * (moved while its files were read), the run's files are taken back: their copies removed, their outcomes
+ * `escaped`.
+ */
+function leaveSourceDirectory(task: PerFileTask, outcomes: FileOutcome[]): void {
+  const held = sourceDirectory;
+  if (held === null) return;
+  sourceDirectory = null;
+  if (held.fd === null) return;
+  let actual: string | null;
+  try {
+    actual = readlinkSync(held.base);
+  } catch {
+    actual = null;
+  } finally {
+    closeSync(held.fd);
+  }
+  if (actual !== null && isWithinRoot(actual, task.from.confineTo!)) return;
+  const message = `its directory was moved outside ${task.from.confineTo} while it was read`;
+  for (let i = held.firstOutcome; i < outcomes.length; i++) {
+    const outcome = outcomes[i]!;
+    if (!outcome.ok) continue;
+    if (task.kind !== 'hash') {
+      try {
+        unlinkSync(fsPath(`${task.to.root}/${outcome.rel}`));
+      } catch {}
+    }
+    outcomes[i] = { ok: false, rel: outcome.rel, problem: 'escaped', message, cause: undefined };
+  }
+}
+
+/**
+ * Whether a batch proves containment once per directory: where the copies it makes can be taken back (a
+ * fresh tree of ours) or it makes none. A merge's renames over live files cannot be undone, so there every
+ * file is checked on its own descriptor right after it is opened.
+ */
+function confinesPerDirectory(task: PerFileTask): boolean {
+  return task.from.confineTo !== null && (task.kind === 'hash' || task.to.writeMode === 'create');
+}
+
+/** Opens the source file `rel` for reading, never through a symlink, proven to lie under the confinement root. */
+function openConfinedSource(from: ReadSpec, rel: string): number {
+  const held = sourceDirectory;
+  if (held?.refusal) throw held.refusal;
+  if (held?.fd != null) return openSource(`${held.base}/${rel.slice(rel.lastIndexOf('/') + 1)}`);
+  const fd = openSource(`${from.root}/${rel}`);
+  try {
+    assertConfined(fd, from.confineTo, 'source');
+  } catch (error) {
+    closeSync(fd);
+    throw error;
+  }
+  return fd;
+}
+
 function sameContentState(a: BigIntStats, b: BigIntStats): boolean {
   return a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs && a.ino === b.ino;
 }
@@ -219,7 +347,8 @@ interface OpenDest {
 
 // O_NOFOLLOW on a directory refuses only a symlink as its last component; the kernel's path of the opened
 // descriptor tells whether an earlier one was swapped.
-const OPEN_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+const OPEN_ROOT_DIR = constants.O_RDONLY | constants.O_DIRECTORY;
+const OPEN_DIR = OPEN_ROOT_DIR | constants.O_NOFOLLOW;
 
 /**
  * Opens the directory a confined write goes into and checks where it really is. The file is then created
@@ -407,13 +536,11 @@ function abandonDest(dest: OpenDest): void {
 function copyOne(task: CopySpec, op: FileOp, stop: Int32Array): FileOutcome {
   // Plain concatenation: `rel` is already a validated relative path, and path.join's normalising costs
   // measurable time per file.
-  const sourcePath = `${task.from.root}/${op.rel}`;
   const destPath = `${task.to.root}/${op.rel}`;
   for (let attempt = 0; ; attempt++) {
     try {
-      const fd = openSource(sourcePath);
+      const fd = openConfinedSource(task.from, op.rel);
       try {
-        assertConfined(fd, task.from.confineTo, 'source');
         const { stat, attributes, hash: digest } = transfer(task, fd, destPath, op, stop);
         return {
           ok: true,
@@ -479,9 +606,8 @@ function readHash(fd: number, op: FileOp, size: number, stop: Int32Array): strin
 
 function hashOne(task: HashTask, op: FileOp, stop: Int32Array): FileOutcome {
   try {
-    const fd = openSource(join(task.from.root, op.rel));
+    const fd = openConfinedSource(task.from, op.rel);
     try {
-      assertConfined(fd, task.from.confineTo, 'file');
       const stat = fstatSync(fd, { bigint: true });
       if (!stat.isFile()) throw new FileFailure('not-regular', 'is not a regular file');
       const size = Number(stat.size);
@@ -616,13 +742,12 @@ function hashSource(
 ): { stat: BigIntStats; hash: string } | null {
   let fd: number;
   try {
-    fd = openSource(`${task.from.root}/${op.rel}`);
+    fd = openConfinedSource(task.from, op.rel);
   } catch (error) {
     if (error instanceof FileFailure) return null;
     throw error;
   }
   try {
-    assertConfined(fd, task.from.confineTo, 'source');
     const stat = fstatSync(fd, { bigint: true });
     if (!stat.isFile()) return null;
     const digest = hashOpenFile(fd, Number(stat.size), stop);
@@ -689,7 +814,6 @@ function linkOne(task: LinkTask, op: FileOp, stop: Int32Array): FileOutcome {
       replaced: read.stat.ino !== op.ino || read.stat.dev !== op.dev,
     };
   } else {
-    const { mtimeNs, ...identity } = plan.source;
     const hash = plan.sha256;
     if (hash === undefined) return copiedInstead(task, op, stop, { hashed });
     linked = {
@@ -697,9 +821,8 @@ function linkOne(task: LinkTask, op: FileOp, stop: Int32Array): FileOutcome {
       rel: op.rel,
       size: op.size,
       mode: plan.mode,
-      mtimeNs,
       hash,
-      ...identity,
+      ...plannedIdentity(plan),
       replaced: false,
     };
   }
@@ -828,42 +951,70 @@ function unpackOne(task: UnpackTask, op: UnpackedFile, stop: Int32Array): FileOu
       message: failure.message,
       cause: failure.plain,
     };
+  }
+}
+
+/**
+ * An unpack task's files, one after another; a destination that cannot be written, or a process out of
+ * descriptors, stops the batch. A streamed file's sender is told the worker is done, however it ended.
+ */
+function unpackRange(task: UnpackTask, stop: Int32Array): TaskResult {
+  const outcomes: FileOutcome[] = [];
+  try {
+    for (const op of task.files) {
+      throwIfStopped(stop);
+      const outcome = unpackOne(task, op, stop);
+      outcomes.push(outcome);
+      if (!outcome.ok && (outcome.problem === 'dest-failed' || outcome.problem === 'no-resources')) break;
+    }
+  } catch (error) {
+    if (!(error instanceof RunStopped)) throw error;
   } finally {
-    if (stream !== undefined) {
-      const counters = new Int32Array(stream.counters);
+    if (task.stream !== undefined) {
+      const counters = new Int32Array(task.stream.counters);
       Atomics.store(counters, PART_COUNTER.done, 1);
       Atomics.notify(counters, PART_COUNTER.taken);
-      stream.port.close();
+      task.stream.port.close();
     }
   }
+  let bytes = 0;
+  for (const outcome of outcomes) if (outcome.ok) bytes += outcome.size;
+  return { outcomes, bytes };
 }
 
 type Operation<T extends WorkerTask> = (task: T, op: T['files'][number], stop: Int32Array) => FileOutcome;
 
 /** The kinds whose files are each handled on their own; a pack or a stream builds one object from them. */
-type PerFileTask = Exclude<WorkerTask, PackTask | StreamOutTask>;
+type PerFileTask = Exclude<WorkerTask, PackTask | StreamOutTask | UnpackTask>;
 
 /** The operation of each task kind, applied to every file of a batch. */
 const OPERATIONS: { [Kind in PerFileTask['kind']]: Operation<Extract<PerFileTask, { kind: Kind }>> } = {
   copy: copyOne,
   hash: hashOne,
   link: linkOne,
-  unpack: unpackOne,
 };
 
-export default function runTask({ task, stop }: WorkerRequest): TaskResult {
+export default function runTask(request: WorkerRequest): TaskResult {
+  const { stop } = request;
+  const task = receivedTask(request.task);
   if (task.kind === 'pack') return packFiles(task, stop);
   if (task.kind === 'stream-out') return streamOut(task, stop);
+  if (task.kind === 'unpack') return unpackRange(task, stop);
   const operation = OPERATIONS[task.kind] as Operation<PerFileTask>;
   const outcomes: FileOutcome[] = [];
-  let bytes = 0;
+  const perDirectory = confinesPerDirectory(task);
   try {
     for (const op of task.files) {
       throwIfStopped(stop);
+      if (perDirectory) {
+        const dir = op.rel.slice(0, Math.max(0, op.rel.lastIndexOf('/')));
+        if (sourceDirectory?.rel !== dir) {
+          leaveSourceDirectory(task, outcomes);
+          sourceDirectory = openSourceDirectory(task.from, dir, outcomes.length);
+        }
+      }
       const outcome = operation(task, op, stop);
       outcomes.push(outcome);
-      // A hard link writes no data: nothing for the flusher to push out.
-      if (outcome.ok && !outcome.link?.linked) bytes += outcome.size;
       // A destination that cannot be written (ENOSPC, EROFS, EIO), or a process out of descriptors, dooms
       // the whole run: stop the batch early.
       if (!outcome.ok && (outcome.problem === 'dest-failed' || outcome.problem === 'no-resources')) break;
@@ -871,19 +1022,49 @@ export default function runTask({ task, stop }: WorkerRequest): TaskResult {
   } catch (error) {
     if (!(error instanceof RunStopped)) throw error;
   } finally {
-    closePreviousDirectory();
+    try {
+      leaveSourceDirectory(task, outcomes);
+    } finally {
+      closePreviousDirectory();
+    }
   }
+  let bytes = 0;
+  // A hard link writes no data: nothing for the flusher to push out.
+  for (const outcome of outcomes) if (outcome.ok && !outcome.link?.linked) bytes += outcome.size;
   return { outcomes, bytes };
 }
 
 /** A file with a `link` plan into object storage: its outcome from the plan, unread. */
 function unreadOutcome(op: FileOp, plan: LinkPlan): FileOutcome {
-  const { mtimeNs, ...identity } = plan.source;
   if (plan.sha256 === undefined) {
     return { ok: false, rel: op.rel, problem: 'unreadable', message: 'no hash to reuse', cause: undefined };
   }
-  const fields = { size: op.size, mode: plan.mode, mtimeNs, hash: plan.sha256, replaced: false };
-  return { ok: true, rel: op.rel, ...fields, ...identity, link: { linked: true, hashed: false } };
+  const fields = { size: op.size, mode: plan.mode, hash: plan.sha256, replaced: false };
+  return {
+    ok: true,
+    rel: op.rel,
+    ...fields,
+    ...plannedIdentity(plan),
+    link: { linked: true, hashed: false },
+  };
+}
+
+/** What the index records about a file linked unread: the walk's lstat of the source, as its plan carries it. */
+function plannedIdentity(plan: LinkPlan): {
+  mtimeNs: string;
+  ctimeNs: string;
+  ino: string;
+  uid: number;
+  gid: number;
+} {
+  const { source } = plan;
+  return {
+    mtimeNs: clampTimestampNs(source.mtimeNs).toString(),
+    ctimeNs: clampTimestampNs(source.ctimeNs).toString(),
+    ino: source.ino.toString(),
+    uid: source.uid,
+    gid: source.gid,
+  };
 }
 
 function failedOutcome(op: FileOp, error: FileFailure): FileOutcome {

@@ -263,16 +263,18 @@ export function progressOf(
   tally: Tally,
   expected: Expected | null,
 ): ProgressReport<BackupProgress> {
-  const { filesDone, bytesDone, filesPlanned, bytesPlanned, planningDone } = tally;
+  const { filesDone, bytesDone, filesPlanned, bytesPlanned, filesSized, planningDone } = tally;
   const found = { filesDone, bytesDone, filesPlanned, bytesPlanned, planningDone, phase };
+  // Sizes not known yet (counted names, files the walk planned by name and no worker has read) are taken to
+  // be the average of those known so far; every size is known by the end.
+  const averageSize = filesSized > 0 ? bytesPlanned / filesSized : 0;
   if (planningDone || expected === null) {
-    const totals = { filesTotal: filesPlanned, bytesTotal: bytesPlanned };
+    const bytesTotal = bytesPlanned + Math.round(averageSize * (filesPlanned - filesSized));
+    const totals = { filesTotal: filesPlanned, bytesTotal };
     return { ...found, ...totals, totalKnown: planningDone, estimate: null };
   }
   const filesTotal = Math.max(expected.files, filesPlanned);
-  // Counted names carry no sizes: the files still to be found are taken to be of the average size found so far.
-  const bytesTotal =
-    expected.bytes ?? (filesPlanned > 0 ? Math.round((bytesPlanned / filesPlanned) * filesTotal) : 0);
+  const bytesTotal = expected.bytes ?? Math.round(averageSize * filesTotal);
   return {
     ...found,
     filesTotal,
@@ -404,7 +406,8 @@ export async function copySource(
         )
       : undefined;
   try {
-    const planned = planSource(source, opts);
+    // The change rule compares each file's lstat; a plain copy stats the descriptors the workers open.
+    const planned = planSource(source, { ...opts, statFiles: link !== null });
     // The previous backup's index is read with the schema: loaded only by a backup that links.
     const entries = link
       ? (await import('./link-source.js')).linkingSource(planned, link, changeRuleOf(opts, link), into.joined)
@@ -442,7 +445,8 @@ async function planBackup(
   started: number,
 ): Promise<BackupPlan> {
   const replacesExisting = checkDestination(paths.write, { force: opts.force, given: opts.dest });
-  let source = planSource(paths.read, opts);
+  // A dry run counts bytes, so it stats every file, as the real run learns sizes only as it reads.
+  let source = planSource(paths.read, { ...opts, statFiles: true });
   let linkPlan: BackupPlan['linkPlan'] = null;
   if (opts.linkDest !== null) {
     // The link source the real run would use (or refuse), joined with the walk by the same change rule.

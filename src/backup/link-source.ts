@@ -8,7 +8,7 @@ import { abortError, describeCause, isStatesnapError, StatesnapError } from '../
 import { type HasPath, OrderViolation, orderedPath, SortedCursor } from '../core/index-order.js';
 import { isWithin } from '../core/paths.js';
 import type { EntrySource } from '../core/pipeline.js';
-import { clampTimestampNs, type FileOp } from '../core/protocol.js';
+import type { FileOp } from '../core/protocol.js';
 import { walk } from '../core/walk.js';
 import { readIndex } from '../format/index-reader.js';
 import { formatOf, RESERVED_ROOT_NAMES, type StatesnapExtras } from '../format/manifest.js';
@@ -259,9 +259,9 @@ export function linkingSource(
       mode: mode ?? source.mode,
       sha256,
       source: {
-        mtimeNs: clampTimestampNs(stats.mtimeNs).toString(),
-        ctimeNs: clampTimestampNs(stats.ctimeNs).toString(),
-        ino: stats.ino.toString(),
+        mtimeNs: stats.mtimeNs,
+        ctimeNs: stats.ctimeNs,
+        ino: stats.ino,
         uid: Number(stats.uid),
         gid: Number(stats.gid),
       },

@@ -16,6 +16,11 @@ export interface PlanOptions {
   excludes: ExcludeRules;
   /** How often a file modified while it was read is read again before it is reported. */
   changedRetries: number;
+  /**
+   * lstat every file while planning (its size, and what the change rule of `--link-dest` compares); false:
+   * files are planned by name and the workers learn their sizes (a copy stats the descriptor it opens anyway).
+   */
+  statFiles: boolean;
 }
 
 /**
@@ -23,8 +28,9 @@ export interface PlanOptions {
  * of our backups: its restore copies the whole tree) is skipped as `reserved`: the new backup's own take its place.
  */
 export function planSource(root: string, options: PlanOptions): EntrySource {
-  const { excludes } = options;
+  const { excludes, statFiles } = options;
   return {
+    sizesPlanned: statFiles,
     read: {
       root,
       confineTo: CAN_LOCATE_FDS ? root : null,
@@ -40,6 +46,7 @@ export function planSource(root: string, options: PlanOptions): EntrySource {
           isExcluded: (rel, isDirectory) => excludes.excludes(rel, isDirectory),
           reservedRootNames: RESERVED_ROOT_NAMES,
           signal,
+          statFiles,
         },
         sink,
       ),

@@ -23,6 +23,11 @@ import { type Warning, WarningLog } from './warnings.js';
 export interface EntrySource {
   /** Where and how the workers read this source's files. */
   readonly read: ReadSpec;
+  /**
+   * false: files are planned without their sizes (0 in the op), and a file's bytes count as planned once a
+   * worker has read it. @default true
+   */
+  readonly sizesPlanned?: boolean;
   /** Streams every entry into `sink`, a directory before its contents, waiting while `file` returns a promise. */
   entries(sink: EntrySink, signal: AbortSignal): Promise<void>;
   /** A source whose contents are downloaded rather than read by the workers (object storage). */
@@ -91,6 +96,8 @@ export interface SkipCounts {
 export interface Tally {
   filesPlanned: number;
   bytesPlanned: number;
+  /** Files whose size `bytesPlanned` includes: every planned one, or (sizes not planned) those read so far. */
+  filesSized: number;
   filesDone: number;
   bytesDone: number;
   /** The source has listed everything: `filesPlanned` and `bytesPlanned` are final. */
@@ -106,6 +113,7 @@ export function newTally(): Tally {
   return {
     filesPlanned: 0,
     bytesPlanned: 0,
+    filesSized: 0,
     filesDone: 0,
     bytesDone: 0,
     planningDone: false,
@@ -328,7 +336,12 @@ class PassFlow {
   batchDone(result: TaskResult): void {
     const { tally } = this;
     const { destination } = this.#pass;
+    const sizing = this.#pass.source.sizesPlanned === false;
     for (const outcome of result.outcomes) {
+      if (sizing) {
+        tally.filesSized++;
+        if (outcome.ok) tally.bytesPlanned += outcome.size;
+      }
       if (outcome.ok) {
         tally.filesDone++;
         tally.bytesDone += outcome.size;
@@ -354,6 +367,7 @@ class PassFlow {
   sink(dispatch: (op: FileOp) => undefined | Promise<void>): EntrySink {
     const { tally } = this;
     const { destination, observe } = this.#pass;
+    const sized = this.#pass.source.sizesPlanned !== false;
     return {
       dir: this.guarded((dir) => {
         if (dir.rel !== '') tally.dirs++;
@@ -362,7 +376,10 @@ class PassFlow {
       }),
       file: (op) => {
         tally.filesPlanned++;
-        tally.bytesPlanned += op.size;
+        if (sized) {
+          tally.filesSized++;
+          tally.bytesPlanned += op.size;
+        }
         destination?.file?.(op);
         observe?.file?.(op);
         return dispatch(op);

@@ -7,7 +7,7 @@ import { Worker } from 'node:worker_threads';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { Piscina } from 'piscina';
 import { abortError, describeCause, isOutOfResources, systemLimitError } from './errors.js';
-import type { FileOp, TaskResult, WorkerRequest, WorkerTask } from './protocol.js';
+import { type FileOp, postedTask, type TaskResult, type WorkerRequest, type WorkerTask } from './protocol.js';
 
 const WORKER_FILE = new URL('../../workers/file-worker.js', import.meta.url).href;
 
@@ -103,7 +103,7 @@ export class WorkerPool {
     // Downloaded bytes (and a streamed file's part port) are moved to the worker, never copied.
     const transferList =
       task.kind !== 'unpack' ? undefined : task.stream ? [task.data, task.stream.port] : [task.data];
-    const result = this.#piscina.run({ task, stop }, { transferList });
+    const result = this.#piscina.run({ task: postedTask(task), stop }, { transferList });
     this.#countThreads();
     try {
       return await result;

@@ -16,7 +16,8 @@ export interface OperationProgress<Operation extends string, Phase extends strin
   filesDone: number;
   bytesDone: number;
   /**
-   * Files and bytes of this phase: exact once `totalKnown`; an estimate while `estimate` names one; otherwise
+   * Files and bytes of this phase: exact once `totalKnown` (a backup's bytes: once every file is read, since its
+   * walk need not stat them); an estimate while `estimate` names one; otherwise
    * what has been found so far (a lower bound).
    */
   filesTotal: number;

@@ -45,7 +45,7 @@ export interface LinkPlan {
   /** The previous index's content hash; undefined when it records none (the previous file is hashed then). */
   sha256: string | undefined;
   /** The source file as the walk's lstat saw it: what the index records about a file linked unread. */
-  source: { mtimeNs: string; ctimeNs: string; ino: string; uid: number; gid: number };
+  source: { mtimeNs: bigint; ctimeNs: bigint; ino: bigint; uid: number; gid: number };
   /** In object storage: where the previous snapshot's copy of the content lies (the new index points there). */
   stored?: StoredContent;
 }
@@ -229,14 +229,191 @@ export interface PackResult extends TaskResult {
 export type WorkerTask = CopyTask | HashTask | LinkTask | PackTask | StreamOutTask | UnpackTask;
 
 /**
- * What the pool posts to a worker: the task, and the run's stop flag, an Int32Array over a SharedArrayBuffer
+ * A batch's files as they cross the thread boundary: the structured clone of an object per file (with its
+ * bigints and link plan) cost more main-thread time than linking the file; a few strings and typed arrays
+ * cost almost none. Strings are NUL-terminated (NUL is never part of a name, a hash or a number).
+ */
+export interface PackedFiles {
+  count: number;
+  /** Per file: its `rel`, then its `mtimeNs`, `hash` and link plan's `sha256` where the fields say so. */
+  strings: string;
+  /**
+   * Per file, NUMBERS_PER_FILE: size, mode, uid, gid, fields, then the link plan's size, mode, uid, gid and
+   * stored offset.
+   */
+  numbers: Float64Array;
+  /** Per file, IDS_PER_FILE: dev, ino, the link plan's source ino. */
+  ids: BigUint64Array;
+  /** Per file, TIMES_PER_FILE: the link plan's source mtime and ctime (unless they are wider than 64 bits). */
+  times: BigInt64Array;
+}
+
+const NUMBERS_PER_FILE = 10;
+const IDS_PER_FILE = 3;
+const TIMES_PER_FILE = 2;
+const HAS_MODE = 1;
+const HAS_OWNER = 2;
+const HAS_IDENTITY = 4;
+const HAS_MTIME = 8;
+const HAS_HASH = 16;
+const HAS_LINK = 32;
+const LINK_HASHES_FIRST = 64;
+const LINK_HAS_SHA256 = 128;
+// A timestamp beyond 64 bits of nanoseconds (after 2262 or before 1677: btrfs and tmpfs can store them)
+// travels as a string.
+const LINK_WIDE_TIMES = 256;
+const LINK_STORED = 512;
+
+function fitsInt64(value: bigint): boolean {
+  return BigInt.asIntN(64, value) === value;
+}
+
+export function packFiles(files: readonly FileOp[]): PackedFiles {
+  const count = files.length;
+  const numbers = new Float64Array(count * NUMBERS_PER_FILE);
+  const ids = new BigUint64Array(count * IDS_PER_FILE);
+  const times = new BigInt64Array(count * TIMES_PER_FILE);
+  let strings = '';
+  for (let i = 0; i < count; i++) {
+    const op = files[i]!;
+    const n = i * NUMBERS_PER_FILE;
+    let fields = 0;
+    strings += `${op.rel}\0`;
+    numbers[n] = op.size;
+    if (op.mode !== undefined) {
+      fields |= HAS_MODE;
+      numbers[n + 1] = op.mode;
+    }
+    if (op.uid !== undefined && op.gid !== undefined) {
+      fields |= HAS_OWNER;
+      numbers[n + 2] = op.uid;
+      numbers[n + 3] = op.gid;
+    }
+    if (op.dev !== undefined && op.ino !== undefined) {
+      fields |= HAS_IDENTITY;
+      ids[i * IDS_PER_FILE] = op.dev;
+      ids[i * IDS_PER_FILE + 1] = op.ino;
+    }
+    if (op.mtimeNs !== undefined) {
+      fields |= HAS_MTIME;
+      strings += `${op.mtimeNs}\0`;
+    }
+    if (op.hash !== undefined) {
+      fields |= HAS_HASH;
+      strings += `${op.hash}\0`;
+    }
+    const { link } = op;
+    if (link !== undefined) {
+      fields |= HAS_LINK | (link.action === 'hash-then-link' ? LINK_HASHES_FIRST : 0);
+      numbers[n + 5] = link.size;
+      numbers[n + 6] = link.mode;
+      numbers[n + 7] = link.source.uid;
+      numbers[n + 8] = link.source.gid;
+      ids[i * IDS_PER_FILE + 2] = link.source.ino;
+      const { mtimeNs, ctimeNs } = link.source;
+      if (fitsInt64(mtimeNs) && fitsInt64(ctimeNs)) {
+        times[i * TIMES_PER_FILE] = mtimeNs;
+        times[i * TIMES_PER_FILE + 1] = ctimeNs;
+      } else {
+        fields |= LINK_WIDE_TIMES;
+        strings += `${mtimeNs}\0${ctimeNs}\0`;
+      }
+      if (link.sha256 !== undefined) {
+        fields |= LINK_HAS_SHA256;
+        strings += `${link.sha256}\0`;
+      }
+      if (link.stored !== undefined) {
+        fields |= LINK_STORED;
+        strings += `${link.stored.object}\0`;
+        numbers[n + 9] = link.stored.offset;
+      }
+    }
+    numbers[n + 4] = fields;
+  }
+  return { count, strings, numbers, ids, times };
+}
+
+/** The files of a packed batch, in order: what `packFiles` was given. */
+export function unpackFiles(packed: PackedFiles): FileOp[] {
+  const { strings, numbers, ids, times } = packed;
+  const files: FileOp[] = [];
+  let at = 0;
+  const next = (): string => {
+    const end = strings.indexOf('\0', at);
+    const value = strings.slice(at, end);
+    at = end + 1;
+    return value;
+  };
+  for (let i = 0; i < packed.count; i++) {
+    const n = i * NUMBERS_PER_FILE;
+    const fields = numbers[n + 4]!;
+    const op: FileOp = { rel: next(), size: numbers[n]! };
+    if (fields & HAS_MODE) op.mode = numbers[n + 1]!;
+    if (fields & HAS_OWNER) {
+      op.uid = numbers[n + 2]!;
+      op.gid = numbers[n + 3]!;
+    }
+    if (fields & HAS_IDENTITY) {
+      op.dev = ids[i * IDS_PER_FILE]!;
+      op.ino = ids[i * IDS_PER_FILE + 1]!;
+    }
+    if (fields & HAS_MTIME) op.mtimeNs = next();
+    if (fields & HAS_HASH) op.hash = next();
+    if (fields & HAS_LINK) {
+      const wide = (fields & LINK_WIDE_TIMES) !== 0;
+      const mtimeNs = wide ? BigInt(next()) : times[i * TIMES_PER_FILE]!;
+      const ctimeNs = wide ? BigInt(next()) : times[i * TIMES_PER_FILE + 1]!;
+      op.link = {
+        action: fields & LINK_HASHES_FIRST ? 'hash-then-link' : 'link',
+        size: numbers[n + 5]!,
+        mode: numbers[n + 6]!,
+        sha256: fields & LINK_HAS_SHA256 ? next() : undefined,
+        source: {
+          mtimeNs,
+          ctimeNs,
+          ino: ids[i * IDS_PER_FILE + 2]!,
+          uid: numbers[n + 7]!,
+          gid: numbers[n + 8]!,
+        },
+      };
+      if (fields & LINK_STORED) op.link.stored = { object: next(), offset: numbers[n + 9]! };
+    }
+    files.push(op);
+  }
+  return files;
+}
+
+// An unpack task travels as it is: its files carry their offsets in the downloaded data (`at`), which the
+// packed form has no field for, and its batches are few (one per ranged GET).
+type Packed<Task> = Task extends UnpackTask
+  ? Task
+  : Task extends { files: FileOp[] }
+    ? Omit<Task, 'files'> & { files: PackedFiles }
+    : Task;
+
+/** A task as the pool posts it: the same, with its files packed. */
+export type PostedTask = Packed<WorkerTask>;
+
+export function postedTask(task: WorkerTask): PostedTask {
+  if (task.kind === 'unpack') return task;
+  return { ...task, files: packFiles(task.files) } as PostedTask;
+}
+
+/** The task a worker was posted, with its files unpacked. */
+export function receivedTask(posted: PostedTask): WorkerTask {
+  if (posted.kind === 'unpack') return posted;
+  return { ...posted, files: unpackFiles(posted.files) } as WorkerTask;
+}
+
+/**
+ * What the pool posts to a worker: the task (its files packed), and the run's stop flag, an Int32Array over a SharedArrayBuffer
  * (shared, not copied, by postMessage) whose element 0 the main thread sets to non-zero when the run stops.
  * The worker checks it between files and between chunks of a large file, removes the file it was writing and
  * returns early: a worker thread is never terminated mid-task, since every thread of the process shares one
  * descriptor table and a terminated thread's open descriptors would leak.
  */
 export interface WorkerRequest {
-  task: WorkerTask;
+  task: PostedTask;
   stop: Int32Array;
 }
 

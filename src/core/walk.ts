@@ -69,6 +69,12 @@ export interface WalkOptions {
   /** Names directly under the root that belong to statesnap's own backup layout. */
   reservedRootNames: ReadonlySet<string>;
   signal: AbortSignal;
+  /**
+   * false: a file readdir reports as regular is planned by name, without an lstat (its size is 0 in the op,
+   * unknown until a worker reads it): whoever opens it stats the descriptor it opened. Entries of unknown
+   * type and directories are still lstat'ed. @default true
+   */
+  statFiles?: boolean;
 }
 
 // How many entries are handled between two yields to the event loop, so pool results keep flowing.
@@ -144,6 +150,7 @@ function visit(
   else if (name.includes('\\')) {
     sink.problem(rel, 'unsupported-name', 'a backslash in a name cannot be stored in a portable index');
   } else if (kind !== 'file' && kind !== 'dir' && kind !== undefined) sink.skip(rel, kind);
+  else if (kind === 'file' && options.statFiles === false) return sink.file({ rel, size: 0 });
   // An entry of unknown type is asked about the excludes once lstat has told whether it is a directory.
   else return visitStatted(rel, name, dir, kind === undefined ? options.isExcluded : null, sink);
   return undefined;

@@ -12,7 +12,7 @@ import { compareEntryPaths, orderedPath, type RelativePath } from '../core/index
 import { CAN_LOCATE_FDS } from '../core/paths.js';
 import { nameFromBytes } from '../core/protocol.js';
 import { z } from '../core/zod.js';
-import { inode, mode, ownerId, timestampNs } from './fields.js';
+import { inode, isInode, isMode, isOwnerId, isTimestampNs, mode, ownerId, timestampNs } from './fields.js';
 import {
   INDEX_FILE,
   type IndexFormat,
@@ -91,6 +91,43 @@ type Loosened<Entry> = Entry extends unknown
  * name that is not UTF-8 are escaped (see core/protocol.ts); the fields format 1 lacks are absent there.
  */
 export type IndexEntry = Loosened<RecordedEntry>;
+
+const SHA256_TEXT = /^[0-9a-f]{64}$/;
+const FILE_LINE_KEYS = 10;
+
+/**
+ * Whether `data` is a format-2 file line with a UTF-8 `path`, valid by every rule of its schema: the line
+ * nearly every index is made of, checked without the schema's parse (which copies it). Anything else goes
+ * through the schema.
+ */
+function isPlainFileLine(data: unknown): data is RecordedEntry {
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return false;
+  const line = data as Record<string, unknown>;
+  let keys = 0;
+  for (const key in line) {
+    if (!Object.hasOwn(line, key)) return false;
+    keys++;
+  }
+  const { linked } = line;
+  return (
+    keys === (linked === undefined ? FILE_LINE_KEYS : FILE_LINE_KEYS + 1) &&
+    (linked === undefined || linked === true) &&
+    line.type === 'file' &&
+    typeof line.path === 'string' &&
+    line.path.isWellFormed() &&
+    unsafeRelativePathReason(line.path) === null &&
+    Number.isSafeInteger(line.size) &&
+    (line.size as number) >= 0 &&
+    isMode(line.mode) &&
+    isTimestampNs(line.mtime_ns) &&
+    isTimestampNs(line.ctime_ns) &&
+    isInode(line.ino) &&
+    isOwnerId(line.uid) &&
+    isOwnerId(line.gid) &&
+    typeof line.sha256 === 'string' &&
+    SHA256_TEXT.test(line.sha256)
+  );
+}
 
 // Read in slices of the size the writer writes in.
 const READ_CHUNK_BYTES = 256 * 1024;
@@ -253,6 +290,8 @@ export type IndexRefusal = (message: string, cause?: unknown) => StatesnapError;
 export interface LineRules<Line> {
   /** Parses one JSON value into a line (zod's `safeParse` of a line schema). */
   schema: { safeParse(data: unknown): { success: true; data: Line } | { success: false; error: z.ZodError } };
+  /** Accepts a value the schema would, with a UTF-8 `path`, without the schema's parse (the common line). */
+  accepts?: (data: unknown) => data is Line & { path: string };
   entries: number;
   canonical: boolean;
   refuseCaseCollisions: boolean;
@@ -287,14 +326,22 @@ export async function* validateLines<
     } catch (error) {
       throw invalid(`line ${lineNumber} is not valid JSON: ${describeCause(error)}`, error);
     }
-    const parsed = rules.schema.safeParse(data);
-    if (!parsed.success) throw invalid(`line ${lineNumber} is invalid: ${formatZodIssues(parsed.error)}`);
-    const located = locate(parsed.data);
-    if (typeof located !== 'string') throw invalid(`line ${lineNumber} is invalid: ${located.problem}`);
-    // zod's output is a fresh object: it becomes the entry, with the one spelling of its path.
-    const line = parsed.data;
-    delete line.path_b64;
-    line.path = located;
+    let line: Line;
+    let located: string;
+    if (rules.accepts?.(data)) {
+      line = data;
+      located = data.path;
+    } else {
+      const parsed = rules.schema.safeParse(data);
+      if (!parsed.success) throw invalid(`line ${lineNumber} is invalid: ${formatZodIssues(parsed.error)}`);
+      const where = locate(parsed.data);
+      if (typeof where !== 'string') throw invalid(`line ${lineNumber} is invalid: ${where.problem}`);
+      // zod's output is a fresh object: it becomes the entry, with the one spelling of its path.
+      line = parsed.data;
+      delete line.path_b64;
+      line.path = where;
+      located = where;
+    }
     const slash = located.indexOf('/');
     if (RESERVED_ROOT_NAMES.has(slash === -1 ? located : located.slice(0, slash))) {
       throw invalid(`line ${lineNumber}: path ${JSON.stringify(located)} names the backup's own files`);
@@ -349,6 +396,7 @@ export async function* readIndex(
     entries: expected.entries,
     canonical: expected.order === 'canonical',
     refuseCaseCollisions: options.refuseCaseCollisions,
+    accepts: expected.format === 2 ? isPlainFileLine : undefined,
   };
   try {
     for await (const entry of validateLines(lines, rules, invalid)) yield entry as IndexEntry;

@@ -251,7 +251,8 @@ class FetchPlanner implements RemoteContent {
       Atomics.add(counters, PART_COUNTER.posted, 1);
       Atomics.notify(counters, PART_COUNTER.posted);
     };
-    const workerDone = () => Atomics.load(counters, PART_COUNTER.done) !== 0;
+    // The worker is done (or the run stopped, and the worker with it): nothing more to send.
+    const workerDone = () => Atomics.load(counters, PART_COUNTER.done) !== 0 || signal.aborted;
     try {
       for (let part = 1; part < parts && !workerDone(); part++) {
         for (;;) {

@@ -245,6 +245,7 @@ async function diffLive(
   const source = planSource(root, {
     excludes: new ExcludeRules({ exclude: [], include: [], defaults: DEFAULT_EXCLUDES }),
     changedRetries: 0,
+    statFiles: false,
   });
   await source.entries(
     {

@@ -1,12 +1,14 @@
 // The BackupReader seam: how restore and verify read an existing backup. `openBackup` validates the manifest
 // and returns the reader for its kind: a statesnap backup (entries from its hashed per-file index) or an Oxios
-// backup (a plain tree + manifest.json, walked without following links). Object storage will be a third kind.
+// backup (a plain tree + manifest.json, walked without following links). A snapshot in object storage is a
+// third (s3-reader.ts); open-reader.ts picks the kind a location names.
 
 import { type BigIntStats, lstatSync, realpathSync } from 'node:fs';
+import { join } from 'node:path';
 import { abortError, describeCause, outOfResourcesAt, StatesnapError } from '../core/errors.js';
 import { CAN_LOCATE_FDS } from '../core/paths.js';
 import type { EntrySource } from '../core/pipeline.js';
-import type { ReadSpec } from '../core/protocol.js';
+import type { FileOp, ReadSpec, SkippedKind } from '../core/protocol.js';
 import { type EntrySink, type PlannedDir, treeUnreadable, walk } from '../core/walk.js';
 import { readIndex } from '../format/index-reader.js';
 import {
@@ -17,6 +19,8 @@ import {
   type StatesnapExtras,
 } from '../format/manifest.js';
 import { readManifest } from '../format/manifest-schema.js';
+import { isS3Location } from '../s3/location.js';
+import { type ManifestNote, manifestNotes } from './manifest-notes.js';
 import { resolveBackupPath } from './repository-listing.js';
 
 export type BackupKind = 'statesnap' | 'oxios';
@@ -28,13 +32,21 @@ export interface ReadOptions {
   hashes: boolean;
 }
 
+/** What readers of every kind know of their statesnap extras. */
+export type ReaderExtras = Pick<StatesnapExtras, 'totals'>;
+
 export interface BackupReader {
-  /** Real path of the backup directory: every opened file must lie under it. */
+  /**
+   * Real path of the backup directory: every opened file must lie under it. A snapshot in object storage:
+   * its `s3://bucket/prefix/snapshots/<id>`.
+   */
   readonly root: string;
-  readonly manifest: Manifest;
+  /** The backup is a local directory (false: object storage, whose contents the source downloads). */
+  readonly local: boolean;
+  readonly manifest: Pick<Manifest, 'version' | 'created_at' | 'oxios_version' | 'sections'>;
   readonly kind: BackupKind;
   /** The statesnap extras, present exactly when `kind` is `statesnap`. */
-  readonly extras: StatesnapExtras | undefined;
+  readonly extras: ReaderExtras | undefined;
   /** The format of a statesnap backup's index (format 2 on records owners), or null for an Oxios backup. */
   readonly format: IndexFormat | null;
   /** What workers check every opened file against (`root`), or null where the OS cannot tell (no /proc). */
@@ -44,9 +56,25 @@ export interface BackupReader {
    * contents; links and special files as skipped entries; the backup's own files never.
    */
   source(options: ReadOptions): EntrySource;
+  /** What the manifest says that does not stop a restore (see manifest-notes.ts). */
+  notes(): ManifestNote[];
+  /** Releases what the reader holds open (an object storage client's sockets). */
+  close(): void;
 }
 
-abstract class LocalBackup implements BackupReader {
+/** A local backup directory's reader: its manifest and statesnap extras whole. */
+export interface LocalBackupReader extends BackupReader {
+  readonly manifest: Manifest;
+  readonly extras: StatesnapExtras | undefined;
+}
+
+/** How messages name entry `rel` of the backup at `root`: a path, or an object storage location. */
+export function backupEntryPath(root: string, rel: string): string {
+  return isS3Location(root) ? `${root}/${rel}` : join(root, rel);
+}
+
+abstract class LocalBackup implements LocalBackupReader {
+  readonly local = true;
   abstract readonly kind: BackupKind;
   abstract readonly extras: StatesnapExtras | undefined;
   abstract readonly format: IndexFormat | null;
@@ -71,6 +99,12 @@ abstract class LocalBackup implements BackupReader {
     return { read, entries: (sink, signal) => this.entries(sink, options, signal) };
   }
 
+  notes(): ManifestNote[] {
+    return manifestNotes(this.root, this.manifest);
+  }
+
+  close(): void {}
+
   protected abstract entries(sink: EntrySink, options: ReadOptions, signal: AbortSignal): Promise<void>;
 }
 
@@ -79,12 +113,60 @@ function rootDir(stats: BigIntStats): PlannedDir {
 }
 
 /** A directory as an index (or, for the root, a format-2 manifest) records it; the owner only from format 2. */
-function recordedDir(
+export function recordedDir(
   rel: string,
   dir: { mode: number; mtime_ns: string; uid?: number; gid?: number },
 ): PlannedDir {
   const mtimeNs = BigInt(dir.mtime_ns);
   return { rel, mode: dir.mode, atimeNs: mtimeNs, mtimeNs, uid: dir.uid, gid: dir.gid };
+}
+
+/** What the pipeline needs of one index line, in every format and kind of index. */
+type IndexLine = { path: string } & (
+  | { type: 'dir'; mode: number; mtime_ns: string; uid?: number; gid?: number }
+  | { type: 'file'; size: number; mode: number; mtime_ns: string; uid?: number; gid?: number; sha256: string }
+  | { type: SkippedKind }
+);
+
+/** A file as its index line records it: the op restore and verify give the workers. */
+export function recordedFile(
+  file: Extract<IndexLine, { type: 'file' }>,
+  options: Pick<ReadOptions, 'hashes'>,
+): FileOp {
+  return {
+    rel: file.path,
+    size: file.size,
+    mode: file.mode,
+    mtimeNs: file.mtime_ns,
+    uid: file.uid,
+    gid: file.gid,
+    hash: options.hashes ? file.sha256 : undefined,
+  };
+}
+
+/**
+ * Streams validated index lines into a pipeline's sink in their order: directories, files (as `fileOp` makes
+ * them, waiting while the sink applies backpressure), skipped entries.
+ */
+export async function sendIndexEntries<Line extends IndexLine>(
+  lines: AsyncIterable<Line>,
+  sink: EntrySink,
+  signal: AbortSignal,
+  root: string,
+  fileOp: (file: Extract<Line, { type: 'file' }>) => FileOp,
+): Promise<void> {
+  for await (const line of lines) {
+    if (signal.aborted) throw abortError(signal, root);
+    const entry: IndexLine = line;
+    if (entry.type === 'dir') {
+      sink.dir(recordedDir(entry.path, entry));
+    } else if (entry.type === 'file') {
+      const wait = sink.file(fileOp(line as Extract<Line, { type: 'file' }>));
+      if (wait) await wait;
+    } else {
+      sink.skip(entry.path, entry.type);
+    }
+  }
 }
 
 /** A statesnap backup: its entries come from the index and carry the recorded mode, mtime and hash. */
@@ -115,29 +197,8 @@ class IndexedBackup extends LocalBackup {
       }
     }
     sink.dir(rootStats === null ? recordedDir('', extras.root!) : rootDir(rootStats));
-    for await (const entry of readIndex(
-      this.root,
-      { format, ...extras.index, order: extras.index_order },
-      options,
-    )) {
-      if (signal.aborted) throw abortError(signal, this.root);
-      if (entry.type === 'dir') {
-        sink.dir(recordedDir(entry.path, entry));
-      } else if (entry.type === 'file') {
-        const wait = sink.file({
-          rel: entry.path,
-          size: entry.size,
-          mode: entry.mode,
-          mtimeNs: entry.mtime_ns,
-          uid: entry.uid,
-          gid: entry.gid,
-          hash: options.hashes ? entry.sha256 : undefined,
-        });
-        if (wait) await wait;
-      } else {
-        sink.skip(entry.path, entry.type);
-      }
-    }
+    const entries = readIndex(this.root, { format, ...extras.index, order: extras.index_order }, options);
+    await sendIndexEntries(entries, sink, signal, this.root, (file) => recordedFile(file, options));
   }
 }
 
@@ -166,7 +227,7 @@ class OxiosTree extends LocalBackup {
 }
 
 /** Opens the backup at `path`; `<repo>/latest` opens the newest complete snapshot of that repository. */
-export function openBackup(given: string): BackupReader {
+export function openBackup(given: string): LocalBackupReader {
   const path = resolveBackupPath(given);
   const manifest = readManifest(path);
   let root: string;
@@ -188,7 +249,7 @@ export function openBackup(given: string): BackupReader {
 
 /** How a manifest's totals differ from what its index lists, or null when they agree. */
 export function totalsMismatch(
-  extras: StatesnapExtras,
+  extras: ReaderExtras,
   listed: { files: number; dirs: number; bytes: number },
 ): string | null {
   const { totals } = extras;

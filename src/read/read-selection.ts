@@ -9,7 +9,7 @@ import type { EntrySource } from '../core/pipeline.js';
 import { type FileOp, formatMode, fsPath } from '../core/protocol.js';
 import type { WarningLog } from '../core/warnings.js';
 import { readIndex } from '../format/index-reader.js';
-import type { BackupReader } from './backup-reader.js';
+import type { BackupReader, LocalBackupReader } from './backup-reader.js';
 
 /**
  * Which files of an index a verify reads. A file it does not send to be read it checks itself from an lstat
@@ -45,7 +45,7 @@ interface LinkedFlag extends HasPath {
 const BATCH = 512;
 
 /** Whether each file of a canonically ordered index was linked from the previous backup, in index order. */
-async function* linkedFlags(reader: BackupReader): AsyncGenerator<LinkedFlag[]> {
+async function* linkedFlags(reader: LocalBackupReader): AsyncGenerator<LinkedFlag[]> {
   const extras = reader.extras!;
   let batch: LinkedFlag[] = [];
   for await (const entry of readIndex(
@@ -63,8 +63,11 @@ async function* linkedFlags(reader: BackupReader): AsyncGenerator<LinkedFlag[]> 
   if (batch.length > 0) yield batch;
 }
 
-function canLinkFlags(reader: BackupReader): boolean {
-  return reader.format === 2 && reader.extras?.index_order === 'canonical';
+/** A local backup whose canonical index says which files were linked (a snapshot in object storage has none). */
+function canLinkFlags(reader: BackupReader): reader is LocalBackupReader {
+  return (
+    reader.local && reader.format === 2 && (reader as LocalBackupReader).extras?.index_order === 'canonical'
+  );
 }
 
 export class SelectiveRead implements ReadSelection {

@@ -6,10 +6,13 @@ import { BaseCommand } from '../base-command.js';
 import {
   choiceOption,
   flag,
+  givenS3Options,
   listOption,
   negatableFlag,
   pathArgument,
   progressFlag,
+  repositoryArgument,
+  S3_OPTIONS,
   threadsOption,
 } from '../options.js';
 import { formatBytes } from '../progress-line.js';
@@ -80,6 +83,10 @@ export class RestoreCommand extends BaseCommand {
     description: 'Restore a backup into a state directory',
     details: `
       Validates the backup's manifest and index and, before the target changes, every file's size and sha256.
+      The backup may be a snapshot in object storage, \`s3://bucket/prefix/<snapshot id>\` or
+      \`s3://bucket/prefix/latest\` (endpoint and credentials from \`--endpoint\` and the AWS environment): its
+      files are downloaded in ranged GETs and checked in the same way; a missing, short or altered data object
+      or index refuses the restore with the target untouched.
       Backups made by Oxios (a plain tree with manifest.json, no index) restore whenever Oxios' own restore
       would: a section count that differs from the tree (Oxios counts symlinks it does not copy) is printed as
       a note, never a refusal; their files have no hashes to check. The backup's own \`manifest.json\` and
@@ -134,7 +141,7 @@ export class RestoreCommand extends BaseCommand {
     ],
   });
 
-  backup = pathArgument('backup');
+  backup = repositoryArgument('backup');
   target = pathArgument('target');
   mode = choiceOption(
     '--mode',
@@ -172,12 +179,16 @@ export class RestoreCommand extends BaseCommand {
     'Restore only paths matching this pattern, with everything below (repeatable; replace mode: new target only)',
   );
   progress = progressFlag();
+  endpoint = S3_OPTIONS.endpoint();
+  region = S3_OPTIONS.region();
+  profile = S3_OPTIONS.profile();
 
   protected async run(): Promise<number> {
     const progress = this.progressLine(this.progress);
     const { restore } = await import('../../restore/restore.js');
     const result = await restore({
       backup: this.backup,
+      s3: givenS3Options(this),
       target: this.target,
       mode: this.mode,
       verify: this.verify,

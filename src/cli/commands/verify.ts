@@ -6,8 +6,16 @@ import { join } from 'node:path';
 import { Command } from 'clipanion';
 import { REPOSITORY_MARKER } from '../../format/snapshot-id.js';
 import type { VerifyRepositoryResult, VerifyResult } from '../../index.js';
+import { isS3Location } from '../../s3/location.js';
 import { BaseCommand } from '../base-command.js';
-import { flag, pathArgument, progressFlag, threadsOption } from '../options.js';
+import {
+  flag,
+  givenS3Options,
+  progressFlag,
+  repositoryArgument,
+  S3_OPTIONS,
+  threadsOption,
+} from '../options.js';
 import { formatBytes } from '../progress-line.js';
 import { countOf, describeNotes, formatCounts, formatNumber } from '../text.js';
 
@@ -67,6 +75,10 @@ export class VerifyCommand extends BaseCommand {
       the tree for entries the index does not list. Reports every problem found: manifest (invalid manifest or
       index), missing, corrupt (size or hash mismatch, not a regular file), extra, unreadable.
 
+      A snapshot in object storage (\`s3://bucket/prefix/<snapshot id>\` or \`…/latest\`; endpoint and credentials
+      from \`--endpoint\` and the AWS environment) is downloaded, every file's sha256 compared with its index;
+      a damaged index or a missing or short data object is reported as the one problem found.
+
       A backup made by Oxios has no index and no hashes: its manifest is checked and every file is read in full,
       and the output says hashes were unavailable. Section entry counts that differ from the tree are printed as
       notes, not problems (Oxios counts symlinks it does not copy, and a live store changes while it is copied).
@@ -95,7 +107,10 @@ export class VerifyCommand extends BaseCommand {
     ],
   });
 
-  backup = pathArgument('backup');
+  backup = repositoryArgument('backup');
+  endpoint = S3_OPTIONS.endpoint();
+  region = S3_OPTIONS.region();
+  profile = S3_OPTIONS.profile();
   threads = threadsOption();
   newOnly = flag('--new-only', 'Read only the files each backup copied; check its linked files by lstat');
   progress = progressFlag();
@@ -103,7 +118,10 @@ export class VerifyCommand extends BaseCommand {
   protected async run(): Promise<number> {
     const progress = this.progressLine(this.progress);
     const { verify, verifyRepository } = await import('../../read/verify.js');
-    if (lstatSync(join(this.backup, REPOSITORY_MARKER), { throwIfNoEntry: false }) !== undefined) {
+    if (
+      !isS3Location(this.backup) &&
+      lstatSync(join(this.backup, REPOSITORY_MARKER), { throwIfNoEntry: false }) !== undefined
+    ) {
       const result = await verifyRepository({
         repository: this.backup,
         newOnly: this.newOnly,
@@ -119,6 +137,7 @@ export class VerifyCommand extends BaseCommand {
     }
     const result = await verify({
       backup: this.backup,
+      s3: givenS3Options(this),
       newOnly: this.newOnly,
       threads: this.threads,
       signal: this.interrupt.signal,

@@ -328,7 +328,10 @@ describe('snapshot to s3://', () => {
     try {
       const left: string[] = [];
       for await (const object of repo.listObjects('')) left.push(object.key);
-      expect(left.filter((key) => !key.startsWith('data/')), left.join(' ')).toEqual(['.statesnap-repository']);
+      expect(
+        left.filter((key) => !key.startsWith('data/')),
+        left.join(' '),
+      ).toEqual(['.statesnap-repository']);
       expect(await repo.abortUnfinishedUploads('')).toBe(0);
     } finally {
       repo.close();

@@ -18,7 +18,13 @@ import {
   readRepository,
   updateLatestLink,
 } from './repository.js';
-import { applyRetention, type KeepReason, policyProblem, type RetentionPolicy } from './retention.js';
+import {
+  applyRetention,
+  type DatedSnapshot,
+  type KeepReason,
+  policyProblem,
+  type RetentionPolicy,
+} from './retention.js';
 import { deletingName } from './snapshot-id.js';
 
 export interface PruneOptions extends LockWaitOptions {
@@ -66,8 +72,13 @@ function freeBytes(repo: string): number {
   return stats.bavail * stats.bsize;
 }
 
-function decide(listing: RepositoryListing, policy: RetentionPolicy, nowMs: number): PruneDecision[] {
-  const dated = listing.snapshots.map(({ id, timeMs }) => ({ id, timeMs }));
+/** The policy's decision for each snapshot, newest first: shared by the local and the S3 prune. */
+export function decideRetention(
+  snapshots: readonly DatedSnapshot[],
+  policy: RetentionPolicy,
+  nowMs: number,
+): PruneDecision[] {
+  const dated = snapshots.map(({ id, timeMs }) => ({ id, timeMs }));
   return applyRetention(dated, policy, { nowMs }).map(({ id, timeMs, keep, reasons }) => ({
     id,
     time: new Date(timeMs).toISOString().replace('.000Z', 'Z'),
@@ -127,11 +138,11 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
   });
   if (dryRun) {
     const listing = readRepository(repo);
-    return result(listing, decide(listing, policy, clock()));
+    return result(listing, decideRetention(listing.snapshots, policy, clock()));
   }
   return withRepositoryLock(repo, 'prune', { waitMs, signal }, async (removedLeftovers) => {
     const listing = readRepository(repo);
-    const decisions = decide(listing, policy, clock());
+    const decisions = decideRetention(listing.snapshots, policy, clock());
     const newest = listing.snapshots.at(-1);
     assert(
       newest === undefined || decisions.some((decision) => decision.id === newest.id && decision.keep),

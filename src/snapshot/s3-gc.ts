@@ -1,0 +1,211 @@
+// Prune on an S3 repository: forget the snapshots a retention policy does not keep, mark what the others
+// reference, plan the deletion of everything else under `data/` and `snapshots/`, and sweep it.
+//
+// Why a snapshot never loses an object: forget, mark and plan run under the writer lock, and the sweep, which
+// runs after the lock is released, deletes only keys of its plan. Every object a snapshot references was
+// either uploaded by its own run, under a fresh random name, while that run held the lock (so no plan made
+// before its commit can name it, and a plan made after sees it in the run's manifest), or is referenced by its
+// base, the newest complete snapshot when the run took the lock, which could not be forgotten while the run
+// held it (so every plan made before the commit saw it live, and every plan after sees the new manifest).
+// Names are never reused, so a plan stays right however late it is swept, by this run or the next prune.
+
+import { randomBytes } from 'node:crypto';
+import { describeCause, StatesnapError, throwIfAborted } from '../core/errors.js';
+import { pauseAt } from '../core/test-hooks.js';
+import { z } from '../core/zod.js';
+import type { S3Storage } from '../s3/client.js';
+import type { S3Location } from '../s3/location.js';
+import type { S3Options } from '../s3/settings.js';
+import type { PruneDecision } from './prune.js';
+import type { RetentionPolicy } from './retention.js';
+
+/** Where deletion plans live, and how many keys one delete request (and one sweep step) takes. */
+const PLAN_DIR = 'gc/';
+const SWEEP_BATCH_KEYS = 1_000;
+const PLAN_VERSION = 1;
+/** A plan may name only what prune collects: data objects and objects of snapshot directories. */
+const COLLECTABLE_KEY = /^(?:data\/[^/]+|snapshots\/[^/]+\/[^/]+)$/;
+const MANIFEST_NAME = 'manifest.json';
+
+/** What mark needs of a complete snapshot: its id and time (for the policy) and the keys it keeps alive. */
+export interface GcSnapshot {
+  id: string;
+  timeMs: number;
+  /** The index object, relative to the repository's prefix. */
+  indexKey: string;
+  /** The data objects of its manifest's object table. */
+  objects: readonly string[];
+}
+
+const PlanSchema = z.strictObject({
+  statesnap_gc_plan: z.literal(PLAN_VERSION),
+  created_at: z.string(),
+  keys: z.array(
+    z
+      .string()
+      .regex(COLLECTABLE_KEY, 'is not a data object or an object of a snapshot directory')
+      .refine((key) => !key.endsWith(`/${MANIFEST_NAME}`), 'is a manifest, which no plan deletes'),
+  ),
+});
+
+export function manifestKey(id: string): string {
+  return `snapshots/${id}/${MANIFEST_NAME}`;
+}
+
+/** Every key a set of complete snapshots keeps alive: their manifests, indexes and data objects. */
+export function liveKeys(snapshots: readonly GcSnapshot[]): Set<string> {
+  const live = new Set<string>();
+  for (const snapshot of snapshots) {
+    live.add(manifestKey(snapshot.id));
+    live.add(snapshot.indexKey);
+    for (const key of snapshot.objects) live.add(key);
+  }
+  return live;
+}
+
+export interface Garbage {
+  /** In key order. */
+  keys: string[];
+  bytes: number;
+  /** Snapshot directories without a manifest (unfinished or abandoned runs, forgotten snapshots). */
+  unfinished: string[];
+}
+
+/**
+ * Lists `data/` and `snapshots/` and returns every object no snapshot of `kept` keeps alive. A manifest that
+ * is there but is neither one of `kept` nor in `forgetting` (a dry run's snapshots that forget would remove)
+ * stops the collection: unreadable, another id, a newer format, its snapshot's objects cannot be told apart
+ * from garbage, and deleting them would lose it.
+ */
+export async function findGarbage(
+  storage: S3Storage,
+  kept: readonly GcSnapshot[],
+  forgetting: ReadonlySet<string>,
+  signal: AbortSignal,
+): Promise<Garbage> {
+  const live = liveKeys(kept);
+  const keys: string[] = [];
+  const unfinished = new Set<string>();
+  let bytes = 0;
+  for (const under of ['data/', 'snapshots/']) {
+    for await (const object of storage.listObjects(under, { signal })) {
+      if (live.has(object.key)) continue;
+      if (object.key.endsWith(`/${MANIFEST_NAME}`) && !forgetting.has(object.key)) {
+        throw new StatesnapError(
+          'ERR_REPO_INVALID',
+          `cannot collect garbage in ${storage.describe()}: ${storage.describe(object.key)} is not a readable manifest of this repository; restore access to it or remove its snapshot directory`,
+          { path: storage.describe(object.key) },
+        );
+      }
+      if (!COLLECTABLE_KEY.test(object.key)) continue;
+      const id = /^snapshots\/([^/]+)\//.exec(object.key)?.[1];
+      if (id !== undefined) unfinished.add(id);
+      keys.push(object.key);
+      bytes += object.size;
+    }
+  }
+  return { keys, bytes, unfinished: [...unfinished].sort() };
+}
+
+function planTime(date: Date): string {
+  return date
+    .toISOString()
+    .replace(/\.\d{3}Z$/, 'Z')
+    .replaceAll(':', '-');
+}
+
+/** Writes a deletion plan (put-if-absent under a fresh name) and returns its key. */
+export async function writePlan(storage: S3Storage, keys: readonly string[], now: Date): Promise<string> {
+  const key = `${PLAN_DIR}${planTime(now)}-${randomBytes(8).toString('hex')}.json`;
+  const body = { statesnap_gc_plan: PLAN_VERSION, created_at: now.toISOString(), keys };
+  await storage.putObject(key, Buffer.from(`${JSON.stringify(body)}\n`), { ifAbsent: true });
+  return key;
+}
+
+/** The keys of a plan, or a one-line ERR_REPO_INVALID naming it: a damaged plan deletes nothing. */
+async function readPlan(storage: S3Storage, planKey: string, signal: AbortSignal): Promise<string[]> {
+  const bytes = await storage.getObject(planKey, { signal });
+  let data: unknown;
+  try {
+    data = JSON.parse(bytes.toString('utf8'));
+  } catch (error) {
+    throw invalidPlan(storage, planKey, `is not JSON: ${describeCause(error)}`, error);
+  }
+  const parsed = PlanSchema.safeParse(data);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw invalidPlan(storage, planKey, `is not a deletion plan: ${issue?.path.join('.')} ${issue?.message}`);
+  }
+  return parsed.data.keys;
+}
+
+function invalidPlan(storage: S3Storage, planKey: string, why: string, cause?: unknown): StatesnapError {
+  return new StatesnapError(
+    'ERR_REPO_INVALID',
+    `deletion plan ${storage.describe(planKey)} ${why}; remove it to let prune go on`,
+    { path: storage.describe(planKey), cause },
+  );
+}
+
+/**
+ * Deletes a plan's keys in batches, then the plan itself. Deleting a key twice is harmless, so a sweep cut
+ * off anywhere is finished by running it again from the start.
+ */
+export async function sweep(
+  storage: S3Storage,
+  planKey: string,
+  keys: readonly string[],
+  signal: AbortSignal,
+): Promise<void> {
+  pauseAt?.('sweeping', 0);
+  for (let start = 0; start < keys.length; start += SWEEP_BATCH_KEYS) {
+    throwIfAborted(signal, storage.describe());
+    const end = Math.min(keys.length, start + SWEEP_BATCH_KEYS);
+    await storage.deleteObjects(keys.slice(start, end), { signal });
+    pauseAt?.('sweeping', end);
+  }
+  await storage.deleteObjects([planKey], { signal });
+}
+
+/** Finishes every plan an interrupted prune left in `gc/`; returns their keys. */
+export async function finishLeftoverPlans(storage: S3Storage, signal: AbortSignal): Promise<string[]> {
+  const plans: string[] = [];
+  for await (const object of storage.listObjects(PLAN_DIR, { signal })) plans.push(object.key);
+  for (const plan of plans) await sweep(storage, plan, await readPlan(storage, plan, signal), signal);
+  return plans;
+}
+
+export interface S3PruneOptions {
+  /** The repository's location and how to reach it. */
+  location: S3Location;
+  s3?: S3Options;
+  /** Which snapshots to keep (restic's `forget` rules); a policy without any active rule is refused. */
+  policy: RetentionPolicy;
+  /** Only decide: report what would be kept, removed and deleted; change nothing. @default false */
+  dryRun?: boolean;
+  /** The clock keep-within judges "in the future" by, and plans are named by. @default the system clock */
+  now?: Date;
+  /** How long to wait for another snapshot or prune to release the writer lock, in ms. @default 0 */
+  waitForLockMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface S3PruneResult {
+  command: 'prune';
+  repository: string;
+  dryRun: boolean;
+  /** Every complete snapshot, newest first, with the decision. */
+  snapshots: PruneDecision[];
+  kept: string[];
+  /** Forgotten (in a dry run: would be). */
+  removed: string[];
+  /** Snapshot directories without a manifest whose objects were (would be) deleted. */
+  unfinished: string[];
+  /** Objects deleted (in a dry run: would be) and their bytes, forgotten manifests included. */
+  deletedObjects: number;
+  bytesFreed: number;
+  /** Plans interrupted prunes had left, finished first; empty in a dry run. */
+  finishedPlans: string[];
+  durationMs: number;
+  exitCode: 0;
+}

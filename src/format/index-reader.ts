@@ -41,35 +41,42 @@ const location = { path: relativePath.optional(), path_b64: z.string().optional(
  * compares to tell an unchanged file), `linked` (the file is a hard link into the previous snapshot), and
  * paths that are not UTF-8.
  */
+/** The fields of a format 2 file line, less how its content got there (`linked` here, `object` in S3). */
+export const FILE_LINE_V2 = {
+  ...location,
+  type: z.literal('file'),
+  size,
+  mode,
+  mtime_ns: timestampNs,
+  ctime_ns: timestampNs,
+  ino: inode,
+  uid: ownerId,
+  gid: ownerId,
+  sha256,
+};
+
+/** Format 2's directory and skipped lines, which every index carrying format 2 shares. */
+export const DIR_LINE_V2 = z.strictObject({
+  ...location,
+  type: z.literal('dir'),
+  mode,
+  mtime_ns: timestampNs,
+  uid: ownerId,
+  gid: ownerId,
+});
+export const SKIPPED_LINE_V2 = z.strictObject({ ...location, type: skippedType, skipped: z.literal(true) });
+
 const IndexLineSchemaV2 = z.discriminatedUnion('type', [
-  z.strictObject({
-    ...location,
-    type: z.literal('file'),
-    size,
-    mode,
-    mtime_ns: timestampNs,
-    ctime_ns: timestampNs,
-    ino: inode,
-    uid: ownerId,
-    gid: ownerId,
-    sha256,
-    linked: z.literal(true).optional(),
-  }),
-  z.strictObject({
-    ...location,
-    type: z.literal('dir'),
-    mode,
-    mtime_ns: timestampNs,
-    uid: ownerId,
-    gid: ownerId,
-  }),
-  z.strictObject({ ...location, type: skippedType, skipped: z.literal(true) }),
+  z.strictObject({ ...FILE_LINE_V2, linked: z.literal(true).optional() }),
+  DIR_LINE_V2,
+  SKIPPED_LINE_V2,
 ]);
 
 const LINE_SCHEMAS = { 1: IndexLineSchemaV1, 2: IndexLineSchemaV2 } as const;
 
 type IndexLineV2 = z.infer<typeof IndexLineSchemaV2>;
-type Located<Line> = Line extends unknown ? Omit<Line, 'path' | 'path_b64'> & { path: string } : never;
+/** A line with its one spelling of the path. */
+export type Located<Line> = Line extends unknown ? Omit<Line, 'path' | 'path_b64'> & { path: string } : never;
 
 /** An entry as the writer records it: complete, in the current format. */
 export type RecordedEntry = Located<IndexLineV2>;
@@ -206,12 +213,12 @@ function locate(line: { path?: string; path_b64?: string }): string | { problem:
 }
 
 /**
- * The lines of `stream`, as byte buffers without their '\n', every byte read also fed to `hash`; a line longer
+ * The lines of `stream`, as byte buffers without their '\n', every byte read also fed to `hash` (if any); a line longer
  * than `limit` is refused as soon as that many bytes of it are read.
  */
-async function* splitLines(
+export async function* splitLines(
   stream: AsyncIterable<Buffer>,
-  hash: Hash,
+  hash: Hash | null,
   limit: number,
   tooLong: (lineNumber: number) => Error,
 ): AsyncGenerator<Buffer> {
@@ -219,7 +226,7 @@ async function* splitLines(
   let pendingLength = 0;
   let lineNumber = 0;
   for await (const chunk of stream) {
-    hash.update(chunk);
+    hash?.update(chunk);
     let start = 0;
     for (let newline = chunk.indexOf(10); newline !== -1; newline = chunk.indexOf(10, start)) {
       const piece = chunk.subarray(start, newline);
@@ -237,6 +244,78 @@ async function* splitLines(
     }
   }
   if (pendingLength > 0) yield Buffer.concat(pending);
+}
+
+/** How a validated line's problems become errors: the index's own one-line ERR_INDEX_INVALID. */
+export type IndexRefusal = (message: string, cause?: unknown) => StatesnapError;
+
+/** What `validateLines` needs besides the lines: how many there must be, their schema and order. */
+export interface LineRules<Line> {
+  /** Parses one JSON value into a line (zod's `safeParse` of a line schema). */
+  schema: { safeParse(data: unknown): { success: true; data: Line } | { success: false; error: z.ZodError } };
+  entries: number;
+  canonical: boolean;
+  refuseCaseCollisions: boolean;
+}
+
+/**
+ * The per-line checks every index gets, whatever carries it (a file, an object): valid UTF-8 JSON that the
+ * schema accepts, one spelling of a safe path that names none of the backup's own files, each parent listed
+ * before its contents, no duplicate (or, with `refuseCaseCollisions`, case-colliding) path, and no more lines
+ * than the manifest says. The caller checks the total count and the digest after the last line.
+ */
+export async function* validateLines<
+  Line extends { path?: string; path_b64?: string; type: IndexEntry['type'] },
+>(
+  lines: AsyncIterable<Buffer>,
+  rules: LineRules<Line>,
+  invalid: IndexRefusal,
+): AsyncGenerator<Located<Line>> {
+  const paths = new PathChecker(rules.canonical);
+  const seenFolded = rules.refuseCaseCollisions ? new Map<string, string>() : null;
+  let lineNumber = 0;
+  for await (const bytes of lines) {
+    lineNumber++;
+    // Stop at the first line too many: the manifest bounds how much of a hostile index is ever read.
+    if (lineNumber > rules.entries) {
+      throw invalid(`has more than the ${rules.entries} entries the manifest says`);
+    }
+    if (!isUtf8(bytes)) throw invalid(`line ${lineNumber} is not valid UTF-8`);
+    let data: unknown;
+    try {
+      data = JSON.parse(bytes.toString('utf8'));
+    } catch (error) {
+      throw invalid(`line ${lineNumber} is not valid JSON: ${describeCause(error)}`, error);
+    }
+    const parsed = rules.schema.safeParse(data);
+    if (!parsed.success) throw invalid(`line ${lineNumber} is invalid: ${formatZodIssues(parsed.error)}`);
+    const located = locate(parsed.data);
+    if (typeof located !== 'string') throw invalid(`line ${lineNumber} is invalid: ${located.problem}`);
+    // zod's output is a fresh object: it becomes the entry, with the one spelling of its path.
+    const line = parsed.data;
+    delete line.path_b64;
+    line.path = located;
+    const slash = located.indexOf('/');
+    if (RESERVED_ROOT_NAMES.has(slash === -1 ? located : located.slice(0, slash))) {
+      throw invalid(`line ${lineNumber}: path ${JSON.stringify(located)} names the backup's own files`);
+    }
+    const problem = paths.problem(located, line.type);
+    if (problem !== null) throw invalid(`line ${lineNumber}: ${problem}`);
+    if (seenFolded) {
+      const folded = located.toLowerCase();
+      const other = seenFolded.get(folded);
+      if (other !== undefined) {
+        throw invalid(
+          `line ${lineNumber}: path ${JSON.stringify(located)} differs from ${JSON.stringify(other)} only by case`,
+        );
+      }
+      seenFolded.set(folded, located);
+    }
+    yield line as unknown as Located<Line>;
+  }
+  if (lineNumber !== rules.entries) {
+    throw invalid(`has ${lineNumber} entries; the manifest says ${rules.entries}`);
+  }
 }
 
 /**
@@ -260,64 +339,24 @@ export async function* readIndex(
     unreadable: (m, cause) => invalid(`cannot be read: ${m}`, cause),
     refused: invalid,
   });
-  const schema = LINE_SCHEMAS[expected.format];
   const hash = createHash('sha256');
-  const paths = new PathChecker(expected.order === 'canonical');
-  const seenFolded = options.refuseCaseCollisions ? new Map<string, string>() : null;
   const stream = createReadStream('', { fd, highWaterMark: READ_CHUNK_BYTES });
   const lines = splitLines(stream, hash, INDEX_LINE_LIMIT, (n) =>
     invalid(`line ${n} is longer than ${formatLimit(INDEX_LINE_LIMIT)}`),
   );
-  let lineNumber = 0;
+  const rules = {
+    schema: LINE_SCHEMAS[expected.format] as LineRules<IndexLineV2>['schema'],
+    entries: expected.entries,
+    canonical: expected.order === 'canonical',
+    refuseCaseCollisions: options.refuseCaseCollisions,
+  };
   try {
-    for await (const bytes of lines) {
-      lineNumber++;
-      // Stop at the first line too many: the manifest bounds how much of a hostile index is ever read.
-      if (lineNumber > expected.entries) {
-        throw invalid(`has more than the ${expected.entries} entries the manifest says`);
-      }
-      if (!isUtf8(bytes)) throw invalid(`line ${lineNumber} is not valid UTF-8`);
-      let data: unknown;
-      try {
-        data = JSON.parse(bytes.toString('utf8'));
-      } catch (error) {
-        throw invalid(`line ${lineNumber} is not valid JSON: ${describeCause(error)}`, error);
-      }
-      const parsed = schema.safeParse(data);
-      if (!parsed.success) throw invalid(`line ${lineNumber} is invalid: ${formatZodIssues(parsed.error)}`);
-      const located = locate(parsed.data);
-      if (typeof located !== 'string') throw invalid(`line ${lineNumber} is invalid: ${located.problem}`);
-      // zod's output is a fresh object: it becomes the entry, with the one spelling of its path.
-      const line = parsed.data as IndexLineV2;
-      delete line.path_b64;
-      line.path = located;
-      const entry = line as IndexEntry;
-      const slash = entry.path.indexOf('/');
-      if (RESERVED_ROOT_NAMES.has(slash === -1 ? entry.path : entry.path.slice(0, slash))) {
-        throw invalid(`line ${lineNumber}: path ${JSON.stringify(entry.path)} names the backup's own files`);
-      }
-      const problem = paths.problem(entry.path, entry.type);
-      if (problem !== null) throw invalid(`line ${lineNumber}: ${problem}`);
-      if (seenFolded) {
-        const folded = entry.path.toLowerCase();
-        const other = seenFolded.get(folded);
-        if (other !== undefined) {
-          throw invalid(
-            `line ${lineNumber}: path ${JSON.stringify(entry.path)} differs from ${JSON.stringify(other)} only by case`,
-          );
-        }
-        seenFolded.set(folded, entry.path);
-      }
-      yield entry;
-    }
+    for await (const entry of validateLines(lines, rules, invalid)) yield entry as IndexEntry;
   } catch (error) {
     if (error instanceof StatesnapError) throw error;
     throw outOfResourcesAt(path, error) ?? invalid(`cannot be read: ${describeCause(error)}`, error);
   } finally {
     stream.destroy();
-  }
-  if (lineNumber !== expected.entries) {
-    throw invalid(`has ${lineNumber} entries; the manifest says ${expected.entries}`);
   }
   const digest = hash.digest('hex');
   if (digest !== expected.sha256) {

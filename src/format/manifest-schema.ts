@@ -50,64 +50,70 @@ const WarningSchema = z.object({ path: z.string(), problem: z.string(), message:
 /** The attributes of the backup's root directory (the store's own), which no index line describes. */
 const RootRecordSchema = z.strictObject({ mode, mtime_ns: timestampNs, uid: ownerId, gid: ownerId });
 
-const StatesnapExtrasSchema = z
-  .looseObject({
-    /** Absent in format 1. */
-    format: z.union([z.literal(1), z.literal(2)]).optional(),
-    tool: z.literal('statesnap'),
-    tool_version: z.string(),
-    hash_algorithm: z.literal('sha256'),
-    index: z.object({ path: z.literal(INDEX_FILE), entries: count, sha256 }),
-    totals: z.object({ files: count, dirs: count, bytes: count }),
-    skipped: SkippedCountsSchema,
-    warnings: z.object({
-      count,
-      by_problem: z.record(z.string(), count),
-      /** The first warnings only (see `count`); a 1M-file run must not produce a giant manifest. */
-      list: z.array(WarningSchema),
-    }),
-    categories: z.array(z.string()),
-    /** Format 2: the source root directory's attributes. */
-    root: RootRecordSchema.optional(),
-    /** Format 2: when the backup started reading the source (wall clock, ns): what a snapshot's racy check needs. */
-    started_at_ns: timestampNs.optional(),
-    /**
-     * The index lists its entries in canonical order (directory blocks in preorder, names by bytes), which
-     * lets a later `--link-dest` backup join it with its walk; absent in older backups.
-     */
-    index_order: z.literal('canonical').optional(),
-    /** The backup unchanged files were hard-linked from (`--link-dest`), or null. */
-    link_source: z.object({ path: z.string(), manifest_created_at: z.string() }).nullable().optional(),
-    /** How the files got into this backup: linked, copied, and the decisions on the way. */
-    counts: z
-      .object({
-        linked: count,
-        copied: count,
-        hashed: count,
-        hash_matched: count,
-        link_fallbacks: z.record(z.string(), count),
-        check_mismatches: count,
-        removed_since_link_source: count,
-      })
-      .optional(),
-    /** Bytes of the copied files: what this backup added to the disk besides directories and the index. */
-    bytes_new: count.optional(),
-    /** A snapshot in a repository: its id, which is also its directory's name there. */
-    snapshot: z.object({ id: z.string().min(1) }).optional(),
-  })
-  .superRefine((extras, ctx) => {
-    if (extras.format !== 2) return;
-    for (const key of ['root', 'started_at_ns'] as const) {
-      if (extras[key] === undefined)
-        ctx.addIssue({ code: 'custom', path: [key], message: 'is required in format 2' });
-    }
-  });
+/** The statesnap block's members (an object store's snapshot replaces `index` and `link_source`). */
+export const STATESNAP_EXTRAS = {
+  /** Absent in format 1. */
+  format: z.union([z.literal(1), z.literal(2)]).optional(),
+  tool: z.literal('statesnap'),
+  tool_version: z.string(),
+  hash_algorithm: z.literal('sha256'),
+  index: z.object({ path: z.literal(INDEX_FILE), entries: count, sha256 }),
+  totals: z.object({ files: count, dirs: count, bytes: count }),
+  skipped: SkippedCountsSchema,
+  warnings: z.object({
+    count,
+    by_problem: z.record(z.string(), count),
+    /** The first warnings only (see `count`); a 1M-file run must not produce a giant manifest. */
+    list: z.array(WarningSchema),
+  }),
+  categories: z.array(z.string()),
+  /** Format 2: the source root directory's attributes. */
+  root: RootRecordSchema.optional(),
+  /** Format 2: when the backup started reading the source (wall clock, ns): what a snapshot's racy check needs. */
+  started_at_ns: timestampNs.optional(),
+  /**
+   * The index lists its entries in canonical order (directory blocks in preorder, names by bytes), which
+   * lets a later `--link-dest` backup join it with its walk; absent in older backups.
+   */
+  index_order: z.literal('canonical').optional(),
+  /** The backup unchanged files were hard-linked from (`--link-dest`), or null. */
+  link_source: z.object({ path: z.string(), manifest_created_at: z.string() }).nullable().optional(),
+  /** How the files got into this backup: linked, copied, and the decisions on the way. */
+  counts: z
+    .object({
+      linked: count,
+      copied: count,
+      hashed: count,
+      hash_matched: count,
+      link_fallbacks: z.record(z.string(), count),
+      check_mismatches: count,
+      removed_since_link_source: count,
+    })
+    .optional(),
+  /** Bytes of the copied files: what this backup added to the disk besides directories and the index. */
+  bytes_new: count.optional(),
+  /** A snapshot in a repository: its id, which is also its directory's name there. */
+  snapshot: z.object({ id: z.string().min(1) }).optional(),
+};
 
-export const ManifestSchema = z.looseObject({
+const StatesnapExtrasSchema = z.looseObject(STATESNAP_EXTRAS).superRefine((extras, ctx) => {
+  if (extras.format !== 2) return;
+  for (const key of ['root', 'started_at_ns'] as const) {
+    if (extras[key] === undefined)
+      ctx.addIssue({ code: 'custom', path: [key], message: 'is required in format 2' });
+  }
+});
+
+/** Oxios' own members of a manifest. */
+export const OXIOS_MANIFEST = {
   version: z.literal(SUPPORTED_MANIFEST_VERSION),
   created_at: z.string(),
   oxios_version: z.string(),
   sections: z.array(SectionSchema),
+};
+
+export const ManifestSchema = z.looseObject({
+  ...OXIOS_MANIFEST,
   statesnap: StatesnapExtrasSchema.optional(),
 });
 
@@ -155,6 +161,22 @@ function refuseNewerFormat(path: string, data: unknown): void {
 export function readManifest(backupDir: string): Manifest {
   const path = join(backupDir, MANIFEST_FILE);
   const bytes = readMetadataFile(path, MANIFEST_SIZE_LIMIT, manifestErrors(path));
+  return parseManifest(bytes, path, backupDir, ManifestSchema);
+}
+
+/**
+ * A manifest's bytes as `schema` reads them, or a one-line error naming `path`: not JSON
+ * (ERR_MANIFEST_INVALID), another version (ERR_MANIFEST_VERSION), a newer statesnap format (ERR_FORMAT_NEWER,
+ * naming `backup`), or refused by the schema (ERR_MANIFEST_INVALID).
+ */
+export function parseManifest<Parsed>(
+  bytes: Buffer,
+  path: string,
+  backup: string,
+  schema: {
+    safeParse(data: unknown): { success: true; data: Parsed } | { success: false; error: z.ZodError };
+  },
+): Parsed {
   let data: unknown;
   try {
     data = JSON.parse(bytes.toString('utf8'));
@@ -173,8 +195,8 @@ export function readManifest(backupDir: string): Manifest {
       { path },
     );
   }
-  if (typeof data === 'object' && data !== null) refuseNewerFormat(backupDir, data);
-  const parsed = ManifestSchema.safeParse(data);
+  if (typeof data === 'object' && data !== null) refuseNewerFormat(backup, data);
+  const parsed = schema.safeParse(data);
   if (!parsed.success) {
     throw new StatesnapError(
       'ERR_MANIFEST_INVALID',

@@ -85,7 +85,7 @@ describe('findGarbage', () => {
       const garbage = await findGarbage(storage, [old, current], none, signal);
       expect(garbage.keys).toEqual([orphan, ...unfinished, strayInComplete].sort());
       expect(garbage.bytes).toBe(garbage.keys.reduce((sum, key) => sum + Buffer.byteLength(key), 0));
-      expect(garbage.unfinished).toEqual(['2026-11-30T02-00-00Z', '2026-11-30T03-00-00Z']);
+      expect(garbage.snapshotDirs).toEqual(['2026-11-30T02-00-00Z', '2026-11-30T03-00-00Z']);
 
       // Without `old`, its manifest is one no remaining snapshot accounts for: refused, not collected.
       const refused = await rejectionOf(findGarbage(storage, [current], none, signal));

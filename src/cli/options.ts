@@ -6,6 +6,7 @@ import { resolve } from 'node:path';
 import { type CommandClass, Option } from 'clipanion';
 import * as t from 'typanion';
 import { StatesnapError } from '../core/errors.js';
+import { isS3Location } from '../s3/location.js';
 
 /** What help shows for one option, and what a usage error needs to explain a mistake with it. */
 export interface OptionDoc {
@@ -273,6 +274,27 @@ export function pathArgument(name: string) {
     Option.String({ name, validator: converter((text) => toPath(`<${name}>`, text)) }),
     ARGUMENT_DOC,
     { name, required: true },
+  );
+}
+
+/** A repository argument: an `s3://bucket/prefix` location as given (parsed by the command), else a path. */
+export function repositoryArgument(name: string) {
+  return documented(
+    Option.String({
+      name,
+      validator: converter((text) => (isS3Location(text) ? text : toPath(`<${name}>`, text))),
+    }),
+    ARGUMENT_DOC,
+    { name, required: true },
+  );
+}
+
+/** Where object storage is, for the commands that take an `s3://` location. */
+export function endpointOption() {
+  return textOption(
+    '--endpoint',
+    'url',
+    'S3 endpoint for s3:// locations (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS S3)',
   );
 }
 

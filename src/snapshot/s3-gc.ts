@@ -10,14 +10,17 @@
 // Names are never reused, so a plan stays right however late it is swept, by this run or the next prune.
 
 import { randomBytes } from 'node:crypto';
-import { describeCause, StatesnapError, throwIfAborted } from '../core/errors.js';
+import { assert, describeCause, StatesnapError, throwIfAborted } from '../core/errors.js';
+import { booleanOption, clockOption, integerOption, requirePath, signalOption } from '../core/options.js';
 import { pauseAt } from '../core/test-hooks.js';
 import { z } from '../core/zod.js';
+import { DATA_PREFIX, manifestKey, type S3Manifest, SNAPSHOTS_PREFIX } from '../format/s3-index.js';
 import type { S3Storage } from '../s3/client.js';
-import type { S3Location } from '../s3/location.js';
 import type { S3Options } from '../s3/settings.js';
-import type { PruneDecision } from './prune.js';
-import type { RetentionPolicy } from './retention.js';
+import { decideRetention, type PruneDecision } from './prune.js';
+import { policyProblem, type RetentionPolicy } from './retention.js';
+import { withS3Lock } from './s3-lock.js';
+import { checkS3Repository, openS3Storage, readS3Repository } from './s3-repository.js';
 
 /** Where deletion plans live, and how many keys one delete request (and one sweep step) takes. */
 const PLAN_DIR = 'gc/';
@@ -26,6 +29,7 @@ const PLAN_VERSION = 1;
 /** A plan may name only what prune collects: data objects and objects of snapshot directories. */
 const COLLECTABLE_KEY = /^(?:data\/[^/]+|snapshots\/[^/]+\/[^/]+)$/;
 const MANIFEST_NAME = 'manifest.json';
+const COLLECTED_PREFIXES = [DATA_PREFIX, SNAPSHOTS_PREFIX];
 
 /** What mark needs of a complete snapshot: its id and time (for the policy) and the keys it keeps alive. */
 export interface GcSnapshot {
@@ -48,8 +52,10 @@ const PlanSchema = z.strictObject({
   ),
 });
 
-export function manifestKey(id: string): string {
-  return `snapshots/${id}/${MANIFEST_NAME}`;
+/** What mark reads of a complete snapshot's manifest. */
+export function gcSnapshotOf(id: string, timeMs: number, manifest: S3Manifest): GcSnapshot {
+  const { s3 } = manifest.statesnap;
+  return { id, timeMs, indexKey: s3.index.key, objects: s3.objects.map((record) => record.key) };
 }
 
 /** Every key a set of complete snapshots keeps alive: their manifests, indexes and data objects. */
@@ -67,8 +73,8 @@ export interface Garbage {
   /** In key order. */
   keys: string[];
   bytes: number;
-  /** Snapshot directories without a manifest (unfinished or abandoned runs, forgotten snapshots). */
-  unfinished: string[];
+  /** The ids of the snapshot directories that hold garbage (unfinished runs, forgotten snapshots, strays). */
+  snapshotDirs: string[];
 }
 
 /**
@@ -85,9 +91,9 @@ export async function findGarbage(
 ): Promise<Garbage> {
   const live = liveKeys(kept);
   const keys: string[] = [];
-  const unfinished = new Set<string>();
+  const snapshotDirs = new Set<string>();
   let bytes = 0;
-  for (const under of ['data/', 'snapshots/']) {
+  for (const under of COLLECTED_PREFIXES) {
     for await (const object of storage.listObjects(under, { signal })) {
       if (live.has(object.key)) continue;
       if (object.key.endsWith(`/${MANIFEST_NAME}`) && !forgetting.has(object.key)) {
@@ -99,12 +105,12 @@ export async function findGarbage(
       }
       if (!COLLECTABLE_KEY.test(object.key)) continue;
       const id = /^snapshots\/([^/]+)\//.exec(object.key)?.[1];
-      if (id !== undefined) unfinished.add(id);
+      if (id !== undefined) snapshotDirs.add(id);
       keys.push(object.key);
       bytes += object.size;
     }
   }
-  return { keys, bytes, unfinished: [...unfinished].sort() };
+  return { keys, bytes, snapshotDirs: [...snapshotDirs].sort() };
 }
 
 function planTime(date: Date): string {
@@ -176,8 +182,9 @@ export async function finishLeftoverPlans(storage: S3Storage, signal: AbortSigna
 }
 
 export interface S3PruneOptions {
-  /** The repository's location and how to reach it. */
-  location: S3Location;
+  /** The repository: `s3://bucket/prefix`. */
+  location: string;
+  /** Endpoint, region, profile of the object storage. */
   s3?: S3Options;
   /** Which snapshots to keep (restic's `forget` rules); a policy without any active rule is refused. */
   policy: RetentionPolicy;
@@ -201,11 +208,100 @@ export interface S3PruneResult {
   removed: string[];
   /** Snapshot directories without a manifest whose objects were (would be) deleted. */
   unfinished: string[];
-  /** Objects deleted (in a dry run: would be) and their bytes, forgotten manifests included. */
+  /** Objects deleted (in a dry run: would be) and their bytes, forgotten manifests and indexes included. */
   deletedObjects: number;
   bytesFreed: number;
   /** Plans interrupted prunes had left, finished first; empty in a dry run. */
   finishedPlans: string[];
   durationMs: number;
   exitCode: 0;
+}
+
+/**
+ * Removes the snapshots of an S3 repository that `options.policy` does not keep, and deletes every object no
+ * remaining snapshot references. Forget, mark and plan run under the writer lock; the sweep after it.
+ */
+export async function pruneS3(options: S3PruneOptions): Promise<S3PruneResult> {
+  const started = performance.now();
+  const location = requirePath('location', options.location);
+  const policy = options.policy;
+  const problem = policyProblem(policy ?? {});
+  if (problem !== null) throw new StatesnapError('ERR_INVALID_OPTION', problem.message);
+  const dryRun = booleanOption('dryRun', options.dryRun, false);
+  const waitMs = integerOption('waitForLockMs', options.waitForLockMs, 0, 0, 2 ** 31 - 1);
+  const clock = clockOption('now', options.now);
+  const signal = signalOption(options.signal);
+  const storage = await openS3Storage(location, options.s3);
+  const result = (collected: Collected, finishedPlans: string[]): S3PruneResult => {
+    const { decisions, garbage } = collected;
+    return {
+      command: 'prune',
+      repository: storage.describe(),
+      dryRun,
+      snapshots: decisions,
+      kept: decisions.filter((decision) => decision.keep).map((decision) => decision.id),
+      removed: decisions.filter((decision) => !decision.keep).map((decision) => decision.id),
+      unfinished: garbage.snapshotDirs.filter((id) => !decisions.some((decision) => decision.id === id)),
+      deletedObjects: garbage.keys.length,
+      bytesFreed: garbage.bytes,
+      finishedPlans,
+      durationMs: Math.round(performance.now() - started),
+      exitCode: 0,
+    };
+  };
+  try {
+    await checkS3Repository(storage, { create: false });
+    if (dryRun) return result(await collect(storage, policy, clock(), signal), []);
+    const planned = await withS3Lock(storage, 'prune', { waitMs, signal }, async () => {
+      const finishedPlans = await finishLeftoverPlans(storage, signal);
+      for (const under of COLLECTED_PREFIXES) await storage.abortUnfinishedUploads(under, { signal });
+      const collected = await collect(storage, policy, clock(), signal);
+      const { forgotten, garbage } = collected;
+      // The manifests first: deleting one is the moment its snapshot stops existing. Its index, and the data
+      // only it used, are garbage from then on, whoever deletes them.
+      const manifests = forgotten.map((snapshot) => manifestKey(snapshot.id));
+      await storage.deleteObjects(manifests, { signal });
+      const indexes = forgotten.map((snapshot) => snapshot.indexKey);
+      await storage.deleteObjects(indexes, { signal });
+      const forgottenKeys = new Set([...manifests, ...indexes]);
+      const rest = garbage.keys.filter((key) => !forgottenKeys.has(key));
+      const plan = rest.length === 0 ? null : await writePlan(storage, rest, new Date(clock()));
+      pauseAt?.('gc-planned');
+      return { collected, plan, rest, finishedPlans };
+    });
+    if (planned.plan !== null) await sweep(storage, planned.plan, planned.rest, signal);
+    return result(planned.collected, planned.finishedPlans);
+  } finally {
+    storage.close();
+  }
+}
+
+interface Collected {
+  decisions: PruneDecision[];
+  forgotten: GcSnapshot[];
+  /** What forget and the sweep delete: the forgotten manifests and indexes included. */
+  garbage: Garbage;
+}
+
+/**
+ * Lists the complete snapshots, applies the policy (the newest is always kept) and finds the garbage as it
+ * will be once the others are forgotten. Nothing is deleted yet, so a manifest that stops the collection
+ * stops it before any snapshot is forgotten.
+ */
+async function collect(
+  storage: S3Storage,
+  policy: RetentionPolicy,
+  nowMs: number,
+  signal: AbortSignal,
+): Promise<Collected> {
+  const snapshots = (await readS3Repository(storage)).snapshots.map((snapshot) =>
+    gcSnapshotOf(snapshot.id, snapshot.timeMs, snapshot.manifest),
+  );
+  const decisions = decideRetention(snapshots, policy, nowMs);
+  const keep = new Set(decisions.filter((decision) => decision.keep).map((decision) => decision.id));
+  assert(decisions.length === 0 || decisions[0]!.keep, 'a retention policy would remove the newest snapshot');
+  const kept = snapshots.filter((snapshot) => keep.has(snapshot.id));
+  const forgotten = snapshots.filter((snapshot) => !keep.has(snapshot.id));
+  const forgetting = new Set(forgotten.map((snapshot) => manifestKey(snapshot.id)));
+  return { decisions, forgotten, garbage: await findGarbage(storage, kept, forgetting, signal) };
 }

@@ -4,18 +4,35 @@ import { Command } from 'clipanion';
 import {
   type KeepCount,
   type KeepReason,
+  type PruneDecision,
   type PruneResult,
   parseRetentionDuration,
   prune,
   type RetentionPolicy,
 } from '../../index.js';
+import { isS3Location } from '../../s3/location.js';
+import type { S3PruneResult } from '../../snapshot/s3-gc.js';
 import { BaseCommand } from '../base-command.js';
-import { flag, invalidValue, lockWaitOption, pathArgument, textOption } from '../options.js';
+import {
+  endpointOption,
+  flag,
+  invalidValue,
+  lockWaitOption,
+  repositoryArgument,
+  textOption,
+} from '../options.js';
 import { formatBytes } from '../progress-line.js';
 import { countOf } from '../text.js';
 
 function describeReason(reason: KeepReason): string {
   return `${reason.oldest ? 'oldest ' : ''}${reason.rule} ${reason.bucket}`;
+}
+
+function decisionLines(decisions: readonly PruneDecision[]): string[] {
+  return decisions.map((decision) => {
+    const why = decision.reasons.map(describeReason).join(', ');
+    return `  ${decision.keep ? 'keep  ' : 'remove'}  ${decision.id}${why ? `  ${why}` : ''}`;
+  });
 }
 
 export function describePrune(result: PruneResult): string {
@@ -25,12 +42,25 @@ export function describePrune(result: PruneResult): string {
     `${result.dryRun ? 'dry run: ' : ''}repository ${result.repository}: kept ${countOf(result.kept.length, 'snapshot')}, ` +
       `${verb} ${result.removed.length}${freed}`,
   ];
-  for (const decision of result.snapshots) {
-    const why = decision.reasons.map(describeReason).join(', ');
-    lines.push(`  ${decision.keep ? 'keep  ' : 'remove'}  ${decision.id}${why ? `  ${why}` : ''}`);
-  }
+  lines.push(...decisionLines(result.snapshots));
   if (result.removedLeftovers.length > 0) {
     lines.push(`removed what killed runs left: ${result.removedLeftovers.join(', ')}`);
+  }
+  return lines.join('\n');
+}
+
+export function describeS3Prune(result: S3PruneResult): string {
+  const verb = result.dryRun ? 'would delete' : 'deleted';
+  const lines = [
+    `${result.dryRun ? 'dry run: ' : ''}repository ${result.repository}: kept ${countOf(result.kept.length, 'snapshot')}, ` +
+      `${result.dryRun ? 'would remove' : 'removed'} ${result.removed.length}; ${verb} ${countOf(result.deletedObjects, 'object')}, ${formatBytes(result.bytesFreed)}`,
+    ...decisionLines(result.snapshots),
+  ];
+  if (result.unfinished.length > 0) {
+    lines.push(`unfinished snapshot directories ${verb}: ${result.unfinished.join(', ')}`);
+  }
+  if (result.finishedPlans.length > 0) {
+    lines.push(`finished what interrupted prunes left: ${result.finishedPlans.join(', ')}`);
   }
   return lines.join('\n');
 }
@@ -91,8 +121,14 @@ export class PruneCommand extends BaseCommand {
       then removed; a killed prune leaves only those, which the next snapshot or prune removes. Prune and
       snapshot take the repository's lock (\`--wait\` to queue behind another run).
 
-      Exit codes: 0 ok, 1 failed (ERR_REPO_BUSY, ERR_REPO_INVALID), 2 usage error (no rule, bad count or
-      duration).
+      An \`s3://bucket/prefix\` repository gets the same rules, then garbage collection: under the writer lock
+      the forgotten snapshots' manifests are deleted (then their indexes), and every object no remaining
+      snapshot references is written to a deletion plan in \`gc/\`; after the lock is released the plan is
+      swept. A snapshot may commit during the sweep and loses nothing; an interrupted sweep is finished by the
+      next prune. \`--endpoint\` (or AWS_ENDPOINT_URL) names the server.
+
+      Exit codes: 0 ok, 1 failed (ERR_REPO_BUSY, ERR_REPO_INVALID, ERR_S3_*), 2 usage error (no rule, bad
+      count or duration, bad location).
     `,
     examples: [
       [
@@ -104,13 +140,17 @@ export class PruneCommand extends BaseCommand {
         '$0 prune --dry-run --keep-daily 7 ./demo/snapshots',
       ],
       [
+        'Keep the last 7 daily snapshots in object storage and delete what only the others used',
+        '$0 prune --keep-daily 7 --endpoint http://127.0.0.1:7480 s3://backups/oxios',
+      ],
+      [
         'Keep everything from the last 2 days and one snapshot a week for 8 weeks',
         '$0 prune --keep-within 2d --keep-weekly 8 ./demo/snapshots',
       ],
     ],
   });
 
-  repository = pathArgument('repo');
+  repository = repositoryArgument('repo');
   keepLast = KEEP_LAST.option;
   keepHourly = KEEP_HOURLY.option;
   keepDaily = KEEP_DAILY.option;
@@ -124,6 +164,7 @@ export class PruneCommand extends BaseCommand {
   );
   dryRun = flag('--dry-run,-n', 'Print what would be kept (and by which rule) and removed; change nothing');
   wait = lockWaitOption();
+  endpoint = endpointOption();
 
   policy(): RetentionPolicy {
     const policy: RetentionPolicy = {
@@ -148,6 +189,22 @@ export class PruneCommand extends BaseCommand {
   }
 
   protected async run(): Promise<number> {
+    if (isS3Location(this.repository)) {
+      // The S3 code (and the SDK it loads) only for an s3:// repository.
+      const { pruneS3 } = await import('../../snapshot/s3-gc.js');
+      const result = await pruneS3({
+        location: this.repository,
+        s3: { endpoint: this.endpoint },
+        policy: this.policy(),
+        dryRun: this.dryRun,
+        waitForLockMs: this.wait,
+        signal: this.interrupt.signal,
+      });
+      return this.printResult(result, () => describeS3Prune(result));
+    }
+    if (this.endpoint !== undefined) {
+      throw invalidValue('<repo>', 'an s3://bucket/prefix location with --endpoint', this.repository);
+    }
     const result = await prune({
       repository: this.repository,
       policy: this.policy(),

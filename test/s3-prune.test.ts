@@ -1,0 +1,252 @@
+// `statesnap prune s3://…` against the real server, through the built CLI: after a prune every remaining
+// snapshot's objects exist and every file's bytes hash to its index line; packs only forgotten snapshots used
+// are deleted, and so are unfinished snapshot directories; a killed sweep is finished by the next prune; a
+// snapshot committed while a sweep is stopped keeps every object; a manifest that cannot be read stops the
+// collection before anything is deleted.
+
+import { createHash } from 'node:crypto';
+import { appendFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { manifestKey, parseS3Manifest, readS3Index } from '../dist/src/format/s3-index.js';
+import { S3Storage } from '../dist/src/s3/client.js';
+import { parseS3Location } from '../dist/src/s3/location.js';
+import { requireDependency } from './helpers/dependencies.js';
+import { startPausedCli } from './helpers/pause.js';
+import { createBucket, removeBucket, s3Unavailable, uniqueBucketName } from './helpers/s3.js';
+import { type CliRun, cleanup, createTree, dir, file, runCli, tempDir } from './helpers/tree.js';
+
+const unavailable = s3Unavailable();
+const bucket = uniqueBucketName();
+let repositories = 0;
+
+beforeAll(async () => {
+  if (unavailable === null) await createBucket(bucket);
+});
+afterAll(async () => {
+  if (unavailable === null) await removeBucket(bucket);
+});
+afterEach(cleanup);
+
+interface Repo {
+  url: string;
+  storage: S3Storage;
+  store: string;
+}
+
+/** A test on a fresh repository prefix with a small store to snapshot into it. */
+function s3it(name: string, run: (repo: Repo) => Promise<void>, timeout = 60_000): void {
+  it(
+    name,
+    async (ctx: TestContext) => {
+      requireDependency(ctx, unavailable);
+      const url = `s3://${bucket}/prune-${++repositories}`;
+      const store = join(tempDir('statesnap-s3-prune-'), 'store');
+      await createTree(store, {
+        facts: dir(
+          Object.fromEntries(
+            Array.from({ length: 40 }, (_, i) => [`fact-${i}.json`, file(`{"fact": ${i}}\n`)]),
+          ),
+        ),
+        'notes.md': file('# notes\n'),
+      });
+      const storage = await S3Storage.open(parseS3Location(url));
+      try {
+        await run({ url, storage, store });
+      } finally {
+        storage.close();
+      }
+    },
+    timeout,
+  );
+}
+
+function expectOk(run: CliRun): void {
+  expect(run.stderr).toBe('');
+  expect(run.exitCode).toBe(0);
+}
+
+async function snapshot(repo: Repo): Promise<string> {
+  const run = await runCli(['snapshot', '--json', repo.store, repo.url]);
+  expectOk(run);
+  return (JSON.parse(run.stdout) as { id: string }).id;
+}
+
+/** Changes one file and adds one, so the next snapshot uploads a pack of its own. */
+function change(repo: Repo, step: number): void {
+  appendFileSync(join(repo.store, 'notes.md'), `step ${step}\n`);
+  writeFileSync(join(repo.store, 'facts', `new-${step}.json`), `{"new": ${step}}\n`);
+}
+
+async function keys(storage: S3Storage, under: string): Promise<string[]> {
+  const found: string[] = [];
+  for await (const object of storage.listObjects(under)) found.push(object.key);
+  return found;
+}
+
+async function snapshotIds(storage: S3Storage): Promise<string[]> {
+  const manifests = (await keys(storage, 'snapshots/')).filter((key) => key.endsWith('/manifest.json'));
+  return manifests.map((key) => key.split('/')[1]!);
+}
+
+/**
+ * Proves snapshot `id` whole from the server: its manifest and index validate, every object of its table
+ * exists with the recorded size, and every file's bytes, read where its index line says, hash to its line.
+ * Returns the data objects it references.
+ */
+async function expectIntact(storage: S3Storage, id: string): Promise<string[]> {
+  const where = storage.describe(manifestKey(id));
+  const manifest = parseS3Manifest(await storage.getObject(manifestKey(id)), where, id);
+  const { s3 } = manifest.statesnap;
+  for (const record of s3.objects) {
+    expect((await storage.headObject(record.key))?.size, record.key).toBe(record.size);
+  }
+  const index = await storage.getObject(s3.index.key);
+  let files = 0;
+  for await (const entry of readS3Index([index], s3, storage.describe(s3.index.key), {
+    refuseCaseCollisions: false,
+  })) {
+    if (entry.type !== 'file') continue;
+    const bytes = await storage.getRange(entry.object, entry.offset, entry.size);
+    expect(createHash('sha256').update(bytes).digest('hex'), `${id}: ${entry.path}`).toBe(entry.sha256);
+    files++;
+  }
+  expect(files).toBeGreaterThan(0);
+  return s3.objects.map((record) => record.key);
+}
+
+interface PruneJson {
+  kept: string[];
+  removed: string[];
+  unfinished: string[];
+  deletedObjects: number;
+  finishedPlans: string[];
+}
+
+async function prune(repo: Repo, ...args: string[]): Promise<PruneJson> {
+  const run = await runCli(['prune', '--json', ...args, repo.url]);
+  expectOk(run);
+  return JSON.parse(run.stdout) as PruneJson;
+}
+
+describe('prune s3://', () => {
+  s3it(
+    'keeps every object a remaining snapshot needs and deletes the packs only forgotten ones used',
+    async (repo) => {
+      const ids: string[] = [];
+      for (let step = 0; step < 3; step++) {
+        if (step > 0) change(repo, step);
+        ids.push(await snapshot(repo));
+      }
+      const packsBefore = await keys(repo.storage, 'data/');
+
+      const dry = await prune(repo, '--dry-run', '--keep-last', '2');
+      expect(dry.removed).toEqual([ids[0]]);
+      expect(await snapshotIds(repo.storage)).toEqual(ids);
+      expect(await keys(repo.storage, 'data/')).toEqual(packsBefore);
+
+      const done = await prune(repo, '--keep-last', '2');
+      expect(done.kept).toEqual([ids[2], ids[1]]);
+      expect(done.removed).toEqual([ids[0]]);
+      expect(done.deletedObjects).toBe(dry.deletedObjects);
+      expect(await snapshotIds(repo.storage)).toEqual([ids[1], ids[2]]);
+      const live = new Set([
+        ...(await expectIntact(repo.storage, ids[1]!)),
+        ...(await expectIntact(repo.storage, ids[2]!)),
+      ]);
+      const packsAfter = await keys(repo.storage, 'data/');
+      expect(new Set(packsAfter)).toEqual(live);
+      // The first snapshot's pack held the old notes.md, which no remaining snapshot has: it is gone.
+      expect(packsAfter.length).toBeLessThan(packsBefore.length);
+      expect(await keys(repo.storage, `snapshots/${ids[0]}/`)).toEqual([]);
+      expect(await keys(repo.storage, 'gc/')).toEqual([]);
+    },
+  );
+
+  s3it(
+    'deletes the objects of an unfinished snapshot directory and of packs no manifest lists',
+    async (repo) => {
+      const id = await snapshot(repo);
+      const orphanPack = `data/${'0'.repeat(32)}.tar`;
+      const unfinished = 'snapshots/2026-11-30T01-00-00Z/index-0123.jsonl.gz';
+      await repo.storage.putObject(orphanPack, Buffer.from('orphan'));
+      await repo.storage.putObject(unfinished, Buffer.from('unfinished'));
+      const done = await prune(repo, '--keep-last', '1');
+      expect(done.unfinished).toEqual(['2026-11-30T01-00-00Z']);
+      expect(await keys(repo.storage, 'snapshots/2026-11-30T01-00-00Z/')).toEqual([]);
+      expect(await keys(repo.storage, 'data/')).not.toContain(orphanPack);
+      await expectIntact(repo.storage, id);
+    },
+  );
+
+  s3it('a sweep killed before its first delete is finished by the next prune', async (repo) => {
+    const first = await snapshot(repo);
+    change(repo, 1);
+    const second = await snapshot(repo);
+    const secondUses = await expectIntact(repo.storage, second);
+    const firstOnly = (await expectIntact(repo.storage, first)).filter((key) => !secondUses.includes(key));
+    expect(firstOnly).not.toEqual([]);
+    const paused = startPausedCli(['prune', '--keep-last', '1', repo.url], ['sweeping']);
+    await paused.reached('sweeping');
+    const killed = await paused.kill();
+    expect(killed.signal).toBe('SIGKILL');
+    // Killed after the lock's release: the forgotten snapshot is gone, its garbage is planned, not deleted.
+    expect(await snapshotIds(repo.storage)).toEqual([second]);
+    const plans = await keys(repo.storage, 'gc/');
+    expect(plans).toHaveLength(1);
+    expect(await keys(repo.storage, `snapshots/${first}/`)).not.toEqual([]);
+    for (const key of firstOnly) expect(await keys(repo.storage, key)).toEqual([key]);
+
+    const next = await prune(repo, '--keep-last', '1');
+    expect(next.finishedPlans).toEqual(plans);
+    expect(await keys(repo.storage, 'gc/')).toEqual([]);
+    expect(await keys(repo.storage, `snapshots/${first}/`)).toEqual([]);
+    expect(new Set(await keys(repo.storage, 'data/'))).toEqual(
+      new Set(await expectIntact(repo.storage, second)),
+    );
+  });
+
+  s3it('a snapshot committed while the sweep is stopped keeps every object it references', async (repo) => {
+    const first = await snapshot(repo);
+    change(repo, 1);
+    const second = await snapshot(repo);
+    const paused = startPausedCli(['prune', '--keep-last', '1', repo.url], ['sweeping']);
+    await paused.reached('sweeping');
+    // The lock is free: a snapshot runs whole, reusing the second's packs and uploading one of its own.
+    change(repo, 2);
+    const third = await snapshot(repo);
+    paused.resume();
+    const pruned = await paused.done;
+    expectOk(pruned);
+    expect(await snapshotIds(repo.storage)).toEqual([second, third]);
+    const live = new Set([
+      ...(await expectIntact(repo.storage, second)),
+      ...(await expectIntact(repo.storage, third)),
+    ]);
+    expect(new Set(await keys(repo.storage, 'data/'))).toEqual(live);
+    expect(await keys(repo.storage, `snapshots/${first}/`)).toEqual([]);
+  });
+
+  s3it('a manifest that cannot be read stops the collection before anything is deleted', async (repo) => {
+    const first = await snapshot(repo);
+    change(repo, 1);
+    await snapshot(repo);
+    await repo.storage.putObject(manifestKey(first), Buffer.from('{"version": 1,'));
+    const everything = await keys(repo.storage, '');
+    const run = await runCli(['prune', '--json', '--keep-last', '1', repo.url]);
+    expect(run.exitCode).toBe(1);
+    expect((JSON.parse(run.stdout) as { error: { code: string } }).error.code).toBe('ERR_REPO_INVALID');
+    expect(await keys(repo.storage, '')).toEqual(everything.filter((key) => !key.startsWith('locks/')));
+  });
+
+  it('refuses --endpoint with a local repository, and a malformed s3:// location, as usage errors', async () => {
+    const local = await runCli(['prune', '--keep-last', '1', '--endpoint', 'http://127.0.0.1:1', tempDir()]);
+    expect(local.exitCode).toBe(2);
+    expect(local.stderr.trim().split('\n')).toHaveLength(1);
+    const malformed = await runCli(['prune', '--json', '--keep-last', '1', 's3://bucket//x']);
+    expect(malformed.exitCode).toBe(2);
+    expect((JSON.parse(malformed.stdout) as { error: { code: string } }).error.code).toBe(
+      'ERR_S3_LOCATION_INVALID',
+    );
+  });
+});

@@ -33,7 +33,10 @@ import type {
   LinkOutcome,
   LinkPlan,
   LinkTask,
+  PackResult,
+  PackTask,
   PlainError,
+  StreamOutTask,
   TaskResult,
   WorkerRequest,
   WorkerTask,
@@ -45,10 +48,17 @@ import {
   LINK_FALLBACK_CODES,
   linkedFileMismatch,
   OUT_OF_RESOURCES,
+  PART_EMPTY,
+  PART_FULL,
+  PARTS_END,
   pathBytes,
+  RING_ABORT,
+  RING_LENGTH,
+  RING_SLOTS,
   SETID_BITS,
   utimeSeconds,
 } from '../src/core/protocol.js';
+import { entrySize, paddedSize, TAR_END_BYTES, writeFileHeader } from '../src/format/tar.js';
 
 // Files up to this size are read in one call into a reused buffer and hashed in one shot: measured here,
 // read+write costs about half the kernel time of copyFileSync for small files, and crypto.hash() on a whole
@@ -704,15 +714,20 @@ function copiedInstead(
 
 type Operation<T extends WorkerTask> = (task: T, op: FileOp, stop: Int32Array) => FileOutcome;
 
+/** The kinds whose files are each handled on their own; a pack or a stream builds one object from them. */
+type PerFileTask = Exclude<WorkerTask, PackTask | StreamOutTask>;
+
 /** The operation of each task kind, applied to every file of a batch. */
-const OPERATIONS: { [Kind in WorkerTask['kind']]: Operation<Extract<WorkerTask, { kind: Kind }>> } = {
+const OPERATIONS: { [Kind in PerFileTask['kind']]: Operation<Extract<PerFileTask, { kind: Kind }>> } = {
   copy: copyOne,
   hash: hashOne,
   link: linkOne,
 };
 
 export default function runTask({ task, stop }: WorkerRequest): TaskResult {
-  const operation = OPERATIONS[task.kind] as Operation<WorkerTask>;
+  if (task.kind === 'pack') return packFiles(task, stop);
+  if (task.kind === 'stream-out') return streamOut(task, stop);
+  const operation = OPERATIONS[task.kind] as Operation<PerFileTask>;
   const outcomes: FileOutcome[] = [];
   let bytes = 0;
   try {
@@ -732,4 +747,293 @@ export default function runTask({ task, stop }: WorkerRequest): TaskResult {
     closePreviousDirectory();
   }
   return { outcomes, bytes };
+}
+
+/** A file with a `link` plan into object storage: its outcome from the plan, unread. */
+function unreadOutcome(op: FileOp, plan: LinkPlan): FileOutcome {
+  const { mtimeNs, ...identity } = plan.source;
+  if (plan.sha256 === undefined) {
+    return { ok: false, rel: op.rel, problem: 'unreadable', message: 'no hash to reuse', cause: undefined };
+  }
+  const fields = { size: op.size, mode: plan.mode, mtimeNs, hash: plan.sha256, replaced: false };
+  return { ok: true, rel: op.rel, ...fields, ...identity, link: { linked: true, hashed: false } };
+}
+
+function failedOutcome(op: FileOp, error: FileFailure): FileOutcome {
+  return { ok: false, rel: op.rel, problem: error.problem, message: error.message, cause: error.plain };
+}
+
+/** Reads up to `length` bytes of an open file into `target` at `at`; returns how many there were. */
+function readInto(fd: number, target: Uint8Array, at: number, length: number): number {
+  let total = 0;
+  for (;;) {
+    let n: number;
+    try {
+      n = readSync(fd, target, at + total, length - total, null);
+    } catch (error) {
+      throw new FileFailure('unreadable', `cannot read: ${(error as Error).message}`, toPlainError(error));
+    }
+    total += n;
+    if (n === 0 || total >= length) return total;
+  }
+}
+
+/** The tar header of an opened file: what it holds and its attributes, from its fstat. */
+function tarHeaderOf(op: FileOp, stat: BigIntStats) {
+  return {
+    path: pathBytes(op.rel),
+    size: Number(stat.size),
+    mode: Number(stat.mode) & 0o7777,
+    mtimeSeconds: Math.floor(Number(clampTimestampNs(stat.mtimeNs)) / 1e9),
+    uid: Number(stat.uid),
+    gid: Number(stat.gid),
+  };
+}
+
+function packedOutcome(op: FileOp, stat: BigIntStats, digest: string): Extract<FileOutcome, { ok: true }> {
+  return {
+    ok: true,
+    rel: op.rel,
+    size: Number(stat.size),
+    mode: Number(stat.mode) & 0o7777,
+    mtimeNs: clampTimestampNs(stat.mtimeNs).toString(),
+    hash: digest,
+    ...identityOf(stat),
+    replaced: op.ino !== undefined && (stat.ino !== op.ino || stat.dev !== op.dev),
+  };
+}
+
+/**
+ * Appends one file to the pack at `at`, opened and checked as a copy's source is; returns its outcome, where
+ * its content starts (-1: not appended) and where the pack now ends.
+ */
+function packOne(
+  task: PackTask,
+  op: FileOp,
+  pack: Uint8Array,
+  at: number,
+): { outcome: FileOutcome; offset: number; end: number } {
+  const plan = op.link;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const fd = openSource(`${task.from.root}/${op.rel}`);
+      try {
+        assertConfined(fd, task.from.confineTo, 'source');
+        const stat = fstatSync(fd, { bigint: true });
+        if (!stat.isFile()) throw new FileFailure('not-regular', 'is no longer a regular file');
+        const header = tarHeaderOf(op, stat);
+        // The member, one byte more (a file that grows while read is noticed without another stat) and the
+        // end blocks must fit in what is left.
+        if (at + entrySize(header) + 1 + TAR_END_BYTES > pack.length) {
+          throw new FileFailure('changed', `grew to ${header.size} bytes, past the room planned for it`);
+        }
+        const dataAt = writeFileHeader(pack, at, header);
+        if (readInto(fd, pack, dataAt, header.size + 1) !== header.size) {
+          throw new FileFailure('changed', 'size changed while it was read');
+        }
+        const after = fstatSync(fd, { bigint: true });
+        if (!sameContentState(stat, after))
+          throw new FileFailure('changed', 'was modified while it was read');
+        const digest = hash('sha256', pack.subarray(dataAt, dataAt + header.size), 'hex');
+        const outcome = packedOutcome(op, stat, digest);
+        if (plan?.action === 'hash-then-link' && plan.sha256 === digest && plan.mode === outcome.mode) {
+          return { outcome: { ...outcome, link: { linked: true, hashed: true } }, offset: -1, end: at };
+        }
+        const end = dataAt + paddedSize(header.size);
+        pack.fill(0, dataAt + header.size, end);
+        const link =
+          plan === undefined ? {} : { link: { linked: false, hashed: plan.action === 'hash-then-link' } };
+        return { outcome: { ...outcome, ...link }, offset: dataAt, end };
+      } finally {
+        closeSync(fd);
+      }
+    } catch (error) {
+      if (!(error instanceof FileFailure)) throw error;
+      if (error.problem === 'changed' && attempt < task.from.changedRetries) continue;
+      return { outcome: failedOutcome(op, error), offset: -1, end: at };
+    }
+  }
+}
+
+function packFiles(task: PackTask, stop: Int32Array): PackResult {
+  const pack = task.slot === null ? new Uint8Array(0) : new Uint8Array(task.slot);
+  const outcomes: FileOutcome[] = [];
+  const offsets: number[] = [];
+  let length = 0;
+  let bytes = 0;
+  try {
+    for (const op of task.files) {
+      throwIfStopped(stop);
+      if (op.link?.action === 'link') {
+        outcomes.push(unreadOutcome(op, op.link));
+        offsets.push(-1);
+        continue;
+      }
+      const packed = packOne(task, op, pack, length);
+      outcomes.push(packed.outcome);
+      offsets.push(packed.offset);
+      if (packed.offset !== -1) bytes += packed.outcome.ok ? packed.outcome.size : 0;
+      length = packed.end;
+      if (!packed.outcome.ok && packed.outcome.problem === 'no-resources') break;
+    }
+  } catch (error) {
+    if (!(error instanceof RunStopped)) throw error;
+  }
+  if (length === 0) return { outcomes, bytes, key: task.key, offsets, length };
+  pack.fill(0, length, length + TAR_END_BYTES);
+  length += TAR_END_BYTES;
+  const body = pack.subarray(0, length);
+  const md5 = createHash('md5').update(body).digest('base64');
+  return { outcomes, bytes, key: task.key, offsets, length, sha256: hash('sha256', body, 'hex'), md5 };
+}
+
+/** The upload of a streamed object failed, or the run stopped: the stream ends without its file. */
+class StreamAborted extends Error {}
+
+/** Hands out a stream's parts through the ring, waiting while the next slot is still being uploaded. */
+class PartRing {
+  readonly #task: StreamOutTask;
+  readonly #ring: Uint8Array;
+  readonly #states: Int32Array;
+  readonly #stop: Int32Array;
+  #part = 0;
+  #filled = 0;
+  #slot: Uint8Array | null = null;
+
+  constructor(task: StreamOutTask, stop: Int32Array) {
+    this.#task = task;
+    this.#ring = new Uint8Array(task.ring);
+    this.#states = new Int32Array(task.states);
+    this.#stop = stop;
+  }
+
+  #index(): number {
+    return this.#part % RING_SLOTS;
+  }
+
+  /** Waits until slot `index` is free (its part uploaded); a raised abort or stop flag ends the stream. */
+  #waitFree(index: number): void {
+    for (;;) {
+      if (Atomics.load(this.#states, RING_ABORT) !== 0) throw new StreamAborted('the upload failed');
+      throwIfStopped(this.#stop);
+      if (Atomics.load(this.#states, index) === PART_EMPTY) return;
+      Atomics.wait(this.#states, index, PART_FULL, 100);
+    }
+  }
+
+  /** The free room of the current part, waiting for a slot when none is open. */
+  room(): Uint8Array {
+    if (this.#slot === null) {
+      const index = this.#index();
+      this.#waitFree(index);
+      const start = index * this.#task.partBytes;
+      this.#slot = this.#ring.subarray(start, start + this.#task.partBytes);
+      this.#filled = 0;
+    }
+    return this.#slot.subarray(this.#filled);
+  }
+
+  /** `n` bytes were put into `room()`; a full part is handed to the main thread. */
+  advance(n: number): void {
+    this.#filled += n;
+    if (this.#filled === this.#task.partBytes) this.#publish();
+  }
+
+  /** Copies `bytes` into the stream. */
+  put(bytes: Uint8Array): void {
+    let at = 0;
+    while (at < bytes.length) {
+      const room = this.room();
+      const n = Math.min(room.length, bytes.length - at);
+      room.set(bytes.subarray(at, at + n));
+      at += n;
+      this.advance(n);
+    }
+  }
+
+  #publish(): void {
+    const index = this.#index();
+    Atomics.store(this.#states, RING_LENGTH(index), this.#filled);
+    Atomics.store(this.#states, index, PART_FULL);
+    Atomics.notify(this.#states, index);
+    this.#slot = null;
+    this.#part++;
+  }
+
+  /** Hands out the last part and marks the end of the stream. */
+  end(): void {
+    if (this.#slot !== null && this.#filled > 0) this.#publish();
+    const index = this.#index();
+    this.#waitFree(index);
+    Atomics.store(this.#states, index, PARTS_END);
+    Atomics.notify(this.#states, index);
+  }
+
+  /** Tells the main thread the stream failed (the upload must be abandoned). */
+  fail(): void {
+    Atomics.compareExchange(this.#states, RING_ABORT, 0, 2);
+    for (let index = 0; index < RING_SLOTS; index++) Atomics.notify(this.#states, index);
+  }
+}
+
+/**
+ * A large file as a one-member tar, streamed out through the ring: header, content (hashed as it is read),
+ * padding and end blocks. A file that changed while it was read is reported, never retried: its first parts
+ * may already be uploaded.
+ */
+function streamOut(task: StreamOutTask, stop: Int32Array): PackResult {
+  const [op] = task.files;
+  if (op === undefined) return { outcomes: [], bytes: 0, key: task.key, offsets: [], length: 0 };
+  const ring = new PartRing(task, stop);
+  const failed = (outcome: FileOutcome): PackResult => {
+    ring.fail();
+    return { outcomes: [outcome], bytes: 0, key: task.key, offsets: [-1], length: 0 };
+  };
+  try {
+    const fd = openSource(`${task.from.root}/${op.rel}`);
+    try {
+      assertConfined(fd, task.from.confineTo, 'source');
+      const stat = fstatSync(fd, { bigint: true });
+      if (!stat.isFile()) throw new FileFailure('not-regular', 'is no longer a regular file');
+      const header = tarHeaderOf(op, stat);
+      const headerBytes = new Uint8Array(entrySize({ ...header, size: 0 }));
+      const offset = writeFileHeader(headerBytes, 0, header);
+      ring.put(headerBytes.subarray(0, offset));
+      const hasher = createHash('sha256');
+      let total = 0;
+      while (total < header.size) {
+        const room = ring.room();
+        const n = readInto(fd, room, 0, Math.min(room.length, header.size - total));
+        if (n === 0) break;
+        hasher.update(room.subarray(0, n));
+        total += n;
+        ring.advance(n);
+      }
+      const after = fstatSync(fd, { bigint: true });
+      if (total !== header.size || !sameContentState(stat, after)) {
+        throw new FileFailure('changed', 'was modified while it was read');
+      }
+      ring.put(new Uint8Array(paddedSize(header.size) - header.size + TAR_END_BYTES));
+      ring.end();
+      const outcome = packedOutcome(op, stat, hasher.digest('hex'));
+      const length = offset + paddedSize(header.size) + TAR_END_BYTES;
+      return { outcomes: [outcome], bytes: header.size, key: task.key, offsets: [offset], length };
+    } finally {
+      closeSync(fd);
+    }
+  } catch (error) {
+    if (error instanceof FileFailure) return failed(failedOutcome(op, error));
+    if (error instanceof StreamAborted) {
+      return failed({
+        ok: false,
+        rel: op.rel,
+        problem: 'dest-failed',
+        message: error.message,
+        cause: undefined,
+      });
+    }
+    ring.fail();
+    if (error instanceof RunStopped) return { outcomes: [], bytes: 0, key: task.key, offsets: [], length: 0 };
+    throw error;
+  }
 }

@@ -17,7 +17,7 @@ import {
   TOOL_VERSION,
 } from '../core/options.js';
 import { makeParents, type ResolvedPaths, resolvePaths, SOURCE_AND_DESTINATION } from '../core/paths.js';
-import type { ErrorPolicy, Run, SkipCounts, Tally } from '../core/pipeline.js';
+import type { Destination, ErrorPolicy, Run, SkipCounts, Tally } from '../core/pipeline.js';
 import { runPipeline } from '../core/pipeline.js';
 import {
   type BackupProgress,
@@ -105,7 +105,7 @@ export interface BackupOptions extends RunOptions<BackupProgress> {
   onWarning?: (warning: Warning) => void;
 }
 
-interface ResolvedBackupOptions extends ResolvedRunOptions<BackupProgress> {
+export interface ResolvedBackupOptions extends ResolvedRunOptions<BackupProgress> {
   source: string;
   dest: string;
   excludes: ExcludeRules;
@@ -126,7 +126,7 @@ interface ResolvedBackupOptions extends ResolvedRunOptions<BackupProgress> {
 }
 
 /** What a backup and its dry run both report. */
-interface BackupSummary {
+export interface BackupSummary {
   command: 'backup';
   source: string;
   dest: string;
@@ -188,7 +188,7 @@ function estimateOption(value: unknown): { files: number; bytes: number } | null
   return { files: files as number, bytes: bytes as number };
 }
 
-function resolveBackupOptions(options: BackupOptions): ResolvedBackupOptions {
+export function resolveBackupOptions(options: BackupOptions): ResolvedBackupOptions {
   const defaultExcludes = booleanOption('defaultExcludes', options.defaultExcludes, true);
   const estimate = estimateOption(options.estimate);
   return {
@@ -252,7 +252,7 @@ interface Expected {
   bytes: number | null;
 }
 
-function progressOf(
+export function progressOf(
   phase: BackupProgress['phase'],
   tally: Tally,
   expected: Expected | null,
@@ -286,10 +286,10 @@ export interface SnapshotPlacement {
 }
 
 /** The manifest of a finished backup: Oxios' version-1 fields, and statesnap's own under `statesnap`. */
-function manifestOf(
+export function manifestOf(
   opts: ResolvedBackupOptions,
   made: {
-    snapshot: SnapshotPlacement | null;
+    snapshot: Pick<SnapshotPlacement, 'id'> | null;
     createdAt: string;
     startedAtNs: bigint;
     sections: Manifest['sections'];
@@ -340,14 +340,14 @@ function manifestOf(
 }
 
 /** The manifest's sections for the store at `root`: Oxios' counts less what the excludes leave out. */
-function sectionsOf(root: string, opts: ResolvedBackupOptions): Manifest['sections'] {
+export function sectionsOf(root: string, opts: ResolvedBackupOptions): Manifest['sections'] {
   return computeSections(root, opts.categories, (rel, isDirectory) =>
     opts.excludes.isExcluded(rel, isDirectory),
   );
 }
 
 /** What a backup and its dry run report alike, from what the pass counted. */
-function summaryOf(
+export function summaryOf(
   run: Run,
   opts: ResolvedBackupOptions,
   paths: ResolvedPaths,
@@ -378,11 +378,11 @@ function summaryOf(
  * caller's estimate, or (when progress is wanted) a count of the source's names made alongside the copy,
  * until the walk has found everything.
  */
-async function copySource(
+export async function copySource(
   run: Run,
   opts: ResolvedBackupOptions,
   source: string,
-  into: { writer: LocalTreeWriter; link: LinkSource | null; joined: JoinCounts },
+  into: { writer: Destination; link: LinkSource | null; joined: JoinCounts },
   report: (progress: ProgressReport<BackupProgress>) => void,
 ): Promise<Tally> {
   const { writer, link } = into;

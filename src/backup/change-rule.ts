@@ -3,6 +3,7 @@
 // previous backup's index entry, never from the stat of the previous backup's own file (a hard link
 // changes that file's ctime, and its mode is what the previous backup restores).
 
+import type { StoredContent } from '../core/protocol.js';
 import type { IndexEntry } from '../format/index-reader.js';
 
 /** What the walk's lstat says about a regular file of the source. */
@@ -28,6 +29,8 @@ export interface PreviousEntry {
   ctimeNs?: bigint;
   ino?: bigint;
   sha256?: string;
+  /** In object storage: where the previous snapshot's copy of the content lies. */
+  stored?: StoredContent;
 }
 
 /** An index line of the previous backup as the change rule compares it. */

@@ -31,7 +31,7 @@ export interface LinkSource {
   entries(signal: AbortSignal): AsyncIterable<readonly PreviousRecord[]>;
 }
 
-interface PreviousRecord extends HasPath {
+export interface PreviousRecord extends HasPath {
   entry: PreviousEntry;
 }
 
@@ -221,8 +221,9 @@ export function linkingSource(
     };
     const decision = decideChange(source, previous.entry, rule);
     if (decision.action === 'copy') return;
-    const { mode, sha256 } = previous.entry;
+    const { mode, sha256, stored } = previous.entry;
     op.link = {
+      ...(stored && { stored }),
       action: decision.action,
       size: op.size,
       mode: mode ?? source.mode,

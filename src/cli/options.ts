@@ -7,6 +7,7 @@ import { type CommandClass, Option } from 'clipanion';
 import * as t from 'typanion';
 import { StatesnapError } from '../core/errors.js';
 import { isS3Location } from '../s3/location.js';
+import type { S3Options } from '../s3/settings.js';
 
 /** What help shows for one option, and what a usage error needs to explain a mistake with it. */
 export interface OptionDoc {
@@ -277,7 +278,10 @@ export function pathArgument(name: string) {
   );
 }
 
-/** A repository argument: an `s3://bucket/prefix` location as given (parsed by the command), else a path. */
+/**
+ * A repository argument: an `s3://bucket/prefix` location as given (checked where it is used), or a path
+ * made absolute against the working directory.
+ */
 export function repositoryArgument(name: string) {
   return documented(
     Option.String({
@@ -289,13 +293,33 @@ export function repositoryArgument(name: string) {
   );
 }
 
-/** Where object storage is, for the commands that take an `s3://` location. */
-export function endpointOption() {
-  return textOption(
-    '--endpoint',
-    'url',
-    'S3 endpoint for s3:// locations (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS S3)',
-  );
+/** `--endpoint`, `--region`, `--profile`: how an `s3://` repository is reached (the AWS environment otherwise). */
+export const S3_OPTIONS = {
+  endpoint: () =>
+    textOption(
+      '--endpoint',
+      'url',
+      'S3 endpoint of an s3:// repository (default: $AWS_ENDPOINT_URL, else AWS)',
+    ),
+  region: () =>
+    textOption(
+      '--region',
+      'name',
+      'Region of an s3:// repository (default: $AWS_REGION; us-east-1 with an endpoint)',
+    ),
+  profile: () =>
+    textOption('--profile', 'name', 'AWS profile for an s3:// repository (default: $AWS_PROFILE)'),
+};
+
+/** The S3 options given on the command line, or undefined when none was. */
+export function givenS3Options(options: {
+  endpoint: string | undefined;
+  region: string | undefined;
+  profile: string | undefined;
+}): S3Options | undefined {
+  const { endpoint, region, profile } = options;
+  if (endpoint === undefined && region === undefined && profile === undefined) return undefined;
+  return { ...(endpoint && { endpoint }), ...(region && { region }), ...(profile && { profile }) };
 }
 
 /** An optional path argument (`[dir]`), made absolute against the working directory. */

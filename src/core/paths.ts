@@ -149,18 +149,11 @@ export interface ResolvedPaths {
   missingParents: string[];
 }
 
-/**
- * Refuses a written tree equal to, inside, or containing the tree that is read, comparing resolved path
- * segments and the dev+ino of every ancestor (as Node's fs.cp does), so bind mounts and symlinked parents are
- * caught too. Missing parents of the written tree are refused, or with `mkpath` listed for the caller to make
- * once every other check has passed (nothing is created inside the tree that is read).
- */
-export function resolvePaths(
+/** The directory that is read, as a real path, and its stat; refused when unreadable or not a directory. */
+export function resolveReadPath(
   read: string,
-  write: string,
-  roles: PathRoles,
-  options: { mkpath: boolean } = { mkpath: false },
-): ResolvedPaths {
+  roles: Pick<PathRoles, 'read'>,
+): { real: string; stats: BigIntStats } {
   let readStats: BigIntStats;
   let readReal: string;
   try {
@@ -178,6 +171,22 @@ export function resolvePaths(
       path: read,
     });
   }
+  return { real: readReal, stats: readStats };
+}
+
+/**
+ * Refuses a written tree equal to, inside, or containing the tree that is read, comparing resolved path
+ * segments and the dev+ino of every ancestor (as Node's fs.cp does), so bind mounts and symlinked parents are
+ * caught too. Missing parents of the written tree are refused, or with `mkpath` listed for the caller to make
+ * once every other check has passed (nothing is created inside the tree that is read).
+ */
+export function resolvePaths(
+  read: string,
+  write: string,
+  roles: PathRoles,
+  options: { mkpath: boolean } = { mkpath: false },
+): ResolvedPaths {
+  const { real: readReal, stats: readStats } = resolveReadPath(read, roles);
   const { write: writeReal, missingParents } = locateWritePath(write, roles);
   if (missingParents.length > 0 && !options.mkpath) throw missingParent(write, missingParents, roles);
   if (missingParents.length === 0) refuseUnreachable(writeReal, write, roles);

@@ -4,7 +4,7 @@
 // every per-item problem through one error policy that says warn or abort (restic's archiver ErrorFunc).
 
 import { abortError, assert, systemLimitError, throwIfAborted } from './errors.js';
-import { BatchDispatcher, threadLimit, WorkerPool } from './pool.js';
+import { BatchDispatcher, type BatchLimits, threadLimit, WorkerPool } from './pool.js';
 import type {
   FileOp,
   FileOutcome,
@@ -33,8 +33,10 @@ export type FileFailed = Extract<FileOutcome, { ok: false }>;
 export interface Destination {
   /** A directory of the source, parents first ('' is the root); throwing fails the run. */
   dir(dir: PlannedDir): void;
-  /** The worker task that writes one batch of the source's files. */
-  task(files: FileOp[], from: ReadSpec): WorkerTask;
+  /** The worker task that writes one batch of the source's files (a promise: once there is room for it). */
+  task(files: FileOp[], from: ReadSpec): WorkerTask | Promise<WorkerTask>;
+  /** How large a batch of this destination may grow. @default the pool's */
+  readonly batchLimits?: BatchLimits;
   /** A file of the source, in the source's order, before it goes to the workers. */
   file?(op: FileOp): void;
   /** A file the workers wrote, in completion order. */
@@ -179,6 +181,7 @@ export class Run {
         ? (files) => destination.task(files, source.read)
         : (files) => ({ kind: 'hash', files, from: source.read, readContent, compareMode }),
       onResult: flow.guarded((result: TaskResult) => flow.batchDone(result)),
+      batchLimits: destination?.batchLimits,
     });
     try {
       await source.entries(

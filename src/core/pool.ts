@@ -119,10 +119,20 @@ export interface BatchDispatcherOptions {
   pool: WorkerPool;
   threads: number;
   signal: AbortSignal;
-  /** Builds the task for one batch of files (copy or hash, with its roots). */
-  makeTask: (files: FileOp[]) => WorkerTask;
+  /**
+   * Builds the task for one batch of files (copy or hash, with its roots); a promise holds the batch back
+   * until the destination has room for what it produces (object storage: uploads in flight).
+   */
+  makeTask: (files: FileOp[]) => WorkerTask | Promise<WorkerTask>;
+  /** How large a batch may grow. @default 256 files, 8 MiB */
+  batchLimits?: BatchLimits | undefined;
   /** Called on the main thread with each finished batch; throwing here fails the whole run. */
   onResult: (result: TaskResult) => void;
+}
+
+export interface BatchLimits {
+  files: number;
+  bytes: number;
 }
 
 /**
@@ -137,11 +147,13 @@ export class BatchDispatcher {
   readonly #stop = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
   #batch: FileOp[] = [];
   #batchBytes = 0;
+  readonly #batchLimits: BatchLimits;
   #failure: unknown;
   #hasFailed = false;
 
   constructor(options: BatchDispatcherOptions) {
     this.#options = options;
+    this.#batchLimits = options.batchLimits ?? { files: BATCH_MAX_FILES, bytes: BATCH_MAX_BYTES };
     // Two batches per thread in flight: one running, one already posted, so no worker waits on the main thread.
     this.#limit = pLimit(options.threads * 2);
     const raiseStop = () => Atomics.store(this.#stop, 0, 1);
@@ -154,7 +166,7 @@ export class BatchDispatcher {
     if (file.size >= LARGE_FILE_BYTES) return this.#submit([file]);
     this.#batch.push(file);
     this.#batchBytes += file.size;
-    if (this.#batch.length >= BATCH_MAX_FILES || this.#batchBytes >= BATCH_MAX_BYTES)
+    if (this.#batch.length >= this.#batchLimits.files || this.#batchBytes >= this.#batchLimits.bytes)
       return this.#submitBatch();
     return undefined;
   }
@@ -185,7 +197,9 @@ export class BatchDispatcher {
       // A running batch is stopped by its own worker (the stop flag), which removes the file it was writing:
       // piscina's abort would terminate the thread, leaking its descriptors and leaving a file half-written in
       // a tree the caller is about to remove (or a temp file in a merge target).
-      onResult(await pool.run(makeTask(files), this.#stop));
+      const task = await makeTask(files);
+      if (signal.aborted) throw abortError(signal);
+      onResult(await pool.run(task, this.#stop));
     }).catch((error: unknown) => {
       if (!this.#hasFailed) {
         this.#hasFailed = true;

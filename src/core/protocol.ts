@@ -44,6 +44,14 @@ export interface LinkPlan {
   sha256: string | undefined;
   /** The source file as the walk's lstat saw it: what the index records about a file linked unread. */
   source: { mtimeNs: string; ctimeNs: string; ino: string; uid: number; gid: number };
+  /** In object storage: where the previous snapshot's copy of the content lies (the new index points there). */
+  stored?: StoredContent;
+}
+
+/** Where a file's content lies in object storage: `size` bytes from `offset` of the data object `object`. */
+export interface StoredContent {
+  object: string;
+  offset: number;
 }
 
 /** Where workers read a batch's files, and what they may trust about them. */
@@ -116,10 +124,66 @@ export interface LinkTask extends Omit<CopyTask, 'kind'> {
 }
 
 /**
+ * Read, check and hash each file (as `copy` does) and append it as a tar member to a pack being built in
+ * shared memory, for object storage. A file with a `link` plan is not read (its outcome comes from the
+ * plan); one with a `hash-then-link` plan is read and hashed, and appended only when its hash or mode
+ * differs from the plan's. A file that grew past the room the slot has left is reported `changed`.
+ */
+export interface PackTask {
+  kind: 'pack';
+  files: FileOp[];
+  from: ReadSpec;
+  /** The data object the pack becomes, echoed in the result. */
+  key: string;
+  /** The pack's bytes are written from its start; null when no file of the batch is to be read. */
+  slot: SharedArrayBuffer | null;
+}
+
+/**
+ * Stream one large file out as a one-member tar, through a ring of `RING_SLOTS` shared part slots: the worker
+ * fills slot `n % RING_SLOTS` with part `n` (every part `partBytes` long but the last), sets its state to
+ * `PART_FULL` with its length, and waits while the next slot is not `PART_EMPTY`; after the last part it sets
+ * the next slot's state to `PARTS_END`. The main thread empties a slot (and notifies) once its part is
+ * uploaded, and raises `RING_ABORT` when the upload failed, which ends the task with a `dest-failed` outcome.
+ */
+export interface StreamOutTask {
+  kind: 'stream-out';
+  files: FileOp[];
+  from: ReadSpec;
+  key: string;
+  partBytes: number;
+  ring: SharedArrayBuffer;
+  /** Int32Array: per slot its state, then per slot its length, then the abort flag. */
+  states: SharedArrayBuffer;
+}
+
+export const RING_SLOTS = 3;
+export const PART_EMPTY = 0;
+export const PART_FULL = 1;
+export const PARTS_END = 2;
+/** Index in a stream's states of slot `n`'s part length. */
+export const RING_LENGTH = (slot: number) => RING_SLOTS + slot;
+/** Index in a stream's states of the abort flag. */
+export const RING_ABORT = 2 * RING_SLOTS;
+export const RING_STATES = RING_ABORT + 1;
+
+/** What a `pack` or `stream-out` task returns besides the outcomes. */
+export interface PackResult extends TaskResult {
+  key: string;
+  /** Per outcome: where the file's content starts in the object; -1 when nothing was appended. */
+  offsets: number[];
+  /** Bytes of the object (end blocks included); 0 when nothing was appended. */
+  length: number;
+  /** Of a pack's bytes (hex, base64); a stream's parts are hashed where they are uploaded. */
+  sha256?: string;
+  md5?: string;
+}
+
+/**
  * A batch of per-file operations of one kind. A new kind (a hard link to a previous backup's copy, a pack of
  * files for object storage) is a new member here and a new entry in the worker's table; the pool carries any.
  */
-export type WorkerTask = CopyTask | HashTask | LinkTask;
+export type WorkerTask = CopyTask | HashTask | LinkTask | PackTask | StreamOutTask;
 
 /**
  * What the pool posts to a worker: the task, and the run's stop flag, an Int32Array over a SharedArrayBuffer

@@ -4,6 +4,7 @@
 import type { SkipKind } from '../core/walk.js';
 import type { IndexFormat } from './layout.js';
 import type { Manifest, SkippedCounts, StatesnapExtras } from './manifest-schema.js';
+import type { S3Manifest } from './s3-index.js';
 
 export {
   INDEX_FILE,
@@ -46,6 +47,6 @@ export function skippedCountsOf(byKind: Partial<Record<SkipKind, number>>): Skip
  * Oxios writes 2-space pretty JSON (serde_json::to_string_pretty); so do we. The `Manifest` type is the schema's,
  * so what is written is what a reader accepts without loading the schema on the way out.
  */
-export function serializeManifest(manifest: Manifest): string {
+export function serializeManifest(manifest: Manifest | S3Manifest): string {
   return `${JSON.stringify(manifest, null, 2)}\n`;
 }

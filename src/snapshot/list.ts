@@ -4,12 +4,17 @@
 import { throwIfAborted } from '../core/errors.js';
 import { requirePath, signalOption } from '../core/options.js';
 import type { Manifest } from '../format/manifest.js';
+import { isS3Location } from '../s3/location.js';
+import type { S3Options } from '../s3/settings.js';
 import { describeHolder, readLockHolders } from './lock.js';
 import { type CompleteSnapshot, type ForeignEntry, openRepository, readRepository } from './repository.js';
 
 export interface ListOptions {
+  /** A repository directory, or `s3://bucket/prefix`. */
   repository: string;
   signal?: AbortSignal;
+  /** With an `s3://bucket/prefix` repository: endpoint, region, profile. @default the AWS environment */
+  s3?: S3Options;
 }
 
 export interface SnapshotRow {
@@ -100,6 +105,10 @@ function rowOf(snapshot: CompleteSnapshot): SnapshotRow {
 
 /** Lists the snapshots of `options.repository`, oldest first. */
 export async function list(options: ListOptions): Promise<ListResult> {
+  if (typeof options.repository === 'string' && isS3Location(options.repository)) {
+    throwIfAborted(signalOption(options.signal), options.repository);
+    return listS3(options.repository, options);
+  }
   const repo = openRepository(requirePath('repository', options.repository), { create: false });
   throwIfAborted(signalOption(options.signal), repo);
   const listing = readRepository(repo);
@@ -115,6 +124,40 @@ export async function list(options: ListOptions): Promise<ListResult> {
     snapshots: listing.snapshots.map(rowOf),
     unfinished,
     foreign: listing.foreign,
+    exitCode: 0,
+  };
+}
+
+/** A repository in object storage: rows from its manifests; a snapshot's new bytes are what it uploaded. */
+async function listS3(location: string, options: ListOptions): Promise<ListResult> {
+  const listing = await (await import('./s3-repository.js')).listS3Repository(location, options);
+  return {
+    command: 'list',
+    repository: listing.repository,
+    snapshots: listing.snapshots.map(({ id, timeMs, manifest }) => {
+      const { totals, counts, s3 } = manifest.statesnap;
+      return {
+        id,
+        path: listing.pathOf(id),
+        time: new Date(timeMs).toISOString().replace('.000Z', 'Z'),
+        localTime: localTimeWithOffset(timeMs),
+        files: totals.files,
+        dirs: totals.dirs,
+        bytes: totals.bytes,
+        bytesNew: s3.bytes_uploaded,
+        linked: counts?.linked ?? null,
+        copied: counts?.copied ?? null,
+        state: 'complete',
+      };
+    }),
+    // An id with objects but no manifest is no snapshot; the next prune removes what it left.
+    unfinished: listing.unfinished.map(({ id }) => ({
+      name: `snapshots/${id}/`,
+      id,
+      state: 'abandoned',
+      holder: null,
+    })),
+    foreign: listing.foreign.map((name) => ({ name: `snapshots/${name}`, reason: 'not a snapshot id' })),
     exitCode: 0,
   };
 }

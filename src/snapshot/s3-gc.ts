@@ -16,9 +16,8 @@ import { pauseAt } from '../core/test-hooks.js';
 import { z } from '../core/zod.js';
 import { DATA_PREFIX, manifestKey, type S3Manifest, SNAPSHOTS_PREFIX } from '../format/s3-index.js';
 import type { S3Storage } from '../s3/client.js';
-import type { S3Options } from '../s3/settings.js';
-import { decideRetention, type PruneDecision } from './prune.js';
-import { policyProblem, type RetentionPolicy } from './retention.js';
+import type { PruneOptions, PruneResult } from './prune-options.js';
+import { decideRetention, type PruneDecision, policyProblem, type RetentionPolicy } from './retention.js';
 import { withS3Lock } from './s3-lock.js';
 import { checkS3Repository, openS3Storage, readS3Repository } from './s3-repository.js';
 
@@ -181,49 +180,23 @@ export async function finishLeftoverPlans(storage: S3Storage, signal: AbortSigna
   return plans;
 }
 
-export interface S3PruneOptions {
-  /** The repository: `s3://bucket/prefix`. */
-  location: string;
-  /** Endpoint, region, profile of the object storage. */
-  s3?: S3Options;
-  /** Which snapshots to keep (restic's `forget` rules); a policy without any active rule is refused. */
-  policy: RetentionPolicy;
-  /** Only decide: report what would be kept, removed and deleted; change nothing. @default false */
-  dryRun?: boolean;
-  /** The clock keep-within judges "in the future" by, and plans are named by. @default the system clock */
-  now?: Date;
-  /** How long to wait for another snapshot or prune to release the writer lock, in ms. @default 0 */
-  waitForLockMs?: number;
-  signal?: AbortSignal;
-}
-
-export interface S3PruneResult {
-  command: 'prune';
-  repository: string;
-  dryRun: boolean;
-  /** Every complete snapshot, newest first, with the decision. */
-  snapshots: PruneDecision[];
-  kept: string[];
-  /** Forgotten (in a dry run: would be). */
-  removed: string[];
-  /** Snapshot directories without a manifest whose objects were (would be) deleted. */
-  unfinished: string[];
-  /** Objects deleted (in a dry run: would be) and their bytes, forgotten manifests and indexes included. */
-  deletedObjects: number;
-  bytesFreed: number;
-  /** Plans interrupted prunes had left, finished first; empty in a dry run. */
-  finishedPlans: string[];
-  durationMs: number;
-  exitCode: 0;
+/** What prune on object storage reports besides what every prune does. */
+export interface S3PruneResult extends PruneResult {
+  /**
+   * What the collection deleted (in a dry run: would delete): objects and their bytes, the forgotten
+   * manifests and indexes included; the snapshot directories without a manifest among them; and the plans
+   * interrupted prunes had left, finished first (none in a dry run).
+   */
+  garbage: { objects: number; bytes: number; unfinished: string[]; finishedPlans: string[] };
 }
 
 /**
  * Removes the snapshots of an S3 repository that `options.policy` does not keep, and deletes every object no
  * remaining snapshot references. Forget, mark and plan run under the writer lock; the sweep after it.
  */
-export async function pruneS3(options: S3PruneOptions): Promise<S3PruneResult> {
+export async function pruneS3(options: PruneOptions): Promise<S3PruneResult> {
   const started = performance.now();
-  const location = requirePath('location', options.location);
+  const location = requirePath('repository', options.repository);
   const policy = options.policy;
   const problem = policyProblem(policy ?? {});
   if (problem !== null) throw new StatesnapError('ERR_INVALID_OPTION', problem.message);
@@ -233,7 +206,8 @@ export async function pruneS3(options: S3PruneOptions): Promise<S3PruneResult> {
   const signal = signalOption(options.signal);
   const storage = await openS3Storage(location, options.s3);
   const result = (collected: Collected, finishedPlans: string[]): S3PruneResult => {
-    const { decisions, garbage } = collected;
+    const { decisions, garbage, foreign } = collected;
+    const unfinished = garbage.snapshotDirs.filter((id) => !decisions.some((decision) => decision.id === id));
     return {
       command: 'prune',
       repository: storage.describe(),
@@ -241,10 +215,10 @@ export async function pruneS3(options: S3PruneOptions): Promise<S3PruneResult> {
       snapshots: decisions,
       kept: decisions.filter((decision) => decision.keep).map((decision) => decision.id),
       removed: decisions.filter((decision) => !decision.keep).map((decision) => decision.id),
-      unfinished: garbage.snapshotDirs.filter((id) => !decisions.some((decision) => decision.id === id)),
-      deletedObjects: garbage.keys.length,
-      bytesFreed: garbage.bytes,
-      finishedPlans,
+      bytesFreed: dryRun ? null : garbage.bytes,
+      removedLeftovers: dryRun ? [] : unfinished.map((id) => `${SNAPSHOTS_PREFIX}${id}/`),
+      foreign: foreign.map((name) => ({ name: `${SNAPSHOTS_PREFIX}${name}`, reason: 'not a snapshot id' })),
+      garbage: { objects: garbage.keys.length, bytes: garbage.bytes, unfinished, finishedPlans },
       durationMs: Math.round(performance.now() - started),
       exitCode: 0,
     };
@@ -278,6 +252,8 @@ export async function pruneS3(options: S3PruneOptions): Promise<S3PruneResult> {
 
 interface Collected {
   decisions: PruneDecision[];
+  /** Names under `snapshots/` that are not snapshot ids (never removed: no manifest can make them one). */
+  foreign: string[];
   forgotten: GcSnapshot[];
   /** What forget and the sweep delete: the forgotten manifests and indexes included. */
   garbage: Garbage;
@@ -294,7 +270,8 @@ async function collect(
   nowMs: number,
   signal: AbortSignal,
 ): Promise<Collected> {
-  const snapshots = (await readS3Repository(storage)).snapshots.map((snapshot) =>
+  const listing = await readS3Repository(storage);
+  const snapshots = listing.snapshots.map((snapshot) =>
     gcSnapshotOf(snapshot.id, snapshot.timeMs, snapshot.manifest),
   );
   const decisions = decideRetention(snapshots, policy, nowMs);
@@ -303,5 +280,6 @@ async function collect(
   const kept = snapshots.filter((snapshot) => keep.has(snapshot.id));
   const forgotten = snapshots.filter((snapshot) => !keep.has(snapshot.id));
   const forgetting = new Set(forgotten.map((snapshot) => manifestKey(snapshot.id)));
-  return { decisions, forgotten, garbage: await findGarbage(storage, kept, forgetting, signal) };
+  const garbage = await findGarbage(storage, kept, forgetting, signal);
+  return { decisions, foreign: listing.foreign, forgotten, garbage };
 }

@@ -42,7 +42,7 @@ export function describeBackup(result: BackupResult | BackupPlan): string {
 
 /** The closing lines of a finished backup or snapshot: how files got there, sections, skipped, warnings. */
 export function describeMade(
-  result: Omit<BackupResult, 'command' | 'linkSource'> & { linkSource: { path: string } | null },
+  result: Omit<BackupResult, 'command' | 'linkSource' | 'index'> & { linkSource: { path: string } | null },
 ): string[] {
   const lines = result.linkSource ? [describeLinking(result)] : [];
   lines.push(`sections: ${describeSections(result.sections)}`);

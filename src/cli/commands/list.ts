@@ -3,7 +3,7 @@
 import { Command } from 'clipanion';
 import { type ListResult, list } from '../../index.js';
 import { BaseCommand } from '../base-command.js';
-import { pathArgument } from '../options.js';
+import { givenS3Options, repositoryArgument, S3_OPTIONS } from '../options.js';
 import { formatBytes } from '../progress-line.js';
 import { countOf, formatNumber } from '../text.js';
 
@@ -58,7 +58,11 @@ export class ListCommand extends BaseCommand {
       Entries that are not snapshots (anything copied into the repository by hand) are never used or removed;
       \`--json\` lists them under \`foreign\` with the reason.
 
-      Exit codes: 0 ok, 1 failed (not a repository: ERR_REPO_INVALID), 2 usage error.
+      A repository in object storage is named \`s3://bucket/prefix\`; its snapshots are the ones whose manifest
+      was written (a run that did not finish shows under \`unfinished\` in \`--json\` only). \`--endpoint\`,
+      \`--region\` and \`--profile\` say how to reach it, else the AWS environment does (\`AWS_ENDPOINT_URL\`, ...).
+
+      Exit codes: 0 ok, 1 failed (not a repository: ERR_REPO_INVALID; ERR_S3_* for object storage), 2 usage error.
     `,
     examples: [
       [
@@ -69,10 +73,18 @@ export class ListCommand extends BaseCommand {
     ],
   });
 
-  repository = pathArgument('repo');
+  repository = repositoryArgument('repo');
+  endpoint = S3_OPTIONS.endpoint();
+  region = S3_OPTIONS.region();
+  profile = S3_OPTIONS.profile();
 
   protected async run(): Promise<number> {
-    const result = await list({ repository: this.repository, signal: this.interrupt.signal });
+    const s3 = givenS3Options(this);
+    const result = await list({
+      repository: this.repository,
+      signal: this.interrupt.signal,
+      ...(s3 && { s3 }),
+    });
     return this.printResult(result, () => describeList(result));
   }
 }

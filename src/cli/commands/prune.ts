@@ -4,21 +4,20 @@ import { Command } from 'clipanion';
 import {
   type KeepCount,
   type KeepReason,
-  type PruneDecision,
   type PruneResult,
   parseRetentionDuration,
   prune,
   type RetentionPolicy,
+  type S3PruneResult,
 } from '../../index.js';
-import { isS3Location } from '../../s3/location.js';
-import type { S3PruneResult } from '../../snapshot/s3-gc.js';
 import { BaseCommand } from '../base-command.js';
 import {
-  endpointOption,
   flag,
+  givenS3Options,
   invalidValue,
   lockWaitOption,
   repositoryArgument,
+  S3_OPTIONS,
   textOption,
 } from '../options.js';
 import { formatBytes } from '../progress-line.js';
@@ -28,13 +27,6 @@ function describeReason(reason: KeepReason): string {
   return `${reason.oldest ? 'oldest ' : ''}${reason.rule} ${reason.bucket}`;
 }
 
-function decisionLines(decisions: readonly PruneDecision[]): string[] {
-  return decisions.map((decision) => {
-    const why = decision.reasons.map(describeReason).join(', ');
-    return `  ${decision.keep ? 'keep  ' : 'remove'}  ${decision.id}${why ? `  ${why}` : ''}`;
-  });
-}
-
 export function describePrune(result: PruneResult): string {
   const verb = result.dryRun ? 'would remove' : 'removed';
   const freed = result.bytesFreed === null ? '' : `, ${formatBytes(result.bytesFreed)} freed`;
@@ -42,7 +34,10 @@ export function describePrune(result: PruneResult): string {
     `${result.dryRun ? 'dry run: ' : ''}repository ${result.repository}: kept ${countOf(result.kept.length, 'snapshot')}, ` +
       `${verb} ${result.removed.length}${freed}`,
   ];
-  lines.push(...decisionLines(result.snapshots));
+  for (const decision of result.snapshots) {
+    const why = decision.reasons.map(describeReason).join(', ');
+    lines.push(`  ${decision.keep ? 'keep  ' : 'remove'}  ${decision.id}${why ? `  ${why}` : ''}`);
+  }
   if (result.removedLeftovers.length > 0) {
     lines.push(`removed what killed runs left: ${result.removedLeftovers.join(', ')}`);
   }
@@ -50,17 +45,14 @@ export function describePrune(result: PruneResult): string {
 }
 
 export function describeS3Prune(result: S3PruneResult): string {
+  const { garbage } = result;
   const verb = result.dryRun ? 'would delete' : 'deleted';
   const lines = [
-    `${result.dryRun ? 'dry run: ' : ''}repository ${result.repository}: kept ${countOf(result.kept.length, 'snapshot')}, ` +
-      `${result.dryRun ? 'would remove' : 'removed'} ${result.removed.length}; ${verb} ${countOf(result.deletedObjects, 'object')}, ${formatBytes(result.bytesFreed)}`,
-    ...decisionLines(result.snapshots),
+    describePrune(result),
+    `${verb} ${countOf(garbage.objects, 'object')} no remaining snapshot references (${formatBytes(garbage.bytes)})`,
   ];
-  if (result.unfinished.length > 0) {
-    lines.push(`unfinished snapshot directories ${verb}: ${result.unfinished.join(', ')}`);
-  }
-  if (result.finishedPlans.length > 0) {
-    lines.push(`finished what interrupted prunes left: ${result.finishedPlans.join(', ')}`);
+  if (garbage.finishedPlans.length > 0) {
+    lines.push(`finished what interrupted prunes left: ${garbage.finishedPlans.join(', ')}`);
   }
   return lines.join('\n');
 }
@@ -164,7 +156,9 @@ export class PruneCommand extends BaseCommand {
   );
   dryRun = flag('--dry-run,-n', 'Print what would be kept (and by which rule) and removed; change nothing');
   wait = lockWaitOption();
-  endpoint = endpointOption();
+  endpoint = S3_OPTIONS.endpoint();
+  region = S3_OPTIONS.region();
+  profile = S3_OPTIONS.profile();
 
   policy(): RetentionPolicy {
     const policy: RetentionPolicy = {
@@ -189,29 +183,17 @@ export class PruneCommand extends BaseCommand {
   }
 
   protected async run(): Promise<number> {
-    if (isS3Location(this.repository)) {
-      // The S3 code (and the SDK it loads) only for an s3:// repository.
-      const { pruneS3 } = await import('../../snapshot/s3-gc.js');
-      const result = await pruneS3({
-        location: this.repository,
-        s3: { endpoint: this.endpoint },
-        policy: this.policy(),
-        dryRun: this.dryRun,
-        waitForLockMs: this.wait,
-        signal: this.interrupt.signal,
-      });
-      return this.printResult(result, () => describeS3Prune(result));
-    }
-    if (this.endpoint !== undefined) {
-      throw invalidValue('<repo>', 'an s3://bucket/prefix location with --endpoint', this.repository);
-    }
+    const s3 = givenS3Options(this);
     const result = await prune({
       repository: this.repository,
+      ...(s3 && { s3 }),
       policy: this.policy(),
       dryRun: this.dryRun,
       waitForLockMs: this.wait,
       signal: this.interrupt.signal,
     });
-    return this.printResult(result, () => describePrune(result));
+    return this.printResult(result, () =>
+      'garbage' in result ? describeS3Prune(result as S3PruneResult) : describePrune(result),
+    );
   }
 }

@@ -2,18 +2,34 @@
 
 import { Command } from 'clipanion';
 import { type SnapshotResult, snapshot } from '../../index.js';
-import { durationOption, flag, lockWaitOption, pathArgument, textOption } from '../options.js';
+import {
+  durationOption,
+  flag,
+  givenS3Options,
+  lockWaitOption,
+  pathArgument,
+  repositoryArgument,
+  S3_OPTIONS,
+  textOption,
+} from '../options.js';
 import { formatBytes } from '../progress-line.js';
 import { SourceCommand } from '../source-options.js';
 import { countOf, describeWarnings } from '../text.js';
 import { describeMade } from './backup.js';
 
+function stored(result: SnapshotResult): string {
+  if (result.uploaded) {
+    return `uploaded ${countOf(result.uploaded.objects, 'data object')}, ${formatBytes(result.uploaded.bytes)}`;
+  }
+  return result.synced ? 'flushed to disk' : 'not flushed';
+}
+
 export function describeSnapshot(result: SnapshotResult): string {
   const lines = [
     `snapshot ${result.id} in ${result.repository}: ${countOf(result.files, 'file')}, ` +
       `${countOf(result.dirs, 'dir')}, ${formatBytes(result.bytes)} in ${(result.durationMs / 1000).toFixed(1)} s ` +
-      `(${result.linkSource ? `unchanged files linked from ${result.linkSource.id}` : 'full copy'}, ` +
-      `${result.synced ? 'flushed to disk' : 'not flushed'})`,
+      `(${result.linkSource ? `unchanged files ${result.uploaded ? 'reused' : 'linked'} from ${result.linkSource.id}` : 'full copy'}, ` +
+      `${stored(result)})`,
   ];
   for (const hook of result.hooks) {
     if (!hook.ok) lines.push(`warning: hook \`${hook.command}\` failed: ${hook.status}`);
@@ -44,6 +60,12 @@ export class SnapshotCommand extends SourceCommand {
       (\`--ignore-inode\`, \`--ignore-ctime\`, \`--checksum\` as there); \`--full\` copies every file. Options for
       what to copy are those of \`statesnap backup\`.
 
+      A repository in object storage is named \`s3://bucket/prefix\` (reached with \`--endpoint\`, \`--region\`,
+      \`--profile\`, else the AWS environment): small files go into tar packs of ~14 MiB, files of 4 MiB or more
+      into objects of their own; files unchanged since the newest snapshot point into the objects already there
+      and are neither read nor uploaded. The manifest is written last, only if absent: a run that did not finish
+      leaves objects but no snapshot.
+
       Hooks: \`--exec-before\` runs (with \`/bin/sh -c\`, its output on stderr) once the lock is taken and the id
       chosen, before the store is read; if it fails or times out the snapshot stops (ERR_HOOK_FAILED) before
       anything is written. \`--exec-after\` runs after the snapshot whatever happened, with \`STATESNAP_STATUS\`
@@ -72,7 +94,10 @@ export class SnapshotCommand extends SourceCommand {
   });
 
   source = pathArgument('source');
-  repository = pathArgument('repo');
+  repository = repositoryArgument('repo');
+  endpoint = S3_OPTIONS.endpoint();
+  region = S3_OPTIONS.region();
+  profile = S3_OPTIONS.profile();
   ignoreInode = flag(
     '--ignore-inode',
     'Leave inode numbers out of the change rule (the store was restored or moved)',
@@ -101,8 +126,10 @@ export class SnapshotCommand extends SourceCommand {
 
   protected async run(): Promise<number> {
     const progress = this.progressLine(this.progress);
+    const s3 = givenS3Options(this);
     const result = await snapshot({
       ...this.sourceOptions(progress),
+      ...(s3 && { s3 }),
       repository: this.repository,
       full: this.full,
       ignoreInode: this.ignoreInode,

@@ -23,7 +23,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { threadId } from 'node:worker_threads';
+import { receiveMessageOnPort, threadId } from 'node:worker_threads';
 import type {
   CopyTask,
   FileOp,
@@ -35,9 +35,13 @@ import type {
   LinkTask,
   PackResult,
   PackTask,
+  PartMessage,
+  PartStream,
   PlainError,
   StreamOutTask,
   TaskResult,
+  UnpackedFile,
+  UnpackTask,
   WorkerRequest,
   WorkerTask,
 } from '../src/core/protocol.js';
@@ -48,6 +52,7 @@ import {
   LINK_FALLBACK_CODES,
   linkedFileMismatch,
   OUT_OF_RESOURCES,
+  PART_COUNTER,
   PART_EMPTY,
   PART_FULL,
   PARTS_END,
@@ -245,7 +250,7 @@ function tempName(): string {
 }
 
 /** Opens a destination for writing; `replace` goes through a temp file beside it so nothing is ever torn. */
-function openDest(task: CopySpec, destPath: string, mode: number, sparse: boolean): OpenDest {
+function openDest(task: Pick<CopySpec, 'to'>, destPath: string, mode: number, sparse: boolean): OpenDest {
   const { confineTo, writeMode } = task.to;
   const dirFd = confineTo === null ? null : openDestDir(dirname(destPath), confineTo);
   let createdPath = destPath;
@@ -351,7 +356,12 @@ function transfer(
   }
 }
 
-function finishDest(task: CopySpec, dest: OpenDest, op: FileOp, attributes: CopyAttributes): void {
+function finishDest(
+  task: Pick<CopySpec, 'to'>,
+  dest: OpenDest,
+  op: FileOp,
+  attributes: CopyAttributes,
+): void {
   // Holes at the end were never written: the size is set here.
   if (dest.sparse) ftruncateSync(dest.fd, dest.position);
   // Owner first: a change of owner clears setuid/setgid, so a mode holding them is set again after it.
@@ -712,7 +722,121 @@ function copiedInstead(
   return copied.ok ? { ...copied, link: { linked: false, ...why } } : copied;
 }
 
-type Operation<T extends WorkerTask> = (task: T, op: FileOp, stop: Int32Array) => FileOutcome;
+/** What a file written (or checked) from downloaded bytes reports: its attributes come from the index. */
+function unpacked(op: UnpackedFile, mode: number, mtimeNs: bigint, digest: string): FileOutcome {
+  return {
+    ok: true,
+    rel: op.rel,
+    size: op.size,
+    mode,
+    mtimeNs: mtimeNs.toString(),
+    hash: digest,
+    uid: op.uid ?? 0,
+    gid: op.gid ?? 0,
+    ino: '0',
+    ctimeNs: '0',
+    replaced: false,
+  };
+}
+
+function checkHash(op: UnpackedFile, digest: string, origin: string): void {
+  if (op.hash !== undefined && digest !== op.hash) {
+    throw new FileFailure(
+      'corrupt',
+      `content hash ${digest} does not match the index (${op.hash}) in ${origin}`,
+    );
+  }
+}
+
+/**
+ * The next part of a streamed file: waits (without an event loop: `Atomics.wait` on the posted counter)
+ * until the main thread has posted it, checking the stop flag meanwhile.
+ */
+function nextPart(stream: PartStream, stop: Int32Array): Buffer {
+  const counters = new Int32Array(stream.counters);
+  for (;;) {
+    // Read before looking for a message: a part posted after this read changes it, so the wait returns at once.
+    const posted = Atomics.load(counters, PART_COUNTER.posted);
+    const received = receiveMessageOnPort(stream.port);
+    if (received !== undefined) {
+      Atomics.add(counters, PART_COUNTER.taken, 1);
+      Atomics.notify(counters, PART_COUNTER.taken);
+      const message = received.message as PartMessage;
+      if ('failed' in message) throw new FileFailure(message.failed.problem, message.failed.message);
+      return Buffer.from(message.data);
+    }
+    throwIfStopped(stop);
+    Atomics.wait(counters, PART_COUNTER.posted, posted, 100);
+  }
+}
+
+/**
+ * One file of a downloaded range: hashed where it lies in the task's data and, only when the hash matches,
+ * written as a copy's destination side writes (a fresh file, confined, renamed into place in `replace` mode).
+ * A streamed file is written part by part as the parts arrive and hashed on the way; a hash that differs at
+ * the end removes what was written.
+ */
+function unpackOne(task: UnpackTask, op: UnpackedFile, stop: Int32Array): FileOutcome {
+  const { data, origin, to, stream } = task;
+  const mtimeNs = BigInt(op.mtimeNs ?? '0');
+  const mode = (op.mode ?? 0o644) & (to?.modeMask ?? 0o7777);
+  const spec = to === null ? null : { to };
+  let dest: OpenDest | null = null;
+  try {
+    if (op.at < 0 || op.at + (stream ? data.byteLength : op.size) > data.byteLength) {
+      throw new FileFailure('corrupt', `bytes ${op.at}-${op.at + op.size} lie outside ${origin}`);
+    }
+    let digest: string;
+    if (stream === undefined) {
+      const content = Buffer.from(data, op.at, op.size);
+      digest = hash('sha256', content, 'hex');
+      checkHash(op, digest, origin);
+      if (spec !== null) {
+        dest = openDest(spec, `${spec.to.root}/${op.rel}`, mode, false);
+        writeContent(dest, content, op.size);
+      }
+    } else {
+      const hasher = createHash('sha256');
+      if (spec !== null) dest = openDest(spec, `${spec.to.root}/${op.rel}`, mode, false);
+      let part: Buffer = Buffer.from(data, op.at);
+      let total = 0;
+      for (let index = 1; ; index++) {
+        hasher.update(part);
+        if (dest !== null) writeContent(dest, part, part.length);
+        total += part.length;
+        if (index >= stream.parts) break;
+        part = nextPart(stream, stop);
+      }
+      if (total !== op.size)
+        throw new FileFailure('corrupt', `${total} bytes arrived, the index says ${op.size}`);
+      digest = hasher.digest('hex');
+      checkHash(op, digest, origin);
+    }
+    if (spec !== null && dest !== null) finishDest(spec, dest, op, { mode, mtimeNs, atimeNs: mtimeNs });
+    dest = null;
+    return unpacked(op, mode, mtimeNs, digest);
+  } catch (error) {
+    if (dest !== null) abandonDest(dest);
+    if (error instanceof RunStopped) throw error;
+    const failure = error instanceof FileFailure ? error : destFailure(error);
+    return {
+      ok: false,
+      rel: op.rel,
+      problem: failure.problem,
+      message: failure.message,
+      cause: failure.plain,
+    };
+  } finally {
+    if (stream !== undefined) {
+      const counters = new Int32Array(stream.counters);
+      Atomics.store(counters, PART_COUNTER.done, 1);
+      Atomics.notify(counters, PART_COUNTER.taken);
+      stream.port.close();
+    }
+  }
+}
+
+type Operation<T extends WorkerTask> = (task: T, op: T['files'][number], stop: Int32Array) => FileOutcome;
 
 /** The kinds whose files are each handled on their own; a pack or a stream builds one object from them. */
 type PerFileTask = Exclude<WorkerTask, PackTask | StreamOutTask>;
@@ -722,6 +846,7 @@ const OPERATIONS: { [Kind in PerFileTask['kind']]: Operation<Extract<PerFileTask
   copy: copyOne,
   hash: hashOne,
   link: linkOne,
+  unpack: unpackOne,
 };
 
 export default function runTask({ task, stop }: WorkerRequest): TaskResult {

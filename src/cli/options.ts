@@ -279,8 +279,8 @@ export function pathArgument(name: string) {
 }
 
 /**
- * A repository argument: an `s3://bucket/prefix` location as given (checked where it is used), or a path
- * made absolute against the working directory.
+ * A repository or backup argument: an `s3://bucket/prefix[/<id>]` location as given (checked where it is
+ * used), or a path made absolute against the working directory.
  */
 export function repositoryArgument(name: string) {
   return documented(

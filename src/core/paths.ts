@@ -175,6 +175,21 @@ export function resolveReadPath(
 }
 
 /**
+ * The written tree's half of `resolvePaths`, alone: for a tree read from elsewhere than the filesystem (object
+ * storage), which nothing written here can overlap.
+ */
+export function resolveWriteTree(
+  write: string,
+  roles: PathRoles,
+  options: { mkpath: boolean },
+): Omit<ResolvedPaths, 'read'> {
+  const { write: writeReal, missingParents } = locateWritePath(write, roles);
+  if (missingParents.length > 0 && !options.mkpath) throw missingParent(write, missingParents, roles);
+  if (missingParents.length === 0) refuseUnreachable(writeReal, write, roles);
+  return { write: writeReal, missingParents };
+}
+
+/**
  * Refuses a written tree equal to, inside, or containing the tree that is read, comparing resolved path
  * segments and the dev+ino of every ancestor (as Node's fs.cp does), so bind mounts and symlinked parents are
  * caught too. Missing parents of the written tree are refused, or with `mkpath` listed for the caller to make
@@ -187,9 +202,7 @@ export function resolvePaths(
   options: { mkpath: boolean } = { mkpath: false },
 ): ResolvedPaths {
   const { real: readReal, stats: readStats } = resolveReadPath(read, roles);
-  const { write: writeReal, missingParents } = locateWritePath(write, roles);
-  if (missingParents.length > 0 && !options.mkpath) throw missingParent(write, missingParents, roles);
-  if (missingParents.length === 0) refuseUnreachable(writeReal, write, roles);
+  const { write: writeReal, missingParents } = resolveWriteTree(write, roles, options);
   const overlap = (how: string) =>
     new StatesnapError(roles.overlap, `${roles.write} ${write} ${how} ${roles.read} ${read}`, {
       path: write,

@@ -14,6 +14,7 @@ import type {
   RunFailure,
   TaskResult,
   WorkerTask,
+  WriteSpec,
 } from './protocol.js';
 import type { EntrySink, PlannedDir, SkipKind, WalkProblem } from './walk.js';
 import { type Warning, WarningLog } from './warnings.js';
@@ -24,6 +25,22 @@ export interface EntrySource {
   readonly read: ReadSpec;
   /** Streams every entry into `sink`, a directory before its contents, waiting while `file` returns a promise. */
   entries(sink: EntrySink, signal: AbortSignal): Promise<void>;
+  /** A source whose contents are downloaded rather than read by the workers (object storage). */
+  readonly remote?: RemoteContent;
+}
+
+/** How a remote source's files reach the workers: grouped into ranged downloads, each one worker task. */
+export interface RemoteContent {
+  /** Whether `next` joins the batch being formed (one download). */
+  joins(batch: readonly FileOp[], batchBytes: number, next: FileOp): boolean;
+  /** Downloads a batch's bytes: the task that writes its files to `to` (null: only checks them). */
+  task(files: FileOp[], to: WriteSpec | null, signal: AbortSignal): Promise<WorkerTask>;
+}
+
+/** Where a restore target's copy task writes: what a remote source's task writes to instead. */
+function writeSpecOf(task: WorkerTask): WriteSpec {
+  assert(task.kind === 'copy', `a remote source was given a ${task.kind} destination`);
+  return task.to;
 }
 
 export type FileWritten = Extract<FileOutcome, { ok: true }>;
@@ -173,13 +190,22 @@ export class Run {
     const readContent = pass.readContent ?? true;
     const compareMode = pass.compareModes ?? false;
     const { destination, source } = pass;
+    const { remote } = source;
     const dispatcher = new BatchDispatcher({
       pool: this.#startPool(),
       threads: this.#threads,
       signal: flow.signal,
-      makeTask: destination
-        ? (files) => destination.task(files, source.read)
-        : (files) => ({ kind: 'hash', files, from: source.read, readContent, compareMode }),
+      joins: remote?.joins.bind(remote),
+      makeTask: remote
+        ? async (files) =>
+            remote.task(
+              files,
+              destination ? writeSpecOf(await destination.task(files, source.read)) : null,
+              flow.signal,
+            )
+        : destination
+          ? (files) => destination.task(files, source.read)
+          : (files) => ({ kind: 'hash', files, from: source.read, readContent, compareMode }),
       onResult: flow.guarded((result: TaskResult) => flow.batchDone(result)),
       batchLimits: destination?.batchLimits,
     });

@@ -100,7 +100,10 @@ export class WorkerPool {
 
   async run(task: WorkerTask, stop: Int32Array): Promise<TaskResult> {
     if (this.#failure !== null) throw this.#failure;
-    const result = this.#piscina.run({ task, stop });
+    // Downloaded bytes (and a streamed file's part port) are moved to the worker, never copied.
+    const transferList =
+      task.kind !== 'unpack' ? undefined : task.stream ? [task.data, task.stream.port] : [task.data];
+    const result = this.#piscina.run({ task, stop }, { transferList });
     this.#countThreads();
     try {
       return await result;
@@ -126,6 +129,11 @@ export interface BatchDispatcherOptions {
   makeTask: (files: FileOp[]) => WorkerTask | Promise<WorkerTask>;
   /** How large a batch may grow. @default 256 files, 8 MiB */
   batchLimits?: BatchLimits | undefined;
+  /**
+   * Whether `next` may join the batch being formed (a source whose batches are downloads); replaces the
+   * limits and the large-file rule. @default those
+   */
+  joins?: ((batch: readonly FileOp[], batchBytes: number, next: FileOp) => boolean) | undefined;
   /** Called on the main thread with each finished batch; throwing here fails the whole run. */
   onResult: (result: TaskResult) => void;
 }
@@ -163,6 +171,14 @@ export class BatchDispatcher {
 
   add(file: FileOp): undefined | Promise<void> {
     this.#throwIfFailed();
+    const { joins } = this.#options;
+    if (joins !== undefined) {
+      let wait: Promise<void> | undefined;
+      if (this.#batch.length > 0 && !joins(this.#batch, this.#batchBytes, file)) wait = this.#submitBatch();
+      this.#batch.push(file);
+      this.#batchBytes += file.size;
+      return wait;
+    }
     if (file.size >= LARGE_FILE_BYTES) return this.#submit([file]);
     this.#batch.push(file);
     this.#batchBytes += file.size;

@@ -1,7 +1,7 @@
 // The plain-data protocol between the main thread and the file workers, the entry kinds both sides name, and
 // the two conversions both sides apply: paths with names that are not UTF-8, and timestamps for utimes.
 // Only strings, numbers, bigints, arrays and plain objects cross the thread boundary (plus the one shared stop
-// flag): an Error posted from a worker arrives without its `code`, `syscall` and `path`, and Stats without their
+// flag, and an unpack task's downloaded bytes and part stream, moved): an Error posted from a worker arrives without its `code`, `syscall` and `path`, and Stats without their
 // methods, so failures travel as `PlainError`.
 
 export type EntryKind = 'file' | 'dir' | 'symlink' | 'fifo' | 'socket' | 'char-device' | 'block-device';
@@ -31,6 +31,8 @@ export interface FileOp {
   hash?: string;
   /** A backup with a link source: the file may be hard-linked from the previous backup instead of copied. */
   link?: LinkPlan;
+  /** Where the content lies in object storage: the data object's key and the offset of the content in it. */
+  stored?: { object: string; offset: number };
 }
 
 /** How a file the change rule found (possibly) unchanged is taken from the previous backup. */
@@ -123,6 +125,45 @@ export interface LinkTask extends Omit<CopyTask, 'kind'> {
   };
 }
 
+/** A file of an `unpack` task: its content is `size` bytes at `at` in the task's data. */
+export type UnpackedFile = FileOp & { at: number };
+
+/**
+ * Write (or only check) the files held in one downloaded range of an object: each file's content is hashed
+ * and compared with its op's `hash` before its name appears at `to`. `to` null: only hash them (verify).
+ */
+export interface UnpackTask {
+  kind: 'unpack';
+  /** The downloaded bytes, moved (not copied) to the worker. */
+  data: ArrayBuffer;
+  /** How messages name where the bytes came from: the object and the range of it `data` holds. */
+  origin: string;
+  files: UnpackedFile[];
+  to: WriteSpec | null;
+  /** One file larger than a download: `data` is its first part, the others arrive in order through here. */
+  stream?: PartStream;
+}
+
+/**
+ * The later parts of a file that is downloaded in parts. The main thread posts `PartMessage`s on `port`; the
+ * counters (an Int32Array over `counters`, indexed by `PART_COUNTER`) let the worker wait for a part without
+ * an event loop, and the main thread stay at most a few parts ahead (bounded memory for any file size).
+ */
+export interface PartStream {
+  /** node:worker_threads' MessagePort (Node's global of that name), named without an import. */
+  port: InstanceType<typeof MessagePort>;
+  counters: SharedArrayBuffer;
+  /** Parts of the file, the first (the task's `data`) included. */
+  parts: number;
+}
+
+export const PART_COUNTER = { posted: 0, taken: 1, done: 2 } as const;
+
+/** A part of a streamed file, moved to the worker; or why the rest of the file cannot be downloaded. */
+export type PartMessage =
+  | { data: ArrayBuffer }
+  | { failed: { problem: Extract<FileProblem, 'corrupt' | 'unreadable'>; message: string } };
+
 /**
  * Read, check and hash each file (as `copy` does) and append it as a tar member to a pack being built in
  * shared memory, for object storage. A file with a `link` plan is not read (its outcome comes from the
@@ -183,7 +224,7 @@ export interface PackResult extends TaskResult {
  * A batch of per-file operations of one kind. A new kind (a hard link to a previous backup's copy, a pack of
  * files for object storage) is a new member here and a new entry in the worker's table; the pool carries any.
  */
-export type WorkerTask = CopyTask | HashTask | LinkTask | PackTask | StreamOutTask;
+export type WorkerTask = CopyTask | HashTask | LinkTask | PackTask | StreamOutTask | UnpackTask;
 
 /**
  * What the pool posts to a worker: the task, and the run's stop flag, an Int32Array over a SharedArrayBuffer

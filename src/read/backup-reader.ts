@@ -1,8 +1,10 @@
 // The BackupReader seam: how restore and verify read an existing backup. `openBackup` validates the manifest
 // and returns the reader for its kind: a statesnap backup (entries from its hashed per-file index) or an Oxios
-// backup (a plain tree + manifest.json, walked without following links). Object storage will be a third kind.
+// backup (a plain tree + manifest.json, walked without following links). A snapshot in object storage is a
+// third (s3-reader.ts); open-reader.ts picks the kind a location names.
 
 import { type BigIntStats, lstatSync, realpathSync } from 'node:fs';
+import { join } from 'node:path';
 import { abortError, describeCause, outOfResourcesAt, StatesnapError } from '../core/errors.js';
 import { CAN_LOCATE_FDS } from '../core/paths.js';
 import type { EntrySource } from '../core/pipeline.js';
@@ -17,6 +19,8 @@ import {
   type StatesnapExtras,
 } from '../format/manifest.js';
 import { readManifest } from '../format/manifest-schema.js';
+import { isS3Location } from '../s3/location.js';
+import { type ManifestNote, manifestNotes } from './manifest-notes.js';
 
 export type BackupKind = 'statesnap' | 'oxios';
 
@@ -27,13 +31,21 @@ export interface ReadOptions {
   hashes: boolean;
 }
 
+/** What readers of every kind know of their statesnap extras. */
+export type ReaderExtras = Pick<StatesnapExtras, 'totals'>;
+
 export interface BackupReader {
-  /** Real path of the backup directory: every opened file must lie under it. */
+  /**
+   * Real path of the backup directory: every opened file must lie under it. A snapshot in object storage:
+   * its `s3://bucket/prefix/snapshots/<id>`.
+   */
   readonly root: string;
-  readonly manifest: Manifest;
+  /** The backup is a local directory (false: object storage, whose contents the source downloads). */
+  readonly local: boolean;
+  readonly manifest: Pick<Manifest, 'version' | 'created_at' | 'oxios_version' | 'sections'>;
   readonly kind: BackupKind;
   /** The statesnap extras, present exactly when `kind` is `statesnap`. */
-  readonly extras: StatesnapExtras | undefined;
+  readonly extras: ReaderExtras | undefined;
   /** The format of a statesnap backup's index (format 2 on records owners), or null for an Oxios backup. */
   readonly format: IndexFormat | null;
   /** What workers check every opened file against (`root`), or null where the OS cannot tell (no /proc). */
@@ -43,9 +55,25 @@ export interface BackupReader {
    * contents; links and special files as skipped entries; the backup's own files never.
    */
   source(options: ReadOptions): EntrySource;
+  /** What the manifest says that does not stop a restore (see manifest-notes.ts). */
+  notes(): ManifestNote[];
+  /** Releases what the reader holds open (an object storage client's sockets). */
+  close(): void;
 }
 
-abstract class LocalBackup implements BackupReader {
+/** A local backup directory's reader: its manifest and statesnap extras whole. */
+export interface LocalBackupReader extends BackupReader {
+  readonly manifest: Manifest;
+  readonly extras: StatesnapExtras | undefined;
+}
+
+/** How messages name entry `rel` of the backup at `root`: a path, or an object storage location. */
+export function backupEntryPath(root: string, rel: string): string {
+  return isS3Location(root) ? `${root}/${rel}` : join(root, rel);
+}
+
+abstract class LocalBackup implements LocalBackupReader {
+  readonly local = true;
   abstract readonly kind: BackupKind;
   abstract readonly extras: StatesnapExtras | undefined;
   abstract readonly format: IndexFormat | null;
@@ -70,6 +98,12 @@ abstract class LocalBackup implements BackupReader {
     return { read, entries: (sink, signal) => this.entries(sink, options, signal) };
   }
 
+  notes(): ManifestNote[] {
+    return manifestNotes(this.root, this.manifest);
+  }
+
+  close(): void {}
+
   protected abstract entries(sink: EntrySink, options: ReadOptions, signal: AbortSignal): Promise<void>;
 }
 
@@ -78,7 +112,7 @@ function rootDir(stats: BigIntStats): PlannedDir {
 }
 
 /** A directory as an index (or, for the root, a format-2 manifest) records it; the owner only from format 2. */
-function recordedDir(
+export function recordedDir(
   rel: string,
   dir: { mode: number; mtime_ns: string; uid?: number; gid?: number },
 ): PlannedDir {
@@ -164,7 +198,7 @@ class OxiosTree extends LocalBackup {
   }
 }
 
-export function openBackup(path: string): BackupReader {
+export function openBackup(path: string): LocalBackupReader {
   const manifest = readManifest(path);
   let root: string;
   try {
@@ -185,7 +219,7 @@ export function openBackup(path: string): BackupReader {
 
 /** How a manifest's totals differ from what its index lists, or null when they agree. */
 export function totalsMismatch(
-  extras: StatesnapExtras,
+  extras: ReaderExtras,
   listed: { files: number; dirs: number; bytes: number },
 ): string | null {
   const { totals } = extras;

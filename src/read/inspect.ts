@@ -7,11 +7,15 @@ import { requirePath, signalOption } from '../core/options.js';
 import { walk } from '../core/walk.js';
 import { formatOf, RESERVED_ROOT_NAMES, type SkippedCounts } from '../format/manifest.js';
 import { readManifest } from '../format/manifest-schema.js';
+import { isS3Location } from '../s3/location.js';
+import type { S3Options } from '../s3/settings.js';
 import { type ManifestNote, manifestNotes } from './manifest-notes.js';
 
 export interface InspectOptions {
-  /** The backup directory (the one holding manifest.json). */
+  /** The backup directory (the one holding manifest.json), or a snapshot in object storage (`s3://…/<id>`). */
   backup: string;
+  /** How object storage is reached (endpoint, region, profile). @default the AWS environment */
+  s3?: S3Options;
   signal?: AbortSignal;
 }
 
@@ -41,13 +45,53 @@ export interface InspectResult {
    * counts symlinks it does not copy), a section name that is not a folder, an empty or odd created_at.
    */
   notes: ManifestNote[];
+  /** A snapshot in object storage: its data objects, the bytes they hold, and what its run uploaded. */
+  storage?: { objects: number; objectBytes: number; bytesUploaded: number; base: string | null };
   /** Always 0: a backup that cannot be inspected is an error. Every command's result carries one. */
   exitCode: 0;
 }
 
+/** A snapshot in object storage: everything comes from its manifest (one GET after the repository checks). */
+async function inspectSnapshot(location: string, options: InspectOptions): Promise<InspectResult> {
+  const { openS3Snapshot } = await import('./s3-reader.js');
+  const snapshot = await openS3Snapshot(location, { ...options.s3, signal: options.signal });
+  snapshot.close();
+  const { manifest, extras } = snapshot;
+  const { s3 } = extras;
+  return {
+    command: 'inspect',
+    backup: snapshot.root,
+    version: manifest.version,
+    createdAt: manifest.created_at,
+    appVersion: manifest.oxios_version,
+    sections: manifest.sections,
+    notes: snapshot.notes(),
+    tool: { name: extras.tool, version: extras.tool_version },
+    format: extras.format,
+    ...extras.totals,
+    totalsFrom: 'manifest',
+    hashAlgorithm: extras.hash_algorithm,
+    indexEntries: s3.index.entries,
+    skipped: extras.skipped,
+    warnings: { count: extras.warnings.count, byProblem: extras.warnings.by_problem },
+    storage: {
+      objects: s3.objects.length,
+      objectBytes: s3.objects.reduce((sum, object) => sum + object.size, 0),
+      bytesUploaded: s3.bytes_uploaded,
+      base: extras.base?.id ?? null,
+    },
+    exitCode: 0,
+  };
+}
+
 export async function inspect(options: InspectOptions): Promise<InspectResult> {
-  const backupDir = resolve(requirePath('backup', options.backup));
+  const given = requirePath('backup', options.backup);
   const signal = signalOption(options.signal);
+  if (isS3Location(given)) {
+    throwIfAborted(signal, given);
+    return inspectSnapshot(given, { ...options, signal });
+  }
+  const backupDir = resolve(given);
   // An aborted signal stops every operation the same way, even one that would only read a manifest.
   throwIfAborted(signal, backupDir);
   const manifest = readManifest(backupDir);

@@ -3,7 +3,7 @@
 // missing, corrupt, extra, unreadable) instead of stopping at the first.
 
 import { join, resolve } from 'node:path';
-import { isStatesnapError, throwIfAborted } from '../core/errors.js';
+import { isStatesnapError, type StatesnapError, throwIfAborted } from '../core/errors.js';
 import { type RunOptions, requirePath, resolveRunOptions } from '../core/options.js';
 import {
   type ErrorPolicy,
@@ -19,8 +19,11 @@ import { type FileProblem, formatMode, HASH_ALGORITHM, type RunFailure } from '.
 import { walk } from '../core/walk.js';
 import type { Warning, WarningLog, WarningSummary } from '../core/warnings.js';
 import { INDEX_FILE, MANIFEST_FILE, RESERVED_ROOT_NAMES } from '../format/manifest.js';
-import { type BackupKind, type BackupReader, openBackup, totalsMismatch } from './backup-reader.js';
-import { type ManifestNote, manifestNotes } from './manifest-notes.js';
+import { isS3Location } from '../s3/location.js';
+import type { S3Options } from '../s3/settings.js';
+import { type BackupKind, type BackupReader, backupEntryPath, totalsMismatch } from './backup-reader.js';
+import type { ManifestNote } from './manifest-notes.js';
+import { openReader } from './open-reader.js';
 
 /**
  * What is wrong with one path of a backup (the `problem` of each entry in `problems.list`). `mode`: its
@@ -29,8 +32,10 @@ import { type ManifestNote, manifestNotes } from './manifest-notes.js';
 export type VerifyProblem = 'manifest' | 'missing' | 'corrupt' | 'mode' | 'extra' | 'unreadable';
 
 export interface VerifyOptions extends Pick<RunOptions<VerifyProgress>, 'threads' | 'signal'> {
-  /** The backup directory (the one holding manifest.json). */
+  /** The backup directory (the one holding manifest.json), or a snapshot in object storage (`s3://…/<id>`). */
   backup: string;
+  /** How object storage is reached (endpoint, region, profile, concurrency). @default the AWS environment */
+  s3?: S3Options;
   /** Called (throttle it yourself) as files are checked. @default no-op */
   onProgress?: (progress: VerifyProgress) => void;
   /** Called for each problem as it is found. @default no-op */
@@ -81,7 +86,7 @@ const PROBLEM_OF: Record<Exclude<FileProblem, RunFailure>, VerifyProblem> = {
 /** Every problem is recorded and the check goes on: verify lists them all. */
 function recordEveryProblem(root: string): ErrorPolicy {
   return ({ rel, stage, problem, message }) => ({
-    path: join(root, rel),
+    path: backupEntryPath(root, rel),
     problem: stage === 'walk' ? 'unreadable' : PROBLEM_OF[problem],
     // The worker's words are a backup's ("vanished before it was read"); in a backup being checked the
     // file is simply missing.
@@ -219,10 +224,36 @@ async function checkIndexed(
   for (const rel of onDisk.keys()) problems.add(join(root, rel), 'extra', 'is not in the index');
 }
 
+/**
+ * A snapshot in object storage: every file downloaded and its hash compared. An index that does not validate,
+ * or an object that is missing or short, ends the check with that one problem (what follows is unknown).
+ */
+async function checkRemote(
+  run: Run,
+  reader: BackupReader,
+  tally: Tally,
+  onProgress: (progress: ProgressReport<VerifyProgress>) => void,
+): Promise<void> {
+  const problems = run.warnings;
+  try {
+    await readEveryFile(run, reader, tally, onProgress, undefined);
+  } catch (error) {
+    const damaged = isStatesnapError(error, 'ERR_BACKUP_CORRUPT');
+    if (!damaged && !isValidationError(error)) throw error;
+    const { path, message } = error as StatesnapError;
+    problems.add(path ?? reader.root, damaged ? 'corrupt' : 'manifest', message);
+    return;
+  }
+  const listed = { files: tally.filesPlanned, dirs: tally.dirs, bytes: tally.bytesPlanned };
+  const mismatch = totalsMismatch(reader.extras!, listed);
+  if (mismatch !== null) problems.add(backupEntryPath(reader.root, MANIFEST_FILE), 'manifest', mismatch);
+}
+
 /** Checks every file of `options.backup` against its manifest and index. */
 export async function verify(options: VerifyOptions): Promise<VerifyResult> {
   const started = performance.now();
-  const backupPath = resolve(requirePath('backup', options.backup));
+  const given = requirePath('backup', options.backup);
+  const backupPath = isS3Location(given) ? given : resolve(given);
   const opts = resolveRunOptions({ ...options, onWarning: options.onProblem }, 'onProblem');
   throwIfAborted(opts.signal, backupPath);
   const report = progressReporter('verify', started, opts.onProgress);
@@ -230,14 +261,22 @@ export async function verify(options: VerifyOptions): Promise<VerifyResult> {
     const problems = run.warnings;
     let reader: BackupReader | null = null;
     try {
-      reader = openBackup(backupPath);
+      reader = await openReader(backupPath, { s3: options.s3, signal: opts.signal });
     } catch (error) {
       if (!isValidationError(error)) throw error;
-      problems.add(join(backupPath, MANIFEST_FILE), 'manifest', (error as Error).message);
+      const path = isS3Location(backupPath)
+        ? ((error as StatesnapError).path ?? backupPath)
+        : join(backupPath, MANIFEST_FILE);
+      problems.add(path, 'manifest', (error as Error).message);
     }
     const tally = newTally();
-    if (reader?.extras) await checkIndexed(run, reader, tally, report);
-    else if (reader) await readEveryFile(run, reader, tally, report, undefined); // Oxios: no index
+    try {
+      if (reader && !reader.local) await checkRemote(run, reader, tally, report);
+      else if (reader?.extras) await checkIndexed(run, reader, tally, report);
+      else if (reader) await readEveryFile(run, reader, tally, report, undefined); // Oxios: no index
+    } finally {
+      reader?.close();
+    }
     const ok = problems.count === 0;
     return {
       command: 'verify',
@@ -252,7 +291,7 @@ export async function verify(options: VerifyOptions): Promise<VerifyResult> {
       skippedEntries: tally.skipped,
       ok,
       problems: problems.summary(),
-      notes: reader ? manifestNotes(reader.root, reader.manifest) : [],
+      notes: reader ? reader.notes() : [],
       threads: run.threadsStarted,
       durationMs: Math.round(performance.now() - started),
       exitCode: ok ? 0 : 1,

@@ -12,14 +12,22 @@ import {
   requirePath,
   resolveRunOptions,
 } from '../core/options.js';
-import { BACKUP_AND_TARGET, makeParents, type ResolvedPaths, resolvePaths } from '../core/paths.js';
+import {
+  BACKUP_AND_TARGET,
+  makeParents,
+  type ResolvedPaths,
+  resolvePaths,
+  resolveWriteTree,
+} from '../core/paths.js';
 import { type ErrorPolicy, newTally, type Run, runPipeline } from '../core/pipeline.js';
 import { type ProgressReport, progressReporter, type RestoreProgress } from '../core/progress.js';
 import { type FileProblem, fsPath, type RunFailure, SETID_BITS } from '../core/protocol.js';
 import { pauseAt } from '../core/test-hooks.js';
 import type { Warning, WarningSummary } from '../core/warnings.js';
-import { type BackupKind, type BackupReader, openBackup } from '../read/backup-reader.js';
-import { type ManifestNote, manifestNotes } from '../read/manifest-notes.js';
+import { type BackupKind, type BackupReader, backupEntryPath } from '../read/backup-reader.js';
+import type { ManifestNote } from '../read/manifest-notes.js';
+import { openReader } from '../read/open-reader.js';
+import type { S3Options } from '../s3/settings.js';
 import type { RecoveryAction } from './journal.js';
 import { interruptedRestoreOf, recoverTarget } from './journal.js';
 import { MergeTarget } from './merge-target.js';
@@ -30,8 +38,13 @@ import { backupCorrupt, type Scan, type SkippedEntries, scanBackup } from './sca
 export type RestoreMode = 'replace' | 'merge';
 
 export interface RestoreOptions extends RunOptions<RestoreProgress> {
-  /** The backup directory (the one holding manifest.json): made by statesnap or by Oxios. */
+  /**
+   * The backup directory (the one holding manifest.json): made by statesnap or by Oxios; or a snapshot in
+   * object storage, `s3://bucket/prefix/<snapshot id>` or `s3://bucket/prefix/latest`.
+   */
   backup: string;
+  /** How object storage is reached (endpoint, region, profile, concurrency). @default the AWS environment */
+  s3?: S3Options;
   /** The state directory to restore; created if missing. Must not be a symlink or overlap the backup. */
   target: string;
   /**
@@ -203,7 +216,7 @@ const PROBLEM_WORDS: Record<Exclude<FileProblem, RunFailure>, string> = {
 /** Any backup file that is missing, corrupt or unreadable stops the restore before the target changes. */
 function anyProblemAborts(root: string): ErrorPolicy {
   return ({ rel, stage, problem, message, cause }) => {
-    const path = join(root, rel);
+    const path = backupEntryPath(root, rel);
     if (stage === 'walk') return backupCorrupt(path, `cannot be restored: ${message}`);
     const code = problem === 'unreadable' ? 'ERR_FILE_UNREADABLE' : 'ERR_BACKUP_CORRUPT';
     return new StatesnapError(code, `backup file ${path} ${PROBLEM_WORDS[problem]}: ${message}`, {
@@ -320,7 +333,7 @@ async function planRestore(
     filesReplaced,
     recoversFirst,
     warnings: run.warnings.summary(),
-    notes: manifestNotes(reader.root, reader.manifest),
+    notes: reader.notes(),
     durationMs: Math.round(performance.now() - started),
     exitCode: run.warnings.count > 0 ? 3 : 0,
   };
@@ -334,8 +347,23 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult | 
   const started = performance.now();
   const opts = resolveRestoreOptions(options);
   throwIfAborted(opts.signal, opts.target);
-  const reader = openBackup(opts.backup);
-  const paths = resolvePaths(reader.root, opts.target, BACKUP_AND_TARGET, { mkpath: opts.mkpath });
+  const reader = await openReader(opts.backup, { s3: options.s3, signal: opts.signal });
+  try {
+    return await restoreFrom(reader, opts, started);
+  } finally {
+    reader.close();
+  }
+}
+
+async function restoreFrom(
+  reader: BackupReader,
+  opts: ResolvedRestoreOptions,
+  started: number,
+): Promise<RestoreResult | RestorePlan> {
+  const { mkpath } = opts;
+  const paths = reader.local
+    ? resolvePaths(reader.root, opts.target, BACKUP_AND_TARGET, { mkpath })
+    : { read: reader.root, ...resolveWriteTree(opts.target, BACKUP_AND_TARGET, { mkpath }) };
   const target = paths.write;
   const report = progressReporter('restore', started, opts.onProgress);
   return runPipeline({ ...opts, path: target }, async (run) => {
@@ -386,7 +414,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult | 
       ownersRestored: rules.owners,
       recovered,
       warnings: run.warnings.summary(),
-      notes: manifestNotes(reader.root, reader.manifest),
+      notes: reader.notes(),
       threads: run.threadsStarted,
       synced: opts.sync,
       durationMs: Math.round(performance.now() - started),

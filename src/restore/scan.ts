@@ -9,7 +9,7 @@ import { type FileOp, fsPath, type SkippedKind } from '../core/protocol.js';
 import type { PlannedDir } from '../core/walk.js';
 import { WARNING_LIST_LIMIT, type WarningLog } from '../core/warnings.js';
 import { MANIFEST_FILE } from '../format/manifest.js';
-import { type BackupReader, totalsMismatch } from '../read/backup-reader.js';
+import { type BackupReader, backupEntryPath, totalsMismatch } from '../read/backup-reader.js';
 import type { RestoreTarget } from './restore-target.js';
 
 export interface SkippedEntries {
@@ -86,7 +86,7 @@ export async function scanBackup(reader: BackupReader, options: ScanOptions): Pr
         options.target.planDir(dir);
       },
       file: (op) => {
-        options.target.planFile(op, dataBytes(reader.root, op));
+        options.target.planFile(op, reader.local ? dataBytes(reader.root, op) : op.size);
         scan.files++;
         scan.bytes += op.size;
         options.observeFile?.(op);
@@ -99,20 +99,20 @@ export async function scanBackup(reader: BackupReader, options: ScanOptions): Pr
         skipped.count++;
         skipped.byKind[kind] = (skipped.byKind[kind] ?? 0) + 1;
         if (skipped.list.length < WARNING_LIST_LIMIT)
-          skipped.list.push({ path: join(reader.root, rel), kind });
+          skipped.list.push({ path: backupEntryPath(reader.root, rel), kind });
         // A statesnap backup recorded these when it was made; in an Oxios tree they are a surprise.
         if (!reader.extras)
           options.warnings.add(join(reader.root, rel), kind, `is a ${kind}: not followed, not restored`);
       },
       problem: (rel, _problem, message) => {
-        throw backupCorrupt(join(reader.root, rel), `cannot be restored: ${message}`);
+        throw backupCorrupt(backupEntryPath(reader.root, rel), `cannot be restored: ${message}`);
       },
     },
     options.signal,
   );
   const mismatch = reader.extras && totalsMismatch(reader.extras, { ...scan, dirs: scan.dirs.length - 1 });
   if (mismatch) {
-    const path = join(reader.root, MANIFEST_FILE);
+    const path = backupEntryPath(reader.root, MANIFEST_FILE);
     throw new StatesnapError('ERR_MANIFEST_INVALID', `manifest ${path} ${mismatch}`, { path });
   }
   return scan;

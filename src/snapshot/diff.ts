@@ -16,7 +16,7 @@ import { fsPath } from '../core/protocol.js';
 import type { SkipKind } from '../core/walk.js';
 import { type IndexEntry, readIndex } from '../format/index-reader.js';
 import { MANIFEST_FILE, OXIOS_CATEGORIES } from '../format/manifest.js';
-import { type BackupReader, openBackup } from '../read/backup-reader.js';
+import { type LocalBackupReader, openBackup } from '../read/backup-reader.js';
 import { resolveBackupPath } from './repository.js';
 
 export interface DiffOptions {
@@ -75,7 +75,7 @@ const OTHER = '(other)';
 function statesnapBackup(
   path: string,
   role: string,
-): BackupReader & { extras: NonNullable<BackupReader['extras']> } {
+): LocalBackupReader & { extras: NonNullable<LocalBackupReader['extras']> } {
   const reader = openBackup(resolveBackupPath(path));
   if (reader.extras === undefined || reader.format === null) {
     throw new StatesnapError(
@@ -84,7 +84,7 @@ function statesnapBackup(
       { path },
     );
   }
-  return reader as BackupReader & { extras: NonNullable<BackupReader['extras']> };
+  return reader as LocalBackupReader & { extras: NonNullable<LocalBackupReader['extras']> };
 }
 
 function entriesOf(reader: ReturnType<typeof statesnapBackup>): AsyncGenerator<IndexEntry> {

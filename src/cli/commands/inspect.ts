@@ -4,7 +4,7 @@ import { Command } from 'clipanion';
 import type { InspectResult } from '../../index.js';
 import { backupPath } from '../backup-path.js';
 import { BaseCommand } from '../base-command.js';
-import { pathArgument } from '../options.js';
+import { givenS3Options, repositoryArgument, S3_OPTIONS } from '../options.js';
 import { formatBytes } from '../progress-line.js';
 import { countOf, describeNotes, formatCounts } from '../text.js';
 import { describeSections } from './backup.js';
@@ -27,6 +27,12 @@ export function describeInspect(result: InspectResult): string {
       `  warnings    ${result.warnings.count === 0 ? 'none' : `${countOf(result.warnings.count, 'warning')} (${kinds})`}`,
     );
   }
+  if (result.storage) {
+    const { objects, objectBytes, bytesUploaded, base } = result.storage;
+    lines.push(
+      `  objects     ${countOf(objects, 'data object')}, ${formatBytes(objectBytes)}; this run uploaded ${formatBytes(bytesUploaded)}${base === null ? '' : `, unchanged files from ${base}`}`,
+    );
+  }
   lines.push(...describeNotes(result.notes, '  note        '));
   return lines.join('\n');
 }
@@ -38,7 +44,8 @@ export class InspectCommand extends BaseCommand {
     details: `
       Reads and validates the backup's \`manifest.json\` and prints its sections, totals, hash algorithm, when
       and by which tool it was made, and the warnings recorded while it was made. Backups made by Oxios (no
-      statesnap index) are inspected too; their totals come from walking the tree.
+      statesnap index) are inspected too; their totals come from walking the tree. A snapshot in object storage
+      (\`s3://bucket/prefix/<snapshot id>\` or \`…/latest\`) is inspected from its manifest, with its data objects.
 
       Exit codes: 0 ok, 1 failed (no readable manifest), 2 usage error.
     `,
@@ -48,11 +55,18 @@ export class InspectCommand extends BaseCommand {
     ],
   });
 
-  backup = pathArgument('backup');
+  backup = repositoryArgument('backup');
+  endpoint = S3_OPTIONS.endpoint();
+  region = S3_OPTIONS.region();
+  profile = S3_OPTIONS.profile();
 
   protected async run(): Promise<number> {
     const { inspect } = await import('../../read/inspect.js');
-    const result = await inspect({ backup: await backupPath(this.backup), signal: this.interrupt.signal });
+    const result = await inspect({
+      backup: await backupPath(this.backup),
+      s3: givenS3Options(this),
+      signal: this.interrupt.signal,
+    });
     return this.printResult(result, () => describeInspect(result));
   }
 }

@@ -4,7 +4,17 @@ import { Command } from 'clipanion';
 import type { RestorePlan, RestoreResult } from '../../index.js';
 import { backupPath } from '../backup-path.js';
 import { BaseCommand } from '../base-command.js';
-import { choiceOption, flag, negatableFlag, pathArgument, progressFlag, threadsOption } from '../options.js';
+import {
+  choiceOption,
+  flag,
+  givenS3Options,
+  negatableFlag,
+  pathArgument,
+  progressFlag,
+  repositoryArgument,
+  S3_OPTIONS,
+  threadsOption,
+} from '../options.js';
 import { formatBytes } from '../progress-line.js';
 import { countOf, describeNotes, describeWarnings, formatCounts } from '../text.js';
 import { describeRecoveryActions } from './recover.js';
@@ -67,6 +77,10 @@ export class RestoreCommand extends BaseCommand {
     description: 'Restore a backup into a state directory',
     details: `
       Validates the backup's manifest and index and, before the target changes, every file's size and sha256.
+      The backup may be a snapshot in object storage, \`s3://bucket/prefix/<snapshot id>\` or
+      \`s3://bucket/prefix/latest\` (endpoint and credentials from \`--endpoint\` and the AWS environment): its
+      files are downloaded in ranged GETs and checked in the same way; a missing, short or altered data object
+      or index refuses the restore with the target untouched.
       Backups made by Oxios (a plain tree with manifest.json, no index) restore whenever Oxios' own restore
       would: a section count that differs from the tree (Oxios counts symlinks it does not copy) is printed as
       a note, never a refusal; their files have no hashes to check. The backup's own \`manifest.json\` and
@@ -109,7 +123,7 @@ export class RestoreCommand extends BaseCommand {
     ],
   });
 
-  backup = pathArgument('backup');
+  backup = repositoryArgument('backup');
   target = pathArgument('target');
   mode = choiceOption(
     '--mode',
@@ -142,12 +156,16 @@ export class RestoreCommand extends BaseCommand {
   );
   mkpath = flag('--mkpath', 'Create the missing parent directories of target');
   progress = progressFlag();
+  endpoint = S3_OPTIONS.endpoint();
+  region = S3_OPTIONS.region();
+  profile = S3_OPTIONS.profile();
 
   protected async run(): Promise<number> {
     const progress = this.progressLine(this.progress);
     const { restore } = await import('../../restore/restore.js');
     const result = await restore({
       backup: await backupPath(this.backup),
+      s3: givenS3Options(this),
       target: this.target,
       mode: this.mode,
       verify: this.verify,

@@ -4,7 +4,7 @@ import { Command } from 'clipanion';
 import type { VerifyResult } from '../../index.js';
 import { backupPath } from '../backup-path.js';
 import { BaseCommand } from '../base-command.js';
-import { pathArgument, progressFlag, threadsOption } from '../options.js';
+import { givenS3Options, progressFlag, repositoryArgument, S3_OPTIONS, threadsOption } from '../options.js';
 import { formatBytes } from '../progress-line.js';
 import { countOf, describeNotes, formatCounts, formatNumber } from '../text.js';
 
@@ -40,6 +40,10 @@ export class VerifyCommand extends BaseCommand {
       the tree for entries the index does not list. Reports every problem found: manifest (invalid manifest or
       index), missing, corrupt (size or hash mismatch, not a regular file), extra, unreadable.
 
+      A snapshot in object storage (\`s3://bucket/prefix/<snapshot id>\` or \`…/latest\`; endpoint and credentials
+      from \`--endpoint\` and the AWS environment) is downloaded, every file's sha256 compared with its index;
+      a damaged index or a missing or short data object is reported as the one problem found.
+
       A backup made by Oxios has no index and no hashes: its manifest is checked and every file is read in full,
       and the output says hashes were unavailable. Section entry counts that differ from the tree are printed as
       notes, not problems (Oxios counts symlinks it does not copy, and a live store changes while it is copied).
@@ -53,7 +57,10 @@ export class VerifyCommand extends BaseCommand {
     ],
   });
 
-  backup = pathArgument('backup');
+  backup = repositoryArgument('backup');
+  endpoint = S3_OPTIONS.endpoint();
+  region = S3_OPTIONS.region();
+  profile = S3_OPTIONS.profile();
   threads = threadsOption();
   progress = progressFlag();
 
@@ -62,6 +69,7 @@ export class VerifyCommand extends BaseCommand {
     const { verify } = await import('../../read/verify.js');
     const result = await verify({
       backup: await backupPath(this.backup),
+      s3: givenS3Options(this),
       threads: this.threads,
       signal: this.interrupt.signal,
       onProgress: progress.listener(),

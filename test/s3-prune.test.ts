@@ -1,6 +1,7 @@
 // `statesnap prune s3://…` against the real server, through the built CLI: after a prune every remaining
 // snapshot's objects exist and every file's bytes hash to its index line; packs only forgotten snapshots used
-// are deleted, and so are unfinished snapshot directories; a killed sweep is finished by the next prune; a
+// are deleted, and so are unfinished snapshot directories; every remaining snapshot restores to the store as
+// it was; a killed sweep is finished by the next prune; a
 // snapshot committed while a sweep is stopped keeps every object; a manifest that cannot be read stops the
 // collection before anything is deleted.
 
@@ -14,7 +15,17 @@ import { parseS3Location } from '../dist/src/s3/location.js';
 import { requireDependency } from './helpers/dependencies.js';
 import { startPausedCli } from './helpers/pause.js';
 import { createBucket, removeBucket, s3Unavailable, uniqueBucketName } from './helpers/s3.js';
-import { type CliRun, cleanup, createTree, dir, file, runCli, tempDir } from './helpers/tree.js';
+import {
+  type CliRun,
+  cleanup,
+  createTree,
+  dir,
+  file,
+  fingerprintTree,
+  runCli,
+  type TreePrint,
+  tempDir,
+} from './helpers/tree.js';
 
 const unavailable = s3Unavailable();
 const bucket = uniqueBucketName();
@@ -32,6 +43,8 @@ interface Repo {
   url: string;
   storage: S3Storage;
   store: string;
+  /** What the store looked like when each snapshot was taken, by id. */
+  prints: Map<string, TreePrint>;
 }
 
 /** A test on a fresh repository prefix with a small store to snapshot into it. */
@@ -52,7 +65,7 @@ function s3it(name: string, run: (repo: Repo) => Promise<void>, timeout = 60_000
       });
       const storage = await S3Storage.open(parseS3Location(url));
       try {
-        await run({ url, storage, store });
+        await run({ url, storage, store, prints: new Map() });
       } finally {
         storage.close();
       }
@@ -67,9 +80,21 @@ function expectOk(run: CliRun): void {
 }
 
 async function snapshot(repo: Repo): Promise<string> {
+  const print = fingerprintTree(repo.store);
   const run = await runCli(['snapshot', '--json', repo.store, repo.url]);
   expectOk(run);
-  return (JSON.parse(run.stdout) as { id: string }).id;
+  const { id } = JSON.parse(run.stdout) as { id: string };
+  repo.prints.set(id, print);
+  return id;
+}
+
+/** Restores each snapshot into a fresh directory and compares it with the store as it was snapshotted. */
+async function expectRestores(repo: Repo, ids: readonly string[]): Promise<void> {
+  for (const id of ids) {
+    const target = join(tempDir('statesnap-s3-prune-restore-'), 'target');
+    expectOk(await runCli(['restore', `${repo.url}/${id}`, target]));
+    expect(fingerprintTree(target), id).toEqual(repo.prints.get(id));
+  }
 }
 
 /** Changes one file and adds one, so the next snapshot uploads a pack of its own and reuses the rest. */
@@ -168,6 +193,7 @@ describe('prune s3://', () => {
       expect(packsBefore).toEqual(expect.arrayContaining(packsAfter));
       expect(await keys(repo.storage, `snapshots/${ids[0]}/`)).toEqual([]);
       expect(await keys(repo.storage, 'gc/')).toEqual([]);
+      await expectRestores(repo, [ids[1]!, ids[2]!]);
     },
   );
 
@@ -212,6 +238,7 @@ describe('prune s3://', () => {
     expect(new Set(await keys(repo.storage, 'data/'))).toEqual(
       new Set(await expectIntact(repo.storage, second)),
     );
+    await expectRestores(repo, [second]);
   });
 
   s3it('a snapshot committed while the sweep is stopped keeps every object it references', async (repo) => {
@@ -233,6 +260,7 @@ describe('prune s3://', () => {
     ]);
     expect(new Set(await keys(repo.storage, 'data/'))).toEqual(live);
     expect(await keys(repo.storage, `snapshots/${first}/`)).toEqual([]);
+    await expectRestores(repo, [second, third]);
   });
 
   s3it('a manifest that cannot be read stops the collection before anything is deleted', async (repo) => {

@@ -132,10 +132,6 @@ export class PruneCommand extends BaseCommand {
         '$0 prune --dry-run --keep-daily 7 ./demo/snapshots',
       ],
       [
-        'Keep the last 7 daily snapshots in object storage and delete what only the others used',
-        '$0 prune --keep-daily 7 --endpoint http://127.0.0.1:7480 s3://backups/oxios',
-      ],
-      [
         'Keep everything from the last 2 days and one snapshot a week for 8 weeks',
         '$0 prune --keep-within 2d --keep-weekly 8 ./demo/snapshots',
       ],

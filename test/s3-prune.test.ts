@@ -213,33 +213,38 @@ describe('prune s3://', () => {
     },
   );
 
-  s3it('a sweep killed before its first delete is finished by the next prune', async (repo) => {
-    const first = await snapshot(repo);
-    rewriteAll(repo, 1);
-    const second = await snapshot(repo);
-    const secondUses = await expectIntact(repo.storage, second);
-    const firstOnly = (await expectIntact(repo.storage, first)).filter((key) => !secondUses.includes(key));
-    expect(firstOnly).not.toEqual([]);
-    const paused = startPausedCli(['prune', '--keep-last', '1', repo.url], ['sweeping']);
-    await paused.reached('sweeping');
-    const killed = await paused.kill();
-    expect(killed.signal).toBe('SIGKILL');
-    // Killed after the lock's release: the forgotten snapshot's manifest and index are gone, the packs only it
-    // used are planned, not deleted.
-    expect(await snapshotIds(repo.storage)).toEqual([second]);
-    const plans = await keys(repo.storage, 'gc/');
-    expect(plans).toHaveLength(1);
-    for (const key of firstOnly) expect(await keys(repo.storage, key)).toEqual([key]);
+  for (const [point, when] of [
+    ['gc-planned', 'holding the lock, its plan written'],
+    ['sweeping', 'after releasing the lock, before its first delete'],
+  ] as const) {
+    s3it(`a prune killed ${when} loses no snapshot; the next prune finishes its plan`, async (repo) => {
+      const first = await snapshot(repo);
+      rewriteAll(repo, 1);
+      const second = await snapshot(repo);
+      const secondUses = await expectIntact(repo.storage, second);
+      const firstOnly = (await expectIntact(repo.storage, first)).filter((key) => !secondUses.includes(key));
+      expect(firstOnly).not.toEqual([]);
+      const paused = startPausedCli(['prune', '--keep-last', '1', repo.url], [point]);
+      await paused.reached(point);
+      const killed = await paused.kill();
+      expect(killed.signal).toBe('SIGKILL');
+      // The forgotten snapshot's manifest and index are gone, the packs only it used are planned, not deleted;
+      // a lock left by a killed run of this host does not block the next one.
+      expect(await snapshotIds(repo.storage)).toEqual([second]);
+      const plans = await keys(repo.storage, 'gc/');
+      expect(plans).toHaveLength(1);
+      for (const key of firstOnly) expect(await keys(repo.storage, key)).toEqual([key]);
 
-    const next = await prune(repo, '--keep-last', '1');
-    expect(next.garbage.finishedPlans).toEqual(plans);
-    expect(await keys(repo.storage, 'gc/')).toEqual([]);
-    expect(await keys(repo.storage, `snapshots/${first}/`)).toEqual([]);
-    expect(new Set(await keys(repo.storage, 'data/'))).toEqual(
-      new Set(await expectIntact(repo.storage, second)),
-    );
-    await expectRestores(repo, [second]);
-  });
+      const next = await prune(repo, '--keep-last', '1');
+      expect(next.garbage.finishedPlans).toEqual(plans);
+      expect(await keys(repo.storage, 'gc/')).toEqual([]);
+      expect(await keys(repo.storage, `snapshots/${first}/`)).toEqual([]);
+      expect(new Set(await keys(repo.storage, 'data/'))).toEqual(
+        new Set(await expectIntact(repo.storage, second)),
+      );
+      await expectRestores(repo, [second]);
+    });
+  }
 
   s3it('a snapshot committed while the sweep is stopped keeps every object it references', async (repo) => {
     const first = await snapshot(repo);

@@ -7,7 +7,11 @@
 // before its commit can name it, and a plan made after sees it in the run's manifest), or is referenced by its
 // base, the newest complete snapshot when the run took the lock, which could not be forgotten while the run
 // held it (so every plan made before the commit saw it live, and every plan after sees the new manifest).
-// Names are never reused, so a plan stays right however late it is swept, by this run or the next prune.
+// Names are never reused, so a plan stays right however late it is swept, by this run or the next prune; and
+// no plan names a manifest, the one key a later run could write again. A writer's lock can be broken only
+// after 30 min without a refresh, and a writer refuses to commit once its last refresh is 15 min old, so a
+// prune never plans under a lock it broke from a run that could still commit. A manifest that cannot be read
+// stops the collection before anything is deleted: its snapshot's objects could not be told from garbage.
 
 import { randomBytes } from 'node:crypto';
 import { assert, describeCause, StatesnapError, throwIfAborted } from '../core/errors.js';
@@ -52,13 +56,13 @@ const PlanSchema = z.strictObject({
 });
 
 /** What mark reads of a complete snapshot's manifest. */
-export function gcSnapshotOf(id: string, timeMs: number, manifest: S3Manifest): GcSnapshot {
+function gcSnapshotOf(id: string, timeMs: number, manifest: S3Manifest): GcSnapshot {
   const { s3 } = manifest.statesnap;
   return { id, timeMs, indexKey: s3.index.key, objects: s3.objects.map((record) => record.key) };
 }
 
 /** Every key a set of complete snapshots keeps alive: their manifests, indexes and data objects. */
-export function liveKeys(snapshots: readonly GcSnapshot[]): Set<string> {
+function liveKeys(snapshots: readonly GcSnapshot[]): Set<string> {
   const live = new Set<string>();
   for (const snapshot of snapshots) {
     live.add(manifestKey(snapshot.id));

@@ -6,7 +6,7 @@
 // collection before anything is deleted.
 
 import { createHash } from 'node:crypto';
-import { appendFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { manifestKey, parseS3Manifest, readS3Index } from '../dist/src/format/s3-index.js';
@@ -149,6 +149,7 @@ async function expectIntact(storage: S3Storage, id: string): Promise<string[]> {
 }
 
 interface PruneJson {
+  repack: { repacked: string[]; written: string[]; rewritten: string[] } | null;
   kept: string[];
   removed: string[];
   garbage: { objects: number; bytes: number; unfinished: string[]; finishedPlans: string[] };
@@ -268,6 +269,37 @@ describe('prune s3://', () => {
     await expectRestores(repo, [second, third]);
   });
 
+  s3it(
+    '--max-unused repacks a mostly unused pack; the snapshot using it is rewritten and restores',
+    async (repo) => {
+      const first = await snapshot(repo);
+      for (let i = 5; i < 40; i++) rmSync(join(repo.store, 'facts', `fact-${i}.json`));
+      // Uses 6 of the first pack's 41 members, uploads nothing.
+      const second = await snapshot(repo);
+      const packs = await keys(repo.storage, 'data/');
+      expect(packs).toHaveLength(1);
+
+      const plain = await prune(repo, '--keep-last', '1');
+      expect(plain.removed).toEqual([first]);
+      expect(plain.repack).toBeNull();
+      expect(await keys(repo.storage, 'data/')).toEqual(packs);
+
+      const repacked = await prune(repo, '--keep-last', '1', '--max-unused', '10');
+      expect(repacked.repack?.repacked).toEqual(packs);
+      expect(repacked.repack?.rewritten).toEqual([second]);
+      expect(repacked.repack?.written).toHaveLength(1);
+      expect(await keys(repo.storage, 'data/')).toEqual(repacked.repack?.written);
+      expect(await expectIntact(repo.storage, second)).toEqual(repacked.repack?.written);
+      expect(
+        (await keys(repo.storage, `snapshots/${second}/`)).filter((key) => key.includes('/index-')),
+      ).toHaveLength(1);
+      await expectRestores(repo, [second]);
+      // The new pack holds live files only: nothing more to repack.
+      const again = await prune(repo, '--keep-last', '1', '--max-unused', '0');
+      expect(again.repack?.repacked).toEqual([]);
+    },
+  );
+
   s3it('a manifest that cannot be read stops the collection before anything is deleted', async (repo) => {
     const first = await snapshot(repo);
     change(repo, 1);
@@ -284,6 +316,19 @@ describe('prune s3://', () => {
     const local = await runCli(['prune', '--keep-last', '1', '--endpoint', 'http://127.0.0.1:1', tempDir()]);
     expect(local.exitCode).toBe(2);
     expect(local.stderr.trim().split('\n')).toHaveLength(1);
+    const repackLocal = await runCli([
+      'prune',
+      '--json',
+      '--keep-last',
+      '1',
+      '--max-unused',
+      '10',
+      tempDir(),
+    ]);
+    expect(repackLocal.exitCode).toBe(2);
+    expect((JSON.parse(repackLocal.stdout) as { error: { code: string } }).error.code).toBe(
+      'ERR_INVALID_OPTION',
+    );
     const malformed = await runCli(['prune', '--json', '--keep-last', '1', 's3://bucket//x']);
     expect(malformed.exitCode).toBe(2);
     expect((JSON.parse(malformed.stdout) as { error: { code: string } }).error.code).toBe(

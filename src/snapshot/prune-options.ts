@@ -19,6 +19,11 @@ export interface PruneOptions extends LockWaitOptions {
   dryRun?: boolean;
   /** The clock keep-within judges "in the future" by. @default the system clock */
   now?: Date;
+  /**
+   * With an `s3://bucket/prefix` repository: repack every data object more than this percentage of which no
+   * remaining snapshot uses (restic's `--max-unused`), so its space comes back. @default no repack
+   */
+  maxUnused?: number;
   /** Flush the renames to disk before removing anything (a repository directory only). @default true */
   sync?: boolean;
 }

@@ -67,8 +67,10 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
   }
   const started = performance.now();
   const given = requirePath('repository', options.repository);
-  if (options.s3 !== undefined) {
-    throw invalidOption('s3', 'only with an s3:// repository', JSON.stringify(options.s3));
+  for (const name of ['s3', 'maxUnused'] as const) {
+    if (options[name] !== undefined) {
+      throw invalidOption(name, 'only with an s3:// repository', JSON.stringify(options[name]));
+    }
   }
   const policy = options.policy;
   const problem = policyProblem(policy ?? {});

@@ -23,6 +23,7 @@ import type { S3Storage } from '../s3/client.js';
 import type { PruneOptions, PruneResult } from './prune-options.js';
 import { decideRetention, type PruneDecision, policyProblem, type RetentionPolicy } from './retention.js';
 import { withS3Lock } from './s3-lock.js';
+import { type RepackResult, type RepackSnapshot, repack } from './s3-repack.js';
 import { checkS3Repository, openS3Storage, readS3Repository } from './s3-repository.js';
 
 /** Where deletion plans live, and how many keys one delete request (and one sweep step) takes. */
@@ -192,6 +193,11 @@ export interface S3PruneResult extends PruneResult {
    * interrupted prunes had left, finished first (none in a dry run).
    */
   garbage: { objects: number; bytes: number; unfinished: string[]; finishedPlans: string[] };
+  /**
+   * With `maxUnused`: the data objects repacked (deleted, counted in `garbage`), the packs written, and the
+   * snapshots whose index and manifest were replaced; null without it and in a dry run.
+   */
+  repack: { repacked: string[]; written: string[]; rewritten: string[] } | null;
 }
 
 /**
@@ -208,9 +214,16 @@ export async function pruneS3(options: PruneOptions): Promise<S3PruneResult> {
   const waitMs = integerOption('waitForLockMs', options.waitForLockMs, 0, 0, 2 ** 31 - 1);
   const clock = clockOption('now', options.now);
   const signal = signalOption(options.signal);
+  const maxUnused =
+    options.maxUnused === undefined ? undefined : integerOption('maxUnused', options.maxUnused, 0, 0, 100);
   const storage = await openS3Storage(location, options.s3);
-  const result = (collected: Collected, finishedPlans: string[]): S3PruneResult => {
-    const { decisions, garbage, foreign } = collected;
+  const result = (
+    collected: Collected,
+    finishedPlans: string[],
+    repacked: Repacked | null,
+  ): S3PruneResult => {
+    const { decisions, foreign } = collected;
+    const garbage = repacked?.garbage ?? collected.garbage;
     const unfinished = garbage.snapshotDirs.filter((id) => !decisions.some((decision) => decision.id === id));
     return {
       command: 'prune',
@@ -223,13 +236,18 @@ export async function pruneS3(options: PruneOptions): Promise<S3PruneResult> {
       removedLeftovers: dryRun ? [] : unfinished.map((id) => `${SNAPSHOTS_PREFIX}${id}/`),
       foreign: foreign.map((name) => ({ name: `${SNAPSHOTS_PREFIX}${name}`, reason: 'not a snapshot id' })),
       garbage: { objects: garbage.keys.length, bytes: garbage.bytes, unfinished, finishedPlans },
+      repack: repacked && {
+        repacked: repacked.repacked,
+        written: repacked.written,
+        rewritten: repacked.rewritten,
+      },
       durationMs: Math.round(performance.now() - started),
       exitCode: 0,
     };
   };
   try {
     await checkS3Repository(storage, { create: false });
-    if (dryRun) return result(await collect(storage, policy, clock(), signal), []);
+    if (dryRun) return result(await collect(storage, policy, clock(), signal), [], null);
     const planned = await withS3Lock(storage, 'prune', { waitMs, signal }, async () => {
       const finishedPlans = await finishLeftoverPlans(storage, signal);
       for (const under of COLLECTED_PREFIXES) await storage.abortUnfinishedUploads(under, { signal });
@@ -242,13 +260,15 @@ export async function pruneS3(options: PruneOptions): Promise<S3PruneResult> {
       const indexes = forgotten.map((snapshot) => snapshot.indexKey);
       await storage.deleteObjects(indexes, { signal });
       const forgottenKeys = new Set([...manifests, ...indexes]);
-      const rest = garbage.keys.filter((key) => !forgottenKeys.has(key));
+      const repacked =
+        maxUnused === undefined ? null : await repackKept(storage, collected, maxUnused, signal);
+      const rest = (repacked?.garbage ?? garbage).keys.filter((key) => !forgottenKeys.has(key));
       const plan = rest.length === 0 ? null : await writePlan(storage, rest, new Date(clock()));
       pauseAt?.('gc-planned');
-      return { collected, plan, rest, finishedPlans };
+      return { collected, repacked, plan, rest, finishedPlans };
     });
     if (planned.plan !== null) await sweep(storage, planned.plan, planned.rest, signal);
-    return result(planned.collected, planned.finishedPlans);
+    return result(planned.collected, planned.finishedPlans, planned.repacked);
   } finally {
     storage.close();
   }
@@ -256,6 +276,8 @@ export async function pruneS3(options: PruneOptions): Promise<S3PruneResult> {
 
 interface Collected {
   decisions: PruneDecision[];
+  /** The snapshots the policy keeps, with their manifests. */
+  kept: RepackSnapshot[];
   /** Names under `snapshots/` that are not snapshot ids (never removed: no manifest can make them one). */
   foreign: string[];
   forgotten: GcSnapshot[];
@@ -285,5 +307,37 @@ async function collect(
   const forgotten = snapshots.filter((snapshot) => !keep.has(snapshot.id));
   const forgetting = new Set(forgotten.map((snapshot) => manifestKey(snapshot.id)));
   const garbage = await findGarbage(storage, kept, forgetting, signal);
-  return { decisions, foreign: listing.foreign, forgotten, garbage };
+  const keptManifests = listing.snapshots.filter((snapshot) => keep.has(snapshot.id));
+  return { decisions, kept: keptManifests, foreign: listing.foreign, forgotten, garbage };
+}
+
+interface Repacked extends RepackResult {
+  /** The collection's garbage plus the repacked objects and the replaced indexes. */
+  garbage: Garbage;
+}
+
+/** Repacks what the kept snapshots use; what it replaced joins the garbage, with the sizes it had. */
+async function repackKept(
+  storage: S3Storage,
+  collected: Collected,
+  maxUnused: number,
+  signal: AbortSignal,
+): Promise<Repacked> {
+  const made = await repack(storage, collected.kept, maxUnused, signal);
+  const sizes = new Map<string, number>();
+  for (const { manifest } of collected.kept) {
+    const { s3 } = manifest.statesnap;
+    for (const record of s3.objects) sizes.set(record.key, record.size);
+    sizes.set(s3.index.key, s3.index.bytes);
+  }
+  const replaced = [...made.repacked, ...made.oldIndexes];
+  const { garbage } = collected;
+  return {
+    ...made,
+    garbage: {
+      ...garbage,
+      keys: [...garbage.keys, ...replaced].sort(),
+      bytes: replaced.reduce((sum, key) => sum + (sizes.get(key) ?? 0), garbage.bytes),
+    },
+  };
 }

@@ -14,6 +14,7 @@ import { BaseCommand } from '../base-command.js';
 import {
   flag,
   givenS3Options,
+  integerOption,
   invalidValue,
   lockWaitOption,
   repositoryArgument,
@@ -51,6 +52,13 @@ export function describeS3Prune(result: S3PruneResult): string {
     describePrune(result),
     `${verb} ${countOf(garbage.objects, 'object')} no remaining snapshot references (${formatBytes(garbage.bytes)})`,
   ];
+  if (result.repack !== null && result.repack.repacked.length > 0) {
+    const { repacked, written, rewritten } = result.repack;
+    lines.push(
+      `repacked ${countOf(repacked.length, 'data object')} into ${countOf(written.length, 'pack')}, ` +
+        `rewrote the index of ${countOf(rewritten.length, 'snapshot')}`,
+    );
+  }
   if (garbage.finishedPlans.length > 0) {
     lines.push(`finished what interrupted prunes left: ${garbage.finishedPlans.join(', ')}`);
   }
@@ -117,7 +125,10 @@ export class PruneCommand extends BaseCommand {
       the forgotten snapshots' manifests are deleted (then their indexes), and every object no remaining
       snapshot references is written to a deletion plan in \`gc/\`; after the lock is released the plan is
       swept. A snapshot may commit during the sweep and loses nothing; an interrupted sweep is finished by the
-      next prune. \`--endpoint\` (or AWS_ENDPOINT_URL) names the server.
+      next prune. \`--max-unused <percent>\` (restic's) also repacks, under the lock, every data object more than
+      that share of which no remaining snapshot uses: its live files are copied into new packs, each snapshot
+      using it gets a new index and its manifest replaced, and the old object is swept with the rest; this
+      reads the indexes of all remaining snapshots. \`--endpoint\` (or AWS_ENDPOINT_URL) names the server.
 
       Exit codes: 0 ok, 1 failed (ERR_REPO_BUSY, ERR_REPO_INVALID, ERR_S3_*), 2 usage error (no rule, bad
       count or duration, bad location).
@@ -152,6 +163,12 @@ export class PruneCommand extends BaseCommand {
   );
   dryRun = flag('--dry-run,-n', 'Print what would be kept (and by which rule) and removed; change nothing');
   wait = lockWaitOption();
+  maxUnused = integerOption(
+    '--max-unused',
+    0,
+    'With an s3:// repository: repack data objects more than this share of which no snapshot uses (0-100)',
+    'percent',
+  );
   endpoint = S3_OPTIONS.endpoint();
   region = S3_OPTIONS.region();
   profile = S3_OPTIONS.profile();
@@ -183,6 +200,7 @@ export class PruneCommand extends BaseCommand {
     const result = await prune({
       repository: this.repository,
       ...(s3 && { s3 }),
+      ...(this.maxUnused !== undefined && { maxUnused: this.maxUnused }),
       policy: this.policy(),
       dryRun: this.dryRun,
       waitForLockMs: this.wait,

@@ -300,6 +300,28 @@ describe('prune s3://', () => {
     },
   );
 
+  s3it(
+    'repack refuses a pack whose live file does not match its index, and replaces no manifest',
+    async (repo) => {
+      await snapshot(repo);
+      for (let i = 5; i < 40; i++) rmSync(join(repo.store, 'facts', `fact-${i}.json`));
+      const second = await snapshot(repo);
+      const [pack] = await keys(repo.storage, 'data/');
+      const bytes = Buffer.from(await repo.storage.getObject(pack!));
+      // The first member's content: `{"fact": 0}` in facts/fact-0.json, a file the second snapshot uses.
+      const at = bytes.indexOf('{"fact": 0}');
+      expect(at).toBeGreaterThan(0);
+      bytes[at + 9] = '9'.charCodeAt(0);
+      await repo.storage.putObject(pack!, bytes);
+      const manifest = await repo.storage.getObject(`snapshots/${second}/manifest.json`);
+      const run = await runCli(['prune', '--json', '--keep-last', '1', '--max-unused', '10', repo.url]);
+      expect(run.exitCode).toBe(1);
+      expect((JSON.parse(run.stdout) as { error: { code: string } }).error.code).toBe('ERR_BACKUP_CORRUPT');
+      expect(await repo.storage.getObject(`snapshots/${second}/manifest.json`)).toEqual(manifest);
+      expect(await keys(repo.storage, 'data/')).toEqual([pack]);
+    },
+  );
+
   s3it('a manifest that cannot be read stops the collection before anything is deleted', async (repo) => {
     const first = await snapshot(repo);
     change(repo, 1);

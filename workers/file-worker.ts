@@ -38,6 +38,7 @@ import type {
   PartMessage,
   PartStream,
   PlainError,
+  ReadSpec,
   StreamOutTask,
   TaskResult,
   UnpackedFile,
@@ -59,6 +60,7 @@ import {
   pathBytes,
   RING_ABORT,
   RING_LENGTH,
+  RING_PART,
   RING_SLOTS,
   SETID_BITS,
   utimeSeconds,
@@ -903,6 +905,20 @@ function readInto(fd: number, target: Uint8Array, at: number, length: number): n
   }
 }
 
+/** Opens a source file as a copy does (never through a link, confined) and checks it is still a regular file. */
+function openRegularSource(from: ReadSpec, op: FileOp): { fd: number; stat: BigIntStats } {
+  const fd = openSource(`${from.root}/${op.rel}`);
+  try {
+    assertConfined(fd, from.confineTo, 'source');
+    const stat = fstatSync(fd, { bigint: true });
+    if (!stat.isFile()) throw new FileFailure('not-regular', 'is no longer a regular file');
+    return { fd, stat };
+  } catch (error) {
+    closeSync(fd);
+    throw error;
+  }
+}
+
 /** The tar header of an opened file: what it holds and its attributes, from its fstat. */
 function tarHeaderOf(op: FileOp, stat: BigIntStats) {
   return {
@@ -941,11 +957,8 @@ function packOne(
   const plan = op.link;
   for (let attempt = 0; ; attempt++) {
     try {
-      const fd = openSource(`${task.from.root}/${op.rel}`);
+      const { fd, stat } = openRegularSource(task.from, op);
       try {
-        assertConfined(fd, task.from.confineTo, 'source');
-        const stat = fstatSync(fd, { bigint: true });
-        if (!stat.isFile()) throw new FileFailure('not-regular', 'is no longer a regular file');
         const header = tarHeaderOf(op, stat);
         // The member, one byte more (a file that grows while read is noticed without another stat) and the
         // end blocks must fit in what is left.
@@ -1079,6 +1092,7 @@ class PartRing {
   #publish(): void {
     const index = this.#index();
     Atomics.store(this.#states, RING_LENGTH(index), this.#filled);
+    Atomics.store(this.#states, RING_PART(index), this.#part);
     Atomics.store(this.#states, index, PART_FULL);
     Atomics.notify(this.#states, index);
     this.#slot = null;
@@ -1115,11 +1129,8 @@ function streamOut(task: StreamOutTask, stop: Int32Array): PackResult {
     return { outcomes: [outcome], bytes: 0, key: task.key, offsets: [-1], length: 0 };
   };
   try {
-    const fd = openSource(`${task.from.root}/${op.rel}`);
+    const { fd, stat } = openRegularSource(task.from, op);
     try {
-      assertConfined(fd, task.from.confineTo, 'source');
-      const stat = fstatSync(fd, { bigint: true });
-      if (!stat.isFile()) throw new FileFailure('not-regular', 'is no longer a regular file');
       const header = tarHeaderOf(op, stat);
       const headerBytes = new Uint8Array(entrySize({ ...header, size: 0 }));
       const offset = writeFileHeader(headerBytes, 0, header);

@@ -149,6 +149,35 @@ export function checkDestination(dest: string, options: Pick<LocalTreeOptions, '
   return true;
 }
 
+export function noneWritten(): WriteCounts {
+  return {
+    linked: 0,
+    copied: 0,
+    hashed: 0,
+    hashMatched: 0,
+    linkFallbacks: {},
+    checkMismatches: 0,
+    bytesNew: 0,
+  };
+}
+
+/**
+ * Counts how one file got into a backup: linked from the previous one (or, in object storage, pointing into
+ * its objects), after a hash or not, or copied. Returns whether it was copied.
+ */
+export function countWritten(counts: WriteCounts, file: FileWritten): boolean {
+  const { link } = file;
+  if (link?.hashed) counts.hashed++;
+  if (link?.linked) {
+    counts.linked++;
+    if (link.hashed) counts.hashMatched++;
+    return false;
+  }
+  counts.copied++;
+  counts.bytesNew += file.size;
+  return true;
+}
+
 /** What the index (or, for the root, the manifest) records about a directory of the source. */
 function attributesOf(dir: PlannedDir): RootRecord {
   assert(dir.uid !== undefined && dir.gid !== undefined, `the walk gave ${dir.rel} no owner`);
@@ -170,15 +199,7 @@ export class LocalTreeWriter implements BackupWriter {
   // when its worker is done (or emptied when it could not be read).
   readonly #order: ReorderBuffer<RecordedEntry | null>;
   readonly #tickets = new Map<string, number>();
-  readonly counts: WriteCounts = {
-    linked: 0,
-    copied: 0,
-    hashed: 0,
-    hashMatched: 0,
-    linkFallbacks: {},
-    checkMismatches: 0,
-    bytesNew: 0,
-  };
+  readonly counts: WriteCounts = noneWritten();
 
   /**
    * Cleans what killed runs left beside `dest`, refuses an existing `dest` unless `force` and it is a backup
@@ -283,14 +304,7 @@ export class LocalTreeWriter implements BackupWriter {
   #count(file: FileWritten): void {
     const { counts } = this;
     const { link } = file;
-    if (link?.hashed) counts.hashed++;
-    if (link?.linked) {
-      counts.linked++;
-      if (link.hashed) counts.hashMatched++;
-      return;
-    }
-    counts.copied++;
-    counts.bytesNew += file.size;
+    if (!countWritten(counts, file)) return;
     if (link?.fallback !== undefined) {
       counts.linkFallbacks[link.fallback] = (counts.linkFallbacks[link.fallback] ?? 0) + 1;
     }

@@ -3,6 +3,7 @@
 // bounded concurrency, writes the index in canonical order as gzip'd parts, and commits with the manifest,
 // put only if absent, after everything it names is stored.
 
+import { setMaxListeners } from 'node:events';
 import { assert, StatesnapError, throwIfAborted } from '../core/errors.js';
 import { ReorderBuffer } from '../core/index-order.js';
 import { resolveReadPath, SOURCE_AND_DESTINATION } from '../core/paths.js';
@@ -20,6 +21,7 @@ import {
   type ReadSpec,
   RING_ABORT,
   RING_LENGTH,
+  RING_PART,
   RING_SLOTS,
   RING_STATES,
   type StoredContent,
@@ -52,7 +54,7 @@ import {
   sectionsOf,
   summaryOf,
 } from './backup.js';
-import type { WriteCounts } from './backup-writer.js';
+import { countWritten, noneWritten, type WriteCounts } from './backup-writer.js';
 import type { JoinCounts, LinkSource } from './link-source.js';
 
 /** Files this large are objects of their own, streamed out in parts (the pool sends them alone too). */
@@ -150,7 +152,24 @@ const waitAsync = (
   }
 ).waitAsync;
 
-/** The parts a `stream-out` task hands over through its ring, as the multipart upload pulls them. */
+/** Waits until `states[index]` may no longer be `value` (or a second passed). */
+async function waitForChange(states: Int32Array, index: number, value: number): Promise<void> {
+  const wait = waitAsync(states, index, value, 1000);
+  if (!wait.async) return;
+  // A pending Atomics.waitAsync does not keep the event loop alive; this timer does, while it waits.
+  const keepAlive = setTimeout(() => undefined, 1000);
+  try {
+    await wait.value;
+  } finally {
+    clearTimeout(keepAlive);
+  }
+}
+
+/**
+ * The parts a `stream-out` task hands over through its ring, as the multipart upload pulls them. Part `n` is
+ * taken from its slot only once the worker put that part there (the slot may still hold part `n - 3`, not
+ * uploaded yet); a slot goes back to the worker when its part is uploaded (`release`).
+ */
 async function* ringParts(
   ring: SharedArrayBuffer,
   states: Int32Array,
@@ -159,20 +178,32 @@ async function* ringParts(
   for (let part = 0; ; part++) {
     const slot = part % RING_SLOTS;
     for (;;) {
-      if (Atomics.load(states, RING_ABORT) !== 0) throw new StreamWithdrawn('the file could not be read');
+      if (Atomics.load(states, RING_ABORT) !== 0) throw new StreamWithdrawn('the stream was stopped');
       const state = Atomics.load(states, slot);
       if (state === PARTS_END) return;
-      if (state === PART_FULL) break;
+      if (state === PART_FULL && Atomics.load(states, RING_PART(slot)) === part) break;
       if (signal.aborted) throw new StreamWithdrawn('the run stopped');
-      const wait = waitAsync(states, slot, PART_EMPTY, 1000);
-      if (wait.async) await wait.value;
+      await waitForChange(states, slot, state);
     }
     yield new Uint8Array(ring, slot * PART_BYTES, Atomics.load(states, RING_LENGTH(slot)));
   }
 }
 
-/** Puts the index: one request when it is small, parts as they fill when it is not. */
-async function uploadIndex(
+/** Gives a ring's slot back to the worker once its part is uploaded. */
+function releasePart(states: Int32Array, partNumber: number): void {
+  const slot = (partNumber - 1) % RING_SLOTS;
+  Atomics.store(states, slot, PART_EMPTY);
+  Atomics.notify(states, slot);
+}
+
+/** Ends a stream from the main thread: the worker stops at its next wait, and so does the reader. */
+function abortRing(states: Int32Array): void {
+  Atomics.compareExchange(states, RING_ABORT, 0, 1);
+  for (let slot = 0; slot < RING_SLOTS; slot++) Atomics.notify(states, slot);
+}
+
+/** Puts an index: in one request when it comes in at most two parts, else as a multipart upload of its parts. */
+export async function uploadIndex(
   storage: S3Storage,
   key: string,
   parts: AsyncGenerator<Buffer>,
@@ -218,24 +249,21 @@ export class S3Writer implements Destination {
   readonly #order: ReorderBuffer<S3IndexEntry | null>;
   readonly #planned = new Map<string, Planned>();
   readonly #slots = new Map<string, SharedArrayBuffer>();
+  readonly #rings: SharedArrayBuffer[] = [];
+  /** Per stream-out task in flight: called when its result is in. */
+  readonly #streamsRunning = new Map<string, () => void>();
   readonly #uploads: UploadQueue;
   readonly #abort = new AbortController();
   #root: RootRecord | null = null;
-  readonly counts: WriteCounts = {
-    linked: 0,
-    copied: 0,
-    hashed: 0,
-    hashMatched: 0,
-    linkFallbacks: {},
-    checkMismatches: 0,
-    bytesNew: 0,
-  };
+  readonly counts: WriteCounts = noneWritten();
   readonly uploaded: UploadCounts = { bytesUploaded: 0, objectsUploaded: 0 };
 
   constructor(storage: S3Storage, id: string, base: S3BaseSnapshot | null) {
     this.#storage = storage;
     this.location = storage.describe();
     this.#uploads = new UploadQueue(storage.settings.concurrency);
+    // Every request in flight (and every part of every multipart upload) listens to it.
+    setMaxListeners(0, this.#abort.signal);
     this.#index = new S3IndexWriter(PART_BYTES);
     for (const object of base?.objects ?? []) this.#index.declareObject(object.key, object.size);
     this.#indexKey = newIndexKey(id);
@@ -296,17 +324,20 @@ export class S3Writer implements Destination {
 
   /** A large file's task, and the multipart upload that takes its parts as the worker hands them over. */
   #streamTask(files: FileOp[], from: ReadSpec, key: string): WorkerTask {
-    const ring = new SharedArrayBuffer(RING_SLOTS * PART_BYTES);
+    // Rings are reused: the garbage collector frees shared memory late, and each holds three parts.
+    const ring = this.#rings.pop() ?? new SharedArrayBuffer(RING_SLOTS * PART_BYTES);
     const shared = new SharedArrayBuffer(RING_STATES * Int32Array.BYTES_PER_ELEMENT);
     const states = new Int32Array(shared);
     const signal = this.#abort.signal;
+    // A failed part ends the stream at once: the worker and the reader may be waiting for each other.
+    let partFailure: unknown = null;
     const upload = this.#storage
       .putMultipart(key, ringParts(ring, states, signal), {
         signal,
-        onPartDone: (partNumber) => {
-          const slot = (partNumber - 1) % RING_SLOTS;
-          Atomics.store(states, slot, PART_EMPTY);
-          Atomics.notify(states, slot);
+        onPartDone: (partNumber) => releasePart(states, partNumber),
+        onPartFailed: (error) => {
+          partFailure ??= error;
+          abortRing(states);
         },
       })
       .then(
@@ -315,27 +346,21 @@ export class S3Writer implements Destination {
           this.uploaded.objectsUploaded++;
         },
         (error: unknown) => {
-          // Tell the worker, which may be waiting for a slot the failed upload will never empty.
-          Atomics.compareExchange(states, RING_ABORT, 0, 1);
-          for (let slot = 0; slot < RING_SLOTS; slot++) Atomics.notify(states, slot);
-          if (!(error instanceof StreamWithdrawn)) throw error;
+          abortRing(states);
+          if (partFailure !== null) throw partFailure;
+          // The worker withdrew the file (it vanished, changed, the run stopped): its outcome says why.
+          if (!(error instanceof StreamWithdrawn) || Atomics.load(states, RING_ABORT) !== 2) throw error;
         },
       );
     this.#uploads.add(upload);
+    // The ring is reused once both its upload and its worker are done with it.
+    const taskEnded = new Promise<void>((resolve) => this.#streamsRunning.set(key, resolve));
+    void Promise.allSettled([upload, taskEnded]).then(() => this.#rings.push(ring));
     return { kind: 'stream-out', files, from, key, partBytes: PART_BYTES, ring, states: shared };
   }
 
   fileDone(file: FileWritten): void {
-    const { counts } = this;
-    const { link } = file;
-    if (link?.hashed) counts.hashed++;
-    if (link?.linked) {
-      counts.linked++;
-      if (link.hashed) counts.hashMatched++;
-      return;
-    }
-    counts.copied++;
-    counts.bytesNew += file.size;
+    countWritten(this.counts, file);
   }
 
   fileLost(file: FileFailed): void {
@@ -352,6 +377,8 @@ export class S3Writer implements Destination {
 
   written(result: TaskResult): void {
     const { key, offsets, length, sha256, md5 } = result as PackResult;
+    this.#streamsRunning.get(key)?.();
+    this.#streamsRunning.delete(key);
     const slot = this.#slots.get(key);
     this.#slots.delete(key);
     if (length > 0) {
@@ -409,7 +436,11 @@ export class S3Writer implements Destination {
    * Waits for every data object, ends and puts the index, then the manifest (only if absent) between the
    * guard's two checks. After this the snapshot exists.
    */
-  async commit(manifestWith: (s3: S3Block) => S3Manifest, guard: CommitGuard): Promise<S3Manifest> {
+  async commit(
+    manifestWith: (s3: S3Block) => S3Manifest,
+    guard: CommitGuard,
+    signal: AbortSignal,
+  ): Promise<S3Manifest> {
     await this.#uploads.drain();
     this.#order.close();
     const summary = await this.#index.finish();
@@ -421,6 +452,8 @@ export class S3Writer implements Destination {
       bytes_uploaded: this.uploaded.bytesUploaded,
     });
     await guard.beforeCommit();
+    // An interrupt that came while the last uploads finished still stops the run: nothing is committed.
+    throwIfAborted(signal, this.location);
     const id = committed.statesnap.snapshot.id;
     await this.#storage.putObject(manifestKey(id), Buffer.from(serializeManifest(committed)), {
       ifAbsent: true,
@@ -514,6 +547,7 @@ export async function backupToS3(
         },
       }),
       placement.guard,
+      run.signal,
     );
     return {
       ...summary,

@@ -194,7 +194,7 @@ export interface StreamOutTask {
   key: string;
   partBytes: number;
   ring: SharedArrayBuffer;
-  /** Int32Array: per slot its state, then per slot its length, then the abort flag. */
+  /** Int32Array: per slot its state, then per slot its length, the abort flag, then per slot its part number. */
   states: SharedArrayBuffer;
 }
 
@@ -206,7 +206,9 @@ export const PARTS_END = 2;
 export const RING_LENGTH = (slot: number) => RING_SLOTS + slot;
 /** Index in a stream's states of the abort flag. */
 export const RING_ABORT = 2 * RING_SLOTS;
-export const RING_STATES = RING_ABORT + 1;
+/** Index in a stream's states of the number (from 0) of the part slot `n` holds. */
+export const RING_PART = (slot: number) => RING_ABORT + 1 + slot;
+export const RING_STATES = RING_ABORT + 1 + RING_SLOTS;
 
 /** What a `pack` or `stream-out` task returns besides the outcomes. */
 export interface PackResult extends TaskResult {

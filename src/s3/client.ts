@@ -213,7 +213,12 @@ export class S3Storage {
   async putMultipart(
     key: string,
     parts: AsyncIterable<Uint8Array>,
-    options: { signal?: AbortSignal; onPartDone?: (partNumber: number, bytes: number) => void } = {},
+    options: {
+      signal?: AbortSignal;
+      onPartDone?: (partNumber: number, bytes: number) => void;
+      /** A part failed (after its retries): the producer may be waiting for a part that will never finish. */
+      onPartFailed?: (error: unknown) => void;
+    } = {},
   ): Promise<{ bytes: number; parts: number }> {
     const { signal } = options;
     const target = { Bucket: this.location.bucket, Key: objectKey(this.location, key) };
@@ -255,6 +260,7 @@ export class S3Storage {
           (error: unknown) => {
             inFlight.delete(running);
             failures.push(error);
+            options.onPartFailed?.(error);
           },
         );
         inFlight.add(running);

@@ -2,7 +2,7 @@
 // snapshots and prunes left, and the foreign entries statesnap ignores.
 
 import { throwIfAborted } from '../core/errors.js';
-import { requirePath, signalOption } from '../core/options.js';
+import { invalidOption, requirePath, signalOption } from '../core/options.js';
 import type { Manifest } from '../format/manifest.js';
 import { isS3Location } from '../s3/location.js';
 import type { S3Options } from '../s3/settings.js';
@@ -109,6 +109,8 @@ export async function list(options: ListOptions): Promise<ListResult> {
     throwIfAborted(signalOption(options.signal), options.repository);
     return listS3(options.repository, options);
   }
+  if (options.s3 !== undefined)
+    throw invalidOption('s3', 'only with an s3:// repository', JSON.stringify(options.s3));
   const repo = openRepository(requirePath('repository', options.repository), { create: false });
   throwIfAborted(signalOption(options.signal), repo);
   const listing = readRepository(repo);

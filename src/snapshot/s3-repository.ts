@@ -2,6 +2,7 @@
 // snapshots from their manifests, ids chosen under the writer lock, and `snapshot` into it. Reached only
 // through import(): it loads the SDK.
 
+import pLimit from 'p-limit';
 import { previousEntryOf } from '../backup/change-rule.js';
 import type { LinkSource, PreviousRecord } from '../backup/link-source.js';
 import { backupToS3, type S3BaseSnapshot } from '../backup/s3-writer.js';
@@ -9,6 +10,7 @@ import { abortError, describeCause, StatesnapError } from '../core/errors.js';
 import { orderedPath } from '../core/index-order.js';
 import { booleanOption, clockOption, integerOption, requirePath, signalOption } from '../core/options.js';
 import {
+  DATA_PREFIX,
   isSnapshotId,
   manifestKey,
   parseS3Manifest,
@@ -135,29 +137,47 @@ export async function readS3Manifest(storage: S3Storage, id: string): Promise<S3
 }
 
 /**
- * Lists the repository's snapshots: `snapshots/` with a delimiter (one request per 1,000 ids), then each
- * manifest. Only a snapshot whose manifest exists, validates and names it is complete.
+ * Lists the repository's snapshots: every key under `snapshots/` (one request per 1,000 keys: a snapshot has
+ * two), then the manifests there are (as many requests in flight as the storage's concurrency). Only a
+ * snapshot whose manifest exists, validates and names it is complete.
  */
 export async function readS3Repository(storage: S3Storage): Promise<S3RepositoryListing> {
   const listing: S3RepositoryListing = { snapshots: [], unfinished: [], foreign: [] };
+  const withManifest = new Map<string, boolean>();
+  for await (const object of storage.listObjects(SNAPSHOTS_PREFIX)) {
+    const rest = object.key.slice(SNAPSHOTS_PREFIX.length);
+    const slash = rest.indexOf('/');
+    const name = slash === -1 ? rest : rest.slice(0, slash);
+    const isManifest = slash !== -1 && object.key === manifestKey(name);
+    withManifest.set(name, (withManifest.get(name) ?? false) || isManifest);
+  }
   const ids: string[] = [];
-  for await (const name of storage.listChildren(SNAPSHOTS_PREFIX)) {
-    if (parseSnapshotId(name) !== null && isSnapshotId(name)) ids.push(name);
-    else listing.foreign.push(name);
+  for (const [name, hasManifest] of withManifest) {
+    if (parseSnapshotId(name) === null || !isSnapshotId(name)) listing.foreign.push(name);
+    else if (hasManifest) ids.push(name);
+    else listing.unfinished.push({ id: name, reason: 'no manifest' });
   }
-  for (const id of ids) {
-    let manifest: S3Manifest | null;
-    try {
-      manifest = await readS3Manifest(storage, id);
-    } catch (error) {
-      if ((error as { code?: string }).code?.startsWith('ERR_S3')) throw error;
-      listing.unfinished.push({ id, reason: describeCause(error) });
-      continue;
-    }
-    if (manifest === null) listing.unfinished.push({ id, reason: 'no manifest' });
-    else listing.snapshots.push({ ...parseSnapshotId(id)!, manifest });
-  }
+  const limit = pLimit(storage.settings.concurrency);
+  const manifests = await Promise.all(
+    ids.map((id) =>
+      limit(async (): Promise<{ manifest: S3Manifest | null } | { reason: string }> => {
+        try {
+          return { manifest: await readS3Manifest(storage, id) };
+        } catch (error) {
+          if ((error as { code?: string }).code?.startsWith('ERR_S3')) throw error;
+          return { reason: describeCause(error) };
+        }
+      }),
+    ),
+  );
+  manifests.forEach((read, i) => {
+    const id = ids[i]!;
+    if ('reason' in read) listing.unfinished.push({ id, reason: read.reason });
+    else if (read.manifest === null) listing.unfinished.push({ id, reason: 'no manifest' });
+    else listing.snapshots.push({ ...parseSnapshotId(id)!, manifest: read.manifest });
+  });
   listing.snapshots.sort(compareSnapshotIds);
+  listing.unfinished.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   return listing;
 }
 
@@ -246,6 +266,9 @@ export async function snapshotToS3(options: SnapshotOptions): Promise<SnapshotRe
   try {
     await checkS3Repository(storage, { create: true });
     return await withS3Lock(storage, 'snapshot', { waitMs, signal }, async (lock) => {
+      // No other writer runs while we hold the lock: an unfinished upload is a killed run's, never completed.
+      await storage.abortUnfinishedUploads(DATA_PREFIX, { signal });
+      await storage.abortUnfinishedUploads(SNAPSHOTS_PREFIX, { signal });
       const listing = await readS3Repository(storage);
       const previous = fullCopy ? undefined : listing.snapshots.at(-1);
       const id = await chooseS3Id(storage, clock, now !== undefined);

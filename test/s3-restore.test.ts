@@ -6,13 +6,12 @@
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect } from 'vitest';
 import { S3Storage } from '../dist/src/s3/client.js';
 import { parseS3Location } from '../dist/src/s3/location.js';
 import { expectOneLineError } from './helpers/backup.js';
-import { requireDependency } from './helpers/dependencies.js';
 import { restoreSiblings } from './helpers/restore.js';
-import { createBucket, removeBucket, s3Unavailable, uniqueBucketName } from './helpers/s3.js';
+import { createBucket, removeBucket, s3it, s3Unavailable, uniqueBucketName } from './helpers/s3.js';
 import { layOutSnapshot } from './helpers/s3-snapshot.js';
 import {
   cleanup,
@@ -43,17 +42,6 @@ afterAll(async () => {
   await removeBucket(bucket);
 });
 afterEach(cleanup);
-
-function s3it(name: string, run: (ctx: TestContext) => Promise<void>, timeout = 60_000): void {
-  it(
-    name,
-    async (ctx) => {
-      requireDependency(ctx, unavailable);
-      await run(ctx);
-    },
-    timeout,
-  );
-}
 
 async function openRepository(prefix: string): Promise<S3Storage> {
   const storage = await S3Storage.open(parseS3Location(`s3://${bucket}/${prefix}`));
@@ -277,6 +265,16 @@ describe('damaged snapshots', () => {
     const [largeKey, large] = [...laid.objects].find(([, bytes]) => bytes.length > LARGE.length)!;
     await storage.putObject(largeKey, large.subarray(0, 1024 * 1024));
     await expectRefused('truncated', 'ERR_BACKUP_CORRUPT', `${largeKey} holds only`);
+  });
+
+  s3it('a deleted or a truncated index: refused as an invalid index, naming it', async () => {
+    const { backup } = await backedUpStore();
+    const storage = await openRepository('index-damaged');
+    const laid = await layOutSnapshot(storage, backup, ID);
+    await storage.deleteObjects([laid.indexKey]);
+    await expectRefused('index-damaged', 'ERR_INDEX_INVALID', `${laid.indexKey} is missing`);
+    await storage.putObject(laid.indexKey, Buffer.from([0x1f, 0x8b]));
+    await expectRefused('index-damaged', 'ERR_INDEX_INVALID', laid.indexKey);
   });
 
   const hostile: Array<[string, (line: Record<string, unknown>) => void, string]> = [

@@ -16,17 +16,17 @@ import {
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
-import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect } from 'vitest';
 import { readTar, TarWriter } from '../dist/src/format/tar.js';
 import { MIN_PART_BYTES, S3Storage, sdkClientConfig } from '../dist/src/s3/client.js';
 import { parseS3Location } from '../dist/src/s3/location.js';
 import { resolveS3Settings } from '../dist/src/s3/settings.js';
-import { requireDependency } from './helpers/dependencies.js';
 import {
   adminClient,
   createBucket,
   rejectionOf,
   removeBucket,
+  s3it,
   s3Unavailable,
   uniqueBucketName,
   visibleParts,
@@ -48,18 +48,6 @@ afterAll(async () => {
   await removeBucket(bucket);
 });
 afterEach(cleanup);
-
-/** A test that needs the S3 server: skipped with the reason locally, failed under CI. */
-function s3it(name: string, run: (ctx: TestContext) => Promise<void>, timeout?: number): void {
-  it(
-    name,
-    async (ctx) => {
-      requireDependency(ctx, unavailable);
-      await run(ctx);
-    },
-    timeout,
-  );
-}
 
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
 

@@ -31,8 +31,8 @@ export interface FileOp {
   hash?: string;
   /** A backup with a link source: the file may be hard-linked from the previous backup instead of copied. */
   link?: LinkPlan;
-  /** Where the content lies in object storage: the data object's key and the offset of the content in it. */
-  stored?: { object: string; offset: number };
+  /** Where the content lies in object storage (restoring a snapshot from there). */
+  stored?: StoredContent;
 }
 
 /** How a file the change rule found (possibly) unchanged is taken from the previous backup. */

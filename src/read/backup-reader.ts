@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { abortError, describeCause, outOfResourcesAt, StatesnapError } from '../core/errors.js';
 import { CAN_LOCATE_FDS } from '../core/paths.js';
 import type { EntrySource } from '../core/pipeline.js';
-import type { ReadSpec } from '../core/protocol.js';
+import type { FileOp, ReadSpec, SkippedKind } from '../core/protocol.js';
 import { type EntrySink, type PlannedDir, treeUnreadable, walk } from '../core/walk.js';
 import { readIndex } from '../format/index-reader.js';
 import {
@@ -120,6 +120,54 @@ export function recordedDir(
   return { rel, mode: dir.mode, atimeNs: mtimeNs, mtimeNs, uid: dir.uid, gid: dir.gid };
 }
 
+/** What the pipeline needs of one index line, in every format and kind of index. */
+type IndexLine = { path: string } & (
+  | { type: 'dir'; mode: number; mtime_ns: string; uid?: number; gid?: number }
+  | { type: 'file'; size: number; mode: number; mtime_ns: string; uid?: number; gid?: number; sha256: string }
+  | { type: SkippedKind }
+);
+
+/** A file as its index line records it: the op restore and verify give the workers. */
+export function recordedFile(
+  file: Extract<IndexLine, { type: 'file' }>,
+  options: Pick<ReadOptions, 'hashes'>,
+): FileOp {
+  return {
+    rel: file.path,
+    size: file.size,
+    mode: file.mode,
+    mtimeNs: file.mtime_ns,
+    uid: file.uid,
+    gid: file.gid,
+    hash: options.hashes ? file.sha256 : undefined,
+  };
+}
+
+/**
+ * Streams validated index lines into a pipeline's sink in their order: directories, files (as `fileOp` makes
+ * them, waiting while the sink applies backpressure), skipped entries.
+ */
+export async function sendIndexEntries<Line extends IndexLine>(
+  lines: AsyncIterable<Line>,
+  sink: EntrySink,
+  signal: AbortSignal,
+  root: string,
+  fileOp: (file: Extract<Line, { type: 'file' }>) => FileOp,
+): Promise<void> {
+  for await (const line of lines) {
+    if (signal.aborted) throw abortError(signal, root);
+    const entry: IndexLine = line;
+    if (entry.type === 'dir') {
+      sink.dir(recordedDir(entry.path, entry));
+    } else if (entry.type === 'file') {
+      const wait = sink.file(fileOp(line as Extract<Line, { type: 'file' }>));
+      if (wait) await wait;
+    } else {
+      sink.skip(entry.path, entry.type);
+    }
+  }
+}
+
 /** A statesnap backup: its entries come from the index and carry the recorded mode, mtime and hash. */
 class IndexedBackup extends LocalBackup {
   readonly kind = 'statesnap';
@@ -148,29 +196,8 @@ class IndexedBackup extends LocalBackup {
       }
     }
     sink.dir(rootStats === null ? recordedDir('', extras.root!) : rootDir(rootStats));
-    for await (const entry of readIndex(
-      this.root,
-      { format, ...extras.index, order: extras.index_order },
-      options,
-    )) {
-      if (signal.aborted) throw abortError(signal, this.root);
-      if (entry.type === 'dir') {
-        sink.dir(recordedDir(entry.path, entry));
-      } else if (entry.type === 'file') {
-        const wait = sink.file({
-          rel: entry.path,
-          size: entry.size,
-          mode: entry.mode,
-          mtimeNs: entry.mtime_ns,
-          uid: entry.uid,
-          gid: entry.gid,
-          hash: options.hashes ? entry.sha256 : undefined,
-        });
-        if (wait) await wait;
-      } else {
-        sink.skip(entry.path, entry.type);
-      }
-    }
+    const entries = readIndex(this.root, { format, ...extras.index, order: extras.index_order }, options);
+    await sendIndexEntries(entries, sink, signal, this.root, (file) => recordedFile(file, options));
   }
 }
 

@@ -4,7 +4,7 @@
 
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import pLimit, { type LimitFunction } from 'p-limit';
-import { abortError, type ErrorCode, isStatesnapError, StatesnapError } from '../core/errors.js';
+import { type ErrorCode, isStatesnapError, StatesnapError } from '../core/errors.js';
 import type { EntrySource, RemoteContent } from '../core/pipeline.js';
 import {
   type FileOp,
@@ -29,7 +29,7 @@ import type { S3Storage } from '../s3/client.js';
 import { formatS3Location, parseS3Location, type S3Location } from '../s3/location.js';
 import type { S3Options } from '../s3/settings.js';
 import type { BackupReader, ReadOptions } from './backup-reader.js';
-import { recordedDir } from './backup-reader.js';
+import { recordedDir, recordedFile, sendIndexEntries } from './backup-reader.js';
 
 /** The word that names a repository's newest complete snapshot in place of its id. */
 export const LATEST = 'latest';
@@ -38,6 +38,8 @@ export const LATEST = 'latest';
 const MAX_GAP_BYTES = 1 << 20;
 /** One GET reads at most this many bytes; a larger file is fetched in parts. */
 const MAX_GET_BYTES = 16 << 20;
+/** The index is read in ranges of this size, one after another: never held whole. */
+const INDEX_RANGE_BYTES = 8 << 20;
 /** The parts a larger file is fetched in, and how many may wait for the worker writing it. */
 const PART_BYTES = 8 << 20;
 const PARTS_AHEAD = 2;
@@ -63,26 +65,6 @@ export function parseSnapshotLocation(location: string): { repository: S3Locatio
 /** A snapshot that cannot be read: the snapshot and the object named, in one line. */
 function snapshotError(code: ErrorCode, id: string, message: string, path: string, cause?: unknown) {
   return new StatesnapError(code, `snapshot ${id}: ${message}`, { path, cause });
-}
-
-/**
- * The snapshot's object `key`, read whole; a missing one is `code` naming the snapshot and the object, any
- * other failure stays the client's one-line error.
- */
-async function readSnapshotObject(
-  storage: S3Storage,
-  id: string,
-  key: string,
-  code: 'ERR_MANIFEST_MISSING' | 'ERR_INDEX_INVALID',
-  signal: AbortSignal | undefined,
-): Promise<Buffer> {
-  try {
-    return await storage.getObject(key, { signal });
-  } catch (error) {
-    if (!isStatesnapError(error, 'ERR_S3_NOT_FOUND')) throw error;
-    const where = storage.describe(key);
-    throw snapshotError(code, id, `object ${where} is missing (NoSuchKey)`, where, error);
-  }
 }
 
 /** The manifest of snapshot `id`, validated, or null when the snapshot has none (it does not exist). */
@@ -301,8 +283,6 @@ export class S3Snapshot implements BackupReader {
   readonly root: string;
   readonly manifest: S3Manifest;
   readonly extras: S3Manifest['statesnap'];
-  // The index is read once per pass (restore reads it two or three times): its stored bytes are kept.
-  #index: Promise<Buffer> | null = null;
 
   constructor(
     readonly storage: S3Storage,
@@ -322,25 +302,25 @@ export class S3Snapshot implements BackupReader {
     return [];
   }
 
-  /** `length` bytes of data object `object` from `offset`; a missing or short object names the snapshot. */
+  /**
+   * A missing or short object of this snapshot as `code`, naming the snapshot and the object (`what` says
+   * which); any other failure (the server, the network) stays the client's one-line error.
+   */
+  #damaged(error: unknown, code: ErrorCode, what: string, key: string): unknown {
+    const where = this.storage.describe(key);
+    if (isStatesnapError(error, 'ERR_S3_NOT_FOUND'))
+      return snapshotError(code, this.id, `${what} ${where} is missing (NoSuchKey)`, where, error);
+    if (isStatesnapError(error, 'ERR_BACKUP_CORRUPT'))
+      return snapshotError(code, this.id, error.message, where, error);
+    return error;
+  }
+
+  /** `length` bytes of data object `object` from `offset`. */
   async fetch(object: string, offset: number, length: number, signal: AbortSignal): Promise<Buffer> {
     try {
       return await this.storage.getRange(object, offset, length, { signal });
     } catch (error) {
-      const where = this.storage.describe(object);
-      if (isStatesnapError(error, 'ERR_S3_NOT_FOUND')) {
-        throw snapshotError(
-          'ERR_BACKUP_CORRUPT',
-          this.id,
-          `object ${where} is missing (NoSuchKey)`,
-          where,
-          error,
-        );
-      }
-      if (isStatesnapError(error, 'ERR_BACKUP_CORRUPT')) {
-        throw snapshotError('ERR_BACKUP_CORRUPT', this.id, error.message, where, error);
-      }
-      throw error;
+      throw this.#damaged(error, 'ERR_BACKUP_CORRUPT', 'object', object);
     }
   }
 
@@ -360,39 +340,28 @@ export class S3Snapshot implements BackupReader {
     };
   }
 
+  /** The index's stored bytes, in ranges one after another. */
+  async *#indexBytes(signal: AbortSignal): AsyncGenerator<Buffer> {
+    const { key, bytes } = this.extras.s3.index;
+    try {
+      yield* this.storage.readInRanges(key, bytes, INDEX_RANGE_BYTES, { signal });
+    } catch (error) {
+      throw this.#damaged(error, 'ERR_INDEX_INVALID', 'index', key);
+    }
+  }
+
   async #entries(sink: EntrySink, options: ReadOptions, signal: AbortSignal): Promise<void> {
     const { s3, root } = this.extras;
     sink.dir(recordedDir('', root));
-    const indexKey = s3.index.key;
-    this.#index ??= readSnapshotObject(this.storage, this.id, indexKey, 'ERR_INDEX_INVALID', signal);
-    const stored = await this.#index;
     const entries = readS3Index(
-      (async function* () {
-        yield stored;
-      })(),
+      this.#indexBytes(signal),
       { index: s3.index, objects: s3.objects },
-      this.storage.describe(indexKey),
+      this.storage.describe(s3.index.key),
       { refuseCaseCollisions: options.refuseCaseCollisions },
     );
-    for await (const entry of entries) {
-      if (signal.aborted) throw abortError(signal, this.root);
-      if (entry.type === 'dir') {
-        sink.dir(recordedDir(entry.path, entry));
-      } else if (entry.type === 'file') {
-        const wait = sink.file({
-          rel: entry.path,
-          size: entry.size,
-          mode: entry.mode,
-          mtimeNs: entry.mtime_ns,
-          uid: entry.uid,
-          gid: entry.gid,
-          hash: options.hashes ? entry.sha256 : undefined,
-          stored: { object: entry.object, offset: entry.offset },
-        });
-        if (wait) await wait;
-      } else {
-        sink.skip(entry.path, entry.type);
-      }
-    }
+    await sendIndexEntries(entries, sink, signal, this.root, (file) => ({
+      ...recordedFile(file, options),
+      stored: { object: file.object, offset: file.offset },
+    }));
   }
 }

@@ -339,6 +339,18 @@ export class S3Storage {
     return body;
   }
 
+  /** An object of known `size` as ranges of `rangeBytes`, read one after another: never held whole. */
+  async *readInRanges(
+    key: string,
+    size: number,
+    rangeBytes: number,
+    options: { signal?: AbortSignal } = {},
+  ): AsyncGenerator<Buffer> {
+    for (let offset = 0; offset < size; offset += rangeBytes) {
+      yield await this.getRange(key, offset, Math.min(rangeBytes, size - offset), options);
+    }
+  }
+
   async #readBody(body: GetObjectCommandOutput['Body'], key: string): Promise<Buffer> {
     assert(body !== undefined, 'GetObject returned a body');
     let bytes: Uint8Array;

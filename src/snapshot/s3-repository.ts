@@ -207,18 +207,6 @@ async function chooseS3Id(storage: S3Storage, clock: () => number, injected: boo
   }
 }
 
-/** The stored bytes of an object, read in ranges one after another. */
-async function* objectRanges(
-  storage: S3Storage,
-  key: string,
-  size: number,
-  signal: AbortSignal,
-): AsyncGenerator<Buffer> {
-  for (let offset = 0; offset < size; offset += INDEX_RANGE_BYTES) {
-    yield await storage.getRange(key, offset, Math.min(INDEX_RANGE_BYTES, size - offset), { signal });
-  }
-}
-
 const BATCH = 512;
 
 /** A complete snapshot as the base a new one is compared with: its index streamed in canonical order. */
@@ -227,7 +215,7 @@ export function baseOf(storage: S3Storage, snapshot: S3CompleteSnapshot): S3Base
   const where = storage.describe(s3.index.key);
   async function* entries(signal: AbortSignal): AsyncGenerator<PreviousRecord[]> {
     let batch: PreviousRecord[] = [];
-    const body = objectRanges(storage, s3.index.key, s3.index.bytes, signal);
+    const body = storage.readInRanges(s3.index.key, s3.index.bytes, INDEX_RANGE_BYTES, { signal });
     for await (const line of readS3Index(body, s3, where, { refuseCaseCollisions: false })) {
       if (signal.aborted) throw abortError(signal, where);
       const entry = previousEntryOf(line);

@@ -6,9 +6,11 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { CreateBucketCommand, DeleteBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { it, type TestContext } from 'vitest';
 import { S3Storage } from '../../dist/src/s3/client.js';
 import { parseS3Location } from '../../dist/src/s3/location.js';
 import { resolveS3Settings } from '../../dist/src/s3/settings.js';
+import { requireDependency } from './dependencies.js';
 
 export const LOCAL_S3_SCRIPT = resolve(import.meta.dirname, '../../scripts/local-s3.sh');
 
@@ -95,4 +97,16 @@ export async function rejectionOf(
     return error as Error & { code?: string; cause?: unknown };
   }
   throw new Error('expected the operation to fail');
+}
+
+/** A test that needs the S3 server: skipped with the reason locally, failed under CI. */
+export function s3it(name: string, run: (ctx: TestContext) => Promise<void>, timeout?: number): void {
+  it(
+    name,
+    async (ctx) => {
+      requireDependency(ctx, s3Unavailable());
+      await run(ctx);
+    },
+    timeout,
+  );
 }

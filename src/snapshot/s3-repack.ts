@@ -41,11 +41,11 @@ interface LiveMember {
   sha256: string;
 }
 
-/** A snapshot's index entries, validated against its manifest (the stored index is held while read). */
-async function* indexEntries(storage: S3Storage, manifest: S3Manifest, signal: AbortSignal) {
+/** A snapshot's index entries, streamed and validated against its manifest. */
+function indexEntries(storage: S3Storage, manifest: S3Manifest, signal: AbortSignal) {
   const { s3 } = manifest.statesnap;
-  const stored = await storage.getObject(s3.index.key, { signal });
-  yield* readS3Index([stored], s3, storage.describe(s3.index.key), { refuseCaseCollisions: false });
+  const stored = storage.readInRanges(s3.index.key, s3.index.bytes, INDEX_PART_BYTES, { signal });
+  return readS3Index(stored, s3, storage.describe(s3.index.key), { refuseCaseCollisions: false });
 }
 
 function headerOf(entry: S3FileEntry): TarFileHeader {

@@ -68,6 +68,7 @@ export type {
   RetentionRule,
 } from './snapshot/retention.js';
 export { parseRetentionDuration } from './snapshot/retention.js';
+export type { S3PruneResult } from './snapshot/s3-gc.js';
 export { type SnapshotOptions, type SnapshotResult, snapshot } from './snapshot/snapshot.js';
 
 /** @deprecated renamed `BackupProgress` (it sits beside `RestoreProgress` and `VerifyProgress`). */

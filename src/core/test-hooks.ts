@@ -22,6 +22,10 @@ const PAUSE_PHASES = [
   // to `.deleting-<id>`, none removed yet
   'lock-acquired',
   'prune-renamed',
+  // prune on S3: the deletion plan written under the lock, nothing deleted; then, the lock released, before
+  // the sweep's first delete and after each batch (`sweeping:N`: once at least N planned keys are deleted)
+  'gc-planned',
+  'sweeping',
   // both: after a batch of the copy, once at least N files are done (`copying:N`, default 1)
   'copying',
 ] as const;

@@ -7,68 +7,30 @@ import { join } from 'node:path';
 import { assert, describeCause, StatesnapError, throwIfAborted } from '../core/errors.js';
 import { syncDirectory } from '../core/flush.js';
 import { removeTree } from '../core/fs-tree.js';
-import { booleanOption, clockOption, integerOption, requirePath, signalOption } from '../core/options.js';
+import {
+  booleanOption,
+  clockOption,
+  integerOption,
+  invalidOption,
+  requirePath,
+  signalOption,
+} from '../core/options.js';
 import { pauseAt } from '../core/test-hooks.js';
 import { deletingName } from '../format/snapshot-id.js';
 import { type ForeignEntry, type RepositoryListing, readRepository } from '../read/repository-listing.js';
+import { isS3Location } from '../s3/location.js';
+import type { S3Options } from '../s3/settings.js';
 import type { LockWaitOptions } from './lock.js';
 import { withRepositoryLock } from './lock.js';
+import type { PruneOptions, PruneResult } from './prune-options.js';
 import { openRepository, updateLatestLink } from './repository.js';
-import { applyRetention, type KeepReason, policyProblem, type RetentionPolicy } from './retention.js';
+import { decideRetention, type PruneDecision, policyProblem, type RetentionPolicy } from './retention.js';
 
-export interface PruneOptions extends LockWaitOptions {
-  repository: string;
-  /** Which snapshots to keep (restic's `forget` rules); a policy without any active rule is refused. */
-  policy: RetentionPolicy;
-  /** Only decide: report what would be kept (and by which rule) and removed; change nothing. @default false */
-  dryRun?: boolean;
-  /** The clock keep-within judges "in the future" by. @default the system clock */
-  now?: Date;
-  /** Flush the renames to disk before removing anything. @default true */
-  sync?: boolean;
-}
-
-export interface PruneDecision {
-  id: string;
-  /** When the snapshot started (its id's second), UTC. */
-  time: string;
-  keep: boolean;
-  /** Every rule that kept it, with its bucket; empty when it goes. */
-  reasons: KeepReason[];
-}
-
-export interface PruneResult {
-  command: 'prune';
-  repository: string;
-  dryRun: boolean;
-  /** Every complete snapshot, newest first, with the decision. */
-  snapshots: PruneDecision[];
-  kept: string[];
-  /** Removed (in a dry run: would be removed). */
-  removed: string[];
-  /** Free space gained on the repository's filesystem (after minus before); null in a dry run. */
-  bytesFreed: number | null;
-  /** What killed snapshots and prunes had left, removed first; empty in a dry run. */
-  removedLeftovers: string[];
-  /** Entries that are not snapshots: never removed. */
-  foreign: ForeignEntry[];
-  durationMs: number;
-  exitCode: 0;
-}
+export type { PruneDecision, PruneOptions, PruneResult } from './prune-options.js';
 
 function freeBytes(repo: string): number {
   const stats = statfsSync(repo);
   return stats.bavail * stats.bsize;
-}
-
-function decide(listing: RepositoryListing, policy: RetentionPolicy, nowMs: number): PruneDecision[] {
-  const dated = listing.snapshots.map(({ id, timeMs }) => ({ id, timeMs }));
-  return applyRetention(dated, policy, { nowMs }).map(({ id, timeMs, keep, reasons }) => ({
-    id,
-    time: new Date(timeMs).toISOString().replace('.000Z', 'Z'),
-    keep,
-    reasons,
-  }));
 }
 
 /** Renames each doomed snapshot out of the listing, makes that durable, then removes the trees. */
@@ -90,10 +52,21 @@ function removeSnapshots(repo: string, ids: readonly string[], sync: boolean): v
   for (const id of ids) removeTree(join(repo, deletingName(id)));
 }
 
-/** Removes the snapshots of `options.repository` that `options.policy` does not keep. */
+/**
+ * Removes the snapshots of `options.repository` that `options.policy` does not keep; in object storage, also
+ * every object no remaining snapshot references (an `S3PruneResult`).
+ */
 export async function prune(options: PruneOptions): Promise<PruneResult> {
+  if (typeof options.repository === 'string' && isS3Location(options.repository)) {
+    return (await import('./s3-gc.js')).pruneS3(options);
+  }
   const started = performance.now();
   const given = requirePath('repository', options.repository);
+  for (const name of ['s3', 'maxUnused'] as const) {
+    if (options[name] !== undefined) {
+      throw invalidOption(name, 'only with an s3:// repository', JSON.stringify(options[name]));
+    }
+  }
   const policy = options.policy;
   const problem = policyProblem(policy ?? {});
   if (problem !== null) throw new StatesnapError('ERR_INVALID_OPTION', problem.message);
@@ -122,11 +95,11 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
   });
   if (dryRun) {
     const listing = readRepository(repo);
-    return result(listing, decide(listing, policy, clock()));
+    return result(listing, decideRetention(listing.snapshots, policy, clock()));
   }
   return withRepositoryLock(repo, 'prune', { waitMs, signal }, async (removedLeftovers) => {
     const listing = readRepository(repo);
-    const decisions = decide(listing, policy, clock());
+    const decisions = decideRetention(listing.snapshots, policy, clock());
     const newest = listing.snapshots.at(-1);
     assert(
       newest === undefined || decisions.some((decision) => decision.id === newest.id && decision.keep),

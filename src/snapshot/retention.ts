@@ -275,3 +275,27 @@ export function applyRetention(
     return { ...snapshot, keep: reasons.length > 0, reasons };
   });
 }
+
+export interface PruneDecision {
+  id: string;
+  /** When the snapshot started (its id's second), UTC. */
+  time: string;
+  keep: boolean;
+  /** Every rule that kept it, with its bucket; empty when it goes. */
+  reasons: KeepReason[];
+}
+
+/** The policy's decision for each snapshot, newest first: shared by the local and the S3 prune. */
+export function decideRetention(
+  snapshots: readonly DatedSnapshot[],
+  policy: RetentionPolicy,
+  nowMs: number,
+): PruneDecision[] {
+  const dated = snapshots.map(({ id, timeMs }) => ({ id, timeMs }));
+  return applyRetention(dated, policy, { nowMs }).map(({ id, timeMs, keep, reasons }) => ({
+    id,
+    time: new Date(timeMs).toISOString().replace('.000Z', 'Z'),
+    keep,
+    reasons,
+  }));
+}

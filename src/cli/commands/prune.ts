@@ -8,9 +8,19 @@ import {
   parseRetentionDuration,
   prune,
   type RetentionPolicy,
+  type S3PruneResult,
 } from '../../index.js';
 import { BaseCommand } from '../base-command.js';
-import { flag, invalidValue, lockWaitOption, pathArgument, textOption } from '../options.js';
+import {
+  flag,
+  givenS3Options,
+  integerOption,
+  invalidValue,
+  lockWaitOption,
+  repositoryArgument,
+  S3_OPTIONS,
+  textOption,
+} from '../options.js';
 import { formatBytes } from '../progress-line.js';
 import { countOf } from '../text.js';
 
@@ -31,6 +41,26 @@ export function describePrune(result: PruneResult): string {
   }
   if (result.removedLeftovers.length > 0) {
     lines.push(`removed what killed runs left: ${result.removedLeftovers.join(', ')}`);
+  }
+  return lines.join('\n');
+}
+
+export function describeS3Prune(result: S3PruneResult): string {
+  const { garbage } = result;
+  const verb = result.dryRun ? 'would delete' : 'deleted';
+  const lines = [
+    describePrune(result),
+    `${verb} ${countOf(garbage.objects, 'object')} no remaining snapshot references (${formatBytes(garbage.bytes)})`,
+  ];
+  if (result.repack !== null && result.repack.repacked.length > 0) {
+    const { repacked, written, rewritten } = result.repack;
+    lines.push(
+      `repacked ${countOf(repacked.length, 'data object')} into ${countOf(written.length, 'pack')}, ` +
+        `rewrote the index of ${countOf(rewritten.length, 'snapshot')}`,
+    );
+  }
+  if (garbage.finishedPlans.length > 0) {
+    lines.push(`finished what interrupted prunes left: ${garbage.finishedPlans.join(', ')}`);
   }
   return lines.join('\n');
 }
@@ -91,8 +121,17 @@ export class PruneCommand extends BaseCommand {
       then removed; a killed prune leaves only those, which the next snapshot or prune removes. Prune and
       snapshot take the repository's lock (\`--wait\` to queue behind another run).
 
-      Exit codes: 0 ok, 1 failed (ERR_REPO_BUSY, ERR_REPO_INVALID), 2 usage error (no rule, bad count or
-      duration).
+      An \`s3://bucket/prefix\` repository gets the same rules, then garbage collection: under the writer lock
+      the forgotten snapshots' manifests are deleted (then their indexes), and every object no remaining
+      snapshot references is written to a deletion plan in \`gc/\`; after the lock is released the plan is
+      swept. A snapshot may commit during the sweep and loses nothing; an interrupted sweep is finished by the
+      next prune. \`--max-unused <percent>\` (restic's) also repacks, under the lock, every data object more than
+      that share of which no remaining snapshot uses: its live files are copied into new packs, each snapshot
+      using it gets a new index and its manifest replaced, and the old object is swept with the rest; this
+      reads the indexes of all remaining snapshots. \`--endpoint\` (or AWS_ENDPOINT_URL) names the server.
+
+      Exit codes: 0 ok, 1 failed (ERR_REPO_BUSY, ERR_REPO_INVALID, ERR_S3_*), 2 usage error (no rule, bad
+      count or duration, bad location).
     `,
     examples: [
       [
@@ -110,7 +149,7 @@ export class PruneCommand extends BaseCommand {
     ],
   });
 
-  repository = pathArgument('repo');
+  repository = repositoryArgument('repo');
   keepLast = KEEP_LAST.option;
   keepHourly = KEEP_HOURLY.option;
   keepDaily = KEEP_DAILY.option;
@@ -124,6 +163,15 @@ export class PruneCommand extends BaseCommand {
   );
   dryRun = flag('--dry-run,-n', 'Print what would be kept (and by which rule) and removed; change nothing');
   wait = lockWaitOption();
+  maxUnused = integerOption(
+    '--max-unused',
+    0,
+    'With an s3:// repository: repack data objects more than this share of which no snapshot uses (0-100)',
+    'percent',
+  );
+  endpoint = S3_OPTIONS.endpoint();
+  region = S3_OPTIONS.region();
+  profile = S3_OPTIONS.profile();
 
   policy(): RetentionPolicy {
     const policy: RetentionPolicy = {
@@ -148,13 +196,18 @@ export class PruneCommand extends BaseCommand {
   }
 
   protected async run(): Promise<number> {
+    const s3 = givenS3Options(this);
     const result = await prune({
       repository: this.repository,
+      ...(s3 && { s3 }),
+      ...(this.maxUnused !== undefined && { maxUnused: this.maxUnused }),
       policy: this.policy(),
       dryRun: this.dryRun,
       waitForLockMs: this.wait,
       signal: this.interrupt.signal,
     });
-    return this.printResult(result, () => describePrune(result));
+    return this.printResult(result, () =>
+      'garbage' in result ? describeS3Prune(result as S3PruneResult) : describePrune(result),
+    );
   }
 }

@@ -116,6 +116,23 @@ describe('verify a repository', () => {
     }
   }, 60_000);
 
+  it('reports a snapshot whose manifest is damaged, never leaving it out of the verdict', async () => {
+    const { repo, ids } = await repositoryOfThree();
+    truncateSync(join(repo, ids[1]!, 'manifest.json'), 100);
+    const result = await verifyRepository({ repository: repo });
+    expect(result.ok).toBe(false);
+    expect(result.exitCode).toBe(1);
+    expect(result.snapshots.map((s) => [s.id, s.ok, s.problems.list.map((p) => p.problem)])).toEqual([
+      [ids[0], true, []],
+      [ids[1], false, ['manifest']],
+      [ids[2], true, []],
+    ]);
+    const run = await runCli(['verify', repo]);
+    expect(run.exitCode).toBe(1);
+    expect(run.stdout).toContain(`${ids[1]} FAILED: 1 problem`);
+    expect(run.stdout).toContain(join(repo, ids[1]!));
+  }, 60_000);
+
   it('from the CLI: a repository path verifies every snapshot; --json carries each verdict', async () => {
     const { repo, ids } = await repositoryOfThree();
     const text = await runCli(['verify', repo]);

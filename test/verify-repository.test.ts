@@ -133,6 +133,22 @@ describe('verify a repository', () => {
     expect(run.stdout).toContain(join(repo, ids[1]!));
   }, 60_000);
 
+  it('prints a problem whose path holds a newline on its one line, escaped, in both verify forms', async () => {
+    const { root, repo } = await repositoryOfThree();
+    const store = join(root, 'store');
+    writeFileSync(join(store, 'facts', 'z\n  2026 OK'), 'one');
+    const id = (await snapshot({ source: store, repository: repo, sync: false })).id;
+    writeFileSync(join(repo, id, 'facts', 'z\n  2026 OK'), 'two');
+    for (const path of [repo, join(repo, id)]) {
+      const run = await runCli(['verify', path]);
+      expect(run.exitCode).toBe(1);
+      const problems = run.stdout.split('\n').filter((line) => line.includes('content hash'));
+      expect(problems).toHaveLength(1);
+      expect(problems[0]).toContain('z\\n  2026 OK: content hash');
+      expect(run.stdout).not.toMatch(/^ {2}2026 OK/m);
+    }
+  }, 60_000);
+
   it('from the CLI: a repository path verifies every snapshot; --json carries each verdict', async () => {
     const { repo, ids } = await repositoryOfThree();
     const text = await runCli(['verify', repo]);

@@ -87,7 +87,9 @@ export class VerifyCommand extends BaseCommand {
       snapshot linked from the one before is the same inode: it is read once, for the first snapshot that has
       it, and every later snapshot that shares it is judged by that read after an lstat of its own name (type,
       size, mode), so a tampered shared file is reported in every snapshot that has it. \`--json\` gives each
-      snapshot's verdict and \`filesRead\` (each distinct inode once) against \`filesShared\`.
+      snapshot's verdict and \`filesRead\` (each distinct inode once) against \`filesShared\`. An entry named like
+      a snapshot whose manifest is unusable is reported as a failed snapshot, never left out. With
+      \`--new-only\`, a linked file whose inode an older snapshot's read found under another hash is read.
 
       \`--new-only\` reads only what each backup copied: files it hard-linked from the previous backup are
       checked from their lstat, their content having been read when that backup was verified. After an

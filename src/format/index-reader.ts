@@ -159,24 +159,25 @@ class PathChecker {
   /** Why `path` cannot come next, or null. */
   problem(path: string, type: IndexEntry['type']): string | null {
     const parent = path.slice(0, Math.max(0, path.lastIndexOf('/')));
-    const quoted = JSON.stringify(path);
+    // Quoted only for a message: nearly every line has none, and quoting each one cost as much as the check.
+    const quoted = () => JSON.stringify(path);
     if (this.#canonical) {
       const ordered = orderedPath(path);
       if (this.#last !== undefined && compareEntryPaths(this.#last, ordered) >= 0) {
-        return `${quoted} does not follow ${describePath(this.#last)} in canonical order`;
+        return `${quoted()} does not follow ${describePath(this.#last)} in canonical order`;
       }
       this.#last = ordered;
       if (parent !== this.#block) {
         if (parent !== '' && !this.#dirs.delete(parent)) {
-          return `the parent of ${quoted} is not a directory listed before it`;
+          return `the parent of ${quoted()} is not a directory listed before it`;
         }
         this.#block = parent;
       }
     } else {
-      if (this.#seen.has(path)) return `duplicate path ${quoted}`;
+      if (this.#seen.has(path)) return `duplicate path ${quoted()}`;
       this.#seen.add(path);
       if (parent !== '' && !this.#dirs.has(parent)) {
-        return `the parent of ${quoted} is not a directory listed before it`;
+        return `the parent of ${quoted()} is not a directory listed before it`;
       }
     }
     if (type === 'dir') this.#dirs.add(path);

@@ -79,6 +79,23 @@ describe('where a pattern matches', () => {
     expect(files.filter((path) => path.startsWith('x/'))).toEqual([]);
     expect(result.skippedEntries.byKind.excluded).toBe(1);
   });
+
+  it('** and a bare name cross a directory whose name holds a newline', async () => {
+    const root = tempDir();
+    const source = join(root, 'src');
+    await createTree(source, {
+      'odd\ndir': { 'secret.key': file('k'), 'keep.md': file('m') },
+      'kept\nfile.md': file('n'),
+    });
+    const dest = join(root, 'out');
+    const run = await runCli(['backup', '--json', '--no-sync', '--exclude', '**/*.key', source, dest]);
+    expect(run.exitCode, run.stderr).toBe(0);
+    const files = expectBackupConsistent(dest)
+      .filter((entry) => entry.type === 'file')
+      .map((entry) => entry.path)
+      .sort();
+    expect(files).toEqual(['kept\nfile.md', 'odd\ndir/keep.md']);
+  });
 });
 
 describe('--include', () => {

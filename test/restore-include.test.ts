@@ -111,6 +111,28 @@ describe('restore --include', () => {
     }
   }, 60_000);
 
+  it('a pattern crosses names holding a newline: ** selects every entry, a bare name is found below one', async () => {
+    const root = tempDir('statesnap-include-');
+    const store = join(root, 'store');
+    await createTree(store, {
+      'top\nline.md': file('newline in a file name'),
+      'dir\nname': dir({ facts: dir({ 'f.json': file('{"deep":1}') }) }),
+      'plain.md': file('plain'),
+    });
+    const saved = join(root, 'backup');
+    await backup({ source: store, dest: saved, sync: false });
+    const everything = join(root, 'everything');
+    expect(await restore({ backup: saved, target: everything, include: ['**'] })).toMatchObject({ files: 3 });
+    expect(fingerprintTree(everything)).toEqual(fingerprintTree(store));
+    const facts = join(root, 'facts');
+    expect(await restore({ backup: saved, target: facts, include: ['facts'] })).toMatchObject({ files: 1 });
+    expect(Object.keys(fingerprintTree(facts))).toEqual([
+      'dir\nname',
+      'dir\nname/facts',
+      'dir\nname/facts/f.json',
+    ]);
+  }, 60_000);
+
   it('restores a directory that the live store replaced by a file only by refusing, changing nothing', async () => {
     const { store, saved } = await storeAndBackup();
     rmSync(join(store, 'memory/episodes'), { recursive: true });

@@ -178,6 +178,47 @@ describe('round trip', () => {
   });
 });
 
+describe('partial restore', () => {
+  s3it(
+    'restores only what --include selects, in both modes, the rest of a live target untouched',
+    async () => {
+      const { store, backup } = await backedUpStore();
+      const storage = await openRepository('include');
+      await layOutSnapshot(storage, backup, ID);
+      const fresh = join(tempDir(), 'restored');
+      const run = await runCli([
+        'restore',
+        '--include',
+        'deep',
+        '--include',
+        'large.bin',
+        `s3://${bucket}/include/${ID}`,
+        fresh,
+      ]);
+      expect(run.exitCode, run.stderr).toBe(0);
+      const wanted = (rel: string) =>
+        rel === '' || rel === 'memory' || rel.startsWith('memory/deep') || rel === 'large.bin';
+      expect(restorable(fresh)).toEqual(filterPrint(restorable(store), wanted));
+      const live = tempDir();
+      await createTree(live, { memory: dir({ 'fact.json': file('old content') }), 'run.sh': file('mine') });
+      const before = fingerprintTree(live);
+      const merge = await runCli([
+        'restore',
+        '--mode',
+        'merge',
+        '--include',
+        'fact.json',
+        `s3://${bucket}/include/latest`,
+        live,
+      ]);
+      expect(merge.exitCode, merge.stderr).toBe(0);
+      const after = fingerprintTree(live);
+      expect(after['memory/fact.json']).toEqual(restorable(store)['memory/fact.json']);
+      expect(after['run.sh']).toEqual(before['run.sh']);
+    },
+  );
+});
+
 describe('a file larger than one GET', () => {
   async function hugeSnapshot(prefix: string) {
     const root = tempDir('statesnap-s3-huge-');

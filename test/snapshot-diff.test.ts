@@ -165,6 +165,24 @@ function unorderIndex(backupDir: string): void {
   writeFileSync(manifestPath, JSON.stringify(manifest));
 }
 
+describe('diff of hostile names', () => {
+  it('prints a name holding a newline on its one line, escaped, so it cannot forge another entry', async () => {
+    const root = tempDir('statesnap-diff-names-');
+    const store = join(root, 'store');
+    const forged = 'x\n  - a.md';
+    await createTree(store, { seeds: dir({ 'a.md': file('# a\n') }), [forged]: file('one') });
+    const before = join(root, 'before');
+    await backup({ source: store, dest: before, sync: false });
+    writeFileSync(join(store, forged), 'three');
+    const run = await runCli(['diff', before, store]);
+    expect(run.exitCode, run.stderr).toBe(0);
+    const lines = run.stdout.trimEnd().split('\n');
+    expect(lines.filter((line) => line.startsWith('  '))).toEqual(['  M x\\n  - a.md']);
+    const json = await runCli(['diff', '--json', before, store]);
+    expect(JSON.parse(json.stdout).entries.map((e: { path: string }) => e.path)).toEqual([forged]);
+  }, 60_000);
+});
+
 describe('diff of indexes in or out of canonical order', () => {
   it('streams canonical indexes and holds an unordered one in memory, saying so, with the same changes', async () => {
     const { root, store, before } = await storeAndBackup();

@@ -1,7 +1,8 @@
 // verify of a whole snapshot repository (each shared inode read once, a tampered shared file reported in every
 // snapshot that has it) and verify --new-only (only what a snapshot copied is read); counts from the results.
 
-import { mkdirSync, readdirSync, renameSync, truncateSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, renameSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { snapshot, verify, verifyRepository } from '../dist/src/index.js';
@@ -85,6 +86,67 @@ describe('verify a repository', () => {
     const checked = await verify({ backup: join(repo, ids[2]!), newOnly: true });
     expect(checked.ok).toBe(false);
     expect(checked.problems.list.map((p) => p.problem)).toEqual(['corrupt']);
+  }, 60_000);
+
+  it('--new-only still reads a linked file whose index records another hash than the read of its inode', async () => {
+    const { repo, ids } = await repositoryOfThree();
+    // The last snapshot's index lies about a file it linked (the same inode the older ones read), and its
+    // manifest is resealed over the lie, so only the shared inode's read can tell.
+    const snap = join(repo, ids[2]!);
+    const indexPath = join(snap, '.statesnap/index.jsonl');
+    const lines = readFileSync(indexPath, 'utf8').split('\n');
+    const at = lines.findIndex((line) => line.includes('"facts/f07.json"'));
+    const entry = JSON.parse(lines[at]!) as { sha256: string; linked?: boolean };
+    expect(entry.linked).toBe(true);
+    entry.sha256 = createHash('sha256').update('not the content').digest('hex');
+    lines[at] = JSON.stringify(entry);
+    writeFileSync(indexPath, lines.join('\n'));
+    const manifestPath = join(snap, 'manifest.json');
+    const manifest = JSON.parse(readFileSync(manifestPath, 'utf8'));
+    manifest.statesnap.index.sha256 = createHash('sha256').update(readFileSync(indexPath)).digest('hex');
+    writeFileSync(manifestPath, JSON.stringify(manifest));
+    for (const newOnly of [false, true]) {
+      const result = await verifyRepository({ repository: repo, newOnly });
+      expect(result.ok, `newOnly ${newOnly}`).toBe(false);
+      expect(result.snapshots.map((s) => s.problems.list.map((p) => p.problem))).toEqual([
+        [],
+        [],
+        ['corrupt'],
+      ]);
+    }
+  }, 60_000);
+
+  it('reports a snapshot whose manifest is damaged, never leaving it out of the verdict', async () => {
+    const { repo, ids } = await repositoryOfThree();
+    truncateSync(join(repo, ids[1]!, 'manifest.json'), 100);
+    const result = await verifyRepository({ repository: repo });
+    expect(result.ok).toBe(false);
+    expect(result.exitCode).toBe(1);
+    expect(result.snapshots.map((s) => [s.id, s.ok, s.problems.list.map((p) => p.problem)])).toEqual([
+      [ids[0], true, []],
+      [ids[1], false, ['manifest']],
+      [ids[2], true, []],
+    ]);
+    const run = await runCli(['verify', repo]);
+    expect(run.exitCode).toBe(1);
+    expect(run.stdout).toContain(`${ids[1]} FAILED: 1 problem`);
+    expect(run.stdout).toContain(join(repo, ids[1]!));
+  }, 60_000);
+
+  it('prints a problem whose path holds a newline on its one line, escaped, in both verify forms', async () => {
+    const { root, repo } = await repositoryOfThree();
+    const store = join(root, 'store');
+    writeFileSync(join(store, 'facts', 'z\n  2026 OK'), 'one');
+    const id = (await snapshot({ source: store, repository: repo, sync: false })).id;
+    writeFileSync(join(repo, id, 'facts', 'z\n  2026 OK'), 'two');
+    for (const path of [repo, join(repo, id)]) {
+      const run = await runCli(['verify', path]);
+      expect(run.exitCode).toBe(1);
+      const problems = run.stdout.split('\n').filter((line) => line.includes('content hash'));
+      expect(problems).toHaveLength(1);
+      expect(problems[0]).toContain('z\\n  2026 OK: content hash');
+      expect(run.stdout).not.toMatch(/^ {2}2026 OK/m);
+    }
   }, 60_000);
 
   it('from the CLI: a repository path verifies every snapshot; --json carries each verdict', async () => {

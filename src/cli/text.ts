@@ -65,11 +65,15 @@ export const PROGRAM = process.env.npm_lifecycle_event === 'npx' ? 'npx statesna
  * exact paths.
  */
 export function oneLine(text: string): string {
-  const escaped = text.replace(/[\u0000-\u001f\u007f]/g, (char) => {
+  return readableMessage(escapeControls(text));
+}
+
+/** Control characters shown escaped, the rest kept whole: a listed path stays on its line and exact otherwise. */
+export function escapeControls(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f]/g, (char) => {
     if (char === '\n') return '\\n';
     if (char === '\r') return '\\r';
     if (char === '\t') return '\\t';
     return `\\x${char.charCodeAt(0).toString(16).padStart(2, '0')}`;
   });
-  return readableMessage(escaped);
 }

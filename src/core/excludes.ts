@@ -53,8 +53,9 @@ function compileRule(given: string, kind: Rule['kind'], reported: boolean): Rule
   const anchored = body.includes('/');
   body = body.replace(/^\/+/, '');
   if (body === '') throw invalidPattern(given, kind, 'names no path');
-  // `dot`: a hidden name matches `*` like any other (a store's dot-files are ordinary entries).
-  const test = picomatch(anchored ? body : `**/${body}`, { dot: true });
+  // `dot`: a hidden name matches `*` like any other (a store's dot-files are ordinary entries). Flag `s`: a name
+  // may hold a newline, and without it the regex's `.` inside `**` stops there, so `**` would skip that path.
+  const test = picomatch(anchored ? body : `**/${body}`, { dot: true, flags: 's' });
   return { given, kind, directoryOnly, test, matched: !reported };
 }
 

@@ -162,7 +162,9 @@ export class SelectiveRead implements ReadSelection {
       }
       return true;
     }
-    if (linked) {
+    // A linked file is taken on its lstat only while nothing says otherwise: an inode this run already read
+    // under another recorded hash means one of the two indexes lies, and only a read tells which.
+    if (linked && known === undefined) {
       this.linked++;
       this.#checkHere(op, stats, path, problems);
       return true;

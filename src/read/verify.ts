@@ -18,15 +18,21 @@ import {
 import { type ProgressReport, progressReporter, type VerifyProgress } from '../core/progress.js';
 import { type FileProblem, formatMode, HASH_ALGORITHM, type RunFailure } from '../core/protocol.js';
 import { walk } from '../core/walk.js';
-import type { Warning, WarningLog, WarningSummary } from '../core/warnings.js';
+import { type Warning, WarningLog, type WarningSummary } from '../core/warnings.js';
 import { INDEX_FILE, MANIFEST_FILE, RESERVED_ROOT_NAMES } from '../format/manifest.js';
+import { classifyRepositoryEntry, compareSnapshotIds, type SnapshotId } from '../format/snapshot-id.js';
 import { isS3Location } from '../s3/location.js';
 import type { S3Options } from '../s3/settings.js';
 import { type BackupKind, type BackupReader, backupEntryPath, totalsMismatch } from './backup-reader.js';
 import type { ManifestNote } from './manifest-notes.js';
 import { openReader } from './open-reader.js';
 import { type ReadSelection, SelectiveRead } from './read-selection.js';
-import { checkMarker, readRepository } from './repository-listing.js';
+import {
+  type CompleteSnapshot,
+  checkMarker,
+  type RepositoryListing,
+  readRepository,
+} from './repository-listing.js';
 
 /**
  * What is wrong with one path of a backup (the `problem` of each entry in `problems.list`). `mode`: its
@@ -377,6 +383,42 @@ export interface VerifyRepositoryResult {
   exitCode: 0 | 1;
 }
 
+/** An entry named like a snapshot that the listing could not take as one (its manifest is unusable). */
+interface DamagedSnapshot extends SnapshotId {
+  path: string;
+  reason: string;
+}
+
+/**
+ * The complete snapshots and, in their place by id, every entry named like a snapshot that is not one: a
+ * listing leaves those out, but a verify that did so would call a repository whose newest manifest rotted OK.
+ */
+function withDamagedSnapshots(listing: RepositoryListing): (CompleteSnapshot | DamagedSnapshot)[] {
+  const damaged: DamagedSnapshot[] = [];
+  for (const { name, reason } of listing.foreign) {
+    const entry = classifyRepositoryEntry(name);
+    if (entry.kind === 'snapshot') damaged.push({ ...entry.id, path: join(listing.path, name), reason });
+  }
+  return [...listing.snapshots, ...damaged].sort(compareSnapshotIds);
+}
+
+function damagedVerdict(snapshot: DamagedSnapshot): SnapshotVerdict {
+  const problems = new WarningLog();
+  problems.add(
+    snapshot.path,
+    'manifest',
+    `is named like a snapshot but is not a complete one: ${snapshot.reason}`,
+  );
+  return {
+    id: snapshot.id,
+    path: snapshot.path,
+    ok: false,
+    files: 0,
+    filesNotRead: 0,
+    problems: problems.summary(),
+  };
+}
+
 /**
  * Verifies every complete snapshot of a repository in one run, oldest first. A snapshot shares the files it
  * linked with the one before it, so a file's inode is read once, for the first snapshot that has it; each
@@ -391,7 +433,11 @@ export async function verifyRepository(options: VerifyRepositoryOptions): Promis
   const listing = readRepository(repository);
   const selection = new SelectiveRead({ shareInodes: true, newOnly });
   const snapshots: SnapshotVerdict[] = [];
-  for (const snapshot of listing.snapshots) {
+  for (const snapshot of withDamagedSnapshots(listing)) {
+    if ('reason' in snapshot) {
+      snapshots.push(damagedVerdict(snapshot));
+      continue;
+    }
     selection.next();
     const result = await verifyBackup({ ...options, backup: snapshot.path }, selection);
     snapshots.push({

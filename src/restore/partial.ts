@@ -73,8 +73,11 @@ export function selectingSink(sink: EntrySink, rules: IncludeRules | null): Entr
   return rules === null ? sink : new SelectingSink(sink, rules);
 }
 
-/** `source` with only the entries `rules` select (and the directories above them); the root always. */
+/**
+ * `source` with only the entries `rules` select (and the directories above them); the root always. Everything
+ * else of `source` is kept: an object-storage snapshot's files come through its `remote` fetcher, not a read.
+ */
 export function selectEntries(source: EntrySource, rules: IncludeRules | null): EntrySource {
   if (rules === null) return source;
-  return { read: source.read, entries: (sink, signal) => source.entries(selectingSink(sink, rules), signal) };
+  return { ...source, entries: (sink, signal) => source.entries(selectingSink(sink, rules), signal) };
 }

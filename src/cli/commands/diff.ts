@@ -4,7 +4,7 @@ import { Command } from 'clipanion';
 import { type DiffCounts, type DiffResult, diff } from '../../index.js';
 import { BaseCommand } from '../base-command.js';
 import { listOption, pathArgument } from '../options.js';
-import { formatNumber } from '../text.js';
+import { escapeControls, formatNumber } from '../text.js';
 
 function describeCounts(counts: DiffCounts): string {
   return (
@@ -17,16 +17,19 @@ const MARKS = { added: '+', removed: '-', changed: 'M', 'mode-changed': 'm' } as
 
 export function describeDiff(result: DiffResult): string {
   const against = result.bKind === 'live' ? 'the live store' : 'backup';
-  const lines = [`${result.a} -> ${against} ${result.b}: ${describeCounts(result.counts)}`];
+  const lines = [
+    `${escapeControls(result.a)} -> ${against} ${escapeControls(result.b)}: ${describeCounts(result.counts)}`,
+  ];
   if (!result.streamed) {
     lines.push(
       `note: an index is not in canonical order (written before index format 2): ${result.a}'s was held in memory`,
     );
   }
   for (const group of result.byCategory) {
-    lines.push(`${group.category}: ${describeCounts(group)}`);
+    lines.push(`${escapeControls(group.category)}: ${describeCounts(group)}`);
     for (const entry of result.entries) {
-      if (entry.category === group.category) lines.push(`  ${MARKS[entry.change]} ${entry.path}`);
+      if (entry.category === group.category)
+        lines.push(`  ${MARKS[entry.change]} ${escapeControls(entry.path)}`);
     }
   }
   return lines.join('\n');

@@ -17,12 +17,12 @@ import {
   threadsOption,
 } from '../options.js';
 import { formatBytes } from '../progress-line.js';
-import { countOf, describeNotes, formatCounts, formatNumber } from '../text.js';
+import { countOf, describeNotes, escapeControls, formatCounts, formatNumber, oneLine } from '../text.js';
 
 /** The verdict in one line: `backup /b FAILED: 2 problems (1 missing, 1 corrupt)`. */
 function verdict(result: VerifyResult): string {
-  if (result.ok) return `backup ${result.backup} OK`;
-  return `backup ${result.backup} FAILED: ${countOf(result.problems.count, 'problem')} (${formatCounts(result.problems.byProblem)})`;
+  if (result.ok) return `backup ${escapeControls(result.backup)} OK`;
+  return `backup ${escapeControls(result.backup)} FAILED: ${countOf(result.problems.count, 'problem')} (${formatCounts(result.problems.byProblem)})`;
 }
 
 export function describeVerify(result: VerifyResult): string {
@@ -38,7 +38,7 @@ export function describeVerify(result: VerifyResult): string {
   if (result.ok) return [`${verdict(result)}: ${counts} (${how})`, ...notes].join('\n');
   const lines = [`${verdict(result)}; ${counts} matched (${how})`, ...notes];
   for (const problem of result.problems.list)
-    lines.push(`  ${problem.problem.padEnd(10)} ${problem.path}: ${problem.message}`);
+    lines.push(`  ${problem.problem.padEnd(10)} ${oneLine(`${problem.path}: ${problem.message}`)}`);
   const more = result.problems.count - result.problems.list.length;
   if (more > 0) lines.push(`  … and ${formatNumber(more)} more`);
   return lines.join('\n');
@@ -61,7 +61,7 @@ export function describeRepositoryVerify(result: VerifyRepositoryResult): string
       `  ${snapshot.id} ${state} (${formatNumber(snapshot.files)} read, ${formatNumber(snapshot.filesNotRead)} not read)`,
     );
     for (const problem of snapshot.problems.list)
-      lines.push(`    ${problem.problem.padEnd(10)} ${problem.path}: ${problem.message}`);
+      lines.push(`    ${problem.problem.padEnd(10)} ${oneLine(`${problem.path}: ${problem.message}`)}`);
   }
   return lines.join('\n');
 }
@@ -87,7 +87,9 @@ export class VerifyCommand extends BaseCommand {
       snapshot linked from the one before is the same inode: it is read once, for the first snapshot that has
       it, and every later snapshot that shares it is judged by that read after an lstat of its own name (type,
       size, mode), so a tampered shared file is reported in every snapshot that has it. \`--json\` gives each
-      snapshot's verdict and \`filesRead\` (each distinct inode once) against \`filesShared\`.
+      snapshot's verdict and \`filesRead\` (each distinct inode once) against \`filesShared\`. An entry named like
+      a snapshot whose manifest is unusable is reported as a failed snapshot, never left out. With
+      \`--new-only\`, a linked file whose inode an older snapshot's read found under another hash is read.
 
       \`--new-only\` reads only what each backup copied: files it hard-linked from the previous backup are
       checked from their lstat, their content having been read when that backup was verified. After an

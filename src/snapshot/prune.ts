@@ -17,14 +17,12 @@ import {
 } from '../core/options.js';
 import { pauseAt } from '../core/test-hooks.js';
 import { deletingName } from '../format/snapshot-id.js';
-import { type ForeignEntry, type RepositoryListing, readRepository } from '../read/repository-listing.js';
+import { type RepositoryListing, readRepository } from '../read/repository-listing.js';
 import { isS3Location } from '../s3/location.js';
-import type { S3Options } from '../s3/settings.js';
-import type { LockWaitOptions } from './lock.js';
 import { withRepositoryLock } from './lock.js';
 import type { PruneOptions, PruneResult } from './prune-options.js';
 import { openRepository, updateLatestLink } from './repository.js';
-import { decideRetention, type PruneDecision, policyProblem, type RetentionPolicy } from './retention.js';
+import { decideRetention, type PruneDecision, policyProblem } from './retention.js';
 
 export type { PruneDecision, PruneOptions, PruneResult } from './prune-options.js';
 

@@ -10,7 +10,7 @@ import { isWithin } from '../core/paths.js';
 import type { EntrySource } from '../core/pipeline.js';
 import type { FileOp } from '../core/protocol.js';
 import { walk } from '../core/walk.js';
-import { readIndex } from '../format/index-reader.js';
+import { readIndexBatches } from '../format/index-reader.js';
 import { formatOf, RESERVED_ROOT_NAMES, type StatesnapExtras } from '../format/manifest.js';
 import { openBackup } from '../read/backup-reader.js';
 import { type ChangeRuleOptions, decideChange, type PreviousEntry, previousEntryOf } from './change-rule.js';
@@ -88,27 +88,22 @@ export function openLinkSource(given: string, paths: { source: string; dest: str
 
 const BATCH = 512;
 
-/** A canonically ordered index: every identity field and hash it records. */
+/** A canonically ordered index: every identity field and hash it records, a batch per slice of it read. */
 async function* indexRecords(
   root: string,
   extras: StatesnapExtras,
   signal: AbortSignal,
 ): AsyncGenerator<PreviousRecord[]> {
-  let batch: PreviousRecord[] = [];
-  for await (const line of readIndex(
+  for await (const lines of readIndexBatches(
     root,
     { format: 2, ...extras.index, order: 'canonical' },
     { refuseCaseCollisions: false },
   )) {
     if (signal.aborted) throw abortError(signal, root);
-    const entry = previousEntryOf(line);
-    batch.push({ path: orderedPath(line.path), entry });
-    if (batch.length >= BATCH) {
-      yield batch;
-      batch = [];
-    }
+    const batch: PreviousRecord[] = [];
+    for (const line of lines) batch.push({ path: orderedPath(line.path), entry: previousEntryOf(line) });
+    yield batch;
   }
-  if (batch.length > 0) yield batch;
 }
 
 /**

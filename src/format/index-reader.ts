@@ -159,24 +159,25 @@ class PathChecker {
   /** Why `path` cannot come next, or null. */
   problem(path: string, type: IndexEntry['type']): string | null {
     const parent = path.slice(0, Math.max(0, path.lastIndexOf('/')));
-    const quoted = JSON.stringify(path);
+    // Quoted only for a message: nearly every line has none, and quoting each one cost as much as the check.
+    const quoted = () => JSON.stringify(path);
     if (this.#canonical) {
       const ordered = orderedPath(path);
       if (this.#last !== undefined && compareEntryPaths(this.#last, ordered) >= 0) {
-        return `${quoted} does not follow ${describePath(this.#last)} in canonical order`;
+        return `${quoted()} does not follow ${describePath(this.#last)} in canonical order`;
       }
       this.#last = ordered;
       if (parent !== this.#block) {
         if (parent !== '' && !this.#dirs.delete(parent)) {
-          return `the parent of ${quoted} is not a directory listed before it`;
+          return `the parent of ${quoted()} is not a directory listed before it`;
         }
         this.#block = parent;
       }
     } else {
-      if (this.#seen.has(path)) return `duplicate path ${quoted}`;
+      if (this.#seen.has(path)) return `duplicate path ${quoted()}`;
       this.#seen.add(path);
       if (parent !== '' && !this.#dirs.has(parent)) {
-        return `the parent of ${quoted} is not a directory listed before it`;
+        return `the parent of ${quoted()} is not a directory listed before it`;
       }
     }
     if (type === 'dir') this.#dirs.add(path);
@@ -259,28 +260,49 @@ export async function* splitLines(
   limit: number,
   tooLong: (lineNumber: number) => Error,
 ): AsyncGenerator<Buffer> {
+  for await (const lines of splitLineBatches(stream, hash, limit, tooLong)) yield* lines;
+}
+
+/**
+ * `splitLines`, the lines of each chunk read handed over together: one step of an async iteration per line
+ * cost more than checking the line. The lines before a line that is too long arrive before its refusal.
+ */
+async function* splitLineBatches(
+  stream: AsyncIterable<Buffer>,
+  hash: Hash | null,
+  limit: number,
+  tooLong: (lineNumber: number) => Error,
+): AsyncGenerator<Buffer[]> {
   let pending: Buffer[] = [];
   let pendingLength = 0;
   let lineNumber = 0;
   for await (const chunk of stream) {
     hash?.update(chunk);
+    const lines: Buffer[] = [];
     let start = 0;
     for (let newline = chunk.indexOf(10); newline !== -1; newline = chunk.indexOf(10, start)) {
       const piece = chunk.subarray(start, newline);
       lineNumber++;
-      if (pendingLength + piece.length > limit) throw tooLong(lineNumber);
-      yield pendingLength === 0 ? piece : Buffer.concat([...pending, piece]);
+      if (pendingLength + piece.length > limit) {
+        if (lines.length > 0) yield lines;
+        throw tooLong(lineNumber);
+      }
+      lines.push(pendingLength === 0 ? piece : Buffer.concat([...pending, piece]));
       pending = [];
       pendingLength = 0;
       start = newline + 1;
     }
     if (start < chunk.length) {
       pendingLength += chunk.length - start;
-      if (pendingLength > limit) throw tooLong(lineNumber + 1);
+      if (pendingLength > limit) {
+        if (lines.length > 0) yield lines;
+        throw tooLong(lineNumber + 1);
+      }
       pending.push(chunk.subarray(start));
     }
+    if (lines.length > 0) yield lines;
   }
-  if (pendingLength > 0) yield Buffer.concat(pending);
+  if (pendingLength > 0) yield [Buffer.concat(pending)];
 }
 
 /** How a validated line's problems become errors: the index's own one-line ERR_INDEX_INVALID. */
@@ -310,11 +332,31 @@ export async function* validateLines<
   rules: LineRules<Line>,
   invalid: IndexRefusal,
 ): AsyncGenerator<Located<Line>> {
-  const paths = new PathChecker(rules.canonical);
-  const seenFolded = rules.refuseCaseCollisions ? new Map<string, string>() : null;
-  let lineNumber = 0;
-  for await (const bytes of lines) {
-    lineNumber++;
+  const validator = new LineValidator(rules, invalid);
+  for await (const bytes of lines) yield validator.accept(bytes);
+  validator.finish();
+}
+
+/** `validateLines`' checks, one line at a time, for a reader that takes its lines in batches. */
+class LineValidator<Line extends { path?: string; path_b64?: string; type: IndexEntry['type'] }> {
+  readonly #rules: LineRules<Line>;
+  readonly #invalid: IndexRefusal;
+  readonly #paths: PathChecker;
+  readonly #seenFolded: Map<string, string> | null;
+  #lineNumber = 0;
+
+  constructor(rules: LineRules<Line>, invalid: IndexRefusal) {
+    this.#rules = rules;
+    this.#invalid = invalid;
+    this.#paths = new PathChecker(rules.canonical);
+    this.#seenFolded = rules.refuseCaseCollisions ? new Map<string, string>() : null;
+  }
+
+  /** The next line as an entry, or the refusal of the index. */
+  accept(bytes: Buffer): Located<Line> {
+    const rules = this.#rules;
+    const invalid = this.#invalid;
+    const lineNumber = ++this.#lineNumber;
     // Stop at the first line too many: the manifest bounds how much of a hostile index is ever read.
     if (lineNumber > rules.entries) {
       throw invalid(`has more than the ${rules.entries} entries the manifest says`);
@@ -346,8 +388,9 @@ export async function* validateLines<
     if (RESERVED_ROOT_NAMES.has(slash === -1 ? located : located.slice(0, slash))) {
       throw invalid(`line ${lineNumber}: path ${JSON.stringify(located)} names the backup's own files`);
     }
-    const problem = paths.problem(located, line.type);
+    const problem = this.#paths.problem(located, line.type);
     if (problem !== null) throw invalid(`line ${lineNumber}: ${problem}`);
+    const seenFolded = this.#seenFolded;
     if (seenFolded) {
       const folded = located.toLowerCase();
       const other = seenFolded.get(folded);
@@ -358,10 +401,14 @@ export async function* validateLines<
       }
       seenFolded.set(folded, located);
     }
-    yield line as unknown as Located<Line>;
+    return line as unknown as Located<Line>;
   }
-  if (lineNumber !== rules.entries) {
-    throw invalid(`has ${lineNumber} entries; the manifest says ${rules.entries}`);
+
+  /** After the last line: refuses an index with fewer lines than the manifest says. */
+  finish(): void {
+    if (this.#lineNumber !== this.#rules.entries) {
+      throw this.#invalid(`has ${this.#lineNumber} entries; the manifest says ${this.#rules.entries}`);
+    }
   }
 }
 
@@ -379,6 +426,18 @@ export async function* readIndex(
   expected: IndexExpectation,
   options: { refuseCaseCollisions: boolean },
 ): AsyncGenerator<IndexEntry> {
+  for await (const entries of readIndexBatches(backupDir, expected, options)) yield* entries;
+}
+
+/**
+ * `readIndex`, the entries of each slice read handed over together (for a reader that takes every entry of a
+ * large index, where one step of an async iteration per entry costs more than checking it).
+ */
+export async function* readIndexBatches(
+  backupDir: string,
+  expected: IndexExpectation,
+  options: { refuseCaseCollisions: boolean },
+): AsyncGenerator<IndexEntry[]> {
   const path = join(backupDir, INDEX_FILE);
   const invalid = (message: string, cause?: unknown) =>
     new StatesnapError('ERR_INDEX_INVALID', `index ${path} ${message}`, { path, cause });
@@ -388,18 +447,26 @@ export async function* readIndex(
   });
   const hash = createHash('sha256');
   const stream = createReadStream('', { fd, highWaterMark: READ_CHUNK_BYTES });
-  const lines = splitLines(stream, hash, INDEX_LINE_LIMIT, (n) =>
+  const lineBatches = splitLineBatches(stream, hash, INDEX_LINE_LIMIT, (n) =>
     invalid(`line ${n} is longer than ${formatLimit(INDEX_LINE_LIMIT)}`),
   );
-  const rules = {
-    schema: LINE_SCHEMAS[expected.format] as LineRules<IndexLineV2>['schema'],
-    entries: expected.entries,
-    canonical: expected.order === 'canonical',
-    refuseCaseCollisions: options.refuseCaseCollisions,
-    accepts: expected.format === 2 ? isPlainFileLine : undefined,
-  };
+  const validator = new LineValidator(
+    {
+      schema: LINE_SCHEMAS[expected.format] as LineRules<IndexLineV2>['schema'],
+      entries: expected.entries,
+      canonical: expected.order === 'canonical',
+      refuseCaseCollisions: options.refuseCaseCollisions,
+      accepts: expected.format === 2 ? isPlainFileLine : undefined,
+    },
+    invalid,
+  );
   try {
-    for await (const entry of validateLines(lines, rules, invalid)) yield entry as IndexEntry;
+    for await (const lines of lineBatches) {
+      const entries: IndexEntry[] = [];
+      for (const bytes of lines) entries.push(validator.accept(bytes) as IndexEntry);
+      yield entries;
+    }
+    validator.finish();
   } catch (error) {
     if (error instanceof StatesnapError) throw error;
     throw outOfResourcesAt(path, error) ?? invalid(`cannot be read: ${describeCause(error)}`, error);

@@ -34,16 +34,25 @@ export const OXIOS_CATEGORIES: readonly string[] = [
   'agent_groups',
 ];
 
+const DOT = 0x2e;
+
 /** Why a relative path from a manifest or index must not be used to build a path, or null if it is safe. */
 export function unsafeRelativePathReason(path: string): string | null {
   if (path.length === 0) return 'is empty';
   if (path.includes('\0')) return 'contains a NUL byte';
   if (path.includes('\\')) return 'contains a backslash';
   if (path.startsWith('/')) return 'is absolute';
-  for (const segment of path.split('/')) {
-    if (segment === '') return 'has an empty segment';
-    if (segment === '..') return "has a '..' segment";
-    if (segment === '.') return "has a '.' segment";
+  // Segment by segment without splitting: every line of an index passes here.
+  for (let start = 0; start <= path.length; ) {
+    let end = path.indexOf('/', start);
+    if (end === -1) end = path.length;
+    const length = end - start;
+    if (length === 0) return 'has an empty segment';
+    if (length <= 2 && path.charCodeAt(start) === DOT) {
+      if (length === 1) return "has a '.' segment";
+      if (path.charCodeAt(start + 1) === DOT) return "has a '..' segment";
+    }
+    start = end + 1;
   }
   return null;
 }

@@ -2,9 +2,10 @@
 // machine. statesnap cases run the real CLI as child processes, so their peak RSS and CPU time are theirs.
 
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_EXCLUDES, planSource } from '../src/backup/planner.js';
@@ -231,6 +232,66 @@ async function plannerWalk(source: string): Promise<void> {
   if (files === 0) throw new Error(`planner walk found no files in ${source}`);
 }
 
+/** The bucket the S3 cases write to (`STATESNAP_BENCH_S3_BUCKET`, default `statesnap-bench`); it must exist. */
+const S3_BUCKET = process.env.STATESNAP_BENCH_S3_BUCKET || 'statesnap-bench';
+
+/** Names this run's prefixes apart from earlier runs' in the same bucket. */
+const RUN_TOKEN = randomBytes(6).toString('hex');
+
+/** A repository prefix of this iteration alone, so every iteration starts from an empty repository. */
+function s3RepositoryOf(iteration: Iteration): string {
+  return `s3://${S3_BUCKET}/bench-${RUN_TOKEN}/${basename(iteration.dir)}`;
+}
+
+function needsS3(): string | undefined {
+  return process.env.AWS_ENDPOINT_URL ? undefined : 'no S3 endpoint (AWS_ENDPOINT_URL is not set)';
+}
+
+/** A snapshot to S3, timed; with `noChange`, a first snapshot of the same store is made untimed before it. */
+function s3SnapshotCase(id: CaseId, label: string, noChange: boolean): BenchCase {
+  return {
+    id,
+    label,
+    kind: 'copy',
+    subject: true,
+    prepare: noChange
+      ? async (iteration) => {
+          await runStatesnap(['snapshot', iteration.source, s3RepositoryOf(iteration)]);
+        }
+      : undefined,
+    run: async (iteration) =>
+      childOutput(await runStatesnap(['snapshot', iteration.source, s3RepositoryOf(iteration)])),
+  };
+}
+
+/** restic's full backup to a fresh repository in the same bucket: the S3 baseline. */
+async function resticBackup(iteration: Iteration): Promise<CaseOutput | undefined> {
+  const env = {
+    ...process.env,
+    RESTIC_REPOSITORY: `s3:${process.env.AWS_ENDPOINT_URL}/${S3_BUCKET}/bench-${RUN_TOKEN}/${basename(iteration.dir)}`,
+    RESTIC_PASSWORD: 'statesnap-bench',
+  };
+  await runTool('restic', ['init', '--quiet'], env);
+  await runTool('restic', ['backup', '--quiet', iteration.source], env);
+  return undefined;
+}
+
+function runTool(command: string, args: readonly string[], env: NodeJS.ProcessEnv): Promise<void> {
+  return new Promise((resolveTool, rejectTool) => {
+    const child = spawn(command, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk;
+    });
+    child.on('error', rejectTool);
+    child.on('close', (code) =>
+      code === 0
+        ? resolveTool()
+        : rejectTool(new Error(`${command} ${args[0]} failed (exit ${code}): ${stderr}`)),
+    );
+  });
+}
+
 function needs(commands: readonly string[]): string | undefined {
   const missing = commands.filter((command) => which(command) === null);
   return missing.length === 0 ? undefined : `${missing.join(', ')} not installed`;
@@ -337,6 +398,37 @@ async function buildCase(id: CaseId): Promise<BenchCase | string> {
       );
     case 'tar-pipe':
       return needs(['tar']) ?? plainCase(id, 'tar | tar', 'copy', tarPipe);
+    case 's3-snapshot':
+      return needsS3() ?? s3SnapshotCase(id, 'statesnap snapshot to S3', false);
+    case 's3-snapshot-no-change':
+      return needsS3() ?? s3SnapshotCase(id, 'statesnap snapshot to S3, no change', true);
+    case 's3-restore':
+      return (
+        needsS3() ?? {
+          id,
+          label: 'statesnap restore from S3',
+          kind: 'copy',
+          subject: true,
+          prepare: async (iteration) => {
+            await runStatesnap(['snapshot', iteration.source, s3RepositoryOf(iteration)]);
+          },
+          run: async (iteration) =>
+            childOutput(
+              await runStatesnap(['restore', `${s3RepositoryOf(iteration)}/latest`, iteration.dest]),
+            ),
+        }
+      );
+    case 'restic-s3':
+      return (
+        needsS3() ??
+        needs(['restic']) ?? {
+          id,
+          label: 'restic backup to S3',
+          kind: 'copy',
+          subject: false,
+          run: resticBackup,
+        }
+      );
   }
 }
 

@@ -359,4 +359,26 @@ describe('damaged snapshots', () => {
     expectOneLineError(notRepository, 'ERR_REPO_INVALID');
     expect(fingerprintTree(target)).toEqual(before);
   });
+
+  s3it(
+    "a repository marker of a newer statesnap, or not statesnap's: refused before any manifest is read",
+    async () => {
+      const { backup } = await backedUpStore();
+      const storage = await openRepository('foreign-marker');
+      await layOutSnapshot(storage, backup, ID);
+      const { target, before } = await liveTarget();
+      for (const marker of ['{"statesnap_repository":2}\n', 'not json']) {
+        await storage.putObject('.statesnap-repository', Buffer.from(marker));
+        for (const args of [
+          ['restore', `s3://${bucket}/foreign-marker/latest`, target],
+          ['verify', `s3://${bucket}/foreign-marker/${ID}`],
+        ]) {
+          const refused = await runCli(args);
+          expect(refused.exitCode, marker).toBe(1);
+          expectOneLineError(refused, 'ERR_REPO_INVALID');
+        }
+      }
+      expect(fingerprintTree(target)).toEqual(before);
+    },
+  );
 });

@@ -10,7 +10,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { MIN_PART_BYTES, S3Storage } from '../dist/src/s3/client.js';
 import { parseS3Location } from '../dist/src/s3/location.js';
+import { expectOneLineError } from './helpers/backup.js';
 import { IN_CI, requireDependency } from './helpers/dependencies.js';
+import { startPausedCli } from './helpers/pause.js';
 import {
   LOCAL_S3_SCRIPT,
   privateRgwUnavailable,
@@ -18,7 +20,7 @@ import {
   s3Unavailable,
   visibleParts,
 } from './helpers/s3.js';
-import { cleanup, tempDir } from './helpers/tree.js';
+import { cleanup, createTree, file, runCli, tempDir } from './helpers/tree.js';
 
 // Only where the S3 suite runs at all (an endpoint is configured, as in CI): a developer without one gets the
 // same one-line skip as for the other S3 tests, not a 10-second server start.
@@ -121,6 +123,49 @@ describe('a server that stops answering', () => {
       again.close();
     },
   );
+});
+
+/** Starts the private radosgw again after a test killed it (monitor and OSD still run), and waits until it answers. */
+async function restartRgw(): Promise<void> {
+  const start = spawnSync('radosgw', ['-c', join(stateDir, 'ceph.conf'), '-n', 'client.rgw'], {
+    encoding: 'utf8',
+  });
+  expect(start.status, start.stderr).toBe(0);
+  // Opening proves the bucket listable; until radosgw has bound its port it is refused.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      (await openPrivate({ maxAttempts: 1 })).close();
+      return;
+    } catch (error) {
+      if (attempt >= 150) throw error;
+      await new Promise((wake) => setTimeout(wake, 200));
+    }
+  }
+}
+
+describe('a server stopped mid-snapshot', () => {
+  privateIt('exits 1 with one line, and once the server is back nothing is listed', async () => {
+    const source = tempDir('statesnap-midrun-');
+    await createTree(
+      source,
+      Object.fromEntries(Array.from({ length: 400 }, (_, i) => [`note-${i}.json`, file(`{"n":${i}}`)])),
+    );
+    const repository = `s3://${bucket}/midrun`;
+    const run = startPausedCli(['snapshot', source, repository], ['copying:1'], { env });
+    await run.reached('copying');
+    process.kill(rgwPid(), 'SIGKILL');
+    run.resume();
+    const ended = await run.done;
+    expect(ended.exitCode).toBe(1);
+    expectOneLineError(ended, 'ERR_S3_UNREACHABLE');
+    expect(ended.stderr).toContain(env.AWS_ENDPOINT_URL);
+
+    await restartRgw();
+    const listed = await runCli(['list', '--json', repository], { env });
+    expect(listed.stderr).toBe('');
+    expect(listed.exitCode).toBe(0);
+    expect(JSON.parse(listed.stdout)).toMatchObject({ snapshots: [] });
+  });
 });
 
 describe('a server killed mid-upload', () => {

@@ -67,6 +67,9 @@ const PART_BYTES = 8 * 1024 * 1024;
 // sizes cannot foresee (an owner or mtime past ustar's fields).
 const SLOT_HEADROOM_BYTES = 1024 * 1024;
 const PAX_ALLOWANCE_BYTES = 1024;
+// Pack slots are reused (the garbage collector frees shared memory late: a new slot per pack made a snapshot's
+// memory grow with its number of packs). Sizes are rounded up to this step so a spare fits the next pack.
+const SLOT_SIZE_STEP = 4 * 1024 * 1024;
 // The index is held in memory up to this size and put in one request; beyond, it goes in parts.
 const INDEX_SINGLE_PUT_PARTS = 2;
 
@@ -249,6 +252,8 @@ export class S3Writer implements Destination {
   readonly #order: ReorderBuffer<S3IndexEntry | null>;
   readonly #planned = new Map<string, Planned>();
   readonly #slots = new Map<string, SharedArrayBuffer>();
+  /** Slots whose pack is uploaded: never more than were in use at once. */
+  readonly #spareSlots: SharedArrayBuffer[] = [];
   readonly #rings: SharedArrayBuffer[] = [];
   /** Per stream-out task in flight: called when its result is in. */
   readonly #streamsRunning = new Map<string, () => void>();
@@ -316,10 +321,18 @@ export class S3Writer implements Destination {
     }
     let slot: SharedArrayBuffer | null = null;
     if (room > 0) {
-      slot = new SharedArrayBuffer(room + SLOT_HEADROOM_BYTES + TAR_END_BYTES);
+      slot = this.#takeSlot(room + SLOT_HEADROOM_BYTES + TAR_END_BYTES);
       this.#slots.set(key, slot);
     }
     return { kind: 'pack', files, from, key, slot };
+  }
+
+  /** A spare slot of at least `bytes`, or a new one; a spare too small for this pack is dropped. */
+  #takeSlot(bytes: number): SharedArrayBuffer {
+    const fits = this.#spareSlots.findIndex((spare) => spare.byteLength >= bytes);
+    if (fits !== -1) return this.#spareSlots.splice(fits, 1)[0]!;
+    this.#spareSlots.pop();
+    return new SharedArrayBuffer(Math.ceil(bytes / SLOT_SIZE_STEP) * SLOT_SIZE_STEP);
   }
 
   /** A large file's task, and the multipart upload that takes its parts as the worker hands them over. */
@@ -386,14 +399,18 @@ export class S3Writer implements Destination {
       if (slot !== undefined) {
         const body = new Uint8Array(slot, 0, length);
         const signal = this.#abort.signal;
-        this.#uploads.add(
-          this.#storage.putObject(key, body, { sha256, contentMd5: md5, signal }).then(() => {
-            this.uploaded.bytesUploaded += length;
-            this.uploaded.objectsUploaded++;
-          }),
+        const upload = this.#storage.putObject(key, body, { sha256, contentMd5: md5, signal }).then(() => {
+          this.uploaded.bytesUploaded += length;
+          this.uploaded.objectsUploaded++;
+        });
+        this.#uploads.add(upload);
+        // The request may still read the slot until it settles, failed or not.
+        void upload.then(
+          () => this.#spareSlots.push(slot),
+          () => this.#spareSlots.push(slot),
         );
       }
-    }
+    } else if (slot !== undefined) this.#spareSlots.push(slot);
     result.outcomes.forEach((outcome, i) => {
       if (!outcome.ok) return;
       const stored = this.#planned.get(outcome.rel)?.stored;

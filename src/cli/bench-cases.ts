@@ -20,6 +20,10 @@ export const CASE_IDS = [
   'rsync-link-dest',
   'cp-al',
   'tar-pipe',
+  's3-snapshot',
+  's3-snapshot-no-change',
+  's3-restore',
+  'restic-s3',
   'du-sb',
   'planner-walk',
 ] as const;

@@ -16,20 +16,13 @@ import {
   type WriteSpec,
 } from '../core/protocol.js';
 import type { EntrySink } from '../core/walk.js';
-import {
-  isSnapshotId,
-  manifestKey,
-  parseS3Manifest,
-  REPOSITORY_MARKER_KEY,
-  readS3Index,
-  type S3Manifest,
-  SNAPSHOTS_PREFIX,
-} from '../format/s3-index.js';
+import { isSnapshotId, readS3Index, type S3Manifest, SNAPSHOTS_PREFIX } from '../format/s3-index.js';
 import type { S3Storage } from '../s3/client.js';
 import { formatS3Location, parseS3Location, type S3Location } from '../s3/location.js';
 import type { S3Options } from '../s3/settings.js';
 import type { BackupReader, ReadOptions } from './backup-reader.js';
 import { recordedDir, recordedFile, sendIndexEntries } from './backup-reader.js';
+import { newestS3Snapshot, readS3Manifest, requireS3Repository } from './s3-repository.js';
 
 /** The word that names a repository's newest complete snapshot in place of its id. */
 export const LATEST = 'latest';
@@ -67,53 +60,6 @@ function snapshotError(code: ErrorCode, id: string, message: string, path: strin
   return new StatesnapError(code, `snapshot ${id}: ${message}`, { path, cause });
 }
 
-/** The manifest of snapshot `id`, validated, or null when the snapshot has none (it does not exist). */
-async function manifestOf(storage: S3Storage, id: string, signal?: AbortSignal): Promise<S3Manifest | null> {
-  let bytes: Buffer;
-  try {
-    bytes = await storage.getObject(manifestKey(id), { signal });
-  } catch (error) {
-    if (isStatesnapError(error, 'ERR_S3_NOT_FOUND')) return null;
-    throw error;
-  }
-  return parseS3Manifest(bytes, storage.describe(manifestKey(id)), id);
-}
-
-/** The newest complete snapshot: the latest id whose manifest exists and validates. */
-async function newestSnapshot(
-  storage: S3Storage,
-  signal?: AbortSignal,
-): Promise<{ id: string; manifest: S3Manifest }> {
-  const ids: string[] = [];
-  for await (const name of storage.listChildren(SNAPSHOTS_PREFIX, { signal })) {
-    if (isSnapshotId(name)) ids.push(name);
-  }
-  for (const id of ids.sort().reverse()) {
-    try {
-      const manifest = await manifestOf(storage, id, signal);
-      if (manifest !== null) return { id, manifest };
-    } catch (error) {
-      // An invalid manifest is not a complete snapshot; an unreachable server is everyone's problem.
-      if (!isStatesnapError(error, 'ERR_MANIFEST_INVALID')) throw error;
-    }
-  }
-  const where = storage.describe();
-  throw new StatesnapError('ERR_SNAPSHOT_NOT_FOUND', `repository ${where} has no complete snapshot yet`, {
-    path: where,
-  });
-}
-
-/** The repository marker must be there: a prefix holding other objects is not a statesnap repository. */
-async function requireRepository(storage: S3Storage, signal?: AbortSignal): Promise<void> {
-  if ((await storage.headObject(REPOSITORY_MARKER_KEY, { signal })) !== null) return;
-  const where = storage.describe();
-  throw new StatesnapError(
-    'ERR_REPO_INVALID',
-    `${where} is not a statesnap repository (no ${REPOSITORY_MARKER_KEY})`,
-    { path: where },
-  );
-}
-
 /**
  * Opens the snapshot `location` names (`s3://bucket/prefix/<id>` or `…/latest`): connects, checks the
  * repository marker, reads and validates the manifest. The caller closes the reader.
@@ -127,12 +73,23 @@ export async function openS3Snapshot(
   const storage = await S3Storage.open(repository, options);
   try {
     const { signal } = options;
-    await requireRepository(storage, signal);
+    await requireS3Repository(storage, signal);
     let found: { id: string; manifest: S3Manifest };
     if (wanted === null) {
-      found = await newestSnapshot(storage, signal);
+      const newest = await newestS3Snapshot(storage, signal);
+      if (newest === null) {
+        const where = storage.describe();
+        throw new StatesnapError(
+          'ERR_SNAPSHOT_NOT_FOUND',
+          `repository ${where} has no complete snapshot yet`,
+          {
+            path: where,
+          },
+        );
+      }
+      found = newest;
     } else {
-      const manifest = await manifestOf(storage, wanted, signal);
+      const manifest = await readS3Manifest(storage, wanted, signal);
       if (manifest === null) {
         const where = formatS3Location(repository, `${SNAPSHOTS_PREFIX}${wanted}`);
         throw new StatesnapError(

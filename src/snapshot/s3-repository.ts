@@ -11,9 +11,7 @@ import { orderedPath } from '../core/index-order.js';
 import { booleanOption, clockOption, integerOption, requirePath, signalOption } from '../core/options.js';
 import {
   DATA_PREFIX,
-  isSnapshotId,
   manifestKey,
-  parseS3Manifest,
   REPOSITORY_MARKER_KEY,
   readS3Index,
   type S3Manifest,
@@ -21,6 +19,15 @@ import {
   snapshotPrefix,
 } from '../format/s3-index.js';
 import { compareSnapshotIds, newSnapshotId, parseSnapshotId } from '../format/snapshot-id.js';
+import {
+  checkS3Marker,
+  invalidS3Repository,
+  isS3SnapshotName,
+  newestS3Snapshot,
+  readS3Manifest,
+  requireS3Repository,
+  S3_MARKER_VERSION,
+} from '../read/s3-repository.js';
 import type { S3Storage } from '../s3/client.js';
 import { parseS3Location } from '../s3/location.js';
 import type { S3Options } from '../s3/settings.js';
@@ -28,17 +35,9 @@ import { hooksOption, withHooks } from './hooks.js';
 import { withS3Lock } from './s3-lock.js';
 import type { SnapshotOptions, SnapshotResult } from './snapshot-options.js';
 
-const MARKER_VERSION = 1;
-const MARKER_SIZE_LIMIT = 64 * 1024;
-// A manifest is KiBs (its object table one line per data object); past this it is not one.
-const MANIFEST_SIZE_LIMIT = 64 << 20;
 // The previous index is read in ranges of this size, so it is never held whole.
 const INDEX_RANGE_BYTES = 8 * 1024 * 1024;
 const SECOND_MS = 1000;
-
-function invalidRepository(where: string, why: string, cause?: unknown): StatesnapError {
-  return new StatesnapError('ERR_REPO_INVALID', `${where} ${why}`, { path: where, cause });
-}
 
 /** Connects to `location` (`s3://bucket/prefix`), proving it reachable and listable. */
 export async function openS3Storage(location: string, options: S3Options = {}): Promise<S3Storage> {
@@ -52,47 +51,23 @@ export async function openS3Storage(location: string, options: S3Options = {}): 
  * (the marker put only if absent: two first snapshots both succeed); a prefix holding anything else is refused.
  */
 export async function checkS3Repository(storage: S3Storage, options: { create: boolean }): Promise<void> {
+  if (!options.create) return requireS3Repository(storage);
+  if (await checkS3Marker(storage)) return;
   const where = storage.describe();
-  const head = await storage.headObject(REPOSITORY_MARKER_KEY);
-  if (head === null) {
-    if (!options.create)
-      throw invalidRepository(where, 'is not a statesnap repository (no .statesnap-repository marker)');
-    for await (const object of storage.listObjects('')) {
-      throw invalidRepository(
-        where,
-        `holds objects (${storage.describe(object.key)}) but no .statesnap-repository marker: not a repository; use an empty prefix`,
-      );
-    }
-    const body = { statesnap_repository: MARKER_VERSION, created_at: new Date().toISOString() };
-    try {
-      await storage.putObject(REPOSITORY_MARKER_KEY, Buffer.from(`${JSON.stringify(body)}\n`), {
-        ifAbsent: true,
-      });
-    } catch (error) {
-      if ((error as { code?: string }).code !== 'ERR_S3_EXISTS') throw error;
-    }
-    return;
+  for await (const object of storage.listObjects('')) {
+    throw invalidS3Repository(
+      where,
+      `holds objects (${storage.describe(object.key)}) but no .statesnap-repository marker: not a repository; use an empty prefix`,
+    );
   }
-  if (head.size > MARKER_SIZE_LIMIT)
-    throw invalidRepository(where, "has a repository marker that is not statesnap's");
-  let version: unknown;
+  const body = { statesnap_repository: S3_MARKER_VERSION, created_at: new Date().toISOString() };
   try {
-    version = (
-      JSON.parse((await storage.getObject(REPOSITORY_MARKER_KEY)).toString('utf8')) as {
-        statesnap_repository?: unknown;
-      }
-    )?.statesnap_repository;
+    await storage.putObject(REPOSITORY_MARKER_KEY, Buffer.from(`${JSON.stringify(body)}\n`), {
+      ifAbsent: true,
+    });
   } catch (error) {
-    if ((error as { code?: string }).code?.startsWith('ERR_S3')) throw error;
-    throw invalidRepository(where, `has an unreadable repository marker: ${describeCause(error)}`, error);
+    if ((error as { code?: string }).code !== 'ERR_S3_EXISTS') throw error;
   }
-  if (version === MARKER_VERSION) return;
-  throw invalidRepository(
-    where,
-    typeof version === 'number' && version > MARKER_VERSION
-      ? `is a repository of a newer statesnap (version ${version}); upgrade statesnap to use it`
-      : "has a repository marker that is not statesnap's",
-  );
 }
 
 /** A complete snapshot: its manifest exists, validates and names it. */
@@ -112,30 +87,6 @@ export interface S3RepositoryListing {
   foreign: string[];
 }
 
-/** Reads snapshot `id`'s manifest; null when it has none. */
-export async function readS3Manifest(storage: S3Storage, id: string): Promise<S3Manifest | null> {
-  const key = manifestKey(id);
-  const head = await storage.headObject(key);
-  if (head === null) return null;
-  if (head.size > MANIFEST_SIZE_LIMIT) {
-    throw new StatesnapError(
-      'ERR_MANIFEST_INVALID',
-      `manifest ${storage.describe(key)} is too large to be one`,
-      {
-        path: storage.describe(key),
-      },
-    );
-  }
-  let bytes: Buffer;
-  try {
-    bytes = await storage.getObject(key);
-  } catch (error) {
-    if ((error as { code?: string }).code === 'ERR_S3_NOT_FOUND') return null;
-    throw error;
-  }
-  return parseS3Manifest(bytes, storage.describe(key), id);
-}
-
 /**
  * Lists the repository's snapshots: every key under `snapshots/` (one request per 1,000 keys: a snapshot has
  * two), then the manifests there are (as many requests in flight as the storage's concurrency). Only a
@@ -153,7 +104,7 @@ export async function readS3Repository(storage: S3Storage): Promise<S3Repository
   }
   const ids: string[] = [];
   for (const [name, hasManifest] of withManifest) {
-    if (parseSnapshotId(name) === null || !isSnapshotId(name)) listing.foreign.push(name);
+    if (!isS3SnapshotName(name)) listing.foreign.push(name);
     else if (hasManifest) ids.push(name);
     else listing.unfinished.push({ id: name, reason: 'no manifest' });
   }
@@ -210,7 +161,7 @@ async function chooseS3Id(storage: S3Storage, clock: () => number, injected: boo
 const BATCH = 512;
 
 /** A complete snapshot as the base a new one is compared with: its index streamed in canonical order. */
-export function baseOf(storage: S3Storage, snapshot: S3CompleteSnapshot): S3BaseSnapshot {
+function baseOf(storage: S3Storage, snapshot: { id: string; manifest: S3Manifest }): S3BaseSnapshot {
   const { s3, totals, started_at_ns: startedAtNs } = snapshot.manifest.statesnap;
   const where = storage.describe(s3.index.key);
   async function* entries(signal: AbortSignal): AsyncGenerator<PreviousRecord[]> {
@@ -257,10 +208,9 @@ export async function snapshotToS3(options: SnapshotOptions): Promise<SnapshotRe
       // No other writer runs while we hold the lock: an unfinished upload is a killed run's, never completed.
       await storage.abortUnfinishedUploads(DATA_PREFIX, { signal });
       await storage.abortUnfinishedUploads(SNAPSHOTS_PREFIX, { signal });
-      const listing = await readS3Repository(storage);
-      const previous = fullCopy ? undefined : listing.snapshots.at(-1);
+      const previous = fullCopy ? null : await newestS3Snapshot(storage, signal);
       const id = await chooseS3Id(storage, clock, now !== undefined);
-      const base = previous === undefined ? null : baseOf(storage, previous);
+      const base = previous === null ? null : baseOf(storage, previous);
       const env = {
         STATESNAP_SOURCE: options.source,
         STATESNAP_REPOSITORY: storage.describe(),
@@ -270,10 +220,7 @@ export async function snapshotToS3(options: SnapshotOptions): Promise<SnapshotRe
         backupToS3(
           {
             ...backupOptions,
-            estimate: previous && {
-              files: previous.manifest.statesnap.totals.files,
-              bytes: previous.manifest.statesnap.totals.bytes,
-            },
+            estimate: previous?.manifest.statesnap.totals,
           },
           {
             storage,

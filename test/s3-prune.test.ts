@@ -10,6 +10,7 @@ import { appendFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { manifestKey, parseS3Manifest, readS3Index } from '../dist/src/format/s3-index.js';
+import { compareSnapshotIds, parseSnapshotId } from '../dist/src/format/snapshot-id.js';
 import { S3Storage } from '../dist/src/s3/client.js';
 import { parseS3Location } from '../dist/src/s3/location.js';
 import { requireDependency } from './helpers/dependencies.js';
@@ -119,7 +120,11 @@ async function keys(storage: S3Storage, under: string): Promise<string[]> {
 
 async function snapshotIds(storage: S3Storage): Promise<string[]> {
   const manifests = (await keys(storage, 'snapshots/')).filter((key) => key.endsWith('/manifest.json'));
-  return manifests.map((key) => key.split('/')[1]!);
+  // In time order: the server lists `<second>Z-01/` before `<second>Z/` ('-' sorts before '/').
+  return manifests
+    .map((key) => parseSnapshotId(key.split('/')[1]!)!)
+    .sort(compareSnapshotIds)
+    .map(({ id }) => id);
 }
 
 /**

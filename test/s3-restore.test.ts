@@ -357,6 +357,16 @@ describe('damaged snapshots', () => {
     const notRepository = await runCli(['restore', `s3://${bucket}/nothing-here/${ID}`, target]);
     expect(notRepository.exitCode).toBe(1);
     expectOneLineError(notRepository, 'ERR_REPO_INVALID');
+    // The repository itself, where a snapshot is wanted: said so, for verify as for restore.
+    for (const command of [
+      ['restore', `s3://${bucket}/absent`, target],
+      ['verify', `s3://${bucket}/absent`],
+    ]) {
+      const repository = await runCli(command);
+      expect(repository.exitCode).toBe(2);
+      expectOneLineError(repository, 'ERR_S3_LOCATION_INVALID');
+      expect(repository.stderr).toContain('is a repository, not a snapshot');
+    }
     expect(fingerprintTree(target)).toEqual(before);
   });
 

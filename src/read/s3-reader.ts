@@ -16,7 +16,13 @@ import {
   type WriteSpec,
 } from '../core/protocol.js';
 import type { EntrySink } from '../core/walk.js';
-import { isSnapshotId, readS3Index, type S3Manifest, SNAPSHOTS_PREFIX } from '../format/s3-index.js';
+import {
+  isSnapshotId,
+  REPOSITORY_MARKER_KEY,
+  readS3Index,
+  type S3Manifest,
+  SNAPSHOTS_PREFIX,
+} from '../format/s3-index.js';
 import type { S3Storage } from '../s3/client.js';
 import { formatS3Location, parseS3Location, type S3Location } from '../s3/location.js';
 import type { S3Options } from '../s3/settings.js';
@@ -73,7 +79,23 @@ export async function openS3Snapshot(
   const storage = await S3Storage.open(repository, options);
   try {
     const { signal } = options;
-    await requireS3Repository(storage, signal);
+    try {
+      await requireS3Repository(storage, signal);
+    } catch (error) {
+      // `s3://bucket/repo` read as snapshot `repo` of `s3://bucket`: say what the user named instead.
+      if (
+        wanted !== null &&
+        isStatesnapError(error, 'ERR_REPO_INVALID') &&
+        (await storage.headObject(`${wanted}/${REPOSITORY_MARKER_KEY}`, { signal })) !== null
+      ) {
+        throw new StatesnapError(
+          'ERR_S3_LOCATION_INVALID',
+          `${location} is a repository, not a snapshot: name one of its snapshots (${location}/<snapshot id> or ${location}/latest)`,
+          { path: location },
+        );
+      }
+      throw error;
+    }
     let found: { id: string; manifest: S3Manifest };
     if (wanted === null) {
       const newest = await newestS3Snapshot(storage, signal);

@@ -284,6 +284,8 @@ describe('a pack through S3', () => {
 describe('failures', () => {
   const secret = process.env.AWS_SECRET_ACCESS_KEY ?? '';
   const accessKey = process.env.AWS_ACCESS_KEY_ID ?? '';
+  /** A credential that differs from `value` in its first character (a fixed replacement may equal it). */
+  const otherFirstCharacter = (value: string) => `${value.startsWith('X') ? 'Y' : 'X'}${value.slice(1)}`;
 
   /** Opens the test bucket with some environment variables replaced, expecting a failure. */
   async function openFailure(env: Record<string, string | undefined>, location = `s3://${bucket}/repo`) {
@@ -308,7 +310,7 @@ describe('failures', () => {
   }
 
   s3it('a wrong secret key: access denied, saying the signature does not match', async () => {
-    const error = await openFailure({ AWS_SECRET_ACCESS_KEY: `x${secret.slice(1)}` });
+    const error = await openFailure({ AWS_SECRET_ACCESS_KEY: otherFirstCharacter(secret) });
     expect(error.code).toBe('ERR_S3_ACCESS_DENIED');
     expect(error.cause).toMatchObject({ name: 'SignatureDoesNotMatch', httpStatus: 403 });
     expect(error.message).toContain(`s3://${bucket}/repo`);
@@ -316,7 +318,7 @@ describe('failures', () => {
   });
 
   s3it('an unknown access key: access denied, without showing the key', async () => {
-    const error = await openFailure({ AWS_ACCESS_KEY_ID: `X${accessKey.slice(1)}` });
+    const error = await openFailure({ AWS_ACCESS_KEY_ID: otherFirstCharacter(accessKey) });
     expect(error.code).toBe('ERR_S3_ACCESS_DENIED');
     expect(error.cause).toMatchObject({ name: 'InvalidAccessKeyId' });
     expect(visibleParts(error)).not.toContain(accessKey.slice(1));

@@ -36,10 +36,18 @@ mkdir -p "$work/repo" "$work/home" "$work/tmp"
 tar --exclude=./.git -cf - . | tar -xf - -C "$work/repo"
 chown -R "$UNPRIVILEGED:$UNPRIVILEGED" "$work"
 
+# The S3 server the tests reach (endpoint, region, credentials) is passed on; nothing else of root's
+# environment is.
+s3_env=()
+for name in AWS_ENDPOINT_URL AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY; do
+  if [ -n "${!name:-}" ]; then s3_env+=("$name=${!name}"); fi
+done
+
 as_unprivileged() {
   (cd "$work/repo" &&
     setpriv --reuid="$UNPRIVILEGED" --regid="$UNPRIVILEGED" --clear-groups --inh-caps=-all \
-      env -i PATH="$PATH" HOME="$work/home" TMPDIR="$work/tmp" LANG="${LANG:-C.UTF-8}" CI="${CI:-}" "$@")
+      env -i PATH="$PATH" HOME="$work/home" TMPDIR="$work/tmp" LANG="${LANG:-C.UTF-8}" CI="${CI:-}" \
+      ${s3_env[@]+"${s3_env[@]}"} "$@")
 }
 
 echo "test-unprivileged: uid $(as_unprivileged id -u): ${suites[*]}${titled:+; titles matching unprivileged in ${titled[*]}}"

@@ -197,7 +197,7 @@ export async function runBench(options: BenchOptions): Promise<BenchRun> {
       pageCacheWarm: true,
       cases: caseResults,
       skipped,
-      targets: evaluateTargets(caseResults),
+      targets: evaluateTargets(caseResults, opts),
     };
     if (previous !== undefined) {
       result.comparison = compareResults(previous, opts.compare!, result, opts.threshold);

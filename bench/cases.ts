@@ -67,6 +67,8 @@ export interface BenchCase {
   readsBackup?: boolean;
   /** Untimed, before the timed run: e.g. making the backup a restore reads when no backup case ran. */
   prepare?: (iteration: Iteration) => Promise<void>;
+  /** Untimed, after it: removing what the case wrote outside `dir` (objects in S3). */
+  cleanup?: (iteration: Iteration) => Promise<void>;
   run: (iteration: Iteration) => Promise<CaseOutput | undefined>;
 }
 
@@ -290,6 +292,19 @@ function s3RepositoryOf(iteration: Iteration): string {
   return `s3://${S3_BUCKET}/bench-${RUN_TOKEN}/${basename(iteration.dir)}`;
 }
 
+/** Deletes every object (and unfinished upload) under this iteration's prefix: a run leaves the bucket as it was. */
+async function removeS3Repository(iteration: Iteration): Promise<void> {
+  const [{ S3Storage }, { parseS3Location }] = await Promise.all([
+    import('../src/s3/client.js'),
+    import('../src/s3/location.js'),
+  ]);
+  const storage = await S3Storage.open(parseS3Location(s3RepositoryOf(iteration)));
+  const keys: string[] = [];
+  for await (const object of storage.listObjects('')) keys.push(object.key);
+  await storage.deleteObjects(keys);
+  await storage.abortUnfinishedUploads('');
+}
+
 function needsS3(): string | undefined {
   return process.env.AWS_ENDPOINT_URL ? undefined : 'no S3 endpoint (AWS_ENDPOINT_URL is not set)';
 }
@@ -303,6 +318,7 @@ function snapshotCase(
   label: string,
   repositoryOf: (iteration: Iteration) => string,
   noChange: boolean,
+  cleanup?: (iteration: Iteration) => Promise<void>,
 ): BenchCase {
   return {
     id,
@@ -319,6 +335,7 @@ function snapshotCase(
       const report = await runStatesnap(['snapshot', iteration.source, repositoryOf(iteration)]);
       return noChange ? noChangeOutput(id, report) : childOutput(report);
     },
+    ...(cleanup === undefined ? {} : { cleanup }),
   };
 }
 
@@ -330,7 +347,7 @@ function resticCase(
   id: CaseId,
   label: string,
   repositoryOf: (iteration: Iteration) => string,
-  options: { noChange: boolean },
+  options: { noChange: boolean; cleanup?: (iteration: Iteration) => Promise<void> },
 ): BenchCase {
   const envOf = (iteration: Iteration) => ({
     ...process.env,
@@ -355,6 +372,7 @@ function resticCase(
       if (options.noChange) await syncFilesystemOf(iteration.dir);
       return undefined;
     },
+    ...(options.cleanup === undefined ? {} : { cleanup: options.cleanup }),
   };
 }
 
@@ -503,9 +521,14 @@ async function buildCase(id: CaseId): Promise<BenchCase | string> {
         })
       );
     case 's3-snapshot':
-      return needsS3() ?? snapshotCase(id, 'statesnap snapshot to S3', s3RepositoryOf, false);
+      return (
+        needsS3() ?? snapshotCase(id, 'statesnap snapshot to S3', s3RepositoryOf, false, removeS3Repository)
+      );
     case 's3-snapshot-no-change':
-      return needsS3() ?? snapshotCase(id, 'statesnap snapshot to S3, no change', s3RepositoryOf, true);
+      return (
+        needsS3() ??
+        snapshotCase(id, 'statesnap snapshot to S3, no change', s3RepositoryOf, true, removeS3Repository)
+      );
     case 's3-restore':
       return (
         needsS3() ?? {
@@ -520,6 +543,7 @@ async function buildCase(id: CaseId): Promise<BenchCase | string> {
             childOutput(
               await runStatesnap(['restore', `${s3RepositoryOf(iteration)}/latest`, iteration.dest]),
             ),
+          cleanup: removeS3Repository,
         }
       );
     case 'restic-s3':
@@ -531,7 +555,7 @@ async function buildCase(id: CaseId): Promise<BenchCase | string> {
           'restic backup to S3',
           (iteration) =>
             `s3:${process.env.AWS_ENDPOINT_URL}/${S3_BUCKET}/bench-${RUN_TOKEN}/${basename(iteration.dir)}`,
-          { noChange: false },
+          { noChange: false, cleanup: removeS3Repository },
         )
       );
   }

@@ -111,6 +111,7 @@ async function runRound(round: number, options: RoundsOptions): Promise<Map<Case
         // with `discard` (a discard per extent), so every destination goes right after its own iteration.
         afterEach: async () => {
           const started = performance.now();
+          await benchCase.cleanup?.(iteration);
           if (keepForLater) {
             keptBackup = { dir, path: iteration.dest };
           } else {

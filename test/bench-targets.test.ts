@@ -173,9 +173,9 @@ describe('bench targets', () => {
           { ms: 1, userMs: 100 },
         ]),
       ],
-      { profile: 'oxios', scale: 1 },
+      { profile: 'tiny-files', scale: 0.1 },
     );
-    // Per round 10, 12 and 12 µs.
+    // Per round 10, 12 and 12 µs; measured at any scale of its profile.
     expect(target(results, 'user-cpu-per-file')).toMatchObject({
       measured: 12,
       status: 'missed',
@@ -186,7 +186,7 @@ describe('bench targets', () => {
         caseResult('statesnap', [{ ms: 1, userMs: 1_000 }]),
         caseResult('statesnap-one-file', [{ ms: 1, userMs: 1 }]),
       ],
-      { profile: 'oxios', scale: 1 },
+      { profile: 'tiny-files', scale: 1 },
     );
     expect(target(withoutCounts, 'user-cpu-per-file')).toMatchObject({
       status: 'not measured',

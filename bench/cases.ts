@@ -146,11 +146,16 @@ function noChangeOutput(id: CaseId, report: CommandReport): CaseOutput {
   return childOutput(report);
 }
 
-/** When a case last replaced files of the source (ms since the epoch). */
+/** When the source was last written (ms since the epoch): generated, or files replaced by a case. */
 let sourceChangedAt = 0;
 
+/** Records that the source was just written (the suite calls it once the store is ready). */
+export function markSourceChanged(): void {
+  sourceChangedAt = Date.now();
+}
+
 /**
- * Waits until files replaced by a case are older than the change rule's racy margin: a previous snapshot that
+ * Waits until the source's newest files are older than the change rule's racy margin: a previous snapshot that
  * starts sooner records them as racy, and the no-change snapshot after it reads them again.
  */
 async function waitOutRacyMargin(): Promise<void> {
@@ -203,7 +208,7 @@ async function replaceOnePercent(root: string): Promise<void> {
     }
   };
   await visit(root);
-  sourceChangedAt = Date.now();
+  markSourceChanged();
 }
 
 /**

@@ -10,7 +10,7 @@ import { CAN_LOCATE_FDS } from '../core/paths.js';
 import type { EntrySource } from '../core/pipeline.js';
 import type { FileOp, ReadSpec, SkippedKind } from '../core/protocol.js';
 import { type EntrySink, type PlannedDir, treeUnreadable, walk } from '../core/walk.js';
-import { readIndex } from '../format/index-reader.js';
+import { readIndexBatches } from '../format/index-reader.js';
 import {
   formatOf,
   type IndexFormat,
@@ -155,16 +155,35 @@ export async function sendIndexEntries<Line extends IndexLine>(
   root: string,
   fileOp: (file: Extract<Line, { type: 'file' }>) => FileOp,
 ): Promise<void> {
-  for await (const line of lines) {
-    if (signal.aborted) throw abortError(signal, root);
-    const entry: IndexLine = line;
-    if (entry.type === 'dir') {
-      sink.dir(recordedDir(entry.path, entry));
-    } else if (entry.type === 'file') {
-      const wait = sink.file(fileOp(line as Extract<Line, { type: 'file' }>));
-      if (wait) await wait;
-    } else {
-      sink.skip(entry.path, entry.type);
+  async function* oneByOne(): AsyncGenerator<readonly Line[]> {
+    for await (const line of lines) yield [line];
+  }
+  await sendIndexBatches(oneByOne(), sink, signal, root, fileOp);
+}
+
+/**
+ * `sendIndexEntries` for lines read in batches: a step of an async iteration per line of a large local index
+ * cost more than checking the line.
+ */
+export async function sendIndexBatches<Line extends IndexLine>(
+  batches: AsyncIterable<readonly Line[]>,
+  sink: EntrySink,
+  signal: AbortSignal,
+  root: string,
+  fileOp: (file: Extract<Line, { type: 'file' }>) => FileOp,
+): Promise<void> {
+  for await (const batch of batches) {
+    for (const line of batch) {
+      if (signal.aborted) throw abortError(signal, root);
+      const entry: IndexLine = line;
+      if (entry.type === 'dir') {
+        sink.dir(recordedDir(entry.path, entry));
+      } else if (entry.type === 'file') {
+        const wait = sink.file(fileOp(line as Extract<Line, { type: 'file' }>));
+        if (wait) await wait;
+      } else {
+        sink.skip(entry.path, entry.type);
+      }
     }
   }
 }
@@ -197,8 +216,9 @@ class IndexedBackup extends LocalBackup {
       }
     }
     sink.dir(rootStats === null ? recordedDir('', extras.root!) : rootDir(rootStats));
-    const entries = readIndex(this.root, { format, ...extras.index, order: extras.index_order }, options);
-    await sendIndexEntries(entries, sink, signal, this.root, (file) => recordedFile(file, options));
+    const expected = { format, ...extras.index, order: extras.index_order };
+    const batches = readIndexBatches(this.root, expected, options);
+    await sendIndexBatches(batches, sink, signal, this.root, (file) => recordedFile(file, options));
   }
 }
 

@@ -23,7 +23,11 @@ export async function runCommandLine(args: readonly string[]): Promise<void> {
     }
   }
 
-  const cli = new StatesnapCli({ binaryLabel: 'statesnap', binaryName: PROGRAM, binaryVersion: TOOL_VERSION });
+  const cli = new StatesnapCli({
+    binaryLabel: 'statesnap',
+    binaryName: PROGRAM,
+    binaryVersion: TOOL_VERSION,
+  });
   for (const command of [...listed, Builtins.VersionCommand]) cli.register(command);
 
   const context = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr };

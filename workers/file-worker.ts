@@ -45,6 +45,7 @@ import type {
   UnpackTask,
   WorkerRequest,
   WorkerTask,
+  WriteSpec,
 } from '../src/core/protocol.js';
 import {
   clampTimestampNs,
@@ -475,8 +476,11 @@ function transfer(
         throw new FileFailure('corrupt', `content hash ${digest} does not match the index (${op.hash})`);
       }
     }
-    const after = fstatSync(fd, { bigint: true });
-    if (!sameContentState(stat, after)) throw new FileFailure('changed', 'was modified while it was read');
+    // Content that matched its recorded hash is the recorded content, however the file moved meanwhile.
+    if (op.hash === undefined) {
+      const after = fstatSync(fd, { bigint: true });
+      if (!sameContentState(stat, after)) throw new FileFailure('changed', 'was modified while it was read');
+    }
     finishDest(task, dest, op, attributes);
     dest = null;
     return { stat, attributes, hash: digest };
@@ -487,6 +491,34 @@ function transfer(
   }
 }
 
+const SETGID_BIT = 0o2000;
+
+/** Who owns a file as it is created under each fresh tree of ours (`WriteSpec.root`), by root. */
+const ownerOnCreate = new Map<string, { uid: number; gid: number } | null>();
+
+/**
+ * The owner a file created in `to` gets by itself, or null when it cannot be told without a stat of the file:
+ * in a fresh tree of ours (every directory in it made by this run, none setgid unless its root is), this
+ * thread's user and group, or the root's group when the root is setgid (as the kernel gives a new file).
+ */
+function createdOwner(to: WriteSpec): { uid: number; gid: number } | null {
+  if (to.confineTo !== null || to.writeMode !== 'create' || process.geteuid === undefined) return null;
+  let owner = ownerOnCreate.get(to.root);
+  if (owner === undefined) {
+    try {
+      const root = lstatSync(to.root);
+      owner = {
+        uid: process.geteuid(),
+        gid: (root.mode & SETGID_BIT) !== 0 ? root.gid : process.getegid!(),
+      };
+    } catch {
+      owner = null;
+    }
+    ownerOnCreate.set(to.root, owner);
+  }
+  return owner;
+}
+
 function finishDest(
   task: Pick<CopySpec, 'to'>,
   dest: OpenDest,
@@ -495,8 +527,14 @@ function finishDest(
 ): void {
   // Holes at the end were never written: the size is set here.
   if (dest.sparse) ftruncateSync(dest.fd, dest.position);
-  // Owner first: a change of owner clears setuid/setgid, so a mode holding them is set again after it.
-  const chown = task.to.owners && op.uid !== undefined && op.gid !== undefined;
+  // Owner first: a change of owner clears setuid/setgid, so a mode holding them is set again after it. A file
+  // that was created with the recorded owner needs no fchown.
+  const created = task.to.owners ? createdOwner(task.to) : null;
+  const chown =
+    task.to.owners &&
+    op.uid !== undefined &&
+    op.gid !== undefined &&
+    (created === null || created.uid !== op.uid || created.gid !== op.gid);
   if (chown) fchownSync(dest.fd, op.uid!, op.gid!);
   if (!dest.modeSet || (chown && (attributes.mode & SETID_BITS) !== 0)) fchmodSync(dest.fd, attributes.mode);
   futimesSync(dest.fd, utimeSeconds(attributes.atimeNs), utimeSeconds(attributes.mtimeNs));

@@ -333,17 +333,22 @@ export function packFiles(files: readonly FileOp[]): PackedFiles {
   return { count, strings, numbers, ids, times };
 }
 
-/** The files of a packed batch, in order: what `packFiles` was given. */
-export function unpackFiles(packed: PackedFiles): FileOp[] {
-  const { strings, numbers, ids, times } = packed;
-  const files: FileOp[] = [];
+/** Reads NUL-terminated strings one after the other: each call returns the next. */
+function stringsReader(strings: string): () => string {
   let at = 0;
-  const next = (): string => {
+  return () => {
     const end = strings.indexOf('\0', at);
     const value = strings.slice(at, end);
     at = end + 1;
     return value;
   };
+}
+
+/** The files of a packed batch, in order: what `packFiles` was given. */
+export function unpackFiles(packed: PackedFiles): FileOp[] {
+  const { numbers, ids, times } = packed;
+  const files: FileOp[] = [];
+  const next = stringsReader(packed.strings);
   for (let i = 0; i < packed.count; i++) {
     const n = i * NUMBERS_PER_FILE;
     const fields = numbers[n + 4]!;
@@ -589,16 +594,10 @@ export function packOutcomes(outcomes: readonly FileOutcome[]): PackedOutcomes {
 
 /** The outcomes of a packed batch, in order: what `packOutcomes` was given. */
 export function unpackOutcomes(packed: PackedOutcomes): FileOutcome[] {
-  const { strings, numbers } = packed;
+  const { numbers } = packed;
   const outcomes: FileOutcome[] = [];
-  let at = 0;
+  const next = stringsReader(packed.strings);
   let failedAt = 0;
-  const next = (): string => {
-    const end = strings.indexOf('\0', at);
-    const value = strings.slice(at, end);
-    at = end + 1;
-    return value;
-  };
   for (let i = 0; i < packed.count; i++) {
     const n = i * NUMBERS_PER_OUTCOME;
     const flags = numbers[n + 4]!;

@@ -38,6 +38,7 @@ import type {
   PartMessage,
   PartStream,
   PlainError,
+  PostedResult,
   ReadSpec,
   StreamOutTask,
   TaskResult,
@@ -59,6 +60,7 @@ import {
   PART_FULL,
   PARTS_END,
   pathBytes,
+  postedResult,
   RING_ABORT,
   RING_LENGTH,
   RING_PART,
@@ -1032,7 +1034,13 @@ const OPERATIONS: { [Kind in PerFileTask['kind']]: Operation<Extract<PerFileTask
   link: linkOne,
 };
 
-export default function runTask(request: WorkerRequest): TaskResult {
+/** What piscina runs for each posted task: the task's result, its outcomes packed for the trip back. */
+export default function runTask(request: WorkerRequest): PostedResult {
+  return postedResult(performTask(request));
+}
+
+/** Performs one task (its files unpacked from the request) and returns its outcomes as they are. */
+export function performTask(request: WorkerRequest): TaskResult {
   const { stop } = request;
   const task = receivedTask(request.task);
   if (task.kind === 'pack') return packFiles(task, stop);

@@ -333,17 +333,22 @@ export function packFiles(files: readonly FileOp[]): PackedFiles {
   return { count, strings, numbers, ids, times };
 }
 
-/** The files of a packed batch, in order: what `packFiles` was given. */
-export function unpackFiles(packed: PackedFiles): FileOp[] {
-  const { strings, numbers, ids, times } = packed;
-  const files: FileOp[] = [];
+/** Reads NUL-terminated strings one after the other: each call returns the next. */
+function stringsReader(strings: string): () => string {
   let at = 0;
-  const next = (): string => {
+  return () => {
     const end = strings.indexOf('\0', at);
     const value = strings.slice(at, end);
     at = end + 1;
     return value;
   };
+}
+
+/** The files of a packed batch, in order: what `packFiles` was given. */
+export function unpackFiles(packed: PackedFiles): FileOp[] {
+  const { numbers, ids, times } = packed;
+  const files: FileOp[] = [];
+  const next = stringsReader(packed.strings);
   for (let i = 0; i < packed.count; i++) {
     const n = i * NUMBERS_PER_FILE;
     const fields = numbers[n + 4]!;
@@ -525,6 +530,121 @@ export function linkedFileMismatch(
   if (linked.size !== previous.size) return 'size-differs';
   if (linked.mode !== previous.mode) return 'mode-differs';
   return null;
+}
+
+/**
+ * A batch's outcomes as they come back from a worker: like a batch's files (`PackedFiles`), an object per file
+ * cost more in the structured clone (the worker's serializing, the main thread's rebuilding and collecting)
+ * than a few strings and numbers do. A failed outcome is rare and carries a nested cause: it travels as it is.
+ */
+export interface PackedOutcomes {
+  count: number;
+  /** Per copied file: its `rel`, `mtimeNs`, `hash`, `ino`, `ctimeNs`, then the link's fallback and mismatch where the flags say so. */
+  strings: string;
+  /** Per outcome, NUMBERS_PER_OUTCOME: size, mode, uid, gid, flags. */
+  numbers: Float64Array;
+  /** The failed outcomes, in order (each marked FAILED in its flags). */
+  failed: Extract<FileOutcome, { ok: false }>[];
+}
+
+const NUMBERS_PER_OUTCOME = 5;
+const FAILED = 1;
+const REPLACED = 2;
+const HAS_LINK_OUTCOME = 4;
+const LINKED = 8;
+const HASHED = 16;
+const HAS_FALLBACK = 32;
+const HAS_MISMATCH = 64;
+
+export function packOutcomes(outcomes: readonly FileOutcome[]): PackedOutcomes {
+  const count = outcomes.length;
+  const numbers = new Float64Array(count * NUMBERS_PER_OUTCOME);
+  const failed: PackedOutcomes['failed'] = [];
+  let strings = '';
+  for (let i = 0; i < count; i++) {
+    const outcome = outcomes[i]!;
+    const n = i * NUMBERS_PER_OUTCOME;
+    if (!outcome.ok) {
+      failed.push(outcome);
+      numbers[n + 4] = FAILED;
+      continue;
+    }
+    let flags = outcome.replaced ? REPLACED : 0;
+    strings += `${outcome.rel}\0${outcome.mtimeNs}\0${outcome.hash}\0${outcome.ino}\0${outcome.ctimeNs}\0`;
+    numbers[n] = outcome.size;
+    numbers[n + 1] = outcome.mode;
+    numbers[n + 2] = outcome.uid;
+    numbers[n + 3] = outcome.gid;
+    const { link } = outcome;
+    if (link !== undefined) {
+      flags |= HAS_LINK_OUTCOME | (link.linked ? LINKED : 0) | (link.hashed ? HASHED : 0);
+      if (link.fallback !== undefined) {
+        flags |= HAS_FALLBACK;
+        strings += `${link.fallback}\0`;
+      }
+      if (link.mismatch !== undefined) {
+        flags |= HAS_MISMATCH;
+        strings += `${link.mismatch}\0`;
+      }
+    }
+    numbers[n + 4] = flags;
+  }
+  return { count, strings, numbers, failed };
+}
+
+/** The outcomes of a packed batch, in order: what `packOutcomes` was given. */
+export function unpackOutcomes(packed: PackedOutcomes): FileOutcome[] {
+  const { numbers } = packed;
+  const outcomes: FileOutcome[] = [];
+  const next = stringsReader(packed.strings);
+  let failedAt = 0;
+  for (let i = 0; i < packed.count; i++) {
+    const n = i * NUMBERS_PER_OUTCOME;
+    const flags = numbers[n + 4]!;
+    if (flags & FAILED) {
+      outcomes.push(packed.failed[failedAt++]!);
+      continue;
+    }
+    const rel = next();
+    const mtimeNs = next();
+    const hash = next();
+    const ino = next();
+    const ctimeNs = next();
+    const outcome: FileOutcome = {
+      ok: true,
+      rel,
+      size: numbers[n]!,
+      mode: numbers[n + 1]!,
+      mtimeNs,
+      hash,
+      uid: numbers[n + 2]!,
+      gid: numbers[n + 3]!,
+      ino,
+      ctimeNs,
+      replaced: (flags & REPLACED) !== 0,
+    };
+    if (flags & HAS_LINK_OUTCOME) {
+      outcome.link = { linked: (flags & LINKED) !== 0, hashed: (flags & HASHED) !== 0 };
+      if (flags & HAS_FALLBACK) outcome.link.fallback = next();
+      if (flags & HAS_MISMATCH) outcome.link.mismatch = next();
+    }
+    outcomes.push(outcome);
+  }
+  return outcomes;
+}
+
+/** A task's result as a worker posts it: the same, with its outcomes packed. */
+export type PostedResult<Result extends TaskResult = TaskResult> = Omit<Result, 'outcomes'> & {
+  outcomes: PackedOutcomes;
+};
+
+export function postedResult<Result extends TaskResult>(result: Result): PostedResult<Result> {
+  return { ...result, outcomes: packOutcomes(result.outcomes) };
+}
+
+/** The result a worker posted, with its outcomes unpacked. */
+export function receivedResult<Result extends TaskResult>(posted: PostedResult<Result>): Result {
+  return { ...posted, outcomes: unpackOutcomes(posted.outcomes) } as unknown as Result;
 }
 
 export const HASH_ALGORITHM = 'sha256';

@@ -493,26 +493,23 @@ function transfer(
   }
 }
 
-const SETGID_BIT = 0o2000;
-
 /** Who owns a file as it is created under each fresh tree of ours (`WriteSpec.root`), by root. */
 const ownerOnCreate = new Map<string, { uid: number; gid: number } | null>();
 
 /**
- * The owner a file created in `to` gets by itself, or null when it cannot be told without a stat of the file:
- * in a fresh tree of ours (every directory in it made by this run, none setgid unless its root is), this
- * thread's user and group, or the root's group when the root is setgid (as the kernel gives a new file).
+ * The owner a file created in `to` gets by itself, or null when it cannot be known without a stat of the file.
+ * In a fresh tree of ours every directory was made by this run and keeps the same ownership rule until the
+ * directories get their attributes at the end, so every file created there gets the owner the first one got:
+ * that one is asked (`dest.fd`), rather than predicted from the root's setgid bit, which misses the mount
+ * options and filesystems that give new files the directory's group anyway.
  */
-function createdOwner(to: WriteSpec): { uid: number; gid: number } | null {
-  if (to.confineTo !== null || to.writeMode !== 'create' || process.geteuid === undefined) return null;
+function createdOwner(to: WriteSpec, fd: number): { uid: number; gid: number } | null {
+  if (to.confineTo !== null || to.writeMode !== 'create') return null;
   let owner = ownerOnCreate.get(to.root);
   if (owner === undefined) {
     try {
-      const root = lstatSync(to.root);
-      owner = {
-        uid: process.geteuid(),
-        gid: (root.mode & SETGID_BIT) !== 0 ? root.gid : process.getegid!(),
-      };
+      const { uid, gid } = fstatSync(fd);
+      owner = { uid, gid };
     } catch {
       owner = null;
     }
@@ -531,7 +528,7 @@ function finishDest(
   if (dest.sparse) ftruncateSync(dest.fd, dest.position);
   // Owner first: a change of owner clears setuid/setgid, so a mode holding them is set again after it. A file
   // that was created with the recorded owner needs no fchown.
-  const created = task.to.owners ? createdOwner(task.to) : null;
+  const created = task.to.owners ? createdOwner(task.to, dest.fd) : null;
   const chown =
     task.to.owners &&
     op.uid !== undefined &&

@@ -26,7 +26,7 @@ import {
   decideChange,
   type PreviousEntry,
   type SourceIdentity,
-} from '../dist/src/backup/change-rule.js';
+} from '../dist/src/core/change-rule.js';
 import { LINK_FALLBACK_CODES, linkedFileMismatch, utimeSeconds } from '../dist/src/core/protocol.js';
 import { cleanup, tempDir } from './helpers/tree.js';
 

@@ -24,6 +24,7 @@ import {
 } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { receiveMessageOnPort, threadId } from 'node:worker_threads';
+import { linkPlanFor, sourceStatOf } from '../src/core/change-rule.js';
 import type {
   CopyTask,
   FileOp,
@@ -39,6 +40,7 @@ import type {
   PartStream,
   PlainError,
   ReadSpec,
+  RecordedFile,
   StreamOutTask,
   TaskResult,
   UnpackedFile,
@@ -791,7 +793,7 @@ function hashPrevious(task: LinkTask, op: FileOp, plan: LinkPlan, stop: Int32Arr
  * file) becomes a copy, and the outcome says why.
  */
 function linkOne(task: LinkTask, op: FileOp, stop: Int32Array): FileOutcome {
-  const plan = op.link;
+  const plan = op.link ?? (op.previous && plannedHere(task, op, op.previous));
   if (plan === undefined) return copyOne(task, op, stop);
   let linked: Extract<FileOutcome, { ok: true }>;
   let hashed = false;
@@ -835,6 +837,33 @@ function linkOne(task: LinkTask, op: FileOp, stop: Int32Array): FileOutcome {
   }
   if (refused !== null) return copiedInstead(task, op, stop, { hashed, ...refused });
   return { ...linked, link: { linked: true, hashed } };
+}
+
+/**
+ * The change rule applied here, to this worker's lstat of the source file (never following a symlink; in the
+ * held, checked directory where there is one): how to link it, or undefined to copy it. A file that cannot be
+ * lstat'ed or is no longer a regular file is copied: the copy meets what became of it and reports it.
+ */
+function plannedHere(task: LinkTask, op: FileOp, previous: RecordedFile): LinkPlan | undefined {
+  const held = sourceDirectory;
+  if (held?.refusal) return undefined;
+  const path =
+    held?.fd != null
+      ? `${held.base}/${op.rel.slice(op.rel.lastIndexOf('/') + 1)}`
+      : `${task.from.root}/${op.rel}`;
+  let stat: BigIntStats | undefined;
+  try {
+    stat = lstatSync(fsPath(path), { bigint: true, throwIfNoEntry: false });
+  } catch {
+    return undefined;
+  }
+  if (stat === undefined || !stat.isFile()) return undefined;
+  // What the walk's lstat would have planned: the copy that may follow checks it is still this file.
+  const source = sourceStatOf(stat);
+  op.size = source.size;
+  op.dev = stat.dev;
+  op.ino = stat.ino;
+  return linkPlanFor(source, { type: 'file', ...previous }, task.rule);
 }
 
 function copiedInstead(

@@ -788,12 +788,12 @@ function hashPrevious(task: LinkTask, op: FileOp, plan: LinkPlan, stop: Int32Arr
 }
 
 /**
- * One file of a backup with a link source: copied, unless the main thread planned a link. A planned link
+ * One file of a backup with a link source: copied, unless the change rule, applied here, plans a link. A link
  * that does not hold (the hashes differ, link() fails with a fallback code, the new link is not the indexed
  * file) becomes a copy, and the outcome says why.
  */
 function linkOne(task: LinkTask, op: FileOp, stop: Int32Array): FileOutcome {
-  const plan = op.link ?? (op.previous && plannedHere(task, op, op.previous));
+  const plan = op.previous && plannedHere(task, op, op.previous);
   if (plan === undefined) return copyOne(task, op, stop);
   let linked: Extract<FileOutcome, { ok: true }>;
   let hashed = false;
@@ -858,7 +858,7 @@ function plannedHere(task: LinkTask, op: FileOp, previous: RecordedFile): LinkPl
     return undefined;
   }
   if (stat === undefined || !stat.isFile()) return undefined;
-  // What the walk's lstat would have planned: the copy that may follow checks it is still this file.
+  // The identity a walk with lstat would have planned: a copy that follows checks it still holds this file.
   const source = sourceStatOf(stat);
   op.size = source.size;
   op.dev = stat.dev;
@@ -1078,7 +1078,7 @@ function unreadOutcome(op: FileOp, plan: LinkPlan): FileOutcome {
   };
 }
 
-/** What the index records about a file linked unread: the walk's lstat of the source, as its plan carries it. */
+/** What the index records about a file linked unread: the lstat of the source that planned the link, as its plan carries it. */
 function plannedIdentity(plan: LinkPlan): {
   mtimeNs: string;
   ctimeNs: string;

@@ -29,7 +29,10 @@ export interface FileOp {
   gid?: number;
   /** Expected content hash (restore, verify): a mismatch is reported as `corrupt`. */
   hash?: string;
-  /** A backup with a link source: the file may be hard-linked from the previous backup instead of copied. */
+  /**
+   * A snapshot into object storage: the walk's lstat found the file (possibly) unchanged since the previous
+   * snapshot, whose copy of the content may be reused instead of uploading it again.
+   */
   link?: LinkPlan;
   /**
    * A backup with a link source whose workers apply the change rule: the previous backup's index entry at
@@ -49,7 +52,7 @@ export interface LinkPlan {
   mode: number;
   /** The previous index's content hash; undefined when it records none (the previous file is hashed then). */
   sha256: string | undefined;
-  /** The source file as the walk's lstat saw it: what the index records about a file linked unread. */
+  /** The source file as the lstat that planned the link saw it: what the index records about a file linked unread. */
   source: { mtimeNs: bigint; ctimeNs: bigint; ino: bigint; uid: number; gid: number };
   /** In object storage: where the previous snapshot's copy of the content lies (the new index points there). */
   stored?: StoredContent;
@@ -146,12 +149,12 @@ export interface HashTask {
 }
 
 /**
- * Copy each file, except those with a `link` plan: hard-link them from the previous backup at `linkFrom` (its
- * real path) when the plan holds, else copy them.
+ * Copy each file, or hard-link it from the previous backup at `linkFrom` (its real path) where the change rule,
+ * applied by the worker to its own lstat of the file against the file's `previous` entry, allows.
  */
 export interface LinkTask extends Omit<CopyTask, 'kind'> {
   kind: 'link';
-  /** The change rule for files that carry their `previous` entry instead of a plan. */
+  /** The change rule the worker applies to each file that carries its `previous` entry. */
   rule: ChangeRuleOptions;
   linkFrom: {
     root: string;

@@ -24,6 +24,7 @@ import {
 } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { receiveMessageOnPort, threadId } from 'node:worker_threads';
+import { linkPlanFor, sourceStatOf } from '../src/core/change-rule.js';
 import type {
   CopyTask,
   FileOp,
@@ -40,6 +41,7 @@ import type {
   PlainError,
   PostedResult,
   ReadSpec,
+  RecordedFile,
   StreamOutTask,
   TaskResult,
   UnpackedFile,
@@ -823,12 +825,12 @@ function hashPrevious(task: LinkTask, op: FileOp, plan: LinkPlan, stop: Int32Arr
 }
 
 /**
- * One file of a backup with a link source: copied, unless the main thread planned a link. A planned link
+ * One file of a backup with a link source: copied, unless the change rule, applied here, plans a link. A link
  * that does not hold (the hashes differ, link() fails with a fallback code, the new link is not the indexed
  * file) becomes a copy, and the outcome says why.
  */
 function linkOne(task: LinkTask, op: FileOp, stop: Int32Array): FileOutcome {
-  const plan = op.link;
+  const plan = op.previous && plannedHere(task, op, op.previous);
   if (plan === undefined) return copyOne(task, op, stop);
   let linked: Extract<FileOutcome, { ok: true }>;
   let hashed = false;
@@ -872,6 +874,33 @@ function linkOne(task: LinkTask, op: FileOp, stop: Int32Array): FileOutcome {
   }
   if (refused !== null) return copiedInstead(task, op, stop, { hashed, ...refused });
   return { ...linked, link: { linked: true, hashed } };
+}
+
+/**
+ * The change rule applied here, to this worker's lstat of the source file (never following a symlink; in the
+ * held, checked directory where there is one): how to link it, or undefined to copy it. A file that cannot be
+ * lstat'ed or is no longer a regular file is copied: the copy meets what became of it and reports it.
+ */
+function plannedHere(task: LinkTask, op: FileOp, previous: RecordedFile): LinkPlan | undefined {
+  const held = sourceDirectory;
+  if (held?.refusal) return undefined;
+  const path =
+    held?.fd != null
+      ? `${held.base}/${op.rel.slice(op.rel.lastIndexOf('/') + 1)}`
+      : `${task.from.root}/${op.rel}`;
+  let stat: BigIntStats | undefined;
+  try {
+    stat = lstatSync(fsPath(path), { bigint: true, throwIfNoEntry: false });
+  } catch {
+    return undefined;
+  }
+  if (stat === undefined || !stat.isFile()) return undefined;
+  // The identity a walk with lstat would have planned: a copy that follows checks it still holds this file.
+  const source = sourceStatOf(stat);
+  op.size = source.size;
+  op.dev = stat.dev;
+  op.ino = stat.ino;
+  return linkPlanFor(source, { type: 'file', ...previous }, task.rule);
 }
 
 function copiedInstead(
@@ -1092,7 +1121,7 @@ function unreadOutcome(op: FileOp, plan: LinkPlan): FileOutcome {
   };
 }
 
-/** What the index records about a file linked unread: the walk's lstat of the source, as its plan carries it. */
+/** What the index records about a file linked unread: the lstat of the source that planned the link, as its plan carries it. */
 function plannedIdentity(plan: LinkPlan): {
   mtimeNs: string;
   ctimeNs: string;

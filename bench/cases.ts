@@ -9,9 +9,9 @@ import { basename, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_RACY_MARGIN_NS } from '../src/backup/change-rule.js';
 import { DEFAULT_EXCLUDES, planSource } from '../src/backup/planner.js';
 import { CASE_IDS, type CaseId } from '../src/cli/bench-cases.js';
+import { DEFAULT_RACY_MARGIN_NS } from '../src/core/change-rule.js';
 import { ExcludeRules } from '../src/core/excludes.js';
 import {
   cpA,

@@ -26,7 +26,7 @@ import {
   type RecordedFile,
   type TaskResult,
 } from '../dist/src/core/protocol.js';
-import runTask from '../dist/workers/file-worker.js';
+import { performTask } from '../dist/workers/file-worker.js';
 import { cleanup, sha256File, tempDir } from './helpers/tree.js';
 
 afterEach(cleanup);
@@ -92,7 +92,7 @@ function linkCase(): Case {
         linkFrom: { root: realpathSync(previous), confined: true },
       };
       const stop = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
-      const result: TaskResult = runTask({ task: postedTask(task), stop });
+      const result: TaskResult = performTask({ task: postedTask(task), stop });
       expect(result.outcomes).toHaveLength(1);
       return { outcome: result.outcomes[0]!, target: join(dest, 'memory', 'fact.json') };
     },

@@ -228,7 +228,7 @@ class IndexedBackup extends LocalBackup {
   protected async entries(sink: EntrySink, options: ReadOptions, signal: AbortSignal): Promise<void> {
     // The root's own attributes are not in the index: a format-2 manifest records them; before that, the
     // backup's root directory has them (the backup gave it the source root's mode and mtime).
-    const { extras, format } = this;
+    const { extras } = this;
     let rootStats: BigIntStats | null = null;
     if (!extras.root) {
       try {

@@ -524,6 +524,7 @@ async function makeBackup(
         ...(placement && { partial: placement.partial }),
       }),
     );
+    run.startWorkers();
     const joined: JoinCounts = { removedSinceLinkSource: 0 };
     // One instant for both: the start a later snapshot's racy check compares source timestamps with.
     const startedAt = Date.now();

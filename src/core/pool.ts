@@ -1,6 +1,7 @@
 // Drives the piscina pool of file workers: groups planned files into batches, keeps the amount of work in
-// flight bounded (p-limit plus a wait on the producer), starts threads only as batches need them, stops the
-// workers between files when the run stops, and hands each batch's outcomes back in completion order.
+// flight bounded (p-limit plus a wait on the producer), starts threads beyond the first only as batches need
+// them, stops the workers between files when the run stops, and hands each batch's outcomes back in completion
+// order.
 
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
@@ -78,12 +79,15 @@ export class WorkerPool {
   // with a stack trace. The pool remembers it and refuses further tasks (a queued task could wait forever).
   #failure: unknown = null;
 
-  /** Starts no thread yet: piscina starts one for each batch that finds every thread busy, up to `maxThreads`. */
+  /**
+   * Starts one thread; piscina starts another for each batch that finds every thread busy, up to `maxThreads`.
+   */
   constructor(maxThreads: number) {
     this.#piscina = new Piscina({
       filename: WORKER_FILE,
       execArgv: workerExecArgv(),
-      minThreads: 0,
+      // One thread boots as soon as the pool exists, while the main thread is still walking to its first batch.
+      minThreads: 1,
       maxThreads,
       concurrentTasksPerWorker: 1,
       // The pool lives for one run: an idle thread is kept for the next batch rather than restarted.

@@ -24,14 +24,21 @@ const SKIPPED = new Map<string, string>([
     'npm run bench:ci -- --out bench-results --compare bench/results/ci-baseline.summary.json --threshold 0.25',
     'the CI benchmark (about 3 minutes), as the bench workflow runs it',
   ],
-  ['npx statesnap bench --profile tiny-files --cases statesnap-no-sync', 'generates and copies 1M files'],
+  [
+    'npx statesnap bench --profile tiny-files --iterations 2 --cases statesnap,statesnap-one-file,statesnap-restore,statesnap-link-dest,s3-snapshot,s3-snapshot-no-change',
+    'generates and copies 1M files, also to an S3 server',
+  ],
   [
     'npx statesnap bench --compare bench/results/oxios-2026-11-30.summary.json --threshold 0.15',
     'runs the full benchmark before comparing',
   ],
   [
-    'npx statesnap bench --profile oxios --iterations 3 --cases cp-a,statesnap-no-sync,cp-a-sync,statesnap,statesnap-restore,fs-cp,du-sb,planner-walk',
-    'the full oxios benchmark: about 7 minutes',
+    'npx statesnap bench --profile oxios --iterations 3 --cases cp-a,statesnap-no-sync,cp-a-sync,statesnap,statesnap-one-file,statesnap-restore,fs-cp,statesnap-link-dest,statesnap-link-dest-1pct,snapshot-no-change,rsync-link-dest,cp-al,restic-no-change,s3-snapshot,s3-snapshot-no-change,s3-restore,restic-s3,du-sb,planner-walk',
+    'the full oxios benchmark against every baseline, also to an S3 server: most of an hour',
+  ],
+  [
+    'npx statesnap bench --profile oxios --scale 0.05 --iterations 2',
+    'a check of the whole suite: about 3 minutes, with restic and S3 cases',
   ],
   [
     'npx statesnap bench --profile oxios-small --iterations 5 --cases cp-a,statesnap-no-sync,cp-a-sync,statesnap,fs-cp',

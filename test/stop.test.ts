@@ -65,10 +65,19 @@ function sparseBackup(root: string): string {
 /** Files below `dir` (not below `except`) whose name contains `big.bin`, with their sizes. */
 function copiesOfBig(dir: string, except: string): number[] {
   const sizes: number[] = [];
-  for (const name of readdirSync(dir)) {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return sizes;
+    throw error;
+  }
+  for (const name of names) {
     const path = join(dir, name);
     if (path === except) continue;
-    const stats = lstatSync(path);
+    // The run creates and removes files meanwhile (its journal, staging): one gone since the readdir is skipped.
+    const stats = lstatSync(path, { throwIfNoEntry: false });
+    if (stats === undefined) continue;
     if (stats.isDirectory()) sizes.push(...copiesOfBig(path, except));
     else if (name.includes('big.bin')) sizes.push(stats.size);
   }

@@ -10,7 +10,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pLimit from 'p-limit';
-import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { afterEach, describe, expect, it, type TestContext } from 'vitest';
 import { uploadIndex } from '../dist/src/backup/s3-writer.js';
 import {
   manifestKey,
@@ -24,7 +24,7 @@ import { S3Storage } from '../dist/src/s3/client.js';
 import { parseS3Location } from '../dist/src/s3/location.js';
 import { requireDependency } from './helpers/dependencies.js';
 import { startPausedCli } from './helpers/pause.js';
-import { createBucket, removeBucket, s3Unavailable, uniqueBucketName } from './helpers/s3.js';
+import { uniqueBucketName, useTestBucket } from './helpers/s3.js';
 import {
   cleanup,
   closeSockets,
@@ -38,20 +38,9 @@ import {
   tempDir,
 } from './helpers/tree.js';
 
-const unavailable = s3Unavailable();
-const bucket = uniqueBucketName();
-let storage: S3Storage;
+const testBucket = useTestBucket();
+const { name: bucket, unavailable } = testBucket;
 
-beforeAll(async () => {
-  if (unavailable !== null) return;
-  await createBucket(bucket);
-  storage = await S3Storage.open(parseS3Location(`s3://${bucket}`));
-});
-afterAll(async () => {
-  if (unavailable !== null) return;
-  storage?.close();
-  await removeBucket(bucket);
-});
 afterEach(async () => {
   await closeSockets();
   cleanup();
@@ -339,7 +328,7 @@ describe('snapshot to s3://', () => {
   });
 
   s3it('a prefix holding objects but no repository marker is refused', async () => {
-    await storage.putObject('not-a-repo/some-file', Buffer.from('x'));
+    await testBucket.storage.putObject('not-a-repo/some-file', Buffer.from('x'));
     const source = join(tempDir('statesnap-s3-refused-'), 'store');
     await createTree(source, { 'a.json': file('{}') });
     const run = await snapshotCli([source, `s3://${bucket}/not-a-repo`]);
@@ -363,7 +352,9 @@ describe('snapshot to s3://', () => {
       return time;
     });
     await Promise.all(
-      ids.map((id) => limit(() => storage.putObject(`many/snapshots/${id}/index-x`, Buffer.from('x')))),
+      ids.map((id) =>
+        limit(() => testBucket.storage.putObject(`many/snapshots/${id}/index-x`, Buffer.from('x'))),
+      ),
     );
     const listing = await listCli(repoUrl);
     expect(listing.snapshots.map((row) => row.id)).toEqual([made.result.id]);
@@ -384,8 +375,8 @@ describe('index upload', () => {
           yield* parts;
         }
         const key = `index-upload/${sizes.length}.jsonl.gz`;
-        await uploadIndex(storage, key, generate(), new AbortController().signal);
-        expect(sha256(await storage.getObject(key))).toBe(sha256(Buffer.concat(parts)));
+        await uploadIndex(testBucket.storage, key, generate(), new AbortController().signal);
+        expect(sha256(await testBucket.storage.getObject(key))).toBe(sha256(Buffer.concat(parts)));
       }
     },
   );

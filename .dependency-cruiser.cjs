@@ -35,10 +35,18 @@ module.exports = {
     },
     {
       name: 'workers-import-only-node-and-the-protocol',
-      comment: 'code in workers/ runs in worker threads: node:*, src/core/protocol.ts and the tar codec only',
+      comment:
+        'code in workers/ runs in worker threads: node:*, src/core/protocol.ts, the change rule and the tar codec only',
       severity: 'error',
       from: { path: '^workers/' },
-      to: { dependencyTypesNot: ['core'], pathNot: '^src/(core/protocol|format/tar)\\.ts$' },
+      to: { dependencyTypesNot: ['core'], pathNot: '^src/(core/protocol|core/change-rule|format/tar)\\.ts$' },
+    },
+    {
+      name: 'change-rule-is-pure',
+      comment: 'the change rule runs in the workers and on the main thread: it imports only the protocol',
+      severity: 'error',
+      from: { path: '^src/core/change-rule\\.ts$' },
+      to: { pathNot: '^src/core/protocol\\.ts$' },
     },
     {
       name: 'protocol-is-plain-data',

@@ -4,12 +4,14 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, renameSync, writeFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_EXCLUDES, planSource } from '../src/backup/planner.js';
 import { CASE_IDS, type CaseId } from '../src/cli/bench-cases.js';
+import { DEFAULT_RACY_MARGIN_NS } from '../src/core/change-rule.js';
 import { ExcludeRules } from '../src/core/excludes.js';
 import {
   cpA,
@@ -49,13 +51,15 @@ export interface CaseOutput {
   systemMs?: number;
   /** The operation's own durationMs: the wall time minus process start-up and module loading. */
   innerMs?: number;
+  /** Files the operation copied (a backup's or snapshot's `counts.copied`). */
+  filesCopied?: number;
 }
 
 export interface BenchCase {
   id: CaseId;
   label: string;
-  /** `copy` cases write a copy of the store; `walk` cases only list it. */
-  kind: 'copy' | 'walk';
+  /** `copy` cases write a copy of the store; `walk` cases only list it; `start-up` copies a one-file store. */
+  kind: 'copy' | 'walk' | 'start-up';
   /** statesnap's own code: only these ratios can fail `--compare`. */
   subject: boolean;
   /** This case's dest is a backup that a `readsBackup` case may read later in the same round. */
@@ -63,6 +67,8 @@ export interface BenchCase {
   readsBackup?: boolean;
   /** Untimed, before the timed run: e.g. making the backup a restore reads when no backup case ran. */
   prepare?: (iteration: Iteration) => Promise<void>;
+  /** Untimed, after it: removing what the case wrote outside `dir` (objects in S3). */
+  cleanup?: (iteration: Iteration) => Promise<void>;
   run: (iteration: Iteration) => Promise<CaseOutput | undefined>;
 }
 
@@ -112,12 +118,58 @@ function runStatesnap(args: readonly string[]): Promise<CommandReport> {
 
 function childOutput(report: CommandReport): CaseOutput {
   const innerMs = report.result.durationMs;
+  const filesCopied = countOf(report, 'copied');
   return {
     rssKb: report.maxRssKb,
     userMs: report.userMs,
     systemMs: report.systemMs,
     ...(typeof innerMs === 'number' ? { innerMs } : {}),
+    ...(filesCopied === undefined ? {} : { filesCopied }),
   };
+}
+
+function countOf(report: CommandReport, name: 'copied' | 'hashed'): number | undefined {
+  const value = (report.result.counts as Record<string, unknown> | undefined)?.[name];
+  return typeof value === 'number' ? value : undefined;
+}
+
+/**
+ * The figures of a case that claims to snapshot an unchanged store, once its report shows it did: a run that
+ * copied or hashed files measured other work than its name says.
+ */
+function noChangeOutput(id: CaseId, report: CommandReport): CaseOutput {
+  const copied = countOf(report, 'copied') ?? 0;
+  const hashed = countOf(report, 'hashed') ?? 0;
+  if (copied + hashed > 0) {
+    throw new Error(`${id} is not a no-change snapshot: it copied ${copied} and hashed ${hashed} files`);
+  }
+  return childOutput(report);
+}
+
+/** When the source was last written (ms since the epoch): generated, or files replaced by a case. */
+let sourceChangedAt = 0;
+
+/** Records that the source was just written (the suite calls it once the store is ready). */
+export function markSourceChanged(): void {
+  sourceChangedAt = Date.now();
+}
+
+/**
+ * Waits until the source's newest files are older than the change rule's racy margin: a previous snapshot that
+ * starts sooner records them as racy, and the no-change snapshot after it reads them again.
+ */
+async function waitOutRacyMargin(): Promise<void> {
+  const settledAt = sourceChangedAt + Number(DEFAULT_RACY_MARGIN_NS / 1_000_000n) + 100;
+  const wait = settledAt - Date.now();
+  if (wait > 0) await sleep(wait);
+}
+
+/** What the one-file case backs up: the fixed cost of a backup, apart from its files. */
+const ONE_FILE_CONTENT = '{"fact":"the one-file store"}\n';
+export const ONE_FILE_STORE = { files: 1, bytes: Buffer.byteLength(ONE_FILE_CONTENT) };
+
+function oneFileStoreOf(iteration: Iteration): string {
+  return join(iteration.dir, 'one-file-store');
 }
 
 function statesnapBackup(id: CaseId, label: string, flags: string[], makesBackup = false): BenchCase {
@@ -156,6 +208,7 @@ async function replaceOnePercent(root: string): Promise<void> {
     }
   };
   await visit(root);
+  markSourceChanged();
 }
 
 /**
@@ -176,6 +229,7 @@ function linkCase(
     subject: options.subject,
     prepare: async (iteration) => {
       const previous = previousOf(iteration);
+      await waitOutRacyMargin();
       if (options.subject) await runStatesnap(['backup', iteration.source, previous, '--no-sync']);
       else await cpA(iteration.source, previous);
       if (options.changeOnePercent) await replaceOnePercent(iteration.source);
@@ -243,12 +297,34 @@ function s3RepositoryOf(iteration: Iteration): string {
   return `s3://${S3_BUCKET}/bench-${RUN_TOKEN}/${basename(iteration.dir)}`;
 }
 
+/** Deletes every object (and unfinished upload) under this iteration's prefix: a run leaves the bucket as it was. */
+async function removeS3Repository(iteration: Iteration): Promise<void> {
+  const [{ S3Storage }, { parseS3Location }] = await Promise.all([
+    import('../src/s3/client.js'),
+    import('../src/s3/location.js'),
+  ]);
+  const storage = await S3Storage.open(parseS3Location(s3RepositoryOf(iteration)));
+  const keys: string[] = [];
+  for await (const object of storage.listObjects('')) keys.push(object.key);
+  await storage.deleteObjects(keys);
+  await storage.abortUnfinishedUploads('');
+}
+
 function needsS3(): string | undefined {
   return process.env.AWS_ENDPOINT_URL ? undefined : 'no S3 endpoint (AWS_ENDPOINT_URL is not set)';
 }
 
-/** A snapshot to S3, timed; with `noChange`, a first snapshot of the same store is made untimed before it. */
-function s3SnapshotCase(id: CaseId, label: string, noChange: boolean): BenchCase {
+/**
+ * `statesnap snapshot` into `repositoryOf(iteration)`, timed; with `noChange`, a first snapshot of the same
+ * store is made untimed before it, and the timed one must copy nothing.
+ */
+function snapshotCase(
+  id: CaseId,
+  label: string,
+  repositoryOf: (iteration: Iteration) => string,
+  noChange: boolean,
+  cleanup?: (iteration: Iteration) => Promise<void>,
+): BenchCase {
   return {
     id,
     label,
@@ -256,24 +332,53 @@ function s3SnapshotCase(id: CaseId, label: string, noChange: boolean): BenchCase
     subject: true,
     prepare: noChange
       ? async (iteration) => {
-          await runStatesnap(['snapshot', iteration.source, s3RepositoryOf(iteration)]);
+          await waitOutRacyMargin();
+          await runStatesnap(['snapshot', iteration.source, repositoryOf(iteration)]);
         }
       : undefined,
-    run: async (iteration) =>
-      childOutput(await runStatesnap(['snapshot', iteration.source, s3RepositoryOf(iteration)])),
+    run: async (iteration) => {
+      const report = await runStatesnap(['snapshot', iteration.source, repositoryOf(iteration)]);
+      return noChange ? noChangeOutput(id, report) : childOutput(report);
+    },
+    ...(cleanup === undefined ? {} : { cleanup }),
   };
 }
 
-/** restic's full backup to a fresh repository in the same bucket: the S3 baseline. */
-async function resticBackup(iteration: Iteration): Promise<CaseOutput | undefined> {
-  const env = {
+/**
+ * restic's backup into a repository of this iteration alone (`restic init` untimed); with `noChange`, a first
+ * backup is made untimed before it.
+ */
+function resticCase(
+  id: CaseId,
+  label: string,
+  repositoryOf: (iteration: Iteration) => string,
+  options: { noChange: boolean; cleanup?: (iteration: Iteration) => Promise<void> },
+): BenchCase {
+  const envOf = (iteration: Iteration) => ({
     ...process.env,
-    RESTIC_REPOSITORY: `s3:${process.env.AWS_ENDPOINT_URL}/${S3_BUCKET}/bench-${RUN_TOKEN}/${basename(iteration.dir)}`,
+    RESTIC_REPOSITORY: repositoryOf(iteration),
     RESTIC_PASSWORD: 'statesnap-bench',
+    // Its cache goes with the iteration, not into the home directory, one per repository.
+    RESTIC_CACHE_DIR: join(iteration.dir, 'restic-cache'),
+  });
+  return {
+    id,
+    label,
+    kind: 'copy',
+    subject: false,
+    prepare: async (iteration) => {
+      await runTool('restic', ['init', '--quiet'], envOf(iteration));
+      if (options.noChange)
+        await runTool('restic', ['backup', '--quiet', iteration.source], envOf(iteration));
+    },
+    run: async (iteration) => {
+      await runTool('restic', ['backup', '--quiet', iteration.source], envOf(iteration));
+      // A local repository is on the measured filesystem: flushed, as the durable cases are.
+      if (options.noChange) await syncFilesystemOf(iteration.dir);
+      return undefined;
+    },
+    ...(options.cleanup === undefined ? {} : { cleanup: options.cleanup }),
   };
-  await runTool('restic', ['init', '--quiet'], env);
-  await runTool('restic', ['backup', '--quiet', iteration.source], env);
-  return undefined;
 }
 
 function runTool(command: string, args: readonly string[], env: NodeJS.ProcessEnv): Promise<void> {
@@ -302,6 +407,19 @@ async function buildCase(id: CaseId): Promise<BenchCase | string> {
   switch (id) {
     case 'statesnap':
       return statesnapBackup(id, 'statesnap backup', [], true);
+    case 'statesnap-one-file':
+      return {
+        id,
+        label: 'statesnap backup of one file',
+        kind: 'start-up',
+        subject: true,
+        prepare: async (iteration) => {
+          await mkdir(oneFileStoreOf(iteration));
+          await writeFile(join(oneFileStoreOf(iteration), 'fact.json'), ONE_FILE_CONTENT);
+        },
+        run: async (iteration) =>
+          childOutput(await runStatesnap(['backup', oneFileStoreOf(iteration), iteration.dest])),
+      };
     case 'statesnap-no-sync':
       return statesnapBackup(id, 'statesnap --no-sync', ['--no-sync']);
     case 'statesnap-threads-1':
@@ -361,18 +479,20 @@ async function buildCase(id: CaseId): Promise<BenchCase | string> {
         id,
         `statesnap --link-dest${changed ? ', 1% replaced' : ''}`,
         { subject: true, changeOnePercent: changed },
-        async (iteration) =>
-          childOutput(
-            await runStatesnap([
-              'backup',
-              '--link-dest',
-              previousOf(iteration),
-              iteration.source,
-              iteration.dest,
-            ]),
-          ),
+        async (iteration) => {
+          const report = await runStatesnap([
+            'backup',
+            '--link-dest',
+            previousOf(iteration),
+            iteration.source,
+            iteration.dest,
+          ]);
+          return changed ? childOutput(report) : noChangeOutput(id, report);
+        },
       );
     }
+    case 'snapshot-no-change':
+      return snapshotCase(id, 'statesnap snapshot, no change', (iteration) => iteration.dest, true);
     case 'rsync-link-dest':
       return (
         needs(['rsync', 'sync']) ??
@@ -398,10 +518,22 @@ async function buildCase(id: CaseId): Promise<BenchCase | string> {
       );
     case 'tar-pipe':
       return needs(['tar']) ?? plainCase(id, 'tar | tar', 'copy', tarPipe);
+    case 'restic-no-change':
+      return (
+        needs(['restic', 'sync']) ??
+        resticCase(id, 'restic backup, no change + sync', (iteration) => join(iteration.dir, 'restic'), {
+          noChange: true,
+        })
+      );
     case 's3-snapshot':
-      return needsS3() ?? s3SnapshotCase(id, 'statesnap snapshot to S3', false);
+      return (
+        needsS3() ?? snapshotCase(id, 'statesnap snapshot to S3', s3RepositoryOf, false, removeS3Repository)
+      );
     case 's3-snapshot-no-change':
-      return needsS3() ?? s3SnapshotCase(id, 'statesnap snapshot to S3, no change', true);
+      return (
+        needsS3() ??
+        snapshotCase(id, 'statesnap snapshot to S3, no change', s3RepositoryOf, true, removeS3Repository)
+      );
     case 's3-restore':
       return (
         needsS3() ?? {
@@ -416,18 +548,20 @@ async function buildCase(id: CaseId): Promise<BenchCase | string> {
             childOutput(
               await runStatesnap(['restore', `${s3RepositoryOf(iteration)}/latest`, iteration.dest]),
             ),
+          cleanup: removeS3Repository,
         }
       );
     case 'restic-s3':
       return (
         needsS3() ??
-        needs(['restic']) ?? {
+        needs(['restic']) ??
+        resticCase(
           id,
-          label: 'restic backup to S3',
-          kind: 'copy',
-          subject: false,
-          run: resticBackup,
-        }
+          'restic backup to S3',
+          (iteration) =>
+            `s3:${process.env.AWS_ENDPOINT_URL}/${S3_BUCKET}/bench-${RUN_TOKEN}/${basename(iteration.dir)}`,
+          { noChange: false, cleanup: removeS3Repository },
+        )
       );
   }
 }

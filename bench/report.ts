@@ -63,16 +63,41 @@ function tableHeader(references: readonly ReferenceId[]): string[] {
   return ['case', 'median s', 'min–max s', 'files/s', 'MB/s', ...references.map((r) => REFERENCE_LABELS[r])];
 }
 
-function formatTarget(target: TargetResult): { measured: string; limit: string; status: string } {
-  const unit = target.unit === 'ratio' ? '×' : ' MB';
-  const show = (value: number) => (target.unit === 'ratio' ? value.toFixed(2) : integer.format(value)) + unit;
-  if (target.measured === null) return { measured: '–', limit: show(target.limit), status: 'not measured' };
+const TARGET_UNITS: Record<TargetResult['unit'], { suffix: string; digits: number }> = {
+  ratio: { suffix: '×', digits: 2 },
+  MB: { suffix: ' MB', digits: 0 },
+  µs: { suffix: ' µs', digits: 1 },
+  s: { suffix: ' s', digits: 3 },
+};
+
+interface ShownTarget {
+  measured: string;
+  limit: string;
+  status: string;
+}
+
+function formatTarget(target: TargetResult): ShownTarget {
+  const { suffix, digits } = TARGET_UNITS[target.unit];
+  const show = (value: number) => (digits === 0 ? integer.format(value) : value.toFixed(digits)) + suffix;
+  if (target.measured === null) {
+    const figure = target.atThisScale === undefined ? '' : `${show(target.atThisScale)} at this scale; `;
+    return {
+      measured: '–',
+      limit: show(target.limit),
+      status: `not measured (${figure}${target.reason ?? 'no figure'})`,
+    };
+  }
   const over = target.measured / target.limit - 1;
   return {
     measured: show(target.measured),
     limit: show(target.limit),
     status: target.status === 'met' ? 'met' : `missed (by ${(over * 100).toFixed(over < 0.1 ? 1 : 0)} %)`,
   };
+}
+
+/** `#11 statesnap backup ≤ 0.4× …`: the issue that sets a target, when one does. */
+function targetName(target: TargetResult): string {
+  return `${target.issue === undefined ? 'README' : `#${target.issue}`} ${target.description}`;
 }
 
 function describeStore(result: BenchResult): string {
@@ -148,7 +173,7 @@ export function formatConsoleTable(result: BenchResult): string {
     'targets:',
     ...result.targets.map((target) => {
       const shown = formatTarget(target);
-      return `  ${target.description}: ${shown.measured} → ${shown.status}`;
+      return `  ${targetName(target)}: ${shown.measured} → ${shown.status}`;
     }),
   );
   for (const skipped of result.skipped) out.push(`skipped ${skipped.id}: ${skipped.reason}`);
@@ -170,8 +195,7 @@ export function formatMarkdown(result: BenchResult, options: MarkdownOptions = {
   const references = referenceColumns(result.cases);
   const targetRows = result.targets.map((target) => {
     const shown = formatTarget(target);
-    const note = target.profile === result.profile ? '' : ` (set for the ${target.profile} profile)`;
-    return [`${target.description}${note}`, shown.measured, shown.limit, shown.status];
+    return [targetName(target), target.id, shown.measured, shown.limit, shown.status];
   });
   const lines = [
     `## statesnap bench: ${result.profile} ×${result.scale}, ${result.iterations} rounds`,
@@ -202,7 +226,12 @@ export function formatMarkdown(result: BenchResult, options: MarkdownOptions = {
         "process's, all threads; peak RSS is its maxRSS (worker threads included), highest over the rounds.",
     );
   }
-  lines.push('', '### Targets', '', markdownTable(['target', 'measured', 'limit', 'status'], targetRows, 1));
+  lines.push(
+    '',
+    '### Targets',
+    '',
+    markdownTable(['target', 'id', 'measured', 'limit', 'status'], targetRows, 2),
+  );
   if (result.skipped.length > 0) {
     lines.push('', '### Not run', '', ...result.skipped.map((s) => `- \`${s.id}\`: ${s.reason}`));
   }

@@ -29,6 +29,8 @@ export interface RoundFigures {
   systemMs?: number;
   /** statesnap cases: the operation's own durationMs, without process start-up. */
   innerMs?: number;
+  /** statesnap backups and snapshots: the files they copied (`counts.copied` of their report). */
+  filesCopied?: number;
   /** Untimed work around this iteration: its setup (fresh directory, input, `sync`) and removing its output. */
   setupMs: number;
   cleanupMs: number;
@@ -42,7 +44,8 @@ export interface RatioFigures extends Spread {
 export interface CaseResult {
   id: string;
   label: string;
-  kind: 'copy' | 'walk';
+  /** `start-up`: a backup of a one-file store; its files/s and MB/s count that one file. */
+  kind: 'copy' | 'walk' | 'start-up';
   subject: boolean;
   wallMs: Spread;
   /** The store's files (or, for walks, entries listed) per second of wall time. */
@@ -62,13 +65,25 @@ export interface CaseResult {
 
 export interface TargetResult {
   id: string;
+  /** The issue that sets the target (10 snapshots, 11 full-copy speed, 12 object storage); absent for a README goal. */
+  issue?: number;
   description: string;
-  /** The profile the target is set for; it is evaluated on every run, and the report says when they differ. */
+  /** The run the target is set for: its profile, and its scale (null: any scale). Other runs do not measure it. */
   profile: StoreProfile;
+  scale?: number | null;
+  /** The cases the figure comes from. */
+  cases?: string[];
   limit: number;
-  unit: 'ratio' | 'MB';
+  unit: 'ratio' | 'MB' | 'µs' | 's';
   measured: number | null;
   status: 'met' | 'missed' | 'not measured';
+  /** Why it is `not measured`. */
+  reason?: string;
+  /**
+   * Not measured only because the run's scale is not the target's: what this run's figures give, for checking
+   * the suite at a small scale, never for the target.
+   */
+  atThisScale?: number;
 }
 
 export interface MachineInfo {

@@ -15,6 +15,7 @@ import {
   type CaseOutput,
   COPY_REFERENCES,
   type Iteration,
+  ONE_FILE_STORE,
   type ReferenceId,
   WALK_REFERENCES,
 } from './cases.js';
@@ -110,6 +111,7 @@ async function runRound(round: number, options: RoundsOptions): Promise<Map<Case
         // with `discard` (a discard per extent), so every destination goes right after its own iteration.
         afterEach: async () => {
           const started = performance.now();
+          await benchCase.cleanup?.(iteration);
           if (keepForLater) {
             keptBackup = { dir, path: iteration.dest };
           } else {
@@ -166,6 +168,12 @@ export interface StoreSize {
   bytes: number;
 }
 
+const REFERENCES_OF_KIND: Record<BenchCase['kind'], readonly ReferenceId[]> = {
+  copy: COPY_REFERENCES,
+  walk: WALK_REFERENCES,
+  'start-up': [],
+};
+
 /** Per-case figures, and every case's ratios to the references of its kind that ran in the same rounds. */
 export function summarize(
   cases: readonly BenchCase[],
@@ -174,14 +182,15 @@ export function summarize(
 ): CaseResult[] {
   return cases.map((benchCase) => {
     const own = samples.get(benchCase.id) ?? [];
+    const copied = benchCase.kind === 'start-up' ? ONE_FILE_STORE : store;
     const rounds: RoundFigures[] = own.map((sample, index) => ({
       round: index + 1,
       ...sample,
-      filesPerSec: store.files / (sample.ms / 1000),
-      mbPerSec: store.bytes / 1e6 / (sample.ms / 1000),
+      filesPerSec: copied.files / (sample.ms / 1000),
+      mbPerSec: copied.bytes / 1e6 / (sample.ms / 1000),
     }));
     const ratios: Partial<Record<ReferenceId, RatioFigures>> = {};
-    const references: readonly ReferenceId[] = benchCase.kind === 'copy' ? COPY_REFERENCES : WALK_REFERENCES;
+    const references = REFERENCES_OF_KIND[benchCase.kind];
     for (const reference of references) {
       const theirs = samples.get(reference);
       if (theirs === undefined || theirs.length !== own.length) continue;

@@ -11,7 +11,7 @@ import { StatesnapError, throwIfAborted } from '../src/core/errors.js';
 import { integerOption, invalidOption, TOOL_VERSION } from '../src/core/options.js';
 import { STORE_PROFILES, type StoreProfile, storeBounds } from '../src/demo/generator.js';
 import { removeTree } from './baselines.js';
-import { isCaseId, selectCases } from './cases.js';
+import { isCaseId, markSourceChanged, selectCases } from './cases.js';
 import { renderBarChart } from './chart.js';
 import { type Comparison, compareResults, readResultFile } from './compare.js';
 import { gitInfo, loadAverage, machineInfo } from './environment.js';
@@ -156,6 +156,7 @@ export async function runBench(options: BenchOptions): Promise<BenchRun> {
     );
     workDir = fixture.workDir;
     const { store } = fixture;
+    markSourceChanged();
     // Generating a store runs without a pause in which a Ctrl-C could be noticed.
     throwIfAborted(opts.signal, store.root);
     opts.onLog(`warming the page cache: reading ${store.files} files (${(store.bytes / 1e6).toFixed(1)} MB)`);
@@ -197,7 +198,7 @@ export async function runBench(options: BenchOptions): Promise<BenchRun> {
       pageCacheWarm: true,
       cases: caseResults,
       skipped,
-      targets: evaluateTargets(caseResults),
+      targets: evaluateTargets(caseResults, opts),
     };
     if (previous !== undefined) {
       result.comparison = compareResults(previous, opts.compare!, result, opts.threshold);

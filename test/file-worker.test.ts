@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, watch, wr
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type CopyTask, postedTask, type TaskResult } from '../dist/src/core/protocol.js';
-import runTask from '../dist/workers/file-worker.js';
+import { performTask } from '../dist/workers/file-worker.js';
 import { requireDependency } from './helpers/dependencies.js';
 import { cleanup, tempDir } from './helpers/tree.js';
 
@@ -49,17 +49,17 @@ function hasStrace(): boolean {
 
 // Runs the task in a child process of its own, under strace; prints the result as JSON.
 const CHILD = `
-const { default: runTask } = await import(process.argv[1]);
+const { performTask } = await import(process.argv[1]);
 const { postedTask } = await import(process.argv[3]);
 const task = JSON.parse(process.argv[2]);
 const stop = new Int32Array(new SharedArrayBuffer(4));
-process.stdout.write(JSON.stringify(runTask({ task: postedTask(task), stop })));
+process.stdout.write(JSON.stringify(performTask({ task: postedTask(task), stop })));
 `;
 
 describe('a temp file whose final rename fails', () => {
   it('is reported as dest-failed with the rename error, removed, and the directory there left alone', () => {
     const { task, target } = plantedDirectoryCase();
-    const result: TaskResult = runTask({ task: postedTask(task), stop: noStop() });
+    const result: TaskResult = performTask({ task: postedTask(task), stop: noStop() });
     expect(result.outcomes).toMatchObject([
       { ok: false, rel: 'a.json', problem: 'dest-failed', cause: { code: 'EISDIR', syscall: 'rename' } },
     ]);

@@ -15,7 +15,7 @@ import {
   postedTask,
 } from '../dist/src/core/protocol.js';
 import { readTar } from '../dist/src/format/tar.js';
-import runTask from '../dist/workers/file-worker.js';
+import { performTask } from '../dist/workers/file-worker.js';
 import { cleanup, tempDir } from './helpers/tree.js';
 
 afterEach(cleanup);
@@ -36,7 +36,7 @@ function pack(root: string, files: FileOp[], slotBytes = 1 << 20): { result: Pac
     key: 'data/0123456789abcdef0123456789abcdef.tar',
     slot,
   };
-  const result = runTask({ task: postedTask(task), stop: noStop() }) as PackResult;
+  const result = performTask({ task: postedTask(task), stop: noStop() }) as PackResult;
   return { result, bytes: new Uint8Array(slot, 0, result.length) };
 }
 
@@ -156,7 +156,7 @@ describe('pack task', () => {
       key: 'data/0123456789abcdef0123456789abcdef.tar',
       slot: null,
     };
-    const result = runTask({ task: postedTask(task), stop: noStop() }) as PackResult;
+    const result = performTask({ task: postedTask(task), stop: noStop() }) as PackResult;
     expect(result).toMatchObject({
       length: 0,
       offsets: [-1],

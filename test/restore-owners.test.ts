@@ -95,6 +95,25 @@ describe('owners and setuid/setgid, restored as root', () => {
     expect(owner(join(target, 'shared'))).toEqual({ uid: 0, gid: 12347, mode: '2775' });
   });
 
+  it("under a setgid directory of another group, files get the group the index records, not the directory's", async (context) => {
+    requireRoot(context);
+    const root = tempDir();
+    const store = join(root, 'store');
+    await createTree(store, { 'mine.json': file('{"a":1}'), 'group.json': file('{"b":2}') });
+    chownSync(join(store, 'group.json'), 0, 12347);
+    const dest = join(root, 'backup');
+    await backup({ source: store, dest, sync: false });
+    // Everything the restore creates under here starts with group 12347, as the kernel gives it.
+    const parent = join(root, 'shared');
+    mkdirSync(parent);
+    chownSync(parent, 0, 12347);
+    chmodSync(parent, 0o2775);
+    const target = join(parent, 'restored');
+    await restore({ backup: dest, target, sync: false });
+    expect(owner(join(target, 'mine.json'))).toMatchObject({ uid: 0, gid: 0 });
+    expect(owner(join(target, 'group.json'))).toMatchObject({ uid: 0, gid: 12347 });
+  });
+
   it('an edited index that asks for a setuid file (hash recomputed) restores it without the bit', async (context) => {
     requireRoot(context);
     const root = tempDir();

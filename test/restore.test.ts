@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, unlinkSync, w
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { backup, restore, verify } from '../dist/src/index.js';
+import { startPausedCli } from './helpers/pause.js';
 import {
   oxiosCopyDirRecursive,
   restoreSiblings,
@@ -159,6 +160,26 @@ describe('round trip: backup → restore', () => {
     });
     expect(existsSync(elsewhere)).toBe(false);
     expect(restoreSiblings(elsewhere)).toEqual([]);
+  });
+});
+
+describe('the index is read and checked once', () => {
+  it('an index rewritten between the check and the copy changes nothing: the copy uses the checked entries', async () => {
+    const root = tempDir();
+    const { source, backupDir } = await madeBackup(root);
+    const target = join(root, 'target');
+    const running = startPausedCli(['restore', backupDir, target], ['staging-created']);
+    await running.reached('staging-created');
+    // Past the check: an index that now names another file and fails its recorded digest.
+    const index = join(backupDir, '.statesnap', 'index.jsonl');
+    const checked = readFileSync(index, 'utf8');
+    const rewritten = checked.replace('"seeds/a.json"', '"seeds/c.json"');
+    expect(rewritten).not.toBe(checked);
+    writeFileSync(index, rewritten);
+    running.resume();
+    const run = await running.done;
+    expect(run.exitCode, run.stderr).toBe(0);
+    expect(fingerprintTree(target)).toEqual(expectedFingerprint(source));
   });
 });
 

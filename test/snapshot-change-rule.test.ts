@@ -26,21 +26,15 @@ import {
   decideChange,
   type PreviousEntry,
   type SourceIdentity,
-} from '../dist/src/backup/change-rule.js';
+  sourceStatOf,
+} from '../dist/src/core/change-rule.js';
 import { LINK_FALLBACK_CODES, linkedFileMismatch, utimeSeconds } from '../dist/src/core/protocol.js';
 import { cleanup, tempDir } from './helpers/tree.js';
 
 afterEach(cleanup);
 
 function identity(path: string): SourceIdentity {
-  const stats = lstatSync(path, { bigint: true });
-  return {
-    size: Number(stats.size),
-    mode: Number(stats.mode) & 0o7777,
-    mtimeNs: stats.mtimeNs,
-    ctimeNs: stats.ctimeNs,
-    ino: stats.ino,
-  };
+  return sourceStatOf(lstatSync(path, { bigint: true }));
 }
 
 /** The index line a backup taken now would record for `path`. */

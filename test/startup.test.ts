@@ -64,14 +64,14 @@ describe('start-up: a command loads what it uses', () => {
     ).toEqual([]);
   });
 
-  it('--version loads no command and no operation', () => {
+  it('--version loads no command, no operation and no command-line parser', () => {
     const run = loadedBy(['--version']);
     expect(run.exitCode).toBe(0);
     expect(
       loadedMatching(run.loaded, [
         /\/dist\/src\/cli\/commands\/(backup|restore|verify|inspect|recover|demo|generate|bench)\.js$/,
         /\/dist\/src\/(backup|restore|read|demo|format)\//,
-        /\/node_modules\/(zod|piscina)\//,
+        /\/node_modules\/(zod|piscina|clipanion)\//,
       ]),
     ).toEqual([]);
   });

@@ -6,7 +6,7 @@ import { existsSync, lstatSync, readdirSync, readFileSync, symlinkSync, writeFil
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { UnpackTask, WriteSpec } from '../dist/src/core/protocol.js';
-import runTask from '../dist/workers/file-worker.js';
+import { performTask } from '../dist/workers/file-worker.js';
 import { cleanup, sha256, tempDir } from './helpers/tree.js';
 
 afterEach(cleanup);
@@ -49,7 +49,7 @@ describe('unpack', () => {
       ],
       fresh(root),
     );
-    const result = runTask({ task, stop: noStop() });
+    const result = performTask({ task, stop: noStop() });
     expect(result.outcomes.map((o) => o.ok)).toEqual([true, true, true]);
     expect(result.bytes).toBe(12);
     expect(readFileSync(join(root, 'a.json'), 'utf8')).toBe('{"a":1}');
@@ -70,7 +70,7 @@ describe('unpack', () => {
       fresh(root),
     );
     task.files[1]!.hash = sha256('original');
-    const result = runTask({ task, stop: noStop() });
+    const result = performTask({ task, stop: noStop() });
     expect(result.outcomes[0]).toMatchObject({ ok: true });
     expect(result.outcomes[1]).toMatchObject({ ok: false, rel: 'bad.json', problem: 'corrupt' });
     expect(result.outcomes[1]!.ok === false && result.outcomes[1]!.message).toContain('s3://b/data/x.tar');
@@ -81,7 +81,10 @@ describe('unpack', () => {
     const root = tempDir();
     const task = rangeOf([['a.json', Buffer.from('abc')]], fresh(root));
     task.files[0]!.at = task.data.byteLength - 1;
-    expect(runTask({ task, stop: noStop() }).outcomes[0]).toMatchObject({ ok: false, problem: 'corrupt' });
+    expect(performTask({ task, stop: noStop() }).outcomes[0]).toMatchObject({
+      ok: false,
+      problem: 'corrupt',
+    });
     expect(readdirSync(root)).toEqual([]);
   });
 
@@ -94,7 +97,7 @@ describe('unpack', () => {
       null,
     );
     task.files[1]!.hash = sha256('xyz');
-    const result = runTask({ task, stop: noStop() });
+    const result = performTask({ task, stop: noStop() });
     expect(result.outcomes).toMatchObject([
       { ok: true, rel: 'a.json', hash: sha256('abc') },
       { ok: false, rel: 'b.json', problem: 'corrupt' },
@@ -106,7 +109,10 @@ describe('unpack', () => {
     const outside = join(tempDir(), 'outside.json');
     writeFileSync(outside, 'outside');
     symlinkSync(outside, join(root, 'a.json'));
-    const result = runTask({ task: rangeOf([['a.json', Buffer.from('new')]], fresh(root)), stop: noStop() });
+    const result = performTask({
+      task: rangeOf([['a.json', Buffer.from('new')]], fresh(root)),
+      stop: noStop(),
+    });
     expect(result.outcomes[0]).toMatchObject({ ok: false, problem: 'dest-failed' });
     expect(readFileSync(outside, 'utf8')).toBe('outside');
   });
@@ -130,7 +136,7 @@ describe('unpack', () => {
       ],
       to,
     );
-    const result = runTask({ task, stop: noStop() });
+    const result = performTask({ task, stop: noStop() });
     expect(result.outcomes[0]).toMatchObject({ ok: true });
     expect(readFileSync(join(target, 'a.json'), 'utf8')).toBe('new');
     expect(result.outcomes[1]).toMatchObject({ ok: false, problem: 'dest-failed' });

@@ -24,6 +24,7 @@ import {
 } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { receiveMessageOnPort, threadId } from 'node:worker_threads';
+import { linkPlanFor, sourceStatOf } from '../src/core/change-rule.js';
 import type {
   CopyTask,
   FileOp,
@@ -38,13 +39,16 @@ import type {
   PartMessage,
   PartStream,
   PlainError,
+  PostedResult,
   ReadSpec,
+  RecordedFile,
   StreamOutTask,
   TaskResult,
   UnpackedFile,
   UnpackTask,
   WorkerRequest,
   WorkerTask,
+  WriteSpec,
 } from '../src/core/protocol.js';
 import {
   clampTimestampNs,
@@ -58,6 +62,7 @@ import {
   PART_FULL,
   PARTS_END,
   pathBytes,
+  postedResult,
   RING_ABORT,
   RING_LENGTH,
   RING_PART,
@@ -475,8 +480,11 @@ function transfer(
         throw new FileFailure('corrupt', `content hash ${digest} does not match the index (${op.hash})`);
       }
     }
-    const after = fstatSync(fd, { bigint: true });
-    if (!sameContentState(stat, after)) throw new FileFailure('changed', 'was modified while it was read');
+    // Content that matched its recorded hash is the recorded content, however the file moved meanwhile.
+    if (op.hash === undefined) {
+      const after = fstatSync(fd, { bigint: true });
+      if (!sameContentState(stat, after)) throw new FileFailure('changed', 'was modified while it was read');
+    }
     finishDest(task, dest, op, attributes);
     dest = null;
     return { stat, attributes, hash: digest };
@@ -487,6 +495,31 @@ function transfer(
   }
 }
 
+/** Who owns a file as it is created under each fresh tree of ours (`WriteSpec.root`), by root. */
+const ownerOnCreate = new Map<string, { uid: number; gid: number } | null>();
+
+/**
+ * The owner a file created in `to` gets by itself, or null when it cannot be known without a stat of the file.
+ * In a fresh tree of ours every directory was made by this run and keeps the same ownership rule until the
+ * directories get their attributes at the end, so every file created there gets the owner the first one got:
+ * that one is asked (`dest.fd`), rather than predicted from the root's setgid bit, which misses the mount
+ * options and filesystems that give new files the directory's group anyway.
+ */
+function createdOwner(to: WriteSpec, fd: number): { uid: number; gid: number } | null {
+  if (to.confineTo !== null || to.writeMode !== 'create') return null;
+  let owner = ownerOnCreate.get(to.root);
+  if (owner === undefined) {
+    try {
+      const { uid, gid } = fstatSync(fd);
+      owner = { uid, gid };
+    } catch {
+      owner = null;
+    }
+    ownerOnCreate.set(to.root, owner);
+  }
+  return owner;
+}
+
 function finishDest(
   task: Pick<CopySpec, 'to'>,
   dest: OpenDest,
@@ -495,8 +528,14 @@ function finishDest(
 ): void {
   // Holes at the end were never written: the size is set here.
   if (dest.sparse) ftruncateSync(dest.fd, dest.position);
-  // Owner first: a change of owner clears setuid/setgid, so a mode holding them is set again after it.
-  const chown = task.to.owners && op.uid !== undefined && op.gid !== undefined;
+  // Owner first: a change of owner clears setuid/setgid, so a mode holding them is set again after it. A file
+  // that was created with the recorded owner needs no fchown.
+  const created = task.to.owners ? createdOwner(task.to, dest.fd) : null;
+  const chown =
+    task.to.owners &&
+    op.uid !== undefined &&
+    op.gid !== undefined &&
+    (created === null || created.uid !== op.uid || created.gid !== op.gid);
   if (chown) fchownSync(dest.fd, op.uid!, op.gid!);
   if (!dest.modeSet || (chown && (attributes.mode & SETID_BITS) !== 0)) fchmodSync(dest.fd, attributes.mode);
   futimesSync(dest.fd, utimeSeconds(attributes.atimeNs), utimeSeconds(attributes.mtimeNs));
@@ -786,12 +825,12 @@ function hashPrevious(task: LinkTask, op: FileOp, plan: LinkPlan, stop: Int32Arr
 }
 
 /**
- * One file of a backup with a link source: copied, unless the main thread planned a link. A planned link
+ * One file of a backup with a link source: copied, unless the change rule, applied here, plans a link. A link
  * that does not hold (the hashes differ, link() fails with a fallback code, the new link is not the indexed
  * file) becomes a copy, and the outcome says why.
  */
 function linkOne(task: LinkTask, op: FileOp, stop: Int32Array): FileOutcome {
-  const plan = op.link;
+  const plan = op.previous && plannedHere(task, op, op.previous);
   if (plan === undefined) return copyOne(task, op, stop);
   let linked: Extract<FileOutcome, { ok: true }>;
   let hashed = false;
@@ -835,6 +874,33 @@ function linkOne(task: LinkTask, op: FileOp, stop: Int32Array): FileOutcome {
   }
   if (refused !== null) return copiedInstead(task, op, stop, { hashed, ...refused });
   return { ...linked, link: { linked: true, hashed } };
+}
+
+/**
+ * The change rule applied here, to this worker's lstat of the source file (never following a symlink; in the
+ * held, checked directory where there is one): how to link it, or undefined to copy it. A file that cannot be
+ * lstat'ed or is no longer a regular file is copied: the copy meets what became of it and reports it.
+ */
+function plannedHere(task: LinkTask, op: FileOp, previous: RecordedFile): LinkPlan | undefined {
+  const held = sourceDirectory;
+  if (held?.refusal) return undefined;
+  const path =
+    held?.fd != null
+      ? `${held.base}/${op.rel.slice(op.rel.lastIndexOf('/') + 1)}`
+      : `${task.from.root}/${op.rel}`;
+  let stat: BigIntStats | undefined;
+  try {
+    stat = lstatSync(fsPath(path), { bigint: true, throwIfNoEntry: false });
+  } catch {
+    return undefined;
+  }
+  if (stat === undefined || !stat.isFile()) return undefined;
+  // The identity a walk with lstat would have planned: a copy that follows checks it still holds this file.
+  const source = sourceStatOf(stat);
+  op.size = source.size;
+  op.dev = stat.dev;
+  op.ino = stat.ino;
+  return linkPlanFor(source, { type: 'file', ...previous }, task.rule);
 }
 
 function copiedInstead(
@@ -994,7 +1060,13 @@ const OPERATIONS: { [Kind in PerFileTask['kind']]: Operation<Extract<PerFileTask
   link: linkOne,
 };
 
-export default function runTask(request: WorkerRequest): TaskResult {
+/** What piscina runs for each posted task: the task's result, its outcomes packed for the trip back. */
+export default function runTask(request: WorkerRequest): PostedResult {
+  return postedResult(performTask(request));
+}
+
+/** Performs one task (its files unpacked from the request) and returns its outcomes as they are. */
+export function performTask(request: WorkerRequest): TaskResult {
   const { stop } = request;
   const task = receivedTask(request.task);
   if (task.kind === 'pack') return packFiles(task, stop);
@@ -1049,7 +1121,7 @@ function unreadOutcome(op: FileOp, plan: LinkPlan): FileOutcome {
   };
 }
 
-/** What the index records about a file linked unread: the walk's lstat of the source, as its plan carries it. */
+/** What the index records about a file linked unread: the lstat of the source that planned the link, as its plan carries it. */
 function plannedIdentity(plan: LinkPlan): {
   mtimeNs: string;
   ctimeNs: string;

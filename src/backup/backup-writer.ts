@@ -18,7 +18,14 @@ import { applyDirectoryAttributes, entryExists, removeTree } from '../core/fs-tr
 import { ReorderBuffer } from '../core/index-order.js';
 import { CAN_LOCATE_FDS, shellQuote } from '../core/paths.js';
 import type { Destination, FileFailed, FileWritten } from '../core/pipeline.js';
-import { type FileOp, fsPath, type ReadSpec, type TaskResult, type WorkerTask } from '../core/protocol.js';
+import {
+  type ChangeRuleOptions,
+  type FileOp,
+  fsPath,
+  type ReadSpec,
+  type TaskResult,
+  type WorkerTask,
+} from '../core/protocol.js';
 import { findSiblings, siblingPath } from '../core/siblings.js';
 import { pauseAt } from '../core/test-hooks.js';
 import type { PlannedDir, SkipKind } from '../core/walk.js';
@@ -61,8 +68,11 @@ export interface LocalTreeOptions {
    * lock). @default a new sibling of the location, owned by this process
    */
   partial?: string;
-  /** The previous backup (its real path) that files with a link plan are hard-linked from; null: none. */
-  linkFrom: string | null;
+  /**
+   * The previous backup (its real path) that files are hard-linked from, and the change rule the workers apply
+   * to files that carry their previous entry; null: none.
+   */
+  linkFrom: { root: string; rule: ChangeRuleOptions } | null;
 }
 
 /** How the files of a backup got there, as the manifest's `counts` records them. */
@@ -192,7 +202,7 @@ export class LocalTreeWriter implements BackupWriter {
   readonly #warnings: WarningLog;
   readonly #index: IndexWriter;
   readonly #flusher: Flusher;
-  readonly #linkFrom: string | null;
+  readonly #linkFrom: { root: string; rule: ChangeRuleOptions } | null;
   // Directory modes and mtimes are applied after their contents, at commit.
   readonly #dirs: PlannedDir[] = [];
   // Index lines in the source's (canonical) order: a file's place is reserved when it is planned and filled
@@ -266,7 +276,8 @@ export class LocalTreeWriter implements BackupWriter {
       modeMask: 0o7777,
     } as const;
     if (this.#linkFrom === null) return { kind: 'copy', files, from, to };
-    return { kind: 'link', files, from, to, linkFrom: { root: this.#linkFrom, confined: CAN_LOCATE_FDS } };
+    const { root, rule } = this.#linkFrom;
+    return { kind: 'link', files, from, to, rule, linkFrom: { root, confined: CAN_LOCATE_FDS } };
   }
 
   file(op: FileOp): void {
@@ -311,7 +322,7 @@ export class LocalTreeWriter implements BackupWriter {
     if (link?.mismatch !== undefined) {
       counts.checkMismatches++;
       this.#warnings.add(
-        join(this.#linkFrom ?? '', file.rel),
+        join(this.#linkFrom?.root ?? '', file.rel),
         'link-source-mismatch',
         `the link source's file is not the one its index describes (${link.mismatch}); copied instead`,
       );

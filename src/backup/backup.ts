@@ -2,6 +2,7 @@
 // into a new backup that is committed only once complete. A failed or interrupted run leaves no backup behind.
 
 import { join } from 'node:path';
+import { type ChangeRuleOptions, DEFAULT_RACY_MARGIN_NS } from '../core/change-rule.js';
 import { StatesnapError, throwIfAborted } from '../core/errors.js';
 import { ExcludeRules, type UnmatchedPattern } from '../core/excludes.js';
 import {
@@ -40,7 +41,6 @@ import {
 } from '../format/manifest.js';
 import { computeSections } from '../format/sections.js';
 import { checkDestination, LocalTreeWriter, type WriteCounts } from './backup-writer.js';
-import { type ChangeRuleOptions, DEFAULT_RACY_MARGIN_NS } from './change-rule.js';
 import type { JoinCounts, LinkPlan, LinkSource } from './link-source.js';
 import { countFiles, DEFAULT_EXCLUDES, planSource } from './planner.js';
 
@@ -412,12 +412,16 @@ export async function copySource(
         )
       : undefined;
   try {
-    // The change rule compares each file's lstat; a plain local copy stats the descriptors the workers open.
-    const planned = planSource(source, { ...opts, statFiles: link !== null || into.plansBySize });
+    // A local backup's workers stat the files they copy or link (and apply the change rule there); object
+    // storage packs files by the sizes the walk's lstat gives, and plans their links from it.
+    const planned = planSource(source, { ...opts, statFiles: into.plansBySize });
     // The previous backup's index is read with the schema: loaded only by a backup that links.
-    const entries = link
-      ? (await import('./link-source.js')).linkingSource(planned, link, changeRuleOf(opts, link), into.joined)
-      : planned;
+    const linking = link && (await import('./link-source.js'));
+    const entries = !linking
+      ? planned
+      : into.plansBySize
+        ? linking.linkingSource(planned, link, changeRuleOf(opts, link), into.joined)
+        : linking.previousJoiningSource(planned, link, into.joined);
     return await run.pass({
       source: entries,
       destination: writer,
@@ -515,11 +519,12 @@ async function makeBackup(
         force: opts.force,
         sync: opts.sync,
         given: opts.dest,
-        linkFrom: link?.root ?? null,
+        linkFrom: link && { root: link.root, rule: changeRuleOf(opts, link) },
         warnings: run.warnings,
         ...(placement && { partial: placement.partial }),
       }),
     );
+    run.startWorkers();
     const joined: JoinCounts = { removedSinceLinkSource: 0 };
     // One instant for both: the start a later snapshot's racy check compares source timestamps with.
     const startedAt = Date.now();

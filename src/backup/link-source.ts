@@ -4,6 +4,12 @@
 
 import { type BigIntStats, lstatSync } from 'node:fs';
 import { dirname } from 'node:path';
+import {
+  type ChangeRuleOptions,
+  linkPlanFor,
+  type PreviousEntry,
+  sourceStatOf,
+} from '../core/change-rule.js';
 import { abortError, describeCause, isStatesnapError, StatesnapError } from '../core/errors.js';
 import { type HasPath, OrderViolation, orderedPath, SortedCursor } from '../core/index-order.js';
 import { isWithin } from '../core/paths.js';
@@ -13,7 +19,7 @@ import { walk } from '../core/walk.js';
 import { readIndexBatches } from '../format/index-reader.js';
 import { formatOf, RESERVED_ROOT_NAMES, type StatesnapExtras } from '../format/manifest.js';
 import { openBackup } from '../read/backup-reader.js';
-import { type ChangeRuleOptions, decideChange, type PreviousEntry, previousEntryOf } from './change-rule.js';
+import { previousEntryOf } from './previous-entry.js';
 
 /** A previous backup that files are linked from. */
 export interface LinkSource {
@@ -225,9 +231,9 @@ export interface JoinCounts {
 }
 
 /**
- * `inner` (the walk of the source) with each file joined to the previous backup's entry at its path and
- * given a link plan where the change rule allows one. Entries of the previous backup that no file of the
- * source matches are counted when they are files.
+ * `inner` (the walk of the source, with lstat) with each file joined to the previous backup's entry at its
+ * path and given a link plan where the change rule allows one: what a dry run counts and object storage packs.
+ * Entries of the previous backup that no file of the source matches are counted when they are files.
  */
 export function linkingSource(
   inner: EntrySource,
@@ -235,33 +241,32 @@ export function linkingSource(
   rule: ChangeRuleOptions,
   counts: JoinCounts,
 ): EntrySource {
-  const plan = (op: FileOp, stats: BigIntStats | undefined, previous: PreviousRecord | undefined) => {
+  return joinedSource(inner, link, counts, (op, stats, previous) => {
     if (stats === undefined || previous === undefined) return;
-    const source = {
-      size: op.size,
-      mode: Number(stats.mode) & 0o7777,
-      mtimeNs: stats.mtimeNs,
-      ctimeNs: stats.ctimeNs,
-      ino: stats.ino,
-    };
-    const decision = decideChange(source, previous.entry, rule);
-    if (decision.action === 'copy') return;
-    const { mode, sha256, stored } = previous.entry;
-    op.link = {
-      ...(stored && { stored }),
-      action: decision.action,
-      size: op.size,
-      mode: mode ?? source.mode,
-      sha256,
-      source: {
-        mtimeNs: stats.mtimeNs,
-        ctimeNs: stats.ctimeNs,
-        ino: stats.ino,
-        uid: Number(stats.uid),
-        gid: Number(stats.gid),
-      },
-    };
-  };
+    const linkPlan = linkPlanFor(sourceStatOf(stats), previous, rule);
+    if (linkPlan !== undefined) op.link = linkPlan;
+  });
+}
+
+/**
+ * `inner` (the walk of the source, by name) with each file given the previous backup's entry at its path when
+ * that is a regular file: the workers lstat the file and apply the change rule (a walk that lstats every file
+ * on one thread is what a backup of an unchanged store waits for). Counted as `linkingSource` counts.
+ */
+export function previousJoiningSource(inner: EntrySource, link: LinkSource, counts: JoinCounts): EntrySource {
+  return joinedSource(inner, link, counts, (op, _stats, previous) => {
+    if (previous?.type !== 'file' || previous.size === undefined || previous.mode === undefined) return;
+    const { size, mode, mtimeNs, ctimeNs, ino, sha256 } = previous;
+    op.previous = { size, mode, mtimeNs, ctimeNs, ino, sha256 };
+  });
+}
+
+function joinedSource(
+  inner: EntrySource,
+  link: LinkSource,
+  counts: JoinCounts,
+  onFile: (op: FileOp, stats: BigIntStats | undefined, previous: PreviousEntry | undefined) => void,
+): EntrySource {
   return {
     read: inner.read,
     entries: async (sink, signal) => {
@@ -275,11 +280,11 @@ export function linkingSource(
             file: (op, stats) => {
               const found = cursor.seek(orderedPath(op.rel));
               if (!(found instanceof Promise)) {
-                plan(op, stats, found);
+                onFile(op, stats, found?.entry);
                 return sink.file(op);
               }
               return found.then((previous) => {
-                plan(op, stats, previous);
+                onFile(op, stats, previous?.entry);
                 return sink.file(op);
               });
             },

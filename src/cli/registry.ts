@@ -24,15 +24,20 @@ export function loadCommands(): Promise<CommandClass[]> {
   return Promise.all(LOADERS.map(([, load]) => load()));
 }
 
-/** The first words that ask clipanion's built-in version command, which needs none of ours. */
+/** The command lines that ask clipanion's built-in version command, which needs none of ours. */
 const VERSION_FLAGS: readonly string[] = ['--version', '-v'];
+
+/** Whether `args` only asks for the version (`--version` or `-v`, alone). */
+export function isVersionRequest(args: readonly string[]): boolean {
+  return args.length === 1 && VERSION_FLAGS.includes(args[0]!);
+}
 
 /**
  * The command a command line names as its first word, alone; none for a version request; every command when
  * it names none.
  */
 export async function loadCommandsFor(args: readonly string[]): Promise<CommandClass[]> {
-  if (args.length === 1 && VERSION_FLAGS.includes(args[0]!)) return [];
+  if (isVersionRequest(args)) return [];
   const named = LOADERS.find(([name]) => name === args[0]);
   return named === undefined ? loadCommands() : [await named[1]()];
 }

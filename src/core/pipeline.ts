@@ -162,7 +162,8 @@ export class Run {
   readonly #threads: number;
   readonly #path: string;
   readonly #adopted: Destination[] = [];
-  // Started by the first pass: an operation refused before any file moves never starts worker threads.
+  // Started by the first pass (or `startWorkers`): an operation refused before any file moves never starts
+  // worker threads.
   #pool: WorkerPool | null = null;
   #poolClosed = false;
 
@@ -253,6 +254,14 @@ export class Run {
     flow.tally.planningDone = true;
     this.throwIfAborted();
     return flow.tally;
+  }
+
+  /**
+   * Starts the first worker thread now, so that it boots while the caller prepares its first pass (a thread
+   * takes tens of milliseconds to load its code). Call it once nothing can refuse the operation any more.
+   */
+  startWorkers(): void {
+    this.#startPool();
   }
 
   #startPool(): WorkerPool {

@@ -1,13 +1,22 @@
 // Drives the piscina pool of file workers: groups planned files into batches, keeps the amount of work in
-// flight bounded (p-limit plus a wait on the producer), starts threads only as batches need them, stops the
-// workers between files when the run stops, and hands each batch's outcomes back in completion order.
+// flight bounded (p-limit plus a wait on the producer), starts threads beyond the first only as batches need
+// them, stops the workers between files when the run stops, and hands each batch's outcomes back in completion
+// order.
 
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { Piscina } from 'piscina';
 import { abortError, describeCause, isOutOfResources, systemLimitError } from './errors.js';
-import { type FileOp, postedTask, type TaskResult, type WorkerRequest, type WorkerTask } from './protocol.js';
+import {
+  type FileOp,
+  type PostedResult,
+  postedTask,
+  receivedResult,
+  type TaskResult,
+  type WorkerRequest,
+  type WorkerTask,
+} from './protocol.js';
 
 const WORKER_FILE = new URL('../../workers/file-worker.js', import.meta.url).href;
 
@@ -64,22 +73,27 @@ export function threadLimit(requested: number): number {
 }
 
 export class WorkerPool {
-  readonly #piscina: Piscina<WorkerRequest, TaskResult>;
+  readonly #piscina: Piscina<WorkerRequest, PostedResult>;
   #peakThreads = 0;
   // piscina reports a worker that failed while idle as an 'error' event: unheard, it would end the process
   // with a stack trace. The pool remembers it and refuses further tasks (a queued task could wait forever).
   #failure: unknown = null;
 
-  /** Starts no thread yet: piscina starts one for each batch that finds every thread busy, up to `maxThreads`. */
+  /**
+   * Starts one thread; piscina starts another for each batch that finds every thread busy, up to `maxThreads`.
+   */
   constructor(maxThreads: number) {
     this.#piscina = new Piscina({
       filename: WORKER_FILE,
       execArgv: workerExecArgv(),
-      minThreads: 0,
+      // One thread boots as soon as the pool exists, while the main thread is still walking to its first batch.
+      minThreads: 1,
       maxThreads,
       concurrentTasksPerWorker: 1,
       // The pool lives for one run: an idle thread is kept for the next batch rather than restarted.
       idleTimeout: Number.POSITIVE_INFINITY,
+      // Nothing reads piscina's run and wait time histograms: recording them costs main-thread time per batch.
+      recordTiming: false,
     });
     this.#piscina.on('workerCreate', () => this.#countThreads());
     this.#piscina.on('error', (error: unknown) => {
@@ -106,7 +120,7 @@ export class WorkerPool {
     const result = this.#piscina.run({ task: postedTask(task), stop }, { transferList });
     this.#countThreads();
     try {
-      return await result;
+      return receivedResult(await result);
     } catch (error) {
       this.#failure ??= startFailure(error);
       throw startFailure(error);

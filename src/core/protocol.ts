@@ -29,8 +29,16 @@ export interface FileOp {
   gid?: number;
   /** Expected content hash (restore, verify): a mismatch is reported as `corrupt`. */
   hash?: string;
-  /** A backup with a link source: the file may be hard-linked from the previous backup instead of copied. */
+  /**
+   * A snapshot into object storage: the walk's lstat found the file (possibly) unchanged since the previous
+   * snapshot, whose copy of the content may be reused instead of uploading it again.
+   */
   link?: LinkPlan;
+  /**
+   * A backup with a link source whose workers apply the change rule: the previous backup's index entry at
+   * this path (a regular file there), which the worker compares with its own lstat of the source.
+   */
+  previous?: RecordedFile;
   /** Where the content lies in object storage (restoring a snapshot from there). */
   stored?: StoredContent;
 }
@@ -44,10 +52,38 @@ export interface LinkPlan {
   mode: number;
   /** The previous index's content hash; undefined when it records none (the previous file is hashed then). */
   sha256: string | undefined;
-  /** The source file as the walk's lstat saw it: what the index records about a file linked unread. */
+  /** The source file as the lstat that planned the link saw it: what the index records about a file linked unread. */
   source: { mtimeNs: bigint; ctimeNs: bigint; ino: bigint; uid: number; gid: number };
   /** In object storage: where the previous snapshot's copy of the content lies (the new index points there). */
   stored?: StoredContent;
+}
+
+/** A regular file as the previous backup's index records it (identity fields absent in older indexes). */
+export interface RecordedFile {
+  size: number;
+  /** Permission bits. */
+  mode: number;
+  mtimeNs: bigint | undefined;
+  ctimeNs: bigint | undefined;
+  ino: bigint | undefined;
+  sha256: string | undefined;
+}
+
+/** The change rule's settings for one backup (core/change-rule.ts applies them). */
+export interface ChangeRuleOptions {
+  /**
+   * When the previous backup started (ns since the epoch); undefined when its manifest does not say, which
+   * makes every file racy.
+   */
+  previousStartNs: bigint | undefined;
+  /** Files changed this close before the previous start may have changed again within one timestamp tick. */
+  racyMarginNs: bigint;
+  /** Leave the inode number out of the comparison (the store was restored or moved). */
+  ignoreInode: boolean;
+  /** Leave the ctime out of the comparison (the store was restored or moved). */
+  ignoreCtime: boolean;
+  /** Hash every file whose size and mode are unchanged and link only on an equal hash. */
+  checksum: boolean;
 }
 
 /** Where a file's content lies in object storage: `size` bytes from `offset` of the data object `object`. */
@@ -113,11 +149,13 @@ export interface HashTask {
 }
 
 /**
- * Copy each file, except those with a `link` plan: hard-link them from the previous backup at `linkFrom` (its
- * real path) when the plan holds, else copy them.
+ * Copy each file, or hard-link it from the previous backup at `linkFrom` (its real path) where the change rule,
+ * applied by the worker to its own lstat of the file against the file's `previous` entry, allows.
  */
 export interface LinkTask extends Omit<CopyTask, 'kind'> {
   kind: 'link';
+  /** The change rule the worker applies to each file that carries its `previous` entry. */
+  rule: ChangeRuleOptions;
   linkFrom: {
     root: string;
     /** Check each directory linked from is exactly where the previous backup has it (null: the OS cannot tell). */
@@ -263,6 +301,11 @@ const LINK_HAS_SHA256 = 128;
 // travels as a string.
 const LINK_WIDE_TIMES = 256;
 const LINK_STORED = 512;
+// A `previous` entry shares the link plan's slots (an op carries one or the other): size, mode, ino, times.
+const HAS_PREVIOUS = 1024;
+const PREVIOUS_HAS_MTIME = 2048;
+const PREVIOUS_HAS_CTIME = 4096;
+const PREVIOUS_HAS_INO = 8192;
 
 function fitsInt64(value: bigint): boolean {
   return BigInt.asIntN(64, value) === value;
@@ -327,23 +370,50 @@ export function packFiles(files: readonly FileOp[]): PackedFiles {
         strings += `${link.stored.object}\0`;
         numbers[n + 9] = link.stored.offset;
       }
+    } else if (op.previous !== undefined) {
+      const { size, mode, mtimeNs, ctimeNs, ino, sha256 } = op.previous;
+      fields |= HAS_PREVIOUS;
+      numbers[n + 5] = size;
+      numbers[n + 6] = mode;
+      if (ino !== undefined) {
+        fields |= PREVIOUS_HAS_INO;
+        ids[i * IDS_PER_FILE + 2] = ino;
+      }
+      if (mtimeNs !== undefined) fields |= PREVIOUS_HAS_MTIME;
+      if (ctimeNs !== undefined) fields |= PREVIOUS_HAS_CTIME;
+      if ((mtimeNs === undefined || fitsInt64(mtimeNs)) && (ctimeNs === undefined || fitsInt64(ctimeNs))) {
+        times[i * TIMES_PER_FILE] = mtimeNs ?? 0n;
+        times[i * TIMES_PER_FILE + 1] = ctimeNs ?? 0n;
+      } else {
+        fields |= LINK_WIDE_TIMES;
+        strings += `${mtimeNs ?? 0n}\0${ctimeNs ?? 0n}\0`;
+      }
+      if (sha256 !== undefined) {
+        fields |= LINK_HAS_SHA256;
+        strings += `${sha256}\0`;
+      }
     }
     numbers[n + 4] = fields;
   }
   return { count, strings, numbers, ids, times };
 }
 
-/** The files of a packed batch, in order: what `packFiles` was given. */
-export function unpackFiles(packed: PackedFiles): FileOp[] {
-  const { strings, numbers, ids, times } = packed;
-  const files: FileOp[] = [];
+/** Reads NUL-terminated strings one after the other: each call returns the next. */
+function stringsReader(strings: string): () => string {
   let at = 0;
-  const next = (): string => {
+  return () => {
     const end = strings.indexOf('\0', at);
     const value = strings.slice(at, end);
     at = end + 1;
     return value;
   };
+}
+
+/** The files of a packed batch, in order: what `packFiles` was given. */
+export function unpackFiles(packed: PackedFiles): FileOp[] {
+  const { numbers, ids, times } = packed;
+  const files: FileOp[] = [];
+  const next = stringsReader(packed.strings);
   for (let i = 0; i < packed.count; i++) {
     const n = i * NUMBERS_PER_FILE;
     const fields = numbers[n + 4]!;
@@ -377,6 +447,18 @@ export function unpackFiles(packed: PackedFiles): FileOp[] {
         },
       };
       if (fields & LINK_STORED) op.link.stored = { object: next(), offset: numbers[n + 9]! };
+    } else if (fields & HAS_PREVIOUS) {
+      const wide = (fields & LINK_WIDE_TIMES) !== 0;
+      const mtimeNs = wide ? BigInt(next()) : times[i * TIMES_PER_FILE]!;
+      const ctimeNs = wide ? BigInt(next()) : times[i * TIMES_PER_FILE + 1]!;
+      op.previous = {
+        size: numbers[n + 5]!,
+        mode: numbers[n + 6]!,
+        mtimeNs: fields & PREVIOUS_HAS_MTIME ? mtimeNs : undefined,
+        ctimeNs: fields & PREVIOUS_HAS_CTIME ? ctimeNs : undefined,
+        ino: fields & PREVIOUS_HAS_INO ? ids[i * IDS_PER_FILE + 2]! : undefined,
+        sha256: fields & LINK_HAS_SHA256 ? next() : undefined,
+      };
     }
     files.push(op);
   }
@@ -525,6 +607,121 @@ export function linkedFileMismatch(
   if (linked.size !== previous.size) return 'size-differs';
   if (linked.mode !== previous.mode) return 'mode-differs';
   return null;
+}
+
+/**
+ * A batch's outcomes as they come back from a worker: like a batch's files (`PackedFiles`), an object per file
+ * cost more in the structured clone (the worker's serializing, the main thread's rebuilding and collecting)
+ * than a few strings and numbers do. A failed outcome is rare and carries a nested cause: it travels as it is.
+ */
+export interface PackedOutcomes {
+  count: number;
+  /** Per copied file: its `rel`, `mtimeNs`, `hash`, `ino`, `ctimeNs`, then the link's fallback and mismatch where the flags say so. */
+  strings: string;
+  /** Per outcome, NUMBERS_PER_OUTCOME: size, mode, uid, gid, flags. */
+  numbers: Float64Array;
+  /** The failed outcomes, in order (each marked FAILED in its flags). */
+  failed: Extract<FileOutcome, { ok: false }>[];
+}
+
+const NUMBERS_PER_OUTCOME = 5;
+const FAILED = 1;
+const REPLACED = 2;
+const HAS_LINK_OUTCOME = 4;
+const LINKED = 8;
+const HASHED = 16;
+const HAS_FALLBACK = 32;
+const HAS_MISMATCH = 64;
+
+export function packOutcomes(outcomes: readonly FileOutcome[]): PackedOutcomes {
+  const count = outcomes.length;
+  const numbers = new Float64Array(count * NUMBERS_PER_OUTCOME);
+  const failed: PackedOutcomes['failed'] = [];
+  let strings = '';
+  for (let i = 0; i < count; i++) {
+    const outcome = outcomes[i]!;
+    const n = i * NUMBERS_PER_OUTCOME;
+    if (!outcome.ok) {
+      failed.push(outcome);
+      numbers[n + 4] = FAILED;
+      continue;
+    }
+    let flags = outcome.replaced ? REPLACED : 0;
+    strings += `${outcome.rel}\0${outcome.mtimeNs}\0${outcome.hash}\0${outcome.ino}\0${outcome.ctimeNs}\0`;
+    numbers[n] = outcome.size;
+    numbers[n + 1] = outcome.mode;
+    numbers[n + 2] = outcome.uid;
+    numbers[n + 3] = outcome.gid;
+    const { link } = outcome;
+    if (link !== undefined) {
+      flags |= HAS_LINK_OUTCOME | (link.linked ? LINKED : 0) | (link.hashed ? HASHED : 0);
+      if (link.fallback !== undefined) {
+        flags |= HAS_FALLBACK;
+        strings += `${link.fallback}\0`;
+      }
+      if (link.mismatch !== undefined) {
+        flags |= HAS_MISMATCH;
+        strings += `${link.mismatch}\0`;
+      }
+    }
+    numbers[n + 4] = flags;
+  }
+  return { count, strings, numbers, failed };
+}
+
+/** The outcomes of a packed batch, in order: what `packOutcomes` was given. */
+export function unpackOutcomes(packed: PackedOutcomes): FileOutcome[] {
+  const { numbers } = packed;
+  const outcomes: FileOutcome[] = [];
+  const next = stringsReader(packed.strings);
+  let failedAt = 0;
+  for (let i = 0; i < packed.count; i++) {
+    const n = i * NUMBERS_PER_OUTCOME;
+    const flags = numbers[n + 4]!;
+    if (flags & FAILED) {
+      outcomes.push(packed.failed[failedAt++]!);
+      continue;
+    }
+    const rel = next();
+    const mtimeNs = next();
+    const hash = next();
+    const ino = next();
+    const ctimeNs = next();
+    const outcome: FileOutcome = {
+      ok: true,
+      rel,
+      size: numbers[n]!,
+      mode: numbers[n + 1]!,
+      mtimeNs,
+      hash,
+      uid: numbers[n + 2]!,
+      gid: numbers[n + 3]!,
+      ino,
+      ctimeNs,
+      replaced: (flags & REPLACED) !== 0,
+    };
+    if (flags & HAS_LINK_OUTCOME) {
+      outcome.link = { linked: (flags & LINKED) !== 0, hashed: (flags & HASHED) !== 0 };
+      if (flags & HAS_FALLBACK) outcome.link.fallback = next();
+      if (flags & HAS_MISMATCH) outcome.link.mismatch = next();
+    }
+    outcomes.push(outcome);
+  }
+  return outcomes;
+}
+
+/** A task's result as a worker posts it: the same, with its outcomes packed. */
+export type PostedResult<Result extends TaskResult = TaskResult> = Omit<Result, 'outcomes'> & {
+  outcomes: PackedOutcomes;
+};
+
+export function postedResult<Result extends TaskResult>(result: Result): PostedResult<Result> {
+  return { ...result, outcomes: packOutcomes(result.outcomes) };
+}
+
+/** The result a worker posted, with its outcomes unpacked. */
+export function receivedResult<Result extends TaskResult>(posted: PostedResult<Result>): Result {
+  return { ...posted, outcomes: unpackOutcomes(posted.outcomes) } as unknown as Result;
 }
 
 export const HASH_ALGORITHM = 'sha256';

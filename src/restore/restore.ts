@@ -459,7 +459,14 @@ async function restoreFrom(
     if (into.checkFirst) await restorePass(run, reader, scan, opts, 'verifying', null, report);
     into.prepare();
     await restorePass(run, reader, scan, opts, 'copying', into, report);
-    await into.finish();
+    const finishing = into.finish();
+    // Counting the backup's sections walks its folders: done while the restored tree is flushed.
+    let notes: ManifestNote[];
+    try {
+      notes = reader.notes();
+    } finally {
+      await finishing;
+    }
     const rollback = into.commit();
     return {
       command: 'restore',
@@ -481,7 +488,7 @@ async function restoreFrom(
       ownersRestored: rules.owners,
       recovered,
       warnings: run.warnings.summary(),
-      notes: reader.notes(),
+      notes,
       threads: run.threadsStarted,
       synced: opts.sync,
       durationMs: Math.round(performance.now() - started),

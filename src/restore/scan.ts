@@ -99,7 +99,12 @@ export async function scanBackup(reader: BackupReader, options: ScanOptions): Pr
       estimate: null,
     });
   report();
-  const source = reader.source({ refuseCaseCollisions: options.refuseCaseCollisions, hashes: false });
+  // Kept for the copy pass, which then replays these checked entries instead of reading the index again.
+  const source = reader.source({
+    refuseCaseCollisions: options.refuseCaseCollisions,
+    hashes: false,
+    keep: true,
+  });
   const listed = { files: 0, dirs: 0, bytes: 0 };
   const planning: EntrySink = {
     dir: (dir) => {

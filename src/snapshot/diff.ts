@@ -7,8 +7,9 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, lstatSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_RACY_MARGIN_NS, decideChange, previousEntryOf } from '../backup/change-rule.js';
 import { DEFAULT_EXCLUDES, planSource } from '../backup/planner.js';
+import { previousEntryOf } from '../backup/previous-entry.js';
+import { DEFAULT_RACY_MARGIN_NS, decideChange } from '../core/change-rule.js';
 import { describeCause, StatesnapError, throwIfAborted } from '../core/errors.js';
 import { ExcludeRules } from '../core/excludes.js';
 import {

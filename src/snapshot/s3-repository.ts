@@ -3,8 +3,8 @@
 // through import(): it loads the SDK.
 
 import pLimit from 'p-limit';
-import { previousEntryOf } from '../backup/change-rule.js';
 import type { LinkSource, PreviousRecord } from '../backup/link-source.js';
+import { previousEntryOf } from '../backup/previous-entry.js';
 import { backupToS3, type S3BaseSnapshot } from '../backup/s3-writer.js';
 import { abortError, describeCause, StatesnapError } from '../core/errors.js';
 import { orderedPath } from '../core/index-order.js';

@@ -1,10 +1,12 @@
 // The change rule of an incremental snapshot: whether a source file may be hard-linked from the previous
 // backup, must be read and hashed first, or must be copied. Decided from the source's lstat against the
 // previous backup's index entry, never from the stat of the previous backup's own file (a hard link
-// changes that file's ctime, and its mode is what the previous backup restores).
+// changes that file's ctime, and its mode is what the previous backup restores). Pure, importing only the
+// worker protocol's types: the file workers apply it where they lstat, dry runs and diffs on the main thread.
 
-import type { StoredContent } from '../core/protocol.js';
-import type { IndexEntry } from '../format/index-reader.js';
+import type { ChangeRuleOptions, LinkPlan, StoredContent } from './protocol.js';
+
+export type { ChangeRuleOptions } from './protocol.js';
 
 /** What the walk's lstat says about a regular file of the source. */
 export interface SourceIdentity {
@@ -31,36 +33,6 @@ export interface PreviousEntry {
   sha256?: string;
   /** In object storage: where the previous snapshot's copy of the content lies. */
   stored?: StoredContent;
-}
-
-/** An index line of the previous backup as the change rule compares it. */
-export function previousEntryOf(line: IndexEntry): PreviousEntry {
-  if (line.type !== 'file') return { type: line.type };
-  return {
-    type: 'file',
-    size: line.size,
-    mode: line.mode,
-    mtimeNs: BigInt(line.mtime_ns),
-    ctimeNs: line.ctime_ns === undefined ? undefined : BigInt(line.ctime_ns),
-    ino: line.ino === undefined ? undefined : BigInt(line.ino),
-    sha256: line.sha256,
-  };
-}
-
-export interface ChangeRuleOptions {
-  /**
-   * When the previous backup started (ns since the epoch); undefined when its manifest does not say, which
-   * makes every file racy.
-   */
-  previousStartNs: bigint | undefined;
-  /** Files changed this close before the previous start may have changed again within one timestamp tick. */
-  racyMarginNs: bigint;
-  /** Leave the inode number out of the comparison (the store was restored or moved). */
-  ignoreInode: boolean;
-  /** Leave the ctime out of the comparison (the store was restored or moved). */
-  ignoreCtime: boolean;
-  /** Hash every file whose size and mode are unchanged and link only on an equal hash. */
-  checksum: boolean;
 }
 
 /**
@@ -116,6 +88,57 @@ export function decideChange(
   }
   if (isRacy(previous, options)) return { action: 'hash-then-link', reason: 'racy' };
   return { action: 'link', reason: 'unchanged' };
+}
+
+/** The source file as an lstat describes it: what the rule compares, and what the index records when linked. */
+export interface SourceStat extends SourceIdentity {
+  uid: number;
+  gid: number;
+}
+
+/** The fields of a bigint lstat (`fs.BigIntStats`) the rule reads. */
+export interface BigIntLstat {
+  size: bigint;
+  mode: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+  ino: bigint;
+  uid: bigint;
+  gid: bigint;
+}
+
+export function sourceStatOf(stats: BigIntLstat): SourceStat {
+  return {
+    size: Number(stats.size),
+    mode: Number(stats.mode) & 0o7777,
+    mtimeNs: stats.mtimeNs,
+    ctimeNs: stats.ctimeNs,
+    ino: stats.ino,
+    uid: Number(stats.uid),
+    gid: Number(stats.gid),
+  };
+}
+
+/**
+ * How the file `source` describes is taken from the previous backup, whose entry at its path is `previous`:
+ * a plan to link it (unread, or once its hash is found equal), or undefined when it must be copied.
+ */
+export function linkPlanFor(
+  source: SourceStat,
+  previous: PreviousEntry | undefined,
+  options: ChangeRuleOptions,
+): LinkPlan | undefined {
+  const decision = decideChange(source, previous, options);
+  if (decision.action === 'copy' || previous === undefined) return undefined;
+  const { mtimeNs, ctimeNs, ino, uid, gid } = source;
+  return {
+    ...(previous.stored && { stored: previous.stored }),
+    action: decision.action,
+    size: source.size,
+    mode: previous.mode ?? source.mode,
+    sha256: previous.sha256,
+    source: { mtimeNs, ctimeNs, ino, uid, gid },
+  };
 }
 
 /**

@@ -5,9 +5,8 @@
 
 import { randomBytes } from 'node:crypto';
 import pLimit from 'p-limit';
-import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
-import { S3Storage } from '../dist/src/s3/client.js';
-import { parseS3Location } from '../dist/src/s3/location.js';
+import { describe, expect, it, type TestContext } from 'vitest';
+import type { S3Storage } from '../dist/src/s3/client.js';
 import {
   findGarbage,
   finishLeftoverPlans,
@@ -16,21 +15,14 @@ import {
   writePlan,
 } from '../dist/src/snapshot/s3-gc.js';
 import { requireDependency } from './helpers/dependencies.js';
-import { createBucket, rejectionOf, removeBucket, s3Unavailable, uniqueBucketName } from './helpers/s3.js';
+import { rejectionOf, useTestBucket } from './helpers/s3.js';
 
-const unavailable = s3Unavailable();
-const bucket = uniqueBucketName();
+const testBucket = useTestBucket();
+const { unavailable } = testBucket;
 let prefixes = 0;
 /** Never aborted: these calls run to their end. */
 const signal = new AbortController().signal;
 const none = new Set<string>();
-
-beforeAll(async () => {
-  if (unavailable === null) await createBucket(bucket);
-});
-afterAll(async () => {
-  if (unavailable === null) await removeBucket(bucket);
-});
 
 /** A test that needs the S3 server, with a storage on a fresh prefix of the file's bucket. */
 function s3it(name: string, run: (storage: S3Storage) => Promise<void>, timeout?: number): void {
@@ -38,12 +30,7 @@ function s3it(name: string, run: (storage: S3Storage) => Promise<void>, timeout?
     name,
     async (ctx: TestContext) => {
       requireDependency(ctx, unavailable);
-      const storage = await S3Storage.open(parseS3Location(`s3://${bucket}/gc-${++prefixes}`));
-      try {
-        await run(storage);
-      } finally {
-        storage.close();
-      }
+      await run(await testBucket.open(`gc-${++prefixes}`));
     },
     timeout,
   );

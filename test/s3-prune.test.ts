@@ -8,14 +8,14 @@
 import { createHash } from 'node:crypto';
 import { appendFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { afterEach, describe, expect, it, type TestContext } from 'vitest';
 import { manifestKey, parseS3Manifest, readS3Index } from '../dist/src/format/s3-index.js';
 import { compareSnapshotIds, parseSnapshotId } from '../dist/src/format/snapshot-id.js';
 import { S3Storage } from '../dist/src/s3/client.js';
 import { parseS3Location } from '../dist/src/s3/location.js';
 import { requireDependency } from './helpers/dependencies.js';
 import { startPausedCli } from './helpers/pause.js';
-import { createBucket, removeBucket, s3Unavailable, uniqueBucketName } from './helpers/s3.js';
+import { useTestBucket } from './helpers/s3.js';
 import {
   type CliRun,
   cleanup,
@@ -28,16 +28,10 @@ import {
   tempDir,
 } from './helpers/tree.js';
 
-const unavailable = s3Unavailable();
-const bucket = uniqueBucketName();
+const testBucket = useTestBucket();
+const { name: bucket, unavailable } = testBucket;
 let repositories = 0;
 
-beforeAll(async () => {
-  if (unavailable === null) await createBucket(bucket);
-});
-afterAll(async () => {
-  if (unavailable === null) await removeBucket(bucket);
-});
 afterEach(cleanup);
 
 interface Repo {

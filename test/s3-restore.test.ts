@@ -6,12 +6,10 @@
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect } from 'vitest';
-import { S3Storage } from '../dist/src/s3/client.js';
-import { parseS3Location } from '../dist/src/s3/location.js';
+import { afterEach, describe, expect } from 'vitest';
 import { expectOneLineError } from './helpers/backup.js';
 import { restoreSiblings } from './helpers/restore.js';
-import { createBucket, removeBucket, s3it, s3Unavailable, uniqueBucketName } from './helpers/s3.js';
+import { s3it, useTestBucket } from './helpers/s3.js';
 import { layOutSnapshot } from './helpers/s3-snapshot.js';
 import {
   cleanup,
@@ -27,27 +25,11 @@ import {
   tempDir,
 } from './helpers/tree.js';
 
-const unavailable = s3Unavailable();
-const bucket = uniqueBucketName();
-const storages: S3Storage[] = [];
+const testBucket = useTestBucket();
+const { name: bucket } = testBucket;
 const ID = '2026-11-30T02-00-02Z';
 
-beforeAll(async () => {
-  if (unavailable !== null) return;
-  await createBucket(bucket);
-});
-afterAll(async () => {
-  if (unavailable !== null) return;
-  for (const storage of storages) storage.close();
-  await removeBucket(bucket);
-});
 afterEach(cleanup);
-
-async function openRepository(prefix: string): Promise<S3Storage> {
-  const storage = await S3Storage.open(parseS3Location(`s3://${bucket}/${prefix}`));
-  storages.push(storage);
-  return storage;
-}
 
 const MTIME = 1_700_000_000;
 const LARGE = Buffer.alloc(5 * 1024 * 1024 + 123, 7);
@@ -84,7 +66,7 @@ function restorable(root: string) {
 describe('round trip', () => {
   s3it('restores every entry kind in replace mode, from an id and from latest', async () => {
     const { store, backup } = await backedUpStore();
-    const storage = await openRepository('round-trip');
+    const storage = await testBucket.open('round-trip');
     await layOutSnapshot(storage, backup, ID);
     const target = join(tempDir(), 'restored');
     const run = await runCli(['restore', '--json', `s3://${bucket}/round-trip/${ID}`, target]);
@@ -102,7 +84,7 @@ describe('round trip', () => {
 
   s3it('merges every entry kind into a live target, keeping the files only the target has', async () => {
     const { store, backup } = await backedUpStore();
-    const storage = await openRepository('merge');
+    const storage = await testBucket.open('merge');
     await layOutSnapshot(storage, backup, ID);
     const target = tempDir();
     await createTree(target, {
@@ -141,7 +123,7 @@ describe('round trip', () => {
 
   s3it('restores as an unprivileged user, in both modes', async () => {
     const { store, backup } = await backedUpStore();
-    const storage = await openRepository('unprivileged');
+    const storage = await testBucket.open('unprivileged');
     await layOutSnapshot(storage, backup, ID);
     const home = tempDir();
     const target = join(home, 'restored');
@@ -163,7 +145,7 @@ describe('round trip', () => {
 
   s3it('verifies and inspects a snapshot', async () => {
     const { backup } = await backedUpStore();
-    const storage = await openRepository('verify');
+    const storage = await testBucket.open('verify');
     await layOutSnapshot(storage, backup, ID);
     const verify = await runCli(['verify', '--json', `s3://${bucket}/verify/${ID}`]);
     expect(verify.exitCode, verify.stderr).toBe(0);
@@ -183,7 +165,7 @@ describe('partial restore', () => {
     'restores only what --include selects, in both modes, the rest of a live target untouched',
     async () => {
       const { store, backup } = await backedUpStore();
-      const storage = await openRepository('include');
+      const storage = await testBucket.open('include');
       await layOutSnapshot(storage, backup, ID);
       const fresh = join(tempDir(), 'restored');
       const run = await runCli([
@@ -227,7 +209,7 @@ describe('a file larger than one GET', () => {
     await createTree(store, { 'huge.bin': file(huge, { mtime: MTIME }), 'small.json': file('{}') });
     const backup = join(root, 'backup');
     expect((await runCli(['backup', store, backup])).exitCode).toBe(0);
-    const storage = await openRepository(prefix);
+    const storage = await testBucket.open(prefix);
     return { store, storage, laid: await layOutSnapshot(storage, backup, ID) };
   }
 
@@ -271,7 +253,7 @@ async function expectRefused(prefix: string, code: string, names: string): Promi
 describe('damaged snapshots', () => {
   s3it('a tampered pack: restore refused naming the file and the object, verify reports it', async () => {
     const { backup } = await backedUpStore();
-    const storage = await openRepository('tampered');
+    const storage = await testBucket.open('tampered');
     const laid = await layOutSnapshot(storage, backup, ID);
     const [packKey, pack] = [...laid.objects].find(([, bytes]) => bytes.length < LARGE.length)!;
     const tampered = Buffer.from(pack);
@@ -289,7 +271,7 @@ describe('damaged snapshots', () => {
 
   s3it('a deleted pack: refused as missing, naming the object', async () => {
     const { backup } = await backedUpStore();
-    const storage = await openRepository('deleted');
+    const storage = await testBucket.open('deleted');
     const laid = await layOutSnapshot(storage, backup, ID);
     const largeKey = [...laid.objects].find(([, bytes]) => bytes.length > LARGE.length)![0];
     await storage.deleteObjects([largeKey]);
@@ -301,7 +283,7 @@ describe('damaged snapshots', () => {
 
   s3it('a truncated pack: refused, naming the object and the bytes it lacks', async () => {
     const { backup } = await backedUpStore();
-    const storage = await openRepository('truncated');
+    const storage = await testBucket.open('truncated');
     const laid = await layOutSnapshot(storage, backup, ID);
     const [largeKey, large] = [...laid.objects].find(([, bytes]) => bytes.length > LARGE.length)!;
     await storage.putObject(largeKey, large.subarray(0, 1024 * 1024));
@@ -310,7 +292,7 @@ describe('damaged snapshots', () => {
 
   s3it('a deleted or a truncated index: refused as an invalid index, naming it', async () => {
     const { backup } = await backedUpStore();
-    const storage = await openRepository('index-damaged');
+    const storage = await testBucket.open('index-damaged');
     const laid = await layOutSnapshot(storage, backup, ID);
     await storage.deleteObjects([laid.indexKey]);
     await expectRefused('index-damaged', 'ERR_INDEX_INVALID', `${laid.indexKey} is missing`);
@@ -332,7 +314,7 @@ describe('damaged snapshots', () => {
     s3it(`an index line with ${what}: refused before anything is written`, async () => {
       const { backup } = await backedUpStore();
       const prefix = `hostile-${what.replace(/\W+/g, '-')}`;
-      const storage = await openRepository(prefix);
+      const storage = await testBucket.open(prefix);
       await layOutSnapshot(storage, backup, ID, {
         editLines: (lines) => {
           edit(lines.find((line) => line.path === 'memory/fact.json')!);
@@ -345,7 +327,7 @@ describe('damaged snapshots', () => {
 
   s3it('a snapshot that does not exist, and a location that names none', async () => {
     const { backup } = await backedUpStore();
-    const storage = await openRepository('absent');
+    const storage = await testBucket.open('absent');
     await layOutSnapshot(storage, backup, ID);
     const { target, before } = await liveTarget();
     const missing = await runCli(['restore', `s3://${bucket}/absent/2020-01-01T00-00-00Z`, target]);
@@ -374,7 +356,7 @@ describe('damaged snapshots', () => {
     "a repository marker of a newer statesnap, or not statesnap's: refused before any manifest is read",
     async () => {
       const { backup } = await backedUpStore();
-      const storage = await openRepository('foreign-marker');
+      const storage = await testBucket.open('foreign-marker');
       await layOutSnapshot(storage, backup, ID);
       const { target, before } = await liveTarget();
       for (const marker of ['{"statesnap_repository":2}\n', 'not json']) {

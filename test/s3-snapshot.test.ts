@@ -10,7 +10,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pLimit from 'p-limit';
-import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { afterEach, describe, expect, it, type TestContext } from 'vitest';
 import { uploadIndex } from '../dist/src/backup/s3-writer.js';
 import {
   manifestKey,
@@ -24,7 +24,7 @@ import { S3Storage } from '../dist/src/s3/client.js';
 import { parseS3Location } from '../dist/src/s3/location.js';
 import { requireDependency } from './helpers/dependencies.js';
 import { startPausedCli } from './helpers/pause.js';
-import { createBucket, removeBucket, s3Unavailable, uniqueBucketName } from './helpers/s3.js';
+import { uniqueBucketName, useTestBucket } from './helpers/s3.js';
 import {
   cleanup,
   closeSockets,
@@ -38,20 +38,9 @@ import {
   tempDir,
 } from './helpers/tree.js';
 
-const unavailable = s3Unavailable();
-const bucket = uniqueBucketName();
-let storage: S3Storage;
+const testBucket = useTestBucket();
+const { name: bucket, unavailable } = testBucket;
 
-beforeAll(async () => {
-  if (unavailable !== null) return;
-  await createBucket(bucket);
-  storage = await S3Storage.open(parseS3Location(`s3://${bucket}`));
-});
-afterAll(async () => {
-  if (unavailable !== null) return;
-  storage?.close();
-  await removeBucket(bucket);
-});
 afterEach(async () => {
   await closeSockets();
   cleanup();
@@ -142,6 +131,44 @@ function fileBytes(root: string, path: string): Buffer {
 }
 
 describe('snapshot to s3://', () => {
+  s3it(
+    'a store of many tiny files goes up in packs of at most 2,048 files, every file at its range',
+    async () => {
+      const source = tempDir('statesnap-s3-tiny-');
+      const files = 5000;
+      for (let shard = 0; shard < 5; shard++) {
+        mkdirSync(join(source, `shard-${shard}`));
+        for (let i = 0; i < files / 5; i++) {
+          writeFileSync(join(source, `shard-${shard}`, `fact-${i}.json`), `{"fact":${shard * 1000 + i}}`);
+        }
+      }
+      const made = await snapshotCli([source, `s3://${bucket}/tiny`]);
+      expect(made.stderr).toBe('');
+      expect(made.exitCode).toBe(0);
+      // 2,048 + 2,048 + 904 files: a pack in flight holds few enough files that memory does not follow the store.
+      expect(made.result.uploaded.objects).toBe(3);
+      const repo = await repoStorage('tiny');
+      try {
+        const { manifest, lines } = await readSnapshot(repo, made.result.id);
+        const perObject = new Map<string, number>();
+        const objects = new Map<string, Buffer>();
+        for (const line of lines) {
+          if (line.type !== 'file') continue;
+          perObject.set(line.object, (perObject.get(line.object) ?? 0) + 1);
+          if (!objects.has(line.object)) objects.set(line.object, await repo.getObject(line.object));
+          const stored = objects.get(line.object)!.subarray(line.offset, line.offset + line.size);
+          expect(stored.toString(), line.path).toBe(readFileSync(join(source, line.path), 'utf8'));
+        }
+        expect([...perObject.values()].sort((a, b) => a - b)).toEqual([904, 2048, 2048]);
+        expect(manifest.statesnap.s3.objects.map((object) => object.key).sort()).toEqual(
+          await dataKeys(repo),
+        );
+      } finally {
+        repo.close();
+      }
+    },
+  );
+
   s3it(
     'stores every entry kind: index lines match the source and the stored ranges; tar x of each object gives the files back',
     async () => {
@@ -339,7 +366,7 @@ describe('snapshot to s3://', () => {
   });
 
   s3it('a prefix holding objects but no repository marker is refused', async () => {
-    await storage.putObject('not-a-repo/some-file', Buffer.from('x'));
+    await testBucket.storage.putObject('not-a-repo/some-file', Buffer.from('x'));
     const source = join(tempDir('statesnap-s3-refused-'), 'store');
     await createTree(source, { 'a.json': file('{}') });
     const run = await snapshotCli([source, `s3://${bucket}/not-a-repo`]);
@@ -363,7 +390,9 @@ describe('snapshot to s3://', () => {
       return time;
     });
     await Promise.all(
-      ids.map((id) => limit(() => storage.putObject(`many/snapshots/${id}/index-x`, Buffer.from('x')))),
+      ids.map((id) =>
+        limit(() => testBucket.storage.putObject(`many/snapshots/${id}/index-x`, Buffer.from('x'))),
+      ),
     );
     const listing = await listCli(repoUrl);
     expect(listing.snapshots.map((row) => row.id)).toEqual([made.result.id]);
@@ -384,8 +413,8 @@ describe('index upload', () => {
           yield* parts;
         }
         const key = `index-upload/${sizes.length}.jsonl.gz`;
-        await uploadIndex(storage, key, generate(), new AbortController().signal);
-        expect(sha256(await storage.getObject(key))).toBe(sha256(Buffer.concat(parts)));
+        await uploadIndex(testBucket.storage, key, generate(), new AbortController().signal);
+        expect(sha256(await testBucket.storage.getObject(key))).toBe(sha256(Buffer.concat(parts)));
       }
     },
   );

@@ -16,37 +16,24 @@ import {
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
-import { afterAll, afterEach, beforeAll, describe, expect } from 'vitest';
+import { afterEach, describe, expect } from 'vitest';
 import { readTar, TarWriter } from '../dist/src/format/tar.js';
 import { MIN_PART_BYTES, S3Storage, sdkClientConfig } from '../dist/src/s3/client.js';
 import { parseS3Location } from '../dist/src/s3/location.js';
 import { resolveS3Settings } from '../dist/src/s3/settings.js';
 import {
   adminClient,
-  createBucket,
   rejectionOf,
-  removeBucket,
   s3it,
-  s3Unavailable,
   uniqueBucketName,
+  useTestBucket,
   visibleParts,
 } from './helpers/s3.js';
 import { cleanup, tempDir } from './helpers/tree.js';
 
-const unavailable = s3Unavailable();
-const bucket = uniqueBucketName();
-let storage: S3Storage;
+const testBucket = useTestBucket('repo');
+const { name: bucket } = testBucket;
 
-beforeAll(async () => {
-  if (unavailable !== null) return;
-  await createBucket(bucket);
-  storage = await S3Storage.open(parseS3Location(`s3://${bucket}/repo`));
-});
-afterAll(async () => {
-  if (unavailable !== null) return;
-  storage?.close();
-  await removeBucket(bucket);
-});
 afterEach(cleanup);
 
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
@@ -79,7 +66,7 @@ describe('requests RGW 16 takes', () => {
         expect(refused.name).toBe('MissingContentLength');
         expect((refused as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode).toBe(411);
         await put(ours, 'repo/streamed-ours');
-        expect(sha256(await storage.getObject('streamed-ours'))).toBe(sha256(body));
+        expect(sha256(await testBucket.storage.getObject('streamed-ours'))).toBe(sha256(body));
       } finally {
         defaults.destroy();
         ours.destroy();
@@ -89,43 +76,56 @@ describe('requests RGW 16 takes', () => {
 
   s3it('reads back what it wrote: whole objects and exact ranges', async () => {
     const body = randomBytes(100_000);
-    await storage.putObject('objects/a.bin', body);
-    expect((await storage.getObject('objects/a.bin')).equals(body)).toBe(true);
-    expect((await storage.getRange('objects/a.bin', 0, 1)).equals(body.subarray(0, 1))).toBe(true);
+    await testBucket.storage.putObject('objects/a.bin', body);
+    expect((await testBucket.storage.getObject('objects/a.bin')).equals(body)).toBe(true);
+    expect((await testBucket.storage.getRange('objects/a.bin', 0, 1)).equals(body.subarray(0, 1))).toBe(true);
     expect(
-      (await storage.getRange('objects/a.bin', 12_345, 50_000)).equals(body.subarray(12_345, 62_345)),
+      (await testBucket.storage.getRange('objects/a.bin', 12_345, 50_000)).equals(
+        body.subarray(12_345, 62_345),
+      ),
     ).toBe(true);
-    expect((await storage.getRange('objects/a.bin', 99_999, 1)).equals(body.subarray(99_999))).toBe(true);
-    expect(await storage.getRange('objects/a.bin', 5, 0)).toHaveLength(0);
-    expect(await storage.headObject('objects/a.bin')).toMatchObject({ key: 'objects/a.bin', size: 100_000 });
-    expect(await storage.headObject('objects/missing.bin')).toBeNull();
+    expect(
+      (await testBucket.storage.getRange('objects/a.bin', 99_999, 1)).equals(body.subarray(99_999)),
+    ).toBe(true);
+    expect(await testBucket.storage.getRange('objects/a.bin', 5, 0)).toHaveLength(0);
+    expect(await testBucket.storage.headObject('objects/a.bin')).toMatchObject({
+      key: 'objects/a.bin',
+      size: 100_000,
+    });
+    expect(await testBucket.storage.headObject('objects/missing.bin')).toBeNull();
   });
 
   s3it('refuses a range the object is too short for as corrupt, naming the object', async () => {
-    await storage.putObject('objects/short.bin', randomBytes(1000));
-    const past = await rejectionOf(storage.getRange('objects/short.bin', 990, 20));
+    await testBucket.storage.putObject('objects/short.bin', randomBytes(1000));
+    const past = await rejectionOf(testBucket.storage.getRange('objects/short.bin', 990, 20));
     expect(past.code).toBe('ERR_BACKUP_CORRUPT');
     expect(past.message).toContain(`s3://${bucket}/repo/objects/short.bin`);
-    expect((await rejectionOf(storage.getRange('objects/short.bin', 1000, 1))).code).toBe(
+    expect((await rejectionOf(testBucket.storage.getRange('objects/short.bin', 1000, 1))).code).toBe(
       'ERR_BACKUP_CORRUPT',
     );
-    expect((await rejectionOf(storage.getRange('objects/nothing.bin', 0, 1))).code).toBe('ERR_S3_NOT_FOUND');
+    expect((await rejectionOf(testBucket.storage.getRange('objects/nothing.bin', 0, 1))).code).toBe(
+      'ERR_S3_NOT_FOUND',
+    );
   });
 
   s3it('writes a commit marker once: a second put-if-absent is refused and the first stays', async () => {
-    await storage.putObject('snapshots/one/manifest.json', Buffer.from('first'), { ifAbsent: true });
+    await testBucket.storage.putObject('snapshots/one/manifest.json', Buffer.from('first'), {
+      ifAbsent: true,
+    });
     const second = await rejectionOf(
-      storage.putObject('snapshots/one/manifest.json', Buffer.from('second'), { ifAbsent: true }),
+      testBucket.storage.putObject('snapshots/one/manifest.json', Buffer.from('second'), { ifAbsent: true }),
     );
     expect(second.code).toBe('ERR_S3_EXISTS');
     expect(second.message).toContain(`s3://${bucket}/repo/snapshots/one/manifest.json`);
-    expect((await storage.getObject('snapshots/one/manifest.json')).toString()).toBe('first');
+    expect((await testBucket.storage.getObject('snapshots/one/manifest.json')).toString()).toBe('first');
   });
 
   s3it('lets exactly one of eight concurrent commits of one key succeed', async () => {
     const results = await Promise.allSettled(
       Array.from({ length: 8 }, (_, i) =>
-        storage.putObject('snapshots/race/manifest.json', Buffer.from(`writer ${i}`), { ifAbsent: true }),
+        testBucket.storage.putObject('snapshots/race/manifest.json', Buffer.from(`writer ${i}`), {
+          ifAbsent: true,
+        }),
       ),
     );
     const won = results.flatMap((result, i) => (result.status === 'fulfilled' ? [i] : []));
@@ -133,18 +133,20 @@ describe('requests RGW 16 takes', () => {
     for (const result of results) {
       if (result.status === 'rejected') expect(result.reason.code).toBe('ERR_S3_EXISTS');
     }
-    expect((await storage.getObject('snapshots/race/manifest.json')).toString()).toBe(`writer ${won[0]}`);
+    expect((await testBucket.storage.getObject('snapshots/race/manifest.json')).toString()).toBe(
+      `writer ${won[0]}`,
+    );
   });
 
   s3it('has the server check a known payload hash: a wrong one stores nothing', async () => {
     const body = randomBytes(4096);
     const wrong = await rejectionOf(
-      storage.putObject('objects/hashed.bin', body, { sha256: sha256(randomBytes(8)) }),
+      testBucket.storage.putObject('objects/hashed.bin', body, { sha256: sha256(randomBytes(8)) }),
     );
     expect(wrong.code).toBe('ERR_S3_REQUEST');
-    expect(await storage.headObject('objects/hashed.bin')).toBeNull();
-    await storage.putObject('objects/hashed.bin', body, { sha256: sha256(body) });
-    expect(sha256(await storage.getObject('objects/hashed.bin'))).toBe(sha256(body));
+    expect(await testBucket.storage.headObject('objects/hashed.bin')).toBeNull();
+    await testBucket.storage.putObject('objects/hashed.bin', body, { sha256: sha256(body) });
+    expect(sha256(await testBucket.storage.getObject('objects/hashed.bin'))).toBe(sha256(body));
   });
 });
 
@@ -154,17 +156,17 @@ describe('listings and batch deletes', () => {
     async () => {
       const keys = Array.from({ length: 2_100 }, (_, i) => `many/${String(i).padStart(5, '0')}.txt`);
       const limit = pLimit(32);
-      await Promise.all(keys.map((key) => limit(() => storage.putObject(key, Buffer.from(key)))));
-      await storage.putObject('many-other/x', Buffer.from('x'));
+      await Promise.all(keys.map((key) => limit(() => testBucket.storage.putObject(key, Buffer.from(key)))));
+      await testBucket.storage.putObject('many-other/x', Buffer.from('x'));
       const listed: string[] = [];
-      for await (const object of storage.listObjects('many/')) listed.push(object.key);
+      for await (const object of testBucket.storage.listObjects('many/')) listed.push(object.key);
       expect(listed).toEqual(keys);
       const children: string[] = [];
-      for await (const name of storage.listChildren('')) children.push(name);
+      for await (const name of testBucket.storage.listChildren('')) children.push(name);
       expect(children).toEqual(expect.arrayContaining(['many', 'many-other', 'objects', 'snapshots']));
-      await storage.deleteObjects([...keys, 'many/never-existed.txt']);
+      await testBucket.storage.deleteObjects([...keys, 'many/never-existed.txt']);
       const left: string[] = [];
-      for await (const object of storage.listObjects('many')) left.push(object.key);
+      for await (const object of testBucket.storage.listObjects('many')) left.push(object.key);
       expect(left).toEqual(['many-other/x']);
     },
     180_000,
@@ -178,14 +180,14 @@ describe('multipart uploads', () => {
     async function* produce() {
       yield* parts;
     }
-    const result = await storage.putMultipart('large/file.bin', produce(), {
+    const result = await testBucket.storage.putMultipart('large/file.bin', produce(), {
       onPartDone: (partNumber) => done.push(partNumber),
     });
     expect(result).toEqual({ bytes: parts.reduce((n, p) => n + p.length, 0), parts: 3 });
     expect(done.sort()).toEqual([1, 2, 3]);
     const whole = Buffer.concat(parts);
-    expect(sha256(await storage.getObject('large/file.bin'))).toBe(sha256(whole));
-    const across = await storage.getRange('large/file.bin', MIN_PART_BYTES - 10, 20);
+    expect(sha256(await testBucket.storage.getObject('large/file.bin'))).toBe(sha256(whole));
+    const across = await testBucket.storage.getRange('large/file.bin', MIN_PART_BYTES - 10, 20);
     expect(across.equals(whole.subarray(MIN_PART_BYTES - 10, MIN_PART_BYTES + 10))).toBe(true);
   });
 
@@ -194,9 +196,9 @@ describe('multipart uploads', () => {
       yield randomBytes(MIN_PART_BYTES);
       throw new Error('source went away');
     }
-    const error = await rejectionOf(storage.putMultipart('large/failed.bin', failing()));
+    const error = await rejectionOf(testBucket.storage.putMultipart('large/failed.bin', failing()));
     expect(error.message).toBe('source went away');
-    expect(await storage.headObject('large/failed.bin')).toBeNull();
+    expect(await testBucket.storage.headObject('large/failed.bin')).toBeNull();
     const client = adminClient();
     try {
       const uploads = await client.send(
@@ -225,10 +227,10 @@ describe('multipart uploads', () => {
           }),
         );
       }
-      expect(await storage.abortUnfinishedUploads('data/')).toBe(2);
+      expect(await testBucket.storage.abortUnfinishedUploads('data/')).toBe(2);
       const left = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: 'repo/' }));
       expect((left.Uploads ?? []).map((upload) => upload.Key)).toEqual(['repo/other/keep.tar']);
-      expect(await storage.abortUnfinishedUploads('other/')).toBe(1);
+      expect(await testBucket.storage.abortUnfinishedUploads('other/')).toBe(1);
     } finally {
       client.destroy();
     }
@@ -259,15 +261,15 @@ describe('a pack through S3', () => {
       offsets.set(path, writer.addFile(header, data));
     }
     const pack = writer.finish();
-    await storage.putObject('data/pack-1.tar', pack, { sha256: sha256(pack) });
+    await testBucket.storage.putObject('data/pack-1.tar', pack, { sha256: sha256(pack) });
 
     await Promise.all(
       [...files].map(async ([path, data]) => {
-        const read = await storage.getRange('data/pack-1.tar', offsets.get(path)!, data.length);
+        const read = await testBucket.storage.getRange('data/pack-1.tar', offsets.get(path)!, data.length);
         expect(sha256(read), path).toBe(sha256(data));
       }),
     );
-    const downloaded = await storage.getObject('data/pack-1.tar');
+    const downloaded = await testBucket.storage.getObject('data/pack-1.tar');
     expect(sha256(downloaded)).toBe(sha256(pack));
     expect([...readTar(downloaded)].map((entry) => Buffer.from(entry.path).toString())).toEqual([
       ...files.keys(),

@@ -61,7 +61,9 @@ import type { JoinCounts, LinkSource } from './link-source.js';
 export const LARGE_FILE_BYTES = 4 * 1024 * 1024;
 /** A pack closes near this many bytes of file content, and parts of streamed objects and the index are this big. */
 const PACK_CONTENT_BYTES = 14 * 1024 * 1024;
-const PACK_MAX_FILES = 8192;
+// Every file of a pack in flight is held on both threads (its op, its outcome, its index line waiting for its
+// turn): a store of tiny files fills packs by count, and 2,048 of them still make objects of 1-3 MiB.
+const PACK_MAX_FILES = 2048;
 const PART_BYTES = 8 * 1024 * 1024;
 // Room in a pack's slot for files that grew between the walk and their read, and for pax records the walk's
 // sizes cannot foresee (an owner or mtime past ustar's fields).
@@ -89,10 +91,17 @@ export interface S3BaseSnapshot {
   objects: readonly S3ObjectRecord[];
 }
 
-/** Uploads with at most `limit` in flight; the first failure is kept and stops the run. */
+/** Settles a place in the queue: with the upload it became, or with null when nothing is uploaded. */
+type Place = (upload: Promise<unknown> | null) => void;
+
+/**
+ * Uploads with at most `limit` in flight, counting the objects still being filled for them (a pack's slot is
+ * in use from its task to the end of its upload); the first failure is kept and stops the run.
+ */
 class UploadQueue {
   readonly #limit: number;
   readonly #running = new Set<Promise<void>>();
+  readonly #unsettled = new Set<Place>();
   #failure: unknown = null;
   #failed = false;
 
@@ -100,13 +109,29 @@ class UploadQueue {
     this.#limit = limit;
   }
 
-  /** Waits until another upload may start; throws the first failure. */
-  async room(): Promise<void> {
+  /** Waits until another object may be filled and uploaded, and holds its place; throws the first failure. */
+  async place(): Promise<Place> {
     while (this.#running.size >= this.#limit) await Promise.race(this.#running);
     this.throwIfFailed();
+    let settle!: Place;
+    const upload = new Promise<Promise<unknown> | null>((resolve) => {
+      settle = resolve;
+    });
+    this.#track(upload.then((settled) => settled));
+    const place: Place = (settled) => {
+      this.#unsettled.delete(place);
+      settle(settled);
+    };
+    this.#unsettled.add(place);
+    return place;
   }
 
-  add(upload: Promise<unknown>): void {
+  /** Gives up the places whose objects will never be uploaded (the run failed while they were filled). */
+  abandonPlaces(): void {
+    for (const place of [...this.#unsettled]) place(null);
+  }
+
+  #track(upload: Promise<unknown>): void {
     const tracked: Promise<void> = upload.then(
       () => void this.#running.delete(tracked),
       (error: unknown) => {
@@ -218,8 +243,9 @@ export async function uploadIndex(
     if (next.done) break;
     held.push(next.value);
     if (held.length > INDEX_SINGLE_PUT_PARTS) {
+      // Handed over one by one: a part stays in memory only until its upload is done with it.
       const rest = async function* () {
-        yield* held;
+        for (let part = held.shift(); part !== undefined; part = held.shift()) yield part;
         yield* parts;
       };
       await storage.putMultipart(key, rest(), { signal });
@@ -251,7 +277,8 @@ export class S3Writer implements Destination {
   readonly #indexUpload: Promise<void>;
   readonly #order: ReorderBuffer<S3IndexEntry | null>;
   readonly #planned = new Map<string, Planned>();
-  readonly #slots = new Map<string, SharedArrayBuffer>();
+  /** Per pack being filled: its slot, and its place in the upload queue. */
+  readonly #filling = new Map<string, { slot: SharedArrayBuffer; place: Place }>();
   /** Slots whose pack is uploaded: never more than were in use at once. */
   readonly #spareSlots: SharedArrayBuffer[] = [];
   readonly #rings: SharedArrayBuffer[] = [];
@@ -302,7 +329,7 @@ export class S3Writer implements Destination {
   }
 
   async task(files: FileOp[], from: ReadSpec): Promise<WorkerTask> {
-    await this.#uploads.room();
+    const place = await this.#uploads.place();
     const key = newDataKey();
     const [first] = files;
     if (
@@ -311,7 +338,7 @@ export class S3Writer implements Destination {
       first.size >= LARGE_FILE_BYTES &&
       first.link?.action !== 'link'
     ) {
-      return this.#streamTask(files, from, key);
+      return this.#streamTask(files, from, key, place);
     }
     let room = 0;
     for (const op of files) {
@@ -322,8 +349,8 @@ export class S3Writer implements Destination {
     let slot: SharedArrayBuffer | null = null;
     if (room > 0) {
       slot = this.#takeSlot(room + SLOT_HEADROOM_BYTES + TAR_END_BYTES);
-      this.#slots.set(key, slot);
-    }
+      this.#filling.set(key, { slot, place });
+    } else place(null);
     return { kind: 'pack', files, from, key, slot };
   }
 
@@ -336,7 +363,7 @@ export class S3Writer implements Destination {
   }
 
   /** A large file's task, and the multipart upload that takes its parts as the worker hands them over. */
-  #streamTask(files: FileOp[], from: ReadSpec, key: string): WorkerTask {
+  #streamTask(files: FileOp[], from: ReadSpec, key: string, place: Place): WorkerTask {
     // Rings are reused: the garbage collector frees shared memory late, and each holds three parts.
     const ring = this.#rings.pop() ?? new SharedArrayBuffer(RING_SLOTS * PART_BYTES);
     const shared = new SharedArrayBuffer(RING_STATES * Int32Array.BYTES_PER_ELEMENT);
@@ -365,7 +392,7 @@ export class S3Writer implements Destination {
           if (!(error instanceof StreamWithdrawn) || Atomics.load(states, RING_ABORT) !== 2) throw error;
         },
       );
-    this.#uploads.add(upload);
+    place(upload);
     // The ring is reused once both its upload and its worker are done with it.
     const taskEnded = new Promise<void>((resolve) => this.#streamsRunning.set(key, resolve));
     void Promise.allSettled([upload, taskEnded]).then(() => this.#rings.push(ring));
@@ -392,25 +419,27 @@ export class S3Writer implements Destination {
     const { key, offsets, length, sha256, md5 } = result as PackResult;
     this.#streamsRunning.get(key)?.();
     this.#streamsRunning.delete(key);
-    const slot = this.#slots.get(key);
-    this.#slots.delete(key);
-    if (length > 0) {
-      this.#index.declareObject(key, length);
-      if (slot !== undefined) {
-        const body = new Uint8Array(slot, 0, length);
-        const signal = this.#abort.signal;
-        const upload = this.#storage.putObject(key, body, { sha256, contentMd5: md5, signal }).then(() => {
-          this.uploaded.bytesUploaded += length;
-          this.uploaded.objectsUploaded++;
-        });
-        this.#uploads.add(upload);
-        // The request may still read the slot until it settles, failed or not.
-        void upload.then(
-          () => this.#spareSlots.push(slot),
-          () => this.#spareSlots.push(slot),
-        );
-      }
-    } else if (slot !== undefined) this.#spareSlots.push(slot);
+    const filled = this.#filling.get(key);
+    this.#filling.delete(key);
+    if (length > 0) this.#index.declareObject(key, length);
+    if (filled !== undefined && length > 0) {
+      const { slot, place } = filled;
+      const body = new Uint8Array(slot, 0, length);
+      const signal = this.#abort.signal;
+      const upload = this.#storage.putObject(key, body, { sha256, contentMd5: md5, signal }).then(() => {
+        this.uploaded.bytesUploaded += length;
+        this.uploaded.objectsUploaded++;
+      });
+      place(upload);
+      // The request may still read the slot until it settles, failed or not.
+      void upload.then(
+        () => this.#spareSlots.push(slot),
+        () => this.#spareSlots.push(slot),
+      );
+    } else if (filled !== undefined) {
+      this.#spareSlots.push(filled.slot);
+      filled.place(null);
+    }
     result.outcomes.forEach((outcome, i) => {
       if (!outcome.ok) return;
       const stored = this.#planned.get(outcome.rel)?.stored;
@@ -487,6 +516,7 @@ export class S3Writer implements Destination {
    */
   async abandon(): Promise<void> {
     this.#abort.abort();
+    this.#uploads.abandonPlaces();
     await this.#uploads.settle();
     this.#index.abandon();
     await this.#indexUpload.catch(() => {});

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { CreateBucketCommand, DeleteBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { it, type TestContext } from 'vitest';
+import { afterAll, beforeAll, it, type TestContext } from 'vitest';
 import { S3Storage } from '../../dist/src/s3/client.js';
 import { parseS3Location } from '../../dist/src/s3/location.js';
 import { resolveS3Settings } from '../../dist/src/s3/settings.js';
@@ -53,7 +53,7 @@ export function uniqueBucketName(): string {
   return `statesnap-test-${randomBytes(6).toString('hex')}`;
 }
 
-export async function createBucket(bucket: string): Promise<void> {
+async function createBucket(bucket: string): Promise<void> {
   const client = adminClient();
   try {
     await client.send(new CreateBucketCommand({ Bucket: bucket }));
@@ -63,7 +63,7 @@ export async function createBucket(bucket: string): Promise<void> {
 }
 
 /** Deletes every object and unfinished upload in the bucket, then the bucket. */
-export async function removeBucket(bucket: string): Promise<void> {
+async function removeBucket(bucket: string): Promise<void> {
   const storage = await S3Storage.open(parseS3Location(`s3://${bucket}`));
   try {
     const keys: string[] = [];
@@ -79,6 +79,52 @@ export async function removeBucket(bucket: string): Promise<void> {
   } finally {
     client.destroy();
   }
+}
+
+/** A test file's bucket on the S3 server, and the storages its tests open on it. */
+export interface TestBucket {
+  readonly name: string;
+  /** Why the S3 tests cannot run here, or null (then the bucket exists while the file's tests run). */
+  readonly unavailable: string | null;
+  /** The storage on `s3://<name>/<storagePrefix>` opened before the file's tests (only when available). */
+  readonly storage: S3Storage;
+  /** A storage on `s3://<name>/<prefix>`, closed after the file's tests. */
+  open(prefix: string): Promise<S3Storage>;
+}
+
+/**
+ * A fresh bucket for the calling test file: created before its tests, and after them every storage opened on
+ * it is closed and it is emptied and removed. Nothing is done when no S3 server is configured.
+ */
+export function useTestBucket(storagePrefix = ''): TestBucket {
+  const unavailable = s3Unavailable();
+  const name = uniqueBucketName();
+  const opened: S3Storage[] = [];
+  let storage: S3Storage | null = null;
+  const open = async (prefix: string): Promise<S3Storage> => {
+    const opening = await S3Storage.open(parseS3Location(`s3://${name}/${prefix}`));
+    opened.push(opening);
+    return opening;
+  };
+  beforeAll(async () => {
+    if (unavailable !== null) return;
+    await createBucket(name);
+    storage = await open(storagePrefix);
+  });
+  afterAll(async () => {
+    if (unavailable !== null) return;
+    for (const each of opened.splice(0)) each.close();
+    await removeBucket(name);
+  });
+  return {
+    name,
+    unavailable,
+    open,
+    get storage(): S3Storage {
+      if (storage === null) throw new Error(`the test bucket ${name} is not open: ${unavailable}`);
+      return storage;
+    },
+  };
 }
 
 /** Everything an error shows a user or a program: none of it may hold a credential. */

@@ -7,11 +7,14 @@ import { chmodSync, chownSync, lstatSync, mkdirSync, writeFileSync } from 'node:
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, type TestContext } from 'vitest';
 import { backup, restore, verify } from '../dist/src/index.js';
-import { readBackupIndex } from './helpers/backup.js';
+import { readBackupIndex, tryMount, unmountAll } from './helpers/backup.js';
 import { writeHandBackup } from './helpers/restore.js';
 import { CLI, cleanup, createTree, dir, file, isRoot, runCli, tempDir } from './helpers/tree.js';
 
-afterEach(cleanup);
+afterEach(() => {
+  unmountAll();
+  cleanup();
+});
 
 function owner(path: string): { uid: number; gid: number; mode: string } {
   const stats = lstatSync(path);
@@ -108,6 +111,30 @@ describe('owners and setuid/setgid, restored as root', () => {
     mkdirSync(parent);
     chownSync(parent, 0, 12347);
     chmodSync(parent, 0o2775);
+    const target = join(parent, 'restored');
+    await restore({ backup: dest, target, sync: false });
+    expect(owner(join(target, 'mine.json'))).toMatchObject({ uid: 0, gid: 0 });
+    expect(owner(join(target, 'group.json'))).toMatchObject({ uid: 0, gid: 12347 });
+  });
+
+  it("on a filesystem that gives new files their directory's group (ext4 mounted grpid), files get the group the index records", async (context) => {
+    requireRoot(context);
+    const root = tempDir();
+    const store = join(root, 'store');
+    await createTree(store, { 'mine.json': file('{"a":1}'), 'group.json': file('{"b":2}') });
+    chownSync(join(store, 'group.json'), 0, 12347);
+    const dest = join(root, 'backup');
+    await backup({ source: store, dest, sync: false });
+    const image = join(root, 'grpid.img');
+    const mountPoint = join(root, 'grpid');
+    mkdirSync(mountPoint);
+    const made = spawnSync('sh', ['-c', `truncate -s 32M "$1" && mkfs.ext4 -q -F "$1"`, 'sh', image]);
+    if (made.status !== 0 || !tryMount(['-o', 'loop,grpid', image], mountPoint))
+      context.skip('no loop-mounted ext4 on this machine');
+    // No setgid bit anywhere: the mount option alone gives everything created below the group 12347.
+    const parent = join(mountPoint, 'shared');
+    mkdirSync(parent);
+    chownSync(parent, 0, 12347);
     const target = join(parent, 'restored');
     await restore({ backup: dest, target, sync: false });
     expect(owner(join(target, 'mine.json'))).toMatchObject({ uid: 0, gid: 0 });

@@ -58,6 +58,24 @@ async function serviceStoreBackup(): Promise<{ root: string; store: string; dest
   return { root, store, dest };
 }
 
+/** A backup by root of two files: one of root's group, one of group 12347. */
+async function rootAndGroupBackup(): Promise<{ root: string; dest: string }> {
+  const root = tempDir();
+  const store = join(root, 'store');
+  await createTree(store, { 'mine.json': file('{"a":1}'), 'group.json': file('{"b":2}') });
+  chownSync(join(store, 'group.json'), 0, 12347);
+  const dest = join(root, 'backup');
+  await backup({ source: store, dest, sync: false });
+  return { root, dest };
+}
+
+/** Restores `rootAndGroupBackup`'s backup to `target`: each file must get the group its index records. */
+async function expectRecordedGroups(dest: string, target: string): Promise<void> {
+  await restore({ backup: dest, target, sync: false });
+  expect(owner(join(target, 'mine.json'))).toMatchObject({ uid: 0, gid: 0 });
+  expect(owner(join(target, 'group.json'))).toMatchObject({ uid: 0, gid: 12347 });
+}
+
 describe('owners and setuid/setgid, restored as root', () => {
   it('the index records every owner; a root restore gives them back and drops setuid/setgid', async (context) => {
     requireRoot(context);
@@ -100,31 +118,19 @@ describe('owners and setuid/setgid, restored as root', () => {
 
   it("under a setgid directory of another group, files get the group the index records, not the directory's", async (context) => {
     requireRoot(context);
-    const root = tempDir();
-    const store = join(root, 'store');
-    await createTree(store, { 'mine.json': file('{"a":1}'), 'group.json': file('{"b":2}') });
-    chownSync(join(store, 'group.json'), 0, 12347);
-    const dest = join(root, 'backup');
-    await backup({ source: store, dest, sync: false });
+    const { root, dest } = await rootAndGroupBackup();
     // Everything the restore creates under here starts with group 12347, as the kernel gives it.
     const parent = join(root, 'shared');
     mkdirSync(parent);
     chownSync(parent, 0, 12347);
     chmodSync(parent, 0o2775);
     const target = join(parent, 'restored');
-    await restore({ backup: dest, target, sync: false });
-    expect(owner(join(target, 'mine.json'))).toMatchObject({ uid: 0, gid: 0 });
-    expect(owner(join(target, 'group.json'))).toMatchObject({ uid: 0, gid: 12347 });
+    await expectRecordedGroups(dest, target);
   });
 
   it("on a filesystem that gives new files their directory's group (ext4 mounted grpid), files get the group the index records", async (context) => {
     requireRoot(context);
-    const root = tempDir();
-    const store = join(root, 'store');
-    await createTree(store, { 'mine.json': file('{"a":1}'), 'group.json': file('{"b":2}') });
-    chownSync(join(store, 'group.json'), 0, 12347);
-    const dest = join(root, 'backup');
-    await backup({ source: store, dest, sync: false });
+    const { root, dest } = await rootAndGroupBackup();
     const image = join(root, 'grpid.img');
     const mountPoint = join(root, 'grpid');
     mkdirSync(mountPoint);
@@ -136,9 +142,7 @@ describe('owners and setuid/setgid, restored as root', () => {
     mkdirSync(parent);
     chownSync(parent, 0, 12347);
     const target = join(parent, 'restored');
-    await restore({ backup: dest, target, sync: false });
-    expect(owner(join(target, 'mine.json'))).toMatchObject({ uid: 0, gid: 0 });
-    expect(owner(join(target, 'group.json'))).toMatchObject({ uid: 0, gid: 12347 });
+    await expectRecordedGroups(dest, target);
   });
 
   it('an edited index that asks for a setuid file (hash recomputed) restores it without the bit', async (context) => {

@@ -337,6 +337,31 @@ describe('snapshot to s3://', () => {
     },
   );
 
+  s3it(
+    'SIGINT while more packs wait for an upload place than there are places: exit 130, no hang',
+    async () => {
+      // 8 threads queue 16 packs behind the 8 upload places. A stopped pass drops packs that already hold a
+      // place, and a waiter that went on waiting for one would never be woken.
+      const source = join(tempDir('statesnap-s3-sigint-queue-'), 'store');
+      const files: Record<string, ReturnType<typeof file>> = {};
+      for (let i = 0; i < 48; i++) files[`part-${i}.bin`] = file(randomBytes(4 * 1024 * 1024));
+      await createTree(source, files);
+      const repoUrl = `s3://${bucket}/interrupted-queue`;
+      const running = startPausedCli(['snapshot', '--threads', '8', source, repoUrl], ['copying:1']);
+      await running.reached('copying');
+      running.child.kill('SIGINT');
+      running.resume();
+      const outcome = await Promise.race([
+        running.done,
+        new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 30_000).unref()),
+      ]);
+      if (outcome === 'hung') await running.kill();
+      expect(outcome).not.toBe('hung');
+      expect((outcome as Awaited<typeof running.done>).exitCode).toBe(130);
+      expect((await listCli(repoUrl)).snapshots).toEqual([]);
+    },
+  );
+
   s3it('SIGINT mid-upload: exit 130, no snapshot, no lock and no unfinished upload left', async () => {
     const source = join(tempDir('statesnap-s3-sigint-'), 'store');
     const files: Record<string, ReturnType<typeof file>> = {};

@@ -109,9 +109,15 @@ class UploadQueue {
     this.#limit = limit;
   }
 
-  /** Waits until another object may be filled and uploaded, and holds its place; throws the first failure. */
-  async place(): Promise<Place> {
-    while (this.#running.size >= this.#limit) await Promise.race(this.#running);
+  /**
+   * Waits until another object may be filled and uploaded, and holds its place; throws the first failure, and
+   * stops waiting when `signal` fires: a stopped pass drops tasks whose places are given up only once it has
+   * settled, so a waiter could otherwise wait for places that nothing will free.
+   */
+  async place(signal: AbortSignal): Promise<Place> {
+    while (this.#running.size >= this.#limit && !signal.aborted)
+      await Promise.race([...this.#running, this.#stopOf(signal)]);
+    signal.throwIfAborted();
     this.throwIfFailed();
     let settle!: Place;
     const upload = new Promise<Promise<unknown> | null>((resolve) => {
@@ -124,6 +130,20 @@ class UploadQueue {
     };
     this.#unsettled.add(place);
     return place;
+  }
+
+  // One listener per pass's signal, shared by every waiter: a listener each would pass the signal's limit.
+  readonly #stops = new WeakMap<AbortSignal, Promise<void>>();
+
+  #stopOf(signal: AbortSignal): Promise<void> {
+    let stop = this.#stops.get(signal);
+    if (stop === undefined) {
+      stop = new Promise<void>((resolve) =>
+        signal.addEventListener('abort', () => resolve(), { once: true }),
+      );
+      this.#stops.set(signal, stop);
+    }
+    return stop;
   }
 
   /** Gives up the places whose objects will never be uploaded (the run failed while they were filled). */
@@ -328,8 +348,8 @@ export class S3Writer implements Destination {
       this.#order.push({ path: rel, type: kind, skipped: true });
   }
 
-  async task(files: FileOp[], from: ReadSpec): Promise<WorkerTask> {
-    const place = await this.#uploads.place();
+  async task(files: FileOp[], from: ReadSpec, signal: AbortSignal): Promise<WorkerTask> {
+    const place = await this.#uploads.place(signal);
     const key = newDataKey();
     const [first] = files;
     if (

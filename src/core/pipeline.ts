@@ -55,8 +55,11 @@ export type FileFailed = Extract<FileOutcome, { ok: false }>;
 export interface Destination {
   /** A directory of the source, parents first ('' is the root); throwing fails the run. */
   dir(dir: PlannedDir): void;
-  /** The worker task that writes one batch of the source's files (a promise: once there is room for it). */
-  task(files: FileOp[], from: ReadSpec): WorkerTask | Promise<WorkerTask>;
+  /**
+   * The worker task that writes one batch of the source's files (a promise: once there is room for it). A
+   * destination that waits for room stops waiting when `signal` fires (the pass was stopped or failed).
+   */
+  task(files: FileOp[], from: ReadSpec, signal: AbortSignal): WorkerTask | Promise<WorkerTask>;
   /** How large a batch of this destination may grow. @default the pool's */
   readonly batchLimits?: BatchLimits;
   /** A file of the source, in the source's order, before it goes to the workers. */
@@ -209,11 +212,11 @@ export class Run {
         ? async (files) =>
             remote.task(
               files,
-              destination ? writeSpecOf(await destination.task(files, source.read)) : null,
+              destination ? writeSpecOf(await destination.task(files, source.read, flow.signal)) : null,
               flow.signal,
             )
         : destination
-          ? (files) => destination.task(files, source.read)
+          ? (files) => destination.task(files, source.read, flow.signal)
           : (files) => ({ kind: 'hash', files, from: source.read, readContent, compareMode }),
       onResult: flow.guarded((result: TaskResult) => flow.batchDone(result)),
       batchLimits: destination?.batchLimits,

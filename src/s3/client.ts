@@ -222,7 +222,9 @@ export class S3Storage {
   ): Promise<{ bytes: number; parts: number }> {
     const { signal } = options;
     const target = { Bucket: this.location.bucket, Key: objectKey(this.location, key) };
-    const created = await this.#request('start upload of', key, signal, (client, o) =>
+    // Not cut off by `signal`: a start cancelled after the server made the upload would leave that upload
+    // unfinished with no id to abort it by. It is one short request; the parts below stop with the signal.
+    const created = await this.#request('start upload of', key, undefined, (client, o) =>
       client.send(new CreateMultipartUploadCommand(target), o),
     );
     const UploadId = created.UploadId;

@@ -93,7 +93,7 @@ const OPEN_DEST = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | co
 let tempCounter = 0;
 
 /** What a copy needs of its task: where it reads and where it writes. */
-type CopySpec = Pick<CopyTask, 'from' | 'to'>;
+type CopySpec = Pick<CopyTask, 'from' | 'to' | 'handBackFrom'>;
 
 class FileFailure extends Error {
   readonly problem: FileProblem;
@@ -112,6 +112,17 @@ class FileFailure extends Error {
 
 /** The main thread raised the stop flag: ends the batch, never becomes a file's outcome. */
 class RunStopped extends Error {}
+
+/** A file of a batch planned without sizes that is large enough to go as a task of its own: not read here. */
+class HandedBack extends Error {
+  constructor(readonly size: number) {
+    super('handed back to go as a task of its own');
+  }
+}
+
+function handBackIfLarge(task: CopySpec, size: number): void {
+  if (task.handBackFrom !== undefined && size >= task.handBackFrom) throw new HandedBack(size);
+}
 
 function throwIfStopped(stop: Int32Array): void {
   if (Atomics.load(stop, 0) !== 0) throw new RunStopped('the run is stopping');
@@ -450,6 +461,7 @@ function transfer(
   const stat = fstatSync(fd, { bigint: true });
   if (!stat.isFile()) throw new FileFailure('not-regular', 'is no longer a regular file');
   const size = Number(stat.size);
+  handBackIfLarge(task, size);
   // Fewer blocks than bytes: the file has holes (Node has no SEEK_DATA to find them). A fully allocated file,
   // zeros included, is copied as it is.
   const sparse = stat.blocks * 512n < stat.size;
@@ -835,6 +847,7 @@ function linkOne(task: LinkTask, op: FileOp, stop: Int32Array): FileOutcome {
   let linked: Extract<FileOutcome, { ok: true }>;
   let hashed = false;
   if (plan.action === 'hash-then-link') {
+    handBackIfLarge(task, op.size); // before it is read to decide
     const read = hashSource(task, op, stop);
     hashed = read !== null;
     const expected = read === null ? null : (plan.sha256 ?? hashPrevious(task, op, plan, stop));
@@ -1074,6 +1087,7 @@ export function performTask(request: WorkerRequest): TaskResult {
   if (task.kind === 'unpack') return unpackRange(task, stop);
   const operation = OPERATIONS[task.kind] as Operation<PerFileTask>;
   const outcomes: FileOutcome[] = [];
+  const handedBack: FileOp[] = [];
   const perDirectory = confinesPerDirectory(task);
   try {
     for (const op of task.files) {
@@ -1085,7 +1099,14 @@ export function performTask(request: WorkerRequest): TaskResult {
           sourceDirectory = openSourceDirectory(task.from, dir, outcomes.length);
         }
       }
-      const outcome = operation(task, op, stop);
+      let outcome: FileOutcome;
+      try {
+        outcome = operation(task, op, stop);
+      } catch (error) {
+        if (!(error instanceof HandedBack)) throw error;
+        handedBack.push({ ...op, size: error.size });
+        continue;
+      }
       outcomes.push(outcome);
       // A destination that cannot be written (ENOSPC, EROFS, EIO), or a process out of descriptors, dooms
       // the whole run: stop the batch early.
@@ -1103,7 +1124,7 @@ export function performTask(request: WorkerRequest): TaskResult {
   let bytes = 0;
   // A hard link writes no data: nothing for the flusher to push out.
   for (const outcome of outcomes) if (outcome.ok && !outcome.link?.linked) bytes += outcome.size;
-  return { outcomes, bytes };
+  return handedBack.length === 0 ? { outcomes, bytes } : { outcomes, bytes, handedBack };
 }
 
 /** A file with a `link` plan into object storage: its outcome from the plan, unread. */

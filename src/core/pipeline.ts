@@ -220,6 +220,7 @@ export class Run {
           : (files) => ({ kind: 'hash', files, from: source.read, readContent, compareMode }),
       onResult: flow.guarded((result: TaskResult) => flow.batchDone(result)),
       batchLimits: destination?.batchLimits,
+      sizesPlanned: source.sizesPlanned,
     });
     try {
       await source.entries(

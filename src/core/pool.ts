@@ -50,7 +50,9 @@ function workerExecArgv(): string[] {
 // batch was the measured sweet spot (docs/performance.md).
 const BATCH_MAX_FILES = 256;
 const BATCH_MAX_BYTES = 8 * 1024 * 1024;
-// A file this large is a task of its own and is sent as soon as it is seen, so it does not finish last.
+// A file this large is a task of its own and is sent as soon as it is seen (or, planned without its size, as soon
+// as a worker finds it in a batch), so it does not finish last and one thread does not copy every large file of a
+// folder while the others wait.
 const LARGE_FILE_BYTES = 4 * 1024 * 1024;
 
 // Workers do synchronous I/O, so a thread beyond the cores helps only while others wait on the disk or the
@@ -150,6 +152,11 @@ export interface BatchDispatcherOptions {
   joins?: ((batch: readonly FileOp[], batchBytes: number, next: FileOp) => boolean) | undefined;
   /** Called on the main thread with each finished batch; throwing here fails the whole run. */
   onResult: (result: TaskResult) => void;
+  /**
+   * false: files come without their sizes (0), so the large-file rule cannot apply when they are batched; a
+   * copy batch hands such a file back unread and it goes as a task of its own. @default true
+   */
+  sizesPlanned?: boolean | undefined;
 }
 
 export interface BatchLimits {
@@ -229,7 +236,11 @@ export class BatchDispatcher {
       // a tree the caller is about to remove (or a temp file in a merge target).
       const task = await makeTask(files);
       if (signal.aborted) throw abortError(signal);
-      onResult(await pool.run(task, this.#stop));
+      const handsBack = this.#options.sizesPlanned === false && files.length > 1;
+      if (handsBack && (task.kind === 'copy' || task.kind === 'link')) task.handBackFrom = LARGE_FILE_BYTES;
+      const result = await pool.run(task, this.#stop);
+      onResult(result);
+      for (const file of result.handedBack ?? []) void this.#submit([file]);
     }).catch((error: unknown) => {
       if (!this.#hasFailed) {
         this.#hasFailed = true;

@@ -132,6 +132,12 @@ export interface CopyTask {
   files: FileOp[];
   from: ReadSpec;
   to: WriteSpec;
+  /**
+   * A batch planned without sizes: a file found to be at least this many bytes is handed back unread
+   * (`TaskResult.handedBack`), to be sent as a task of its own, so one thread does not copy every large file
+   * of a folder while the others run out of work.
+   */
+  handBackFrom?: number;
 }
 
 /** Check each file where it is: opened (never through a link), confined, its type and size, and its hash. */
@@ -562,12 +568,14 @@ export interface LinkOutcome {
 /** What every task kind returns; a kind may add fields (a pack task: the pack's bytes, moved, not copied). */
 export interface TaskResult {
   /**
-   * One per file, in the batch's order. A batch stops early after a `RunFailure`, and when the run stops
-   * (the stop flag), without an outcome for the file it was working on.
+   * One per file, in the batch's order, but for those handed back. A batch stops early after a `RunFailure`,
+   * and when the run stops (the stop flag), without an outcome for the file it was working on.
    */
   outcomes: FileOutcome[];
   /** Bytes of file data written (a hard link writes none). */
   bytes: number;
+  /** Files handed back unread (`CopyTask.handBackFrom`), each with the size found: they have no outcome here. */
+  handedBack?: FileOp[];
 }
 
 /**

@@ -348,6 +348,8 @@ export class LocalTreeWriter implements BackupWriter {
   }
 
   sealIndex(): IndexRecord {
+    // Every file is written: their writeback runs while the index, the manifest and the directories are done.
+    this.#flusher.start();
     this.#order.close();
     return { path: INDEX_FILE, ...this.#index.close() };
   }

@@ -529,12 +529,13 @@ async function makeBackup(
     // One instant for both: the start a later snapshot's racy check compares source timestamps with.
     const startedAt = Date.now();
     const createdAt = new Date(startedAt).toISOString();
-    const sections = sectionsOf(source, opts);
     const tally = await copySource(run, opts, source, { writer, link, joined, plansBySize: false }, report);
     report(progressOf('finishing', tally, null));
     const index = writer.sealIndex();
     const root = writer.rootRecord();
     pauseAt?.('index-sealed');
+    // Counted while the copied files are flushed, rather than before the copy could start.
+    const sections = sectionsOf(source, opts);
     const summary = summaryOf(run, opts, paths, { tally, sections, started });
     const { files, dirs, bytes, skipped, warnings } = summary;
     const { bytesNew, ...written } = writer.counts;

@@ -37,7 +37,15 @@ export class Flusher {
   noteWritten(bytes: number): void {
     if (!this.#enabled) return;
     this.#unflushedBytes += bytes;
-    if (this.#unflushedBytes < FLUSH_EVERY_BYTES || this.#running) return;
+    if (this.#unflushedBytes >= FLUSH_EVERY_BYTES) this.start();
+  }
+
+  /**
+   * Starts flushing what is written so far, unless a flush is running: the bulk of the data then reaches the
+   * disk while the caller writes what comes last (an index, a manifest), and `finish` has little left to do.
+   */
+  start(): void {
+    if (!this.#enabled || this.#running) return;
     this.#unflushedBytes = 0;
     this.#running = syncFilesystem(this.#dir)
       .catch((error: unknown) => {

@@ -4,7 +4,9 @@
 import { spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { delimiter, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** Absolute path of an executable on PATH, or null (no shell, no spawn). */
 export function which(command: string): string | null {
@@ -86,6 +88,50 @@ export function rsyncA(source: string, dest: string): Promise<void> {
   return run('rsync', ['-a', `${source}/`, `${dest}/`]);
 }
 
+// Paths per `cp` process of the parallel floor: few enough for one command line, many enough that starting a
+// process costs little beside the copying.
+const FLOOR_PATHS_PER_CP = '4096';
+// The pause between two flushes of the parallel floor: an idle loop of `sync` would only cost processes.
+const FLOOR_FLUSH_PAUSE_MS = 200;
+
+/**
+ * The floor of a durable copy on this machine: `cp -a`'s kernel work (no hashing, no JavaScript per file)
+ * spread over one `cp` process per core, with the destination flushed over and over while they copy, as
+ * statesnap's durable backup flushes while it copies, and once more at the end. `find | xargs` makes the
+ * directories first (without their attributes: their share of the work is small), then hands every other
+ * entry, as it is listed, to `cp -a --parents` processes of a few thousand paths each.
+ */
+export async function cpAParallelSync(source: string, dest: string): Promise<void> {
+  await fsp.mkdir(dest);
+  await pipeCommands(
+    ['find', '.', '-mindepth', '1', '-type', 'd', '-print0'],
+    ['xargs', '-0', 'mkdir', '-p', '--'],
+    {
+      from: source,
+      to: dest,
+    },
+  );
+  let copying = true;
+  const flushing = (async () => {
+    while (copying) {
+      await syncFilesystemOf(dest);
+      await sleep(FLOOR_FLUSH_PAUSE_MS);
+    }
+  })();
+  try {
+    const cores = String(availableParallelism());
+    await pipeCommands(
+      ['find', '.', '!', '-type', 'd', '-print0'],
+      ['xargs', '-0', '-P', cores, '-n', FLOOR_PATHS_PER_CP, 'cp', '-a', '--parents', '-t', dest, '--'],
+      { from: source, to: source },
+    );
+  } finally {
+    copying = false;
+    await flushing;
+  }
+  await syncFilesystemOf(dest);
+}
+
 /** rsync's incremental copy: files unchanged since `previous` (same size and mtime) become hard links to it. */
 export function rsyncLinkDest(previous: string, source: string, dest: string): Promise<void> {
   return run('rsync', ['-a', `--link-dest=${previous}`, `${source}/`, `${dest}/`]);
@@ -99,9 +145,26 @@ export function cpAl(previous: string, dest: string): Promise<void> {
 /** `tar -C src -cf - . | tar -C dst -xf -`, the pipe joined at the fd level so no byte passes through Node. */
 export async function tarPipe(source: string, dest: string): Promise<void> {
   await fsp.mkdir(dest);
-  const create = spawn('tar', ['-C', source, '-cf', '-', '.'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const extract = spawn('tar', ['-C', dest, '-xf', '-'], { stdio: [create.stdout, 'ignore', 'pipe'] });
-  // extract has its own copy of the pipe's read end; ours, never read, would keep `create` from closing.
+  await pipeCommands(['tar', '-C', source, '-cf', '-', '.'], ['tar', '-C', dest, '-xf', '-'], {
+    from: source,
+    to: dest,
+  });
+}
+
+/** `producer | consumer`, run in the directories `from` and `to`, the pipe joined at the fd level. */
+async function pipeCommands(
+  producer: readonly [string, ...string[]],
+  consumer: readonly [string, ...string[]],
+  cwd: { from: string; to: string },
+): Promise<void> {
+  const [producerCommand, ...producerArgs] = producer;
+  const [consumerCommand, ...consumerArgs] = consumer;
+  const create = spawn(producerCommand, producerArgs, { stdio: ['ignore', 'pipe', 'pipe'], cwd: cwd.from });
+  const extract = spawn(consumerCommand, consumerArgs, {
+    stdio: [create.stdout, 'ignore', 'pipe'],
+    cwd: cwd.to,
+  });
+  // The consumer has its own copy of the pipe's read end; ours, never read, would keep the producer from closing.
   create.stdout.destroy();
   const finished = (child: ReturnType<typeof spawn>, name: string) =>
     new Promise<void>((resolveChild, rejectChild) => {
@@ -117,7 +180,7 @@ export async function tarPipe(source: string, dest: string): Promise<void> {
           : rejectChild(new Error(`${name} failed (${signal ?? `exit ${code}`}): ${stderr}`)),
       );
     });
-  await Promise.all([finished(create, 'tar -c'), finished(extract, 'tar -x')]);
+  await Promise.all([finished(create, producerCommand), finished(extract, consumerCommand)]);
 }
 
 export function duSb(source: string): Promise<void> {

@@ -16,6 +16,7 @@ import { ExcludeRules } from '../src/core/excludes.js';
 import {
   cpA,
   cpAl,
+  cpAParallelSync,
   duSb,
   loadFsExtraCopy,
   nodeCp,
@@ -29,7 +30,12 @@ import {
 import type { ProcessUsage } from './usage-probe.js';
 
 /** Cases other cases' ratios are taken against, per kind of case. */
-export const COPY_REFERENCES = ['cp-a', 'cp-a-sync', 'fs-cp'] as const satisfies readonly CaseId[];
+export const COPY_REFERENCES = [
+  'cp-a',
+  'cp-a-sync',
+  'cp-a-parallel-sync',
+  'fs-cp',
+] as const satisfies readonly CaseId[];
 export const WALK_REFERENCES = ['du-sb'] as const satisfies readonly CaseId[];
 export type ReferenceId = (typeof COPY_REFERENCES)[number] | (typeof WALK_REFERENCES)[number];
 
@@ -469,6 +475,10 @@ async function buildCase(id: CaseId): Promise<BenchCase | string> {
           await cpA(source, dest);
           await syncFilesystemOf(dest);
         })
+      );
+    case 'cp-a-parallel-sync':
+      return (
+        needs(['cp', 'sync']) ?? plainCase(id, 'cp -a per core + sync meanwhile', 'copy', cpAParallelSync)
       );
     case 'rsync-a':
       return needs(['rsync']) ?? plainCase(id, 'rsync -a', 'copy', rsyncA);

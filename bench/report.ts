@@ -7,11 +7,12 @@ import type { BenchResult, CaseResult, Spread, TargetResult } from './result.js'
 const REFERENCE_LABELS: Record<ReferenceId, string> = {
   'cp-a': '× cp -a',
   'cp-a-sync': '× cp -a + sync',
+  'cp-a-parallel-sync': '× floor',
   'fs-cp': '× fs.cp',
   'du-sb': '× du -sb',
 };
 
-const REFERENCE_ORDER: readonly ReferenceId[] = ['cp-a', 'cp-a-sync', 'fs-cp', 'du-sb'];
+const REFERENCE_ORDER: readonly ReferenceId[] = ['cp-a', 'cp-a-sync', 'cp-a-parallel-sync', 'fs-cp', 'du-sb'];
 
 const integer = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
 

@@ -5,6 +5,7 @@ export const CASE_IDS = [
   'cp-a',
   'statesnap-no-sync',
   'cp-a-sync',
+  'cp-a-parallel-sync',
   'statesnap',
   'statesnap-one-file',
   'statesnap-restore',

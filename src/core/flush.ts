@@ -7,8 +7,10 @@ import { spawn } from 'node:child_process';
 import { closeSync, fsyncSync, openSync } from 'node:fs';
 import { describeCause, StatesnapError } from './errors.js';
 
-// Start a background flush each time this much new data has been written (and none is running).
-const FLUSH_EVERY_BYTES = 256 * 1024 * 1024;
+// Start a background flush each time this much new data has been written (and none is running). At 256 MiB a
+// 220 MB store was flushed only at the end (0.35-0.4 s of a 1.3 s backup); at 64 MiB the end has ~70 ms left,
+// and a 1.6 GB store is as fast as at 256 MiB.
+const FLUSH_EVERY_BYTES = 64 * 1024 * 1024;
 
 function syncFilesystem(dir: string): Promise<void> {
   // `-f` (syncfs) flushes only the filesystem holding `dir`; other platforms' sync has no -f.

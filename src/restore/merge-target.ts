@@ -235,6 +235,8 @@ export class MergeTarget implements RestoreTarget {
   }
 
   async finish(): Promise<void> {
+    // Every file is written: their writeback runs while the directories get their attributes.
+    this.#flusher.start();
     applyDirectoryAttributes(this.#target, this.#dirs, { confineTo: this.#confineTo, ...this.#rules });
     await this.#flusher.finish();
   }

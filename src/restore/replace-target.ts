@@ -126,6 +126,8 @@ export class ReplaceTarget implements RestoreTarget {
 
   async finish(): Promise<void> {
     const { owners, modeMask } = this.#options;
+    // Every file is written: their writeback runs while the directories get their attributes.
+    this.#flusher.start();
     applyDirectoryAttributes(this.#staging, this.#dirs, { owners, modeMask });
     await this.#flusher.finish();
     pauseAt?.('staging-flushed');

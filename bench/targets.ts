@@ -165,6 +165,17 @@ export const TARGETS: readonly Target[] = [
   },
   {
     kind: 'ratio',
+    id: 'floor-vs-cp-sync-small',
+    issue: 11,
+    description: 'the floor (cp -a per core, flushed meanwhile) ≤ 0.6× (cp -a + sync)',
+    profile: 'oxios-small',
+    scale: 1,
+    caseId: 'cp-a-parallel-sync',
+    reference: 'cp-a-sync',
+    limit: 0.6,
+  },
+  {
+    kind: 'ratio',
     id: 'durable-vs-fs-cp',
     issue: 11,
     description: 'statesnap backup ≤ 0.15× fs.promises.cp',
@@ -182,6 +193,17 @@ export const TARGETS: readonly Target[] = [
     caseId: 'statesnap-restore',
     reference: 'cp-a-sync',
     limit: 0.5,
+  },
+  {
+    // A restore copies the same tree as a backup: the same floor.
+    kind: 'ratio',
+    id: 'restore-vs-floor',
+    issue: 11,
+    description: 'statesnap restore ≤ 1.0× the floor (cp -a per core, flushed meanwhile)',
+    ...OXIOS,
+    caseId: 'statesnap-restore',
+    reference: 'cp-a-parallel-sync',
+    limit: 1,
   },
   {
     kind: 'ratio',

@@ -72,7 +72,9 @@ describe('bench targets', () => {
         '11 durable-vs-cp-sync',
         // The floor the issue asks to measure, and statesnap against it.
         '11 floor-vs-cp-sync',
+        '11 floor-vs-cp-sync-small',
         '11 durable-vs-floor',
+        '11 restore-vs-floor',
         '11 durable-vs-cp-sync-small',
         '11 durable-vs-fs-cp',
         '11 restore-vs-cp-sync',

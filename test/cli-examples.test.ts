@@ -33,7 +33,7 @@ const SKIPPED = new Map<string, string>([
     'runs the full benchmark before comparing',
   ],
   [
-    'npx statesnap bench --profile oxios --iterations 3 --cases cp-a,statesnap-no-sync,cp-a-sync,statesnap,statesnap-one-file,statesnap-restore,fs-cp,statesnap-link-dest,statesnap-link-dest-1pct,snapshot-no-change,rsync-link-dest,cp-al,restic-no-change,s3-snapshot,s3-snapshot-no-change,s3-restore,restic-s3,du-sb,planner-walk',
+    'npx statesnap bench --profile oxios --iterations 3 --cases cp-a,statesnap-no-sync,cp-a-sync,cp-a-parallel-sync,statesnap,statesnap-one-file,statesnap-restore,fs-cp,statesnap-link-dest,statesnap-link-dest-1pct,snapshot-no-change,rsync-link-dest,cp-al,restic-no-change,s3-snapshot,s3-snapshot-no-change,s3-restore,restic-s3,du-sb,planner-walk',
     'the full oxios benchmark against every baseline, also to an S3 server: most of an hour',
   ],
   [
@@ -41,7 +41,7 @@ const SKIPPED = new Map<string, string>([
     'a check of the whole suite: about 3 minutes, with restic and S3 cases',
   ],
   [
-    'npx statesnap bench --profile oxios-small --iterations 5 --cases cp-a,statesnap-no-sync,cp-a-sync,statesnap,fs-cp',
+    'npx statesnap bench --profile oxios-small --iterations 5 --cases cp-a,statesnap-no-sync,cp-a-sync,cp-a-parallel-sync,statesnap,statesnap-one-file,fs-cp',
     'generates a 30k-file store and benchmarks it: minutes',
   ],
   [

@@ -7,7 +7,13 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { formatOwner, thisProcess } from '../dist/src/core/owner.js';
 import type { BackupPlan, BackupResult, RestorePlan, RestoreResult } from '../dist/src/index.js';
-import { expectBackupConsistent, listEntries } from './helpers/backup.js';
+import {
+  expectBackupConsistent,
+  expectOneLineError,
+  listEntries,
+  tryMount,
+  unmountAll,
+} from './helpers/backup.js';
 import { deadPid } from './helpers/restore.js';
 import { cleanup, createTree, file, readTree, runCli, symlink, tempDir } from './helpers/tree.js';
 
@@ -312,5 +318,24 @@ describe('generate', () => {
     const both = await runCli(['generate', '--json', '--scale', '1', '--files', '10', join(root, 'y')]);
     expect(both.exitCode).toBe(2);
     expect(readdirSync(root)).toEqual(['x']);
+  });
+
+  it('on a full disk: exit 1, one line naming the store and ENOSPC, no stack trace', async (ctx) => {
+    const small = join(tempDir(), 'small');
+    mkdirSync(small);
+    if (!tryMount(['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs'], small)) ctx.skip('cannot mount a tmpfs here');
+    try {
+      const run = await runCli(['generate', '--files', '2000', join(small, 'store')]);
+      expect(run.exitCode).toBe(1);
+      expectOneLineError(run, 'ERR_DEST_WRITE');
+      expect(run.stderr).toMatch(
+        /^statesnap: error: cannot write (the store in )?\S*\/small\/store\S*: .*ENOSPC/,
+      );
+      expect(run.stderr).not.toContain('internal error');
+      const json = await runCli(['generate', '--json', '--files', '2000', join(small, 'again')]);
+      expect(JSON.parse(json.stdout).error).toMatchObject({ code: 'ERR_DEST_WRITE' });
+    } finally {
+      unmountAll();
+    }
   });
 });

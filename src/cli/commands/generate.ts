@@ -2,7 +2,7 @@
 // benchmark) of a chosen profile and size, for trying statesnap on a store as large as the user's.
 
 import { Command } from 'clipanion';
-import { StatesnapError } from '../../core/errors.js';
+import { describeCause, outOfResourcesAt, StatesnapError } from '../../core/errors.js';
 import type { GeneratedStore } from '../../demo/generator.js';
 import { STORE_PROFILES } from '../../demo/profiles.js';
 import { BaseCommand } from '../base-command.js';
@@ -60,7 +60,13 @@ export class GenerateCommand extends BaseCommand {
     const { generateStore, scaleForFiles } = await import('../../demo/generator.js');
     const scale = this.files === undefined ? (this.scale ?? 1) : scaleForFiles(this.profile, this.files);
     const seed = this.seed ?? 1;
-    const store = await generateStore(prepareEmptyDir(this.dir), { profile: this.profile, scale, seed });
+    const root = prepareEmptyDir(this.dir);
+    let store: Awaited<ReturnType<typeof generateStore>>;
+    try {
+      store = await generateStore(root, { profile: this.profile, scale, seed });
+    } catch (error) {
+      throw writeFailure(root, error);
+    }
     const result: GenerateResult = {
       command: 'generate',
       ...store,
@@ -78,4 +84,23 @@ export class GenerateCommand extends BaseCommand {
         `${countOf(store.dirs, 'dir')} (profile ${this.profile}, scale ${Number(scale.toPrecision(4))}, seed ${seed})`,
     );
   }
+}
+
+/**
+ * A store that could not be written (a full disk, a read-only filesystem) is the destination's problem,
+ * reported on one line with the path the system named (a write by descriptor names none: then the store's
+ * folder) and its cause. What was written so far stays, incomplete.
+ */
+function writeFailure(root: string, error: unknown): unknown {
+  const failed = error as NodeJS.ErrnoException | null;
+  if (typeof failed?.code !== 'string' || failed.syscall === undefined) return error;
+  const path = typeof failed.path === 'string' ? failed.path : root;
+  return (
+    outOfResourcesAt(path, error) ??
+    new StatesnapError(
+      'ERR_DEST_WRITE',
+      `cannot write ${path === root ? `the store in ${root}` : path}: ${describeCause(error)} (the store is incomplete)`,
+      { path, cause: error },
+    )
+  );
 }

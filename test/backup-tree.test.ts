@@ -4,11 +4,19 @@
 
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, linkSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManifestSchema } from '../dist/src/format/manifest-schema.js';
-import { backup, restore } from '../dist/src/index.js';
+import { backup, restore, verify } from '../dist/src/index.js';
 import { expectBackupConsistent, type IndexLine, readManifestJson } from './helpers/backup.js';
 import {
   cleanup,
@@ -215,6 +223,47 @@ describe('manifest sections (the Oxios list_category rule)', () => {
     expectBackupConsistent(join(root, 'out'));
     // The temp file is excluded from the copy too, and the counted symlinks are not copied.
     expect(result.skipped).toMatchObject({ symlink: 2, excluded: 1 });
+  });
+
+  it('are counted from what the walk listed: a file written mid-run is counted exactly when it is copied', async () => {
+    const root = tempDir();
+    const source = join(root, 'src');
+    const facts: Record<string, ReturnType<typeof file>> = {};
+    // Enough files between the first and the last category that the walk is held back by the copy.
+    for (let i = 0; i < 5000; i++) facts[`f-${i}.json`] = file(`{"f":${i}}`);
+    await createTree(source, {
+      agent_groups: { 'g.json': file('g') },
+      memory: { facts },
+      sessions: { 's.md': file('s') },
+    });
+    const dest = join(root, 'out');
+    let written = false;
+    const result = await backup({
+      source,
+      dest,
+      sync: false,
+      threads: 1,
+      onProgress: () => {
+        if (written) return;
+        written = true;
+        // The walk has listed agent_groups (the first folder) and not yet reached sessions (the last).
+        writeFileSync(join(source, 'agent_groups', 'late.json'), 'late');
+        writeFileSync(join(source, 'sessions', 'late.json'), 'late');
+      },
+    });
+    expect(written).toBe(true);
+    const held = (category: string) =>
+      readdirSync(join(dest, category)).filter((name) => name.endsWith('.json') || name.endsWith('.md'));
+    expect(held('agent_groups')).toEqual(['g.json']);
+    expect(held('sessions').sort()).toEqual(['late.json', 's.md']);
+    const expected = [
+      { name: 'memory/facts', entry_count: 5000 },
+      { name: 'sessions', entry_count: 2 },
+      { name: 'agent_groups', entry_count: 1 },
+    ];
+    expect(result.sections).toEqual(expected);
+    expect(readManifestJson(dest).sections).toEqual(expected);
+    expect((await verify({ backup: dest })).notes).toEqual([]);
   });
 
   it('--category replaces the list, keeps its order, and ignores missing folders', async () => {

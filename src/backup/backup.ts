@@ -39,7 +39,7 @@ import {
   skippedCountsOf,
   unsafeRelativePathReason,
 } from '../format/manifest.js';
-import { computeSections } from '../format/sections.js';
+import { SectionCounter } from '../format/sections.js';
 import { checkDestination, LocalTreeWriter, type WriteCounts } from './backup-writer.js';
 import type { JoinCounts, LinkPlan, LinkSource } from './link-source.js';
 import { countFiles, DEFAULT_EXCLUDES, planSource } from './planner.js';
@@ -349,7 +349,12 @@ export function manifestOf(
 
 /** The manifest's sections for the store at `root`: Oxios' counts less what the excludes leave out. */
 export function sectionsOf(root: string, opts: ResolvedBackupOptions): Manifest['sections'] {
-  return computeSections(root, opts.categories, (rel, isDirectory) =>
+  return sectionCounterOf(root, opts).sections();
+}
+
+/** The same counts, taken from the walk's own listings of the category folders as it passes them. */
+function sectionCounterOf(root: string, opts: ResolvedBackupOptions): SectionCounter {
+  return new SectionCounter(root, opts.categories, (rel, isDirectory) =>
     opts.excludes.isExcluded(rel, isDirectory),
   );
 }
@@ -396,6 +401,8 @@ export async function copySource(
     joined: JoinCounts;
     /** The writer plans by the walk's sizes (object storage packs files by them before reading one). */
     plansBySize: boolean;
+    /** Counts the manifest's sections from the walk's listings. */
+    sections?: SectionCounter;
   },
   report: (progress: ProgressReport<BackupProgress>) => void,
 ): Promise<Tally> {
@@ -414,7 +421,11 @@ export async function copySource(
   try {
     // A local backup's workers stat the files they copy or link (and apply the change rule there); object
     // storage packs files by the sizes the walk's lstat gives, and plans their links from it.
-    const planned = planSource(source, { ...opts, statFiles: into.plansBySize });
+    const planned = planSource(source, {
+      ...opts,
+      statFiles: into.plansBySize,
+      listed: into.sections && ((dir, entries, names) => into.sections!.listed(dir, entries, names)),
+    });
     // The previous backup's index is read with the schema: loaded only by a backup that links.
     const linking = link && (await import('./link-source.js'));
     const entries = !linking
@@ -456,7 +467,12 @@ async function planBackup(
 ): Promise<BackupPlan> {
   const replacesExisting = checkDestination(paths.write, { force: opts.force, given: opts.dest });
   // A dry run counts bytes, so it stats every file, as the real run learns sizes only as it reads.
-  let source = planSource(paths.read, { ...opts, statFiles: true });
+  const counter = sectionCounterOf(paths.read, opts);
+  let source = planSource(paths.read, {
+    ...opts,
+    statFiles: true,
+    listed: (dir, entries, names) => counter.listed(dir, entries, names),
+  });
   let linkPlan: BackupPlan['linkPlan'] = null;
   if (opts.linkDest !== null) {
     // The link source the real run would use (or refuse), joined with the walk by the same change rule.
@@ -468,8 +484,8 @@ async function planBackup(
       linkPlan,
     );
   }
-  const sections = sectionsOf(paths.read, opts);
   const tally = await run.survey({ source, policy: fileErrorPolicy(paths.read, opts.onFileError) });
+  const sections = counter.sections();
   return {
     ...summaryOf(run, opts, paths, { tally, sections, started }),
     dryRun: true,
@@ -529,13 +545,20 @@ async function makeBackup(
     // One instant for both: the start a later snapshot's racy check compares source timestamps with.
     const startedAt = Date.now();
     const createdAt = new Date(startedAt).toISOString();
-    const tally = await copySource(run, opts, source, { writer, link, joined, plansBySize: false }, report);
+    const counter = sectionCounterOf(source, opts);
+    const tally = await copySource(
+      run,
+      opts,
+      source,
+      { writer, link, joined, plansBySize: false, sections: counter },
+      report,
+    );
     report(progressOf('finishing', tally, null));
     const index = writer.sealIndex();
     const root = writer.rootRecord();
     pauseAt?.('index-sealed');
-    // Counted while the copied files are flushed, rather than before the copy could start.
-    const sections = sectionsOf(source, opts);
+    // Categories the walk did not list are listed while the copied files are flushed.
+    const sections = counter.sections();
     const summary = summaryOf(run, opts, paths, { tally, sections, started });
     const { files, dirs, bytes, skipped, warnings } = summary;
     const { bytesNew, ...written } = writer.counts;

@@ -6,7 +6,7 @@ import { type Dirent, readdirSync } from 'node:fs';
 import type { ExcludeRules } from '../core/excludes.js';
 import { CAN_LOCATE_FDS } from '../core/paths.js';
 import type { EntrySource } from '../core/pipeline.js';
-import { walk } from '../core/walk.js';
+import { type WalkOptions, walk } from '../core/walk.js';
 import { RESERVED_ROOT_NAMES } from '../format/manifest.js';
 
 export { DEFAULT_EXCLUDES } from '../core/excludes.js';
@@ -21,6 +21,8 @@ export interface PlanOptions {
    * files are planned by name and the workers learn their sizes (a copy stats the descriptor it opens anyway).
    */
   statFiles: boolean;
+  /** Sees each directory's listing as the walk reads it (the manifest's sections are counted from them). */
+  listed?: WalkOptions['listed'];
 }
 
 /**
@@ -47,6 +49,7 @@ export function planSource(root: string, options: PlanOptions): EntrySource {
           reservedRootNames: RESERVED_ROOT_NAMES,
           signal,
           statFiles,
+          listed: options.listed,
         },
         sink,
       ),

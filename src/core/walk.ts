@@ -75,6 +75,12 @@ export interface WalkOptions {
    * type and directories are still lstat'ed. @default true
    */
   statFiles?: boolean;
+  /** Sees each directory's listing before its entries are visited, with their names (null: the entries' own). */
+  listed?: (
+    dirRel: string,
+    entries: readonly (Dirent | Dirent<Buffer>)[],
+    names: readonly string[] | null,
+  ) => void;
 }
 
 // How many entries are handled between two yields to the event loop, so pool results keep flowing.
@@ -267,6 +273,7 @@ export async function walk(root: string, options: WalkOptions, sink: EntrySink):
       }
       const listed: ListedDir = { rel: dirRel, path, base };
       const { entries, names } = listing;
+      options.listed?.(dirRel, entries, names);
       const subdirectories: string[] = [];
       for (const i of canonicalOrder(entries, names)) {
         const entry = entries[i]!;

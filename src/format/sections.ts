@@ -7,33 +7,68 @@ import { type Manifest, unsafeRelativePathReason } from './manifest.js';
 /** Oxios' `list_category`: entries directly in the folder whose name ends in .md or .json, of any type (links included). */
 function listCategory(root: string, category: string): Dirent[] {
   try {
-    return readdirSync(join(root, category), { withFileTypes: true }).filter(
-      (entry) => entry.name.endsWith('.md') || entry.name.endsWith('.json'),
+    return readdirSync(join(root, category), { withFileTypes: true }).filter((entry) =>
+      isCounted(entry.name),
     );
   } catch {
     return []; // Oxios skips a category it cannot list
   }
 }
 
+function isCounted(name: string): boolean {
+  return name.endsWith('.md') || name.endsWith('.json');
+}
+
+type IsExcluded = (rel: string, isDirectory: boolean) => boolean;
+
 /**
- * The sections of a store about to be backed up: what Oxios' create_backup would record for `root`, minus the
+ * The sections of a store being backed up: what Oxios' create_backup would record for `root`, minus the
  * entries the backup leaves out by its exclude patterns, so the manifest never claims content the backup lacks.
  * Without excludes that match counted names (the default `**\/*.tmp` never does) they equal Oxios' exactly.
  * `isExcluded` answers for a path and the folders above it, as the walk leaves an excluded folder out whole.
+ * A category folder the backup's walk lists is counted from that listing (`listed`), so a file written there
+ * after the walk passed is neither copied nor counted; one the walk never lists (behind a symlink, which Oxios
+ * follows and the walk does not, or missing) is listed when the sections are asked for.
  */
-export function computeSections(
-  root: string,
-  categories: readonly string[],
-  isExcluded: (rel: string, isDirectory: boolean) => boolean,
-): Manifest['sections'] {
-  return categories
-    .map((name) => ({
-      name,
-      entry_count: listCategory(root, name).filter(
-        (entry) => !isExcluded(`${name}/${entry.name}`, entry.isDirectory()),
-      ).length,
-    }))
-    .filter((section) => section.entry_count > 0);
+export class SectionCounter {
+  readonly #root: string;
+  readonly #categories: readonly string[];
+  readonly #isExcluded: IsExcluded;
+  readonly #counted = new Map<string, number>();
+
+  constructor(root: string, categories: readonly string[], isExcluded: IsExcluded) {
+    this.#root = root;
+    this.#categories = categories;
+    this.#isExcluded = isExcluded;
+  }
+
+  /** A folder the walk listed, with its entries' names (`names`, or the entries' own when null). */
+  listed(
+    dirRel: string,
+    entries: readonly (Dirent | Dirent<Buffer>)[],
+    names: readonly string[] | null,
+  ): void {
+    if (!this.#categories.includes(dirRel)) return;
+    let count = 0;
+    entries.forEach((entry, i) => {
+      const name = names?.[i] ?? (entry.name as string);
+      if (isCounted(name) && !this.#isExcluded(`${dirRel}/${name}`, entry.isDirectory())) count++;
+    });
+    this.#counted.set(dirRel, count);
+  }
+
+  sections(): Manifest['sections'] {
+    return this.#categories
+      .map((name) => ({
+        name,
+        entry_count:
+          this.#counted.get(name) ??
+          listCategory(this.#root, name).filter(
+            (entry) => !this.#isExcluded(`${name}/${entry.name}`, entry.isDirectory()),
+          ).length,
+      }))
+      .filter((section) => section.entry_count > 0);
+  }
 }
 
 /**

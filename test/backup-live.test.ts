@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { generateStore } from '../dist/src/demo/generator.js';
 import { type BackupResult, backup } from '../dist/src/index.js';
-import { expectBackupConsistent, findMarker } from './helpers/backup.js';
+import { atFirstProgress, expectBackupConsistent, findMarker } from './helpers/backup.js';
 import { startPausedCli } from './helpers/pause.js';
 import { cleanup, createTree, file, fingerprintTree, type Tree, tempDir } from './helpers/tree.js';
 
@@ -213,19 +213,11 @@ describe('files that vanish while the backup runs', () => {
     const source = join(root, 'src');
     const generated = await generateStore(source, { profile: 'oxios', scale: 0.02 });
     const dest = join(root, 'backup');
-    let deleted = false;
     // The first finished batch: by then the planner has queued more batches than have been copied.
-    const result = await backup({
-      source,
-      dest,
-      sync: false,
-      threads: 1,
-      onProgress: () => {
-        if (deleted) return;
-        deleted = true;
-        for (const name of readdirSync(source)) rmSync(join(source, name), { recursive: true });
-      },
+    const deletion = atFirstProgress(() => {
+      for (const name of readdirSync(source)) rmSync(join(source, name), { recursive: true });
     });
+    const result = await backup({ source, dest, sync: false, threads: 1, onProgress: deletion.onProgress });
     expect(result.exitCode).toBe(3);
     expect(result.warnings.byProblem.vanished).toBeGreaterThan(100);
     expect(result.warnings.list.length).toBe(Math.min(result.warnings.count, 1000));

@@ -17,7 +17,12 @@ import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManifestSchema } from '../dist/src/format/manifest-schema.js';
 import { backup, restore, verify } from '../dist/src/index.js';
-import { expectBackupConsistent, type IndexLine, readManifestJson } from './helpers/backup.js';
+import {
+  atFirstProgress,
+  expectBackupConsistent,
+  type IndexLine,
+  readManifestJson,
+} from './helpers/backup.js';
 import {
   cleanup,
   closeSockets,
@@ -237,21 +242,13 @@ describe('manifest sections (the Oxios list_category rule)', () => {
       sessions: { 's.md': file('s') },
     });
     const dest = join(root, 'out');
-    let written = false;
-    const result = await backup({
-      source,
-      dest,
-      sync: false,
-      threads: 1,
-      onProgress: () => {
-        if (written) return;
-        written = true;
-        // The walk has listed agent_groups (the first folder) and not yet reached sessions (the last).
-        writeFileSync(join(source, 'agent_groups', 'late.json'), 'late');
-        writeFileSync(join(source, 'sessions', 'late.json'), 'late');
-      },
+    const late = atFirstProgress(() => {
+      // The walk has listed agent_groups (the first folder) and not yet reached sessions (the last).
+      writeFileSync(join(source, 'agent_groups', 'late.json'), 'late');
+      writeFileSync(join(source, 'sessions', 'late.json'), 'late');
     });
-    expect(written).toBe(true);
+    const result = await backup({ source, dest, sync: false, threads: 1, onProgress: late.onProgress });
+    expect(late.ran).toBe(true);
     const held = (category: string) =>
       readdirSync(join(dest, category)).filter((name) => name.endsWith('.json') || name.endsWith('.md'));
     expect(held('agent_groups')).toEqual(['g.json']);

@@ -20,6 +20,7 @@ function isCounted(name: string): boolean {
 }
 
 type IsExcluded = (rel: string, isDirectory: boolean) => boolean;
+type Listed = Dirent | Dirent<Buffer>;
 
 /**
  * The sections of a store being backed up: what Oxios' create_backup would record for `root`, minus the
@@ -43,31 +44,26 @@ export class SectionCounter {
   }
 
   /** A folder the walk listed, with its entries' names (`names`, or the entries' own when null). */
-  listed(
-    dirRel: string,
-    entries: readonly (Dirent | Dirent<Buffer>)[],
-    names: readonly string[] | null,
-  ): void {
-    if (!this.#categories.includes(dirRel)) return;
-    let count = 0;
-    entries.forEach((entry, i) => {
-      const name = names?.[i] ?? (entry.name as string);
-      if (isCounted(name) && !this.#isExcluded(`${dirRel}/${name}`, entry.isDirectory())) count++;
-    });
-    this.#counted.set(dirRel, count);
+  listed(dirRel: string, entries: readonly Listed[], names: readonly string[] | null): void {
+    if (this.#categories.includes(dirRel)) this.#counted.set(dirRel, this.#count(dirRel, entries, names));
   }
 
   sections(): Manifest['sections'] {
     return this.#categories
       .map((name) => ({
         name,
-        entry_count:
-          this.#counted.get(name) ??
-          listCategory(this.#root, name).filter(
-            (entry) => !this.#isExcluded(`${name}/${entry.name}`, entry.isDirectory()),
-          ).length,
+        entry_count: this.#counted.get(name) ?? this.#count(name, listCategory(this.#root, name), null),
       }))
       .filter((section) => section.entry_count > 0);
+  }
+
+  #count(category: string, entries: readonly Listed[], names: readonly string[] | null): number {
+    let count = 0;
+    entries.forEach((entry, i) => {
+      const name = names?.[i] ?? (entry.name as string);
+      if (isCounted(name) && !this.#isExcluded(`${category}/${name}`, entry.isDirectory())) count++;
+    });
+    return count;
   }
 }
 

@@ -154,6 +154,24 @@ export function expectOneLineError(run: CliRun, code: string): void {
   expect(lines[0]).toContain(`[${code}]`);
 }
 
+/**
+ * An `onProgress` that does `action` once, at the first report: after the first finished batch, when the walk
+ * has planned more than has been copied. `ran` says whether it did.
+ */
+export function atFirstProgress(action: () => void): { onProgress: () => void; readonly ran: boolean } {
+  let ran = false;
+  return {
+    onProgress: () => {
+      if (ran) return;
+      ran = true;
+      action();
+    },
+    get ran() {
+      return ran;
+    },
+  };
+}
+
 const mounted: string[] = [];
 
 /** Runs `mount <args> <target>`; false (and nothing to undo) where this machine does not allow it. */

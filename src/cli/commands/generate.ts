@@ -2,7 +2,7 @@
 // benchmark) of a chosen profile and size, for trying statesnap on a store as large as the user's.
 
 import { Command } from 'clipanion';
-import { describeCause, outOfResourcesAt, StatesnapError } from '../../core/errors.js';
+import { describeCause, isSystemErrorUnder, outOfResourcesAt, StatesnapError } from '../../core/errors.js';
 import type { GeneratedStore } from '../../demo/generator.js';
 import { STORE_PROFILES } from '../../demo/profiles.js';
 import { BaseCommand } from '../base-command.js';
@@ -92,9 +92,9 @@ export class GenerateCommand extends BaseCommand {
  * folder) and its cause. What was written so far stays, incomplete.
  */
 function writeFailure(root: string, error: unknown): unknown {
-  const failed = error as NodeJS.ErrnoException | null;
-  if (typeof failed?.code !== 'string' || failed.syscall === undefined) return error;
-  const path = typeof failed.path === 'string' ? failed.path : root;
+  if (!isSystemErrorUnder(error, [root])) return error;
+  const named = (error as { path?: unknown }).path;
+  const path = typeof named === 'string' ? named : root;
   return (
     outOfResourcesAt(path, error) ??
     new StatesnapError(
